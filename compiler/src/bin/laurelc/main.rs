@@ -1,0 +1,323 @@
+//! The `laurelc` command line: a thin shell over the `laurelc` library.
+//!
+//! Exit codes: 0 success, 1 a check failed, 2 bad input or usage.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use laurelc::check::{CheckOptions, check_models};
+use laurelc::onnx::ExportOptions;
+use laurelc::pipeline::{PipelineOptions, compile_file};
+
+/// laurelc: add LAuReL residual connections to ONNX models, fuse them, run them on tract.
+#[derive(Debug, Parser)]
+#[command(name = "laurelc", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    compile: CompileArgs,
+}
+
+/// `laurelc MODEL -o OUT`: run the pipeline.
+#[derive(Debug, Args)]
+struct CompileArgs {
+    /// The input model.
+    #[arg(required = true)]
+    model: Option<PathBuf>,
+    /// Where to write the result.
+    #[arg(short, long, required = true)]
+    output: Option<PathBuf>,
+    /// Run no pass: a pure import → export round trip.
+    #[arg(long)]
+    no_passes: bool,
+    /// Allow OUT to be the input file.
+    #[arg(long)]
+    force: bool,
+    /// Write initializers of at least 1 KiB to `OUT.data` (automatic above 2 GiB).
+    #[arg(long)]
+    external_data: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a model on tract and print a summary of each output.
+    Run(RunArgs),
+    /// Run two models on the same inputs and compare their outputs (exit 1 if they differ).
+    Check(CheckArgs),
+    /// Print a summary of a model.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The model.
+    model: PathBuf,
+    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
+    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
+    inputs: Vec<String>,
+    /// Write each output to DIR/<output name>.npy.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Seed for random inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The value of a symbolic dimension, as NAME=VALUE (default 1).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    dims: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The reference model.
+    a: PathBuf,
+    /// The model to compare with it.
+    b: PathBuf,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = 1e-4)]
+    rtol: f64,
+    /// Absolute tolerance.
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
+    /// Seed for random inputs (run k uses seed + k).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of random input sets.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// The value of a symbolic dimension, as NAME=VALUE (default 1).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    dims: Vec<String>,
+    /// An input from a .npy file, as NAME=FILE.npy.
+    #[arg(long = "input", value_name = "NAME=FILE")]
+    inputs: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The model.
+    model: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An error that means "a check failed" (exit 1) rather than bad input (exit 2).
+#[derive(Debug)]
+struct CheckFailed;
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("outputs differ beyond tolerance")
+    }
+}
+impl std::error::Error for CheckFailed {}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<CheckFailed>() => {
+            eprintln!("laurelc: check failed: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("laurelc: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Some(Command::Run(a)) => run(&a),
+        Some(Command::Check(a)) => check(&a),
+        Some(Command::Inspect(a)) => inspect(&a),
+        None => compile(&cli.compile),
+    }
+}
+
+fn compile(a: &CompileArgs) -> Result<()> {
+    let (Some(model), Some(output)) = (&a.model, &a.output) else {
+        bail!("usage: laurelc MODEL -o OUT (see --help)");
+    };
+    let opts = PipelineOptions {
+        no_passes: a.no_passes,
+        force: a.force,
+        export: ExportOptions { external_data: a.external_data, ..ExportOptions::default() },
+    };
+    let report = compile_file(model, output, &opts)?;
+    let passes = if report.passes.is_empty() { "none".to_string() } else { report.passes.join(", ") };
+    println!(
+        "{} -> {}: {} ops in, {} ops out, passes: {passes}, {} bytes written",
+        model.display(),
+        output.display(),
+        report.ops_before,
+        report.ops_after,
+        report.export.model_bytes
+    );
+    if let Some(side) = &report.export.external_file {
+        println!(
+            "external data: {} tensors, {} bytes in {}",
+            report.export.external_tensors,
+            report.export.external_bytes,
+            side.display()
+        );
+    }
+    Ok(())
+}
+
+fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
+    dims.iter()
+        .map(|d| {
+            let (k, v) = d.split_once('=').with_context(|| format!("--dim `{d}`: expected NAME=VALUE"))?;
+            let v: i64 = v.parse().with_context(|| format!("--dim `{d}`: `{v}` is not an integer"))?;
+            if v < 0 {
+                bail!("--dim `{d}`: a dimension cannot be negative");
+            }
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+fn parse_inputs(inputs: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    inputs
+        .iter()
+        .map(|s| {
+            let (k, v) = s.split_once('=').with_context(|| format!("--input `{s}`: expected NAME=FILE.npy"))?;
+            Ok((k.to_string(), PathBuf::from(v)))
+        })
+        .collect()
+}
+
+/// Output names made safe as file names: anything outside `[A-Za-z0-9_.-]` becomes `_`.
+fn file_stem(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' })
+        .collect();
+    if s.is_empty() || s.starts_with('.') { format!("_{s}") } else { s }
+}
+
+fn run(a: &RunArgs) -> Result<()> {
+    let dims = parse_dims(&a.dims)?;
+    let model = laurelc::check::load(&a.model, &dims)?;
+    let mut files = Vec::new();
+    let mut npz = Vec::new();
+    for s in &a.inputs {
+        if s.contains('=') {
+            files.extend(parse_inputs(std::slice::from_ref(s))?);
+        } else {
+            npz.extend(laurel_runtime::read_npz(Path::new(s))?);
+        }
+    }
+    let mut inputs = laurelc::check::make_inputs(&model, &files, a.seed)?;
+    for (name, t) in npz {
+        inputs.retain(|(n, _)| *n != name);
+        inputs.push((name, t));
+    }
+    let outputs = model.run(inputs)?;
+    if let Some(dir) = &a.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
+    }
+    for (name, t) in &outputs {
+        let s = laurel_runtime::summarize(t);
+        println!(
+            "{name}\t{}{:?}\tmin={:.6} max={:.6} mean={:.6} std={:.6}{}",
+            s.dtype,
+            s.shape,
+            s.min,
+            s.max,
+            s.mean,
+            s.std,
+            if s.nan_count > 0 { format!(" nan={}", s.nan_count) } else { String::new() }
+        );
+        if let Some(dir) = &a.out_dir {
+            let path = dir.join(format!("{}.npy", file_stem(name)));
+            laurel_runtime::write_npy(&path, t)?;
+        }
+    }
+    Ok(())
+}
+
+fn check(a: &CheckArgs) -> Result<()> {
+    if !(a.rtol >= 0.0 && a.atol >= 0.0) {
+        bail!("--rtol and --atol must be non-negative numbers");
+    }
+    let opts = CheckOptions {
+        rtol: a.rtol,
+        atol: a.atol,
+        seed: a.seed,
+        runs: a.runs,
+        dims: parse_dims(&a.dims)?,
+        inputs: parse_inputs(&a.inputs)?,
+    };
+    let report = check_models(&a.a, &a.b, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{:<40} {:>12} {:>12} {:>10}  status", "output", "max_abs", "max_rel", "mismatches");
+        for o in &report.outputs {
+            let status = if o.ok { "ok" } else if o.incompatible { "INCOMPATIBLE" } else { "DIFFERS" };
+            println!("{:<40} {:>12.3e} {:>12.3e} {:>10}  {status}", o.name, o.max_abs, o.max_rel, o.mismatches);
+        }
+        println!(
+            "{} runs, rtol={}, atol={}: {}",
+            report.runs,
+            a.rtol,
+            a.atol,
+            if report.passed { "PASS" } else { "FAIL" }
+        );
+    }
+    if report.passed { Ok(()) } else { Err(CheckFailed.into()) }
+}
+
+fn inspect(a: &InspectArgs) -> Result<()> {
+    let model = laurelc::onnx::import_path(&a.model)?;
+    let s = laurelc::inspect::summarize(&model);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("model: {}", a.model.display());
+    println!("ir_version: {}", s.ir_version);
+    let opsets: Vec<String> = s
+        .opsets
+        .iter()
+        .map(|(d, v)| format!("{}={v}", if d.is_empty() { "ai.onnx" } else { d }))
+        .collect();
+    println!("opsets: {}", opsets.join(", "));
+    if !s.producer.is_empty() {
+        println!("producer: {}", s.producer);
+    }
+    let fmt_value = |v: &laurelc::inspect::ValueSummary| {
+        let shape = v.shape.as_ref().map_or_else(|| "unknown rank".to_string(), |d| format!("[{}]", d.join(", ")));
+        format!("  {} {} {shape}", v.name, v.dtype)
+    };
+    println!("inputs:");
+    s.inputs.iter().for_each(|v| println!("{}", fmt_value(v)));
+    println!("outputs:");
+    s.outputs.iter().for_each(|v| println!("{}", fmt_value(v)));
+    println!("nodes: {} ({} with subgraphs)", s.node_count, s.ops_with_subgraphs);
+    for (op, n) in &s.op_counts {
+        println!("  {op}: {n}");
+    }
+    println!("parameters: {} ({} bytes)", s.parameter_count, s.parameter_bytes);
+    println!("external data: {}", if s.external_data { "yes" } else { "no" });
+    if s.functions > 0 {
+        println!("functions: {}", s.functions);
+    }
+    Ok(())
+}

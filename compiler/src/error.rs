@@ -1,0 +1,128 @@
+//! The compiler library's error type.
+//!
+//! Every error names the model it concerns (a file path, or a label for models
+//! read from memory) and, where one applies, the node. The CLI maps every
+//! variant to exit code 2 ("bad input or usage").
+
+use std::path::PathBuf;
+
+/// Errors from importing, validating, transforming and exporting models.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened, read, mapped or written.
+    #[error("{path}: {action}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What was being done, for example "cannot read".
+        action: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has zero bytes.
+    #[error("{model}: the file is empty")]
+    Empty {
+        /// The model concerned.
+        model: String,
+    },
+    /// The bytes are not a valid ONNX `ModelProto` (not protobuf, or truncated).
+    #[error("{model}: not a valid ONNX model (protobuf decoding failed: {message})")]
+    Decode {
+        /// The model concerned.
+        model: String,
+        /// The protobuf decoder's message.
+        message: String,
+    },
+    /// The model has no graph.
+    #[error("{model}: the model has no graph")]
+    NoGraph {
+        /// The model concerned.
+        model: String,
+    },
+    /// The graph's nodes form a cycle.
+    #[error("{model}: the graph has a cycle through node {node}")]
+    Cycle {
+        /// The model concerned.
+        model: String,
+        /// A node on the cycle.
+        node: String,
+    },
+    /// A node reads a value that nothing produces.
+    #[error(
+        "{model}: node {node} reads `{value}`, which no node, graph input or initializer produces"
+    )]
+    DanglingInput {
+        /// The model concerned.
+        model: String,
+        /// The reading node.
+        node: String,
+        /// The value name.
+        value: String,
+    },
+    /// A value name is produced twice.
+    #[error("{model}: value `{value}` is produced twice (by {first} and by {second})")]
+    DuplicateValue {
+        /// The model concerned.
+        model: String,
+        /// The value name.
+        value: String,
+        /// The first producer.
+        first: String,
+        /// The second producer.
+        second: String,
+    },
+    /// A graph output name is listed twice.
+    #[error("{model}: graph output `{value}` is listed more than once")]
+    DuplicateOutput {
+        /// The model concerned.
+        model: String,
+        /// The output name.
+        value: String,
+    },
+    /// A graph output that nothing produces.
+    #[error("{model}: graph output `{value}` is not produced by any node, input or initializer")]
+    MissingOutput {
+        /// The model concerned.
+        model: String,
+        /// The output name.
+        value: String,
+    },
+    /// External tensor data that is missing, malformed or outside the model directory.
+    #[error("{model}: tensor `{tensor}`: external data: {reason}")]
+    ExternalData {
+        /// The model concerned.
+        model: String,
+        /// The tensor name.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The output path is the input path and `--force` was not given.
+    #[error("{path}: refusing to overwrite the input model (pass --force to allow it)")]
+    WouldOverwriteInput {
+        /// The path concerned.
+        path: PathBuf,
+    },
+    /// The output's directory does not exist.
+    #[error("{path}: the output directory does not exist")]
+    MissingOutputDir {
+        /// The output path.
+        path: PathBuf,
+    },
+    /// Protobuf encoding failed while writing.
+    #[error("{path}: cannot encode the model: {message}")]
+    Encode {
+        /// The output path.
+        path: PathBuf,
+        /// The encoder's message.
+        message: String,
+    },
+    /// A runtime (tract) error, passed through with its context.
+    #[error(transparent)]
+    Runtime(#[from] laurel_runtime::RuntimeError),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,185 @@
+//! Model summaries for `laurelc inspect`.
+
+use std::collections::BTreeMap;
+
+use onnx_protobuf::type_proto;
+use onnx_protobuf::tensor_shape_proto::dimension;
+use onnx_protobuf::{TypeProto, ValueInfoProto};
+use serde::Serialize;
+
+use crate::ir::{Model, Node};
+use crate::onnx::external::element_size;
+use crate::onnx::subgraph::has_subgraphs;
+
+/// A graph input or output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValueSummary {
+    /// The value name.
+    pub name: String,
+    /// Element type (`float32`, `int64`, …), or the kind of a non-tensor type.
+    pub dtype: String,
+    /// Dimensions: numbers, symbol names, or `?` when unknown. `None` for an unknown rank.
+    pub shape: Option<Vec<String>>,
+}
+
+/// A summary of a model, as `laurelc inspect` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    /// The `ir_version` field.
+    pub ir_version: i64,
+    /// Opset imports: domain (`""` is the default ONNX domain) → version.
+    pub opsets: BTreeMap<String, i64>,
+    /// `producer_name` and `producer_version`.
+    pub producer: String,
+    /// Graph inputs that are not initializers.
+    pub inputs: Vec<ValueSummary>,
+    /// Graph outputs.
+    pub outputs: Vec<ValueSummary>,
+    /// Op nodes of the main graph.
+    pub node_count: usize,
+    /// Op counts by type, `domain:Op` outside the default domain.
+    pub op_counts: BTreeMap<String, usize>,
+    /// Ops holding subgraphs (`If`, `Loop`, `Scan`): their insides are not counted above.
+    pub ops_with_subgraphs: usize,
+    /// Elements in all initializers (dense and sparse).
+    pub parameter_count: u64,
+    /// Bytes of initializer data.
+    pub parameter_bytes: u64,
+    /// Whether any initializer was read from external data.
+    pub external_data: bool,
+    /// Model-local functions.
+    pub functions: usize,
+}
+
+/// Summarises a model. O(V + E).
+#[must_use]
+pub fn summarize(model: &Model) -> ModelSummary {
+    let g = &model.graph;
+    let h = &model.header;
+    let opsets = h.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
+    let producer = format!("{} {}", h.producer_name, h.producer_version).trim().to_string();
+    let init_names: std::collections::HashSet<&str> = g
+        .initializers
+        .iter()
+        .chain(&g.sparse_initializers)
+        .flat_map(|&n| g.dag[n].outputs())
+        .collect();
+    let inputs = g
+        .inputs
+        .iter()
+        .filter_map(|&n| match &g.dag[n] {
+            Node::Input(v) if !init_names.contains(v.name.as_str()) => Some(value_summary(v)),
+            _ => None,
+        })
+        .collect();
+    let outputs = g.header.output.iter().map(value_summary).collect();
+    let mut op_counts = BTreeMap::new();
+    let mut ops_with_subgraphs = 0;
+    for &n in &g.op_order {
+        if let Node::Op(op) = &g.dag[n] {
+            let key = if op.proto.domain.is_empty() || op.proto.domain == "ai.onnx" {
+                op.proto.op_type.clone()
+            } else {
+                format!("{}:{}", op.proto.domain, op.proto.op_type)
+            };
+            *op_counts.entry(key).or_insert(0) += 1;
+            ops_with_subgraphs += usize::from(has_subgraphs(&op.proto));
+        }
+    }
+    let mut parameter_count = 0u64;
+    let mut parameter_bytes = 0u64;
+    let mut external_data = false;
+    for &n in &g.initializers {
+        if let Node::Initializer(init) = &g.dag[n] {
+            let elems = init.proto.dims.iter().map(|&d| u64::try_from(d).unwrap_or(0)).product::<u64>();
+            parameter_count += elems;
+            parameter_bytes += element_size(init.proto.data_type).map_or_else(
+                || init.proto.raw_data.len() as u64,
+                |s| elems * s as u64,
+            );
+            external_data |= init.external.is_some();
+        }
+    }
+    for &n in &g.sparse_initializers {
+        if let Node::SparseInitializer(s) = &g.dag[n] {
+            let nnz = s.values.dims.iter().map(|&d| u64::try_from(d).unwrap_or(0)).product::<u64>();
+            parameter_count += nnz;
+            parameter_bytes += element_size(s.values.data_type).map_or(0, |e| nnz * e as u64);
+        }
+    }
+    ModelSummary {
+        ir_version: h.ir_version,
+        opsets,
+        producer,
+        inputs,
+        outputs,
+        node_count: g.op_count(),
+        op_counts,
+        ops_with_subgraphs,
+        parameter_count,
+        parameter_bytes,
+        external_data,
+        functions: h.functions.len(),
+    }
+}
+
+/// The summary of a value's declared type.
+#[must_use]
+pub fn value_summary(v: &ValueInfoProto) -> ValueSummary {
+    let (dtype, shape) = v.type_.as_ref().map_or(("unknown".into(), None), type_summary);
+    ValueSummary { name: v.name.clone(), dtype, shape }
+}
+
+fn type_summary(t: &TypeProto) -> (String, Option<Vec<String>>) {
+    match &t.value {
+        Some(type_proto::Value::TensorType(tt)) => {
+            let shape = tt.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(dimension::Value::DimValue(v)) => v.to_string(),
+                        Some(dimension::Value::DimParam(p)) => p.clone(),
+                        _ => "?".into(),
+                    })
+                    .collect()
+            });
+            (dtype_name(tt.elem_type).into(), shape)
+        }
+        Some(type_proto::Value::SequenceType(_)) => ("sequence".into(), None),
+        Some(type_proto::Value::MapType(_)) => ("map".into(), None),
+        Some(type_proto::Value::OptionalType(_)) => ("optional".into(), None),
+        Some(type_proto::Value::SparseTensorType(_)) => ("sparse_tensor".into(), None),
+        _ => ("unknown".into(), None),
+    }
+}
+
+/// The name of an ONNX `TensorProto.DataType` value.
+#[must_use]
+pub fn dtype_name(t: i32) -> &'static str {
+    match t {
+        1 => "float32",
+        2 => "uint8",
+        3 => "int8",
+        4 => "uint16",
+        5 => "int16",
+        6 => "int32",
+        7 => "int64",
+        8 => "string",
+        9 => "bool",
+        10 => "float16",
+        11 => "float64",
+        12 => "uint32",
+        13 => "uint64",
+        14 => "complex64",
+        15 => "complex128",
+        16 => "bfloat16",
+        17 => "float8e4m3fn",
+        18 => "float8e4m3fnuz",
+        19 => "float8e5m2",
+        20 => "float8e5m2fnuz",
+        21 => "uint4",
+        22 => "int4",
+        23 => "float4e2m1",
+        _ => "undefined",
+    }
+}

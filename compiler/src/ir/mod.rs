@@ -1,0 +1,229 @@
+//! The intermediate representation: an ONNX model as a petgraph [`StableDiGraph`].
+//!
+//! - **Nodes** are graph inputs, initializers (dense and sparse) and ops.
+//! - **Edges** are tensors: each carries the value name, the producer's output
+//!   slot and the consumer's input slot. An edge with no input slot is an
+//!   implicit *capture*: a subgraph of an `If`/`Loop`/`Scan` op reads an
+//!   outer-scope value by name. Captures keep producers alive and ordered.
+//! - Everything else the ONNX file held is kept verbatim in [`Model::header`]
+//!   and [`Graph::header`] (opset imports, IR version, producer, doc strings,
+//!   metadata, value_info, quantization annotations, model-local functions,
+//!   training info, and protobuf fields unknown to our schema), so that an
+//!   import followed by an export writes back what was read.
+//!
+//! Op nodes keep their `NodeProto` (attributes, subgraphs, domain, doc string,
+//! metadata, unknown fields) with the `input` list cleared: inputs live on the
+//! edges, so a pass that rewires an edge cannot leave a stale name behind.
+
+mod topo;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use onnx_protobuf::{GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto};
+use petgraph::Direction;
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+
+pub use topo::CycleError;
+
+/// A whole model: its header and its main graph.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The `ModelProto` without its `graph` field, kept verbatim.
+    pub header: ModelProto,
+    /// The main graph.
+    pub graph: Graph,
+}
+
+/// A tensor slice held in a memory-mapped external data file.
+#[derive(Debug, Clone)]
+pub struct ExternalBytes {
+    /// The mapped file.
+    pub map: Arc<memmap2::Mmap>,
+    /// Byte offset of the tensor's data in the file.
+    pub offset: usize,
+    /// Byte length of the tensor's data.
+    pub len: usize,
+}
+
+impl ExternalBytes {
+    /// The tensor's bytes, borrowed from the mapping (no copy).
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        // Bounds were checked when the slice was created.
+        self.map.get(self.offset..self.offset + self.len).unwrap_or(&[])
+    }
+}
+
+/// A dense initializer.
+#[derive(Debug, Clone)]
+pub struct Initializer {
+    /// The tensor as read. For external data, `raw_data` is empty and
+    /// `external` holds the bytes; `external_data`/`data_location` are kept as read.
+    pub proto: TensorProto,
+    /// The tensor's bytes when they live in an external data file.
+    pub external: Option<ExternalBytes>,
+}
+
+/// An op node: a `NodeProto` whose inputs live on the incoming edges.
+#[derive(Debug, Clone)]
+pub struct OpNode {
+    /// The node, with `input` cleared and `output` kept.
+    pub proto: NodeProto,
+    /// How many input slots the node has (absent optional inputs included).
+    pub num_inputs: usize,
+}
+
+/// A node of the IR graph.
+#[derive(Debug, Clone)]
+pub enum Node {
+    /// A graph input.
+    Input(ValueInfoProto),
+    /// A dense initializer.
+    Initializer(Initializer),
+    /// A sparse initializer.
+    SparseInitializer(SparseTensorProto),
+    /// An operator.
+    Op(OpNode),
+}
+
+impl Node {
+    /// The value names this node produces, indexed by output slot (`""` for
+    /// an absent optional output).
+    #[must_use]
+    pub fn outputs(&self) -> Vec<&str> {
+        match self {
+            Node::Input(v) => vec![v.name.as_str()],
+            Node::Initializer(t) => vec![t.proto.name.as_str()],
+            Node::SparseInitializer(s) => vec![s.values.name.as_str()],
+            Node::Op(op) => op.proto.output.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The op node, if this is one.
+    #[must_use]
+    pub fn as_op(&self) -> Option<&OpNode> {
+        match self {
+            Node::Op(op) => Some(op),
+            _ => None,
+        }
+    }
+}
+
+/// A tensor flowing from a producer's output slot to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    /// The value name.
+    pub name: String,
+    /// The producer's output slot.
+    pub src_slot: usize,
+    /// The consumer's input slot, or `None` for a subgraph capture.
+    pub dst_slot: Option<usize>,
+}
+
+/// A graph: nodes, edges, the order they were read in, and the verbatim rest.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// The dataflow graph.
+    pub dag: StableDiGraph<Node, Edge>,
+    /// The `GraphProto` without `node`, `initializer`, `sparse_initializer`
+    /// and `input` (those are IR nodes), kept verbatim. Its `output` list
+    /// names the graph outputs in order.
+    pub header: GraphProto,
+    /// Graph inputs in declaration order.
+    pub inputs: Vec<NodeIndex>,
+    /// Dense initializers in declaration order.
+    pub initializers: Vec<NodeIndex>,
+    /// Sparse initializers in declaration order.
+    pub sparse_initializers: Vec<NodeIndex>,
+    /// Op nodes in their preferred order: the file's order after import.
+    /// Export writes a topological order that follows this one wherever the
+    /// dependencies allow, so an untouched graph keeps its node order.
+    pub op_order: Vec<NodeIndex>,
+}
+
+impl Graph {
+    /// The name of a node for messages: its ONNX name, or `#i (OpType)` for an
+    /// unnamed op at position `i` of [`Graph::op_order`].
+    #[must_use]
+    pub fn display_name(&self, n: NodeIndex) -> String {
+        match &self.dag[n] {
+            Node::Op(op) if !op.proto.name.is_empty() => {
+                format!("`{}` ({})", op.proto.name, op.proto.op_type)
+            }
+            Node::Op(op) => {
+                let pos = self.op_order.iter().position(|&m| m == n).unwrap_or(usize::MAX);
+                format!("#{pos} ({})", op.proto.op_type)
+            }
+            Node::Input(v) => format!("graph input `{}`", v.name),
+            Node::Initializer(t) => format!("initializer `{}`", t.proto.name),
+            Node::SparseInitializer(s) => format!("sparse initializer `{}`", s.values.name),
+        }
+    }
+
+    /// Op nodes in a topological order that follows [`Graph::op_order`]
+    /// wherever dependencies allow. O((V + E) log V).
+    ///
+    /// # Errors
+    /// [`CycleError`] naming a node on a cycle.
+    pub fn topo_ops(&self) -> Result<Vec<NodeIndex>, CycleError> {
+        topo::ordered_toposort(self)
+    }
+
+    /// The incoming data edges of `n`, indexed by input slot; `None` where an
+    /// optional input is absent. Captures are not included.
+    #[must_use]
+    pub fn op_inputs(&self, n: NodeIndex) -> Vec<Option<(NodeIndex, &Edge)>> {
+        let num = self.dag[n].as_op().map_or(0, |op| op.num_inputs);
+        let mut slots = vec![None; num];
+        for e in self.dag.edges_directed(n, Direction::Incoming) {
+            if let Some(slot) = e.weight().dst_slot {
+                if let Some(s) = slots.get_mut(slot) {
+                    *s = Some((e.source(), e.weight()));
+                }
+            }
+        }
+        slots
+    }
+
+    /// The consumers of output slot `slot` of `n`: (consumer, edge index).
+    #[must_use]
+    pub fn consumers(&self, n: NodeIndex, slot: usize) -> Vec<(NodeIndex, EdgeIndex)> {
+        self.dag
+            .edges_directed(n, Direction::Outgoing)
+            .filter(|e| e.weight().src_slot == slot)
+            .map(|e| (e.target(), e.id()))
+            .collect()
+    }
+
+    /// A map from every value name to its producer and output slot. Graph
+    /// inputs take precedence over initializers of the same name (an
+    /// initializer is then the input's default value). O(V).
+    #[must_use]
+    pub fn producers(&self) -> HashMap<&str, (NodeIndex, usize)> {
+        let mut map = HashMap::new();
+        for n in self.dag.node_indices() {
+            if matches!(self.dag[n], Node::Input(_)) {
+                continue;
+            }
+            for (slot, name) in self.dag[n].outputs().into_iter().enumerate() {
+                if !name.is_empty() {
+                    map.insert(name, (n, slot));
+                }
+            }
+        }
+        for &n in &self.inputs {
+            for name in self.dag[n].outputs() {
+                map.insert(name, (n, 0));
+            }
+        }
+        map
+    }
+
+    /// Number of op nodes.
+    #[must_use]
+    pub fn op_count(&self) -> usize {
+        self.op_order.len()
+    }
+}

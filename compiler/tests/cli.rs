@@ -1,0 +1,263 @@
+//! The `laurelc` binary on bad input: a clear message naming the file (and
+//! the node, where one applies), exit code 2, no panic, no output file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use onnx_protobuf::{GraphProto, Message, ModelProto, StringStringEntryProto};
+
+fn laurelc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_laurelc")).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `laurelc IN -o OUT --no-passes` and asserts a clean failure.
+fn assert_rejected(input: &Path, must_mention: &[&str]) {
+    let out = input.with_file_name("out.onnx");
+    let o = laurelc(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-passes"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for m in must_mention {
+        assert!(err.contains(m), "expected `{m}` in: {err}");
+    }
+    assert!(!out.exists(), "a failed run must not write {}", out.display());
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(input.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".laurelc-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+fn kv(k: &str, v: &str) -> StringStringEntryProto {
+    StringStringEntryProto { key: k.into(), value: v.into(), ..Default::default() }
+}
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_rejected(&dir.path().join("nope.onnx"), &["nope.onnx", "cannot open"]);
+}
+
+#[test]
+fn empty_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_rejected(&write(dir.path(), "empty.onnx", b""), &["empty.onnx", "empty"]);
+}
+
+#[test]
+fn not_protobuf() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "text.onnx", b"\xff\xff\xff\xff this is not a model");
+    assert_rejected(&p, &["text.onnx", "not a valid ONNX model"]);
+}
+
+#[test]
+fn truncated_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = bytes(&tiny());
+    let p = write(dir.path(), "cut.onnx", &b[..b.len() / 2]);
+    assert_rejected(&p, &["cut.onnx", "not a valid ONNX model"]);
+}
+
+#[test]
+fn no_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ModelProto { ir_version: 8, ..Default::default() };
+    assert_rejected(&write(dir.path(), "nograph.onnx", &bytes(&m)), &["nograph.onnx", "no graph"]);
+}
+
+#[test]
+fn cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(GraphProto {
+        node: vec![
+            node("Add", "first", &["x", "b"], &["a"]),
+            node("Relu", "second", &["a"], &["b"]),
+        ],
+        input: vec![value("x", &[1])],
+        output: vec![value("b", &[1])],
+        ..Default::default()
+    });
+    assert_rejected(&write(dir.path(), "cycle.onnx", &bytes(&m)), &["cycle.onnx", "cycle", "`first` (Add)"]);
+}
+
+#[test]
+fn dangling_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tiny();
+    m.graph.as_mut().unwrap().node[1].input[1] = "ghost".into();
+    assert_rejected(&write(dir.path(), "dangling.onnx", &bytes(&m)), &["dangling.onnx", "`add` (Add)", "`ghost`"]);
+}
+
+#[test]
+fn duplicate_graph_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tiny();
+    let g = m.graph.as_mut().unwrap();
+    g.output.push(g.output[0].clone());
+    assert_rejected(&write(dir.path(), "dupout.onnx", &bytes(&m)), &["dupout.onnx", "`y`", "more than once"]);
+}
+
+#[test]
+fn duplicate_node_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tiny();
+    m.graph.as_mut().unwrap().node[1].output[0] = "h".into();
+    assert_rejected(&write(dir.path(), "dupval.onnx", &bytes(&m)), &["dupval.onnx", "`h`", "`mm` (MatMul)", "`add` (Add)"]);
+}
+
+fn with_external(location: &str) -> ModelProto {
+    let mut m = tiny();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    w.raw_data.clear();
+    w.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
+    w.external_data = vec![kv("location", location)];
+    m
+}
+
+#[test]
+fn external_data_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "ext.onnx", &bytes(&with_external("w.bin")));
+    assert_rejected(&p, &["ext.onnx", "tensor `W`", "missing"]);
+}
+
+#[test]
+fn external_data_outside_the_model_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("model");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(root.path().join("w.bin"), [0u8; 36]).unwrap();
+    let p = write(&dir, "up.onnx", &bytes(&with_external("../w.bin")));
+    assert_rejected(&p, &["up.onnx", "tensor `W`", "leaves the model's directory"]);
+    let abs = root.path().join("w.bin");
+    let p = write(&dir, "abs.onnx", &bytes(&with_external(abs.to_str().unwrap())));
+    assert_rejected(&p, &["abs.onnx", "absolute"]);
+    std::os::unix::fs::symlink(&abs, dir.join("link.bin")).unwrap();
+    let p = write(&dir, "link.onnx", &bytes(&with_external("link.bin")));
+    assert_rejected(&p, &["link.onnx", "outside the model's directory"]);
+}
+
+#[test]
+fn external_data_too_short() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("w.bin"), [0u8; 10]).unwrap();
+    let p = write(dir.path(), "short.onnx", &bytes(&with_external("w.bin")));
+    assert_rejected(&p, &["short.onnx", "past the end"]);
+}
+
+#[test]
+fn output_in_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let out = dir.path().join("no/such/dir/out.onnx");
+    let o = laurelc(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-passes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("output directory does not exist"), "{}", stderr(&o));
+}
+
+#[test]
+fn output_equal_to_input_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = bytes(&tiny());
+    let p = write(dir.path(), "m.onnx", &original);
+    let ps = p.to_str().unwrap();
+    let o = laurelc(&[ps, "-o", ps, "--no-passes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&p).unwrap(), original, "the input must be untouched");
+    // The same file under another name is refused too.
+    let alias = dir.path().join("./sub/../m.onnx");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let o = laurelc(&[ps, "-o", alias.to_str().unwrap(), "--no-passes"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = laurelc(&[ps, "-o", ps, "--no-passes", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let back = ModelProto::parse_from_bytes(&std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(back, tiny());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(laurelc(&[]).status.code(), Some(2));
+    assert_eq!(laurelc(&["model.onnx"]).status.code(), Some(2));
+    assert_eq!(laurelc(&["check", "a.onnx"]).status.code(), Some(2));
+    assert_eq!(laurelc(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn round_trip_output_is_byte_identical_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
+    for out in [&a, &b] {
+        let o = laurelc(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-passes"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn run_and_check_on_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let rt = dir.path().join("rt.onnx");
+    assert_eq!(laurelc(&[p.to_str().unwrap(), "-o", rt.to_str().unwrap(), "--no-passes"]).status.code(), Some(0));
+    let o = laurelc(&["check", p.to_str().unwrap(), rt.to_str().unwrap(), "--runs", "3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PASS"));
+
+    // A model that differs: W scaled by 2 changes y wherever the MatMul term matters.
+    let mut m = tiny();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    *w = f32_tensor("W", &[3, 3], &[1.0, -2.0, 0.5, 2.0, 0.0, -1.0, 1.5, 1.0, 3.0]);
+    let q = write(dir.path(), "q.onnx", &bytes(&m));
+    let o = laurelc(&["check", p.to_str().unwrap(), q.to_str().unwrap(), "--runs", "3"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL"));
+
+    // run: x = [[1,2,3],[-1,0,1]] from a .npy file → y = relu(x·W + x), computed by hand.
+    let x = dir.path().join("x.npy");
+    write_x_npy(&x);
+    let out_dir = dir.path().join("outs");
+    let o = laurelc(&["run", p.to_str().unwrap(), "--input", &format!("x={}", x.display()), "--out-dir", out_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let y = std::fs::read(out_dir.join("y.npy")).unwrap();
+    // x·W row 0: [1*0.5+2*1+3*0.75, 1*-1+0+3*0.5, 2*-0.5+3*1.5] = [4.75, 0.5, 3.75]; + x = [5.75, 2.5, 6.75]
+    // row 1: [-0.5+0+0.75, 1+0+0.5, -0.25+0+1.5] = [0.25, 1.5, 1.25]; + x = [-0.75, 1.5, 2.25] → relu [0, 1.5, 2.25]
+    let expected: [f32; 6] = [5.75, 2.5, 6.75, 0.0, 1.5, 2.25];
+    let data = &y[y.len() - 24..];
+    let got: Vec<f32> = data.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(got, expected);
+}
+
+/// Writes a 2×3 float32 .npy by hand (little-endian, C order), independent of the code under test.
+fn write_x_npy(path: &Path) {
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+    let mut h = header.to_string();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&u16::try_from(h.len()).unwrap().to_le_bytes());
+    b.extend_from_slice(h.as_bytes());
+    for v in [1.0f32, 2.0, 3.0, -1.0, 0.0, 1.0] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, b).unwrap();
+}

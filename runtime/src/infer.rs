@@ -1,0 +1,110 @@
+//! [`infer_shapes`]: the element types and shapes tract's type inference gives every
+//! value of a model.
+//!
+//! The model is parsed as by the concrete loader strategies of [`crate::load`]
+//! (`default`, then `ignore-value-info`), the
+//! inputs get the concrete shapes from the [`LoadOptions`], and tract-hir's analyser is
+//! run on the inference model. Values are keyed by ONNX name: graph inputs,
+//! initializers and every node output. The analysis is done *before* tract's
+//! translation to a typed model, so every ONNX value is still there (decluttering and
+//! optimisation fuse and rename nodes).
+//!
+//! If both strategies fail, the analysis is rerun "obstinately" (continuing past
+//! failing nodes) with the last strategy's settings, and whatever was inferred is
+//! returned, with [`InferredShapes::error`] holding the first strategy's error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tract_onnx::tract_hir::internal::*;
+
+use crate::datum::{DatumKind, DimSpec};
+use crate::error::{RuntimeError, chain};
+use crate::load::{DimMode, LADDER, parse_with_inputs};
+use crate::model::{LoadOptions, ModelSource, decode, declared_inputs_of};
+
+/// What tract inferred about one value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferredValue {
+    /// The element type, if inferred and supported. Shape-like values that tract
+    /// computes as symbolic dimensions (`TDim`) are reported as `I64`, as in ONNX.
+    pub datum: Option<DatumKind>,
+    /// The shape, if its rank and every dimension are known. A dimension tract only
+    /// knows as an expression of symbols (e.g. a data-dependent size) is a
+    /// [`DimSpec::Symbol`] holding the expression.
+    pub shape: Option<Vec<DimSpec>>,
+}
+
+/// Result of [`infer_shapes`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferredShapes {
+    /// What was inferred, by ONNX value name.
+    pub values: BTreeMap<String, InferredValue>,
+    /// The strategy whose analysis succeeded, or `"partial"` if none did.
+    pub strategy: String,
+    /// When no strategy succeeded: the errors (first strategy's first); the values are
+    /// then what the obstinate analysis inferred.
+    pub error: Option<String>,
+}
+
+fn inferred(fact: &InferenceFact) -> InferredValue {
+    let datum = fact.datum_type.concretize().and_then(|dt| {
+        if dt == DatumType::TDim { Some(DatumKind::I64) } else { DatumKind::from_datum_type(dt) }
+    });
+    let shape = fact.shape.concretize().map(|dims| {
+        dims.iter()
+            .map(|d| match d.to_i64().ok().and_then(|v| usize::try_from(v).ok()) {
+                Some(n) => DimSpec::Fixed(n),
+                None => DimSpec::Symbol(d.to_string()),
+            })
+            .collect()
+    });
+    InferredValue { datum, shape }
+}
+
+fn collect(model: &InferenceModel, outlets: &std::collections::HashMap<String, OutletId>) -> BTreeMap<String, InferredValue> {
+    outlets
+        .iter()
+        .filter_map(|(name, outlet)| model.outlet_fact(*outlet).ok().map(|f| (name.clone(), inferred(f))))
+        .collect()
+}
+
+/// Infers the element type and shape of every value of a model (see the module doc).
+pub fn infer_shapes(src: ModelSource<'_>, opts: &LoadOptions) -> Result<InferredShapes, RuntimeError> {
+    let decoded = decode(src)?;
+    let declared = declared_inputs_of(&decoded)?;
+    let concrete =
+        declared.iter().map(|d| d.resolve(opts, &decoded.desc)).collect::<Result<Vec<_>, _>>()?;
+    let strategies: Vec<_> =
+        LADDER.iter().filter(|s| s.dims == DimMode::Concrete && s.optimize).collect();
+    let mut errors = Vec::new();
+    for strategy in &strategies {
+        let attempt = parse_with_inputs(&decoded, &declared, &concrete, opts, strategy).and_then(|(mut parsed, _)| {
+            parsed.model.analyse(false)?;
+            Ok(parsed)
+        });
+        match attempt {
+            Ok(parsed) => {
+                return Ok(InferredShapes {
+                    values: collect(&parsed.model, &parsed.outlets_by_name),
+                    strategy: strategy.name.to_owned(),
+                    error: None,
+                });
+            }
+            Err(e) => errors.push(format!("[{}] {}", strategy.name, chain(&e))),
+        }
+    }
+    let error = errors.join("\n  then ");
+    let Some(last) = strategies.last() else {
+        return Err(RuntimeError::Load { model: decoded.desc, message: error });
+    };
+    let (mut parsed, _) = parse_with_inputs(&decoded, &declared, &concrete, opts, last)
+        .map_err(|e| RuntimeError::Load { model: decoded.desc.clone(), message: format!("{error}\n  then {}", chain(&e)) })?;
+    // The error is already known from the non-obstinate run; keep the partial facts.
+    let _ = parsed.model.analyse(true);
+    Ok(InferredShapes {
+        values: collect(&parsed.model, &parsed.outlets_by_name),
+        strategy: "partial".to_owned(),
+        error: Some(error),
+    })
+}

@@ -1,0 +1,55 @@
+//! laurel-runtime: runs ONNX models on [tract](https://github.com/sonos/tract) with
+//! laurelc's custom operators registered, and provides what testing a compiled model
+//! needs: tensor I/O (`.npy`, `.npz`, ONNX `TensorProto` `.pb`), seeded random
+//! inputs, summaries and numpy-`allclose` comparison.
+//!
+//! ```no_run
+//! use laurel_runtime::{LoadOptions, ModelSource, compare, load, random_inputs};
+//! # fn main() -> Result<(), laurel_runtime::RuntimeError> {
+//! let opts = LoadOptions::with_dims([("batch", 1)]);
+//! let original = load(ModelSource::Path("model.onnx".as_ref()), &opts)?;
+//! let compiled = load(ModelSource::Path("model.laurel.onnx".as_ref()), &opts)?;
+//! let inputs = random_inputs(original.inputs(), 42)?;
+//! let a = original.run(inputs.clone())?;
+//! let b = compiled.run(inputs)?;
+//! for ((name, x), (_, y)) in a.iter().zip(&b) {
+//!     let c = compare(y, x, 1e-4, 1e-5);
+//!     println!("{name}: max_abs {} mismatches {}", c.max_abs, c.mismatches);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`model`] (sources, options, declared inputs), [`load`] (the loader
+//! strategy ladder), [`runnable`] (running), [`infer`] (shape inference),
+//! [`npy`] and [`tensor_pb`] (tensor files), [`random`], [`stats`], [`compare`],
+//! [`ops`] (custom op registration), [`error`].
+
+pub mod compare;
+pub mod datum;
+pub mod error;
+pub mod infer;
+pub mod load;
+pub mod model;
+pub mod npy;
+pub mod ops;
+pub mod random;
+pub mod runnable;
+pub mod stats;
+pub mod tensor_pb;
+mod values;
+
+pub use tract_onnx::prelude::Tensor;
+/// tract-onnx itself, for callers that need more of tract than this crate wraps.
+pub use tract_onnx;
+
+pub use compare::{Comparison, compare};
+pub use datum::{DatumKind, DimSpec, InputSpec};
+pub use error::RuntimeError;
+pub use infer::{InferredShapes, InferredValue, infer_shapes};
+pub use load::{STRATEGIES, load, load_with_strategy};
+pub use model::{LoadOptions, ModelSource, declared_inputs};
+pub use npy::{read_npy, read_npz, write_npy, write_npz};
+pub use random::random_inputs;
+pub use runnable::Runnable;
+pub use stats::{Summary, summarize};
+pub use tensor_pb::read_tensor_pb;

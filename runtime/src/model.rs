@@ -1,0 +1,273 @@
+//! Model sources, load options, protobuf decoding and declared graph inputs.
+//!
+//! A model is read once into a [`tract_onnx::pb::ModelProto`]; the loader strategies
+//! (see [`crate::load`]) then parse that proto with different tract settings.
+//!
+//! ## Resolving symbolic input dimensions
+//!
+//! Every graph input dimension becomes a concrete size as follows:
+//! * `dim_value: n` (n ≥ 0) stays `n`;
+//! * `dim_param: "name"` takes `opts.dims["name"]` when present;
+//! * otherwise a `dim_param` is read as an ONNX dimension expression (e.g. `"2*N"`),
+//!   each symbol in it takes `opts.dims[symbol]` or the default, and the expression is
+//!   evaluated;
+//! * a dimension with neither value nor parameter (or `"?"`, or an expression tract
+//!   cannot read) takes the default.
+//!
+//! The default is [`LoadOptions::default_dim`], or [`LoadOptions::DEFAULT_DIM`] (1) when
+//! that is `None`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use prost::Message;
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
+use tract_onnx::prelude::{SymbolScope, SymbolValues, TDim};
+
+use crate::datum::{DatumKind, DimSpec, InputSpec};
+use crate::error::RuntimeError;
+
+/// Where a model comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum ModelSource<'a> {
+    /// An `.onnx` file. External data is resolved relative to its directory.
+    Path(&'a Path),
+    /// The bytes of an `.onnx` file (a serialized `ModelProto`). External data is not
+    /// supported for this source.
+    Bytes(&'a [u8]),
+}
+
+impl ModelSource<'_> {
+    /// A human-readable name for error messages: the path, or `<bytes>`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSource::Path(p) => p.display().to_string(),
+            ModelSource::Bytes(b) => format!("<{} bytes>", b.len()),
+        }
+    }
+}
+
+/// Options for [`crate::load`] and [`crate::infer_shapes`].
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Values for symbolic dimensions, by symbol name (e.g. `"batch"` -> 1).
+    pub dims: BTreeMap<String, i64>,
+    /// Default for symbolic (or unknown) input dimensions not in `dims`;
+    /// `None` means [`LoadOptions::DEFAULT_DIM`], i.e. 1.
+    pub default_dim: Option<i64>,
+}
+
+impl LoadOptions {
+    /// The default used for a symbolic dimension when neither `dims` nor
+    /// `default_dim` gives a value.
+    pub const DEFAULT_DIM: i64 = 1;
+
+    /// Options fixing the given symbols; other symbols default to 1.
+    #[must_use]
+    pub fn with_dims<I, S>(dims: I) -> Self
+    where
+        I: IntoIterator<Item = (S, i64)>,
+        S: Into<String>,
+    {
+        LoadOptions { dims: dims.into_iter().map(|(k, v)| (k.into(), v)).collect(), default_dim: None }
+    }
+
+    /// The value of the symbol `name`: `dims[name]`, else the default.
+    #[must_use]
+    pub fn dim_value(&self, name: &str) -> i64 {
+        self.dims.get(name).copied().unwrap_or_else(|| self.default_value())
+    }
+
+    /// The default for symbols not in `dims`.
+    #[must_use]
+    pub fn default_value(&self) -> i64 {
+        self.default_dim.unwrap_or(Self::DEFAULT_DIM)
+    }
+}
+
+/// A decoded model and what is needed to parse it again.
+pub(crate) struct DecodedModel {
+    pub proto: pb::ModelProto,
+    /// Directory for external data (only for path sources).
+    pub model_dir: Option<String>,
+    /// `ModelSource::describe`.
+    pub desc: String,
+}
+
+impl DecodedModel {
+    pub fn graph(&self) -> Result<&pb::GraphProto, RuntimeError> {
+        self.proto.graph.as_ref().ok_or_else(|| RuntimeError::ModelDecode {
+            model: self.desc.clone(),
+            message: "the ModelProto has no graph".into(),
+        })
+    }
+
+    /// Names of the graph outputs, in order.
+    pub fn output_names(&self) -> Result<Vec<String>, RuntimeError> {
+        Ok(self.graph()?.output.iter().map(|o| o.name.clone()).collect())
+    }
+}
+
+/// Reads and decodes a model.
+pub(crate) fn decode(src: ModelSource<'_>) -> Result<DecodedModel, RuntimeError> {
+    let desc = src.describe();
+    let (proto, model_dir) = match src {
+        ModelSource::Path(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|source| RuntimeError::Io { path: p.to_path_buf(), source })?;
+            let proto = pb::ModelProto::decode(bytes.as_slice())
+                .map_err(|e| RuntimeError::ModelDecode { model: desc.clone(), message: e.to_string() })?;
+            let dir = p.parent().and_then(Path::to_str).map(str::to_owned);
+            (proto, dir)
+        }
+        ModelSource::Bytes(b) => {
+            let proto = pb::ModelProto::decode(b)
+                .map_err(|e| RuntimeError::ModelDecode { model: desc.clone(), message: e.to_string() })?;
+            (proto, None)
+        }
+    };
+    let decoded = DecodedModel { proto, model_dir, desc };
+    decoded.graph()?;
+    Ok(decoded)
+}
+
+/// One declared input dimension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DeclaredDim {
+    Fixed(usize),
+    Param(String),
+    Unknown,
+}
+
+/// A declared graph input.
+#[derive(Clone, Debug)]
+pub(crate) struct DeclaredInput {
+    pub name: String,
+    pub datum: DatumKind,
+    pub dims: Vec<DeclaredDim>,
+}
+
+impl DeclaredInput {
+    /// The declared spec: parameters as [`DimSpec::Symbol`], unknown dims as `"?"`.
+    pub fn spec(&self) -> InputSpec {
+        InputSpec {
+            name: self.name.clone(),
+            datum: self.datum,
+            shape: self
+                .dims
+                .iter()
+                .map(|d| match d {
+                    DeclaredDim::Fixed(n) => DimSpec::Fixed(*n),
+                    DeclaredDim::Param(p) => DimSpec::Symbol(p.clone()),
+                    DeclaredDim::Unknown => DimSpec::Symbol("?".into()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The concrete shape under `opts` (see the module doc).
+    pub fn resolve(&self, opts: &LoadOptions, model: &str) -> Result<Vec<usize>, RuntimeError> {
+        self.dims
+            .iter()
+            .map(|d| {
+                let (v, what) = match d {
+                    DeclaredDim::Fixed(n) => return Ok(*n),
+                    DeclaredDim::Param(p) => (resolve_param(p, opts), p.as_str()),
+                    DeclaredDim::Unknown => (opts.default_value(), "?"),
+                };
+                usize::try_from(v).map_err(|_| RuntimeError::UnsupportedModel {
+                    model: model.to_owned(),
+                    message: format!(
+                        "dimension `{what}` of input `{}` resolves to {v}, which is not a valid size",
+                        self.name
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// The concrete [`InputSpec`] under `opts`.
+    pub fn resolved_spec(&self, opts: &LoadOptions, model: &str) -> Result<InputSpec, RuntimeError> {
+        Ok(InputSpec {
+            name: self.name.clone(),
+            datum: self.datum,
+            shape: self.resolve(opts, model)?.into_iter().map(DimSpec::Fixed).collect(),
+        })
+    }
+}
+
+/// Value of a `dim_param` under `opts`.
+fn resolve_param(p: &str, opts: &LoadOptions) -> i64 {
+    if let Some(v) = opts.dims.get(p) {
+        return *v;
+    }
+    if p == "?" {
+        return opts.default_value();
+    }
+    let scope = SymbolScope::default();
+    let Ok(dim) = tract_onnx::dim_expr::parse_onnx_dim(&scope, p) else {
+        return opts.default_value();
+    };
+    let values = symbol_values(&dim, opts);
+    dim.eval(&values).to_i64().unwrap_or_else(|_| opts.default_value())
+}
+
+/// Values, under `opts`, for every symbol of `dim`.
+pub(crate) fn symbol_values(dim: &TDim, opts: &LoadOptions) -> SymbolValues {
+    let mut values = SymbolValues::default();
+    for sym in dim.symbols() {
+        let v = opts.dim_value(&sym.to_string());
+        values.set(&sym, v);
+    }
+    values
+}
+
+/// The graph inputs that are not initializers, in order.
+pub(crate) fn declared_inputs_of(model: &DecodedModel) -> Result<Vec<DeclaredInput>, RuntimeError> {
+    let graph = model.graph()?;
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let unsupported = |message: String| RuntimeError::UnsupportedModel { model: model.desc.clone(), message };
+    let mut out = Vec::new();
+    for input in &graph.input {
+        if initializers.contains(input.name.as_str()) {
+            continue;
+        }
+        let Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tt)), .. }) = &input.r#type
+        else {
+            return Err(unsupported(format!("graph input `{}` has no tensor type", input.name)));
+        };
+        let datum = DatumKind::from_onnx_code(tt.elem_type).ok_or_else(|| {
+            unsupported(format!(
+                "graph input `{}` has element type code {}, which laurel-runtime does not support",
+                input.name, tt.elem_type
+            ))
+        })?;
+        let Some(shape) = &tt.shape else {
+            return Err(unsupported(format!("graph input `{}` has no declared shape (unknown rank)", input.name)));
+        };
+        let dims = shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(DimValue::DimValue(v)) if *v >= 0 => {
+                    usize::try_from(*v).map_or(DeclaredDim::Unknown, DeclaredDim::Fixed)
+                }
+                Some(DimValue::DimParam(p)) if !p.is_empty() && p != "?" => DeclaredDim::Param(p.clone()),
+                _ => DeclaredDim::Unknown,
+            })
+            .collect();
+        out.push(DeclaredInput { name: input.name.clone(), datum, dims });
+    }
+    Ok(out)
+}
+
+/// The graph inputs (not initializers) of a model as declared, without loading it in
+/// tract: `dim_param` dimensions are [`DimSpec::Symbol`] with the parameter's text and
+/// dimensions with neither value nor parameter are `DimSpec::Symbol("?")`.
+pub fn declared_inputs(src: ModelSource<'_>) -> Result<Vec<InputSpec>, RuntimeError> {
+    let model = decode(src)?;
+    Ok(declared_inputs_of(&model)?.iter().map(DeclaredInput::spec).collect())
+}

@@ -1,0 +1,104 @@
+//! [`Runnable`]: a loaded, typed and (normally) optimised model, and running it.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::datum::{DatumKind, InputSpec, datum_name};
+use crate::error::{RuntimeError, chain};
+
+/// A model loaded by [`crate::load`], ready to run. Cheap to share between threads
+/// (`Send + Sync`); every [`Runnable::run`] uses its own execution state.
+#[derive(Clone, Debug)]
+pub struct Runnable {
+    plan: Arc<TypedSimplePlan>,
+    inputs: Vec<InputSpec>,
+    output_names: Vec<String>,
+    strategy: &'static str,
+}
+
+impl Runnable {
+    pub(crate) fn new(
+        plan: Arc<TypedSimplePlan>,
+        inputs: Vec<InputSpec>,
+        output_names: Vec<String>,
+        strategy: &'static str,
+    ) -> Self {
+        Runnable { plan, inputs, output_names, strategy }
+    }
+
+    /// The graph inputs (not initializers), in graph order, with the concrete shapes
+    /// obtained by applying the load options' dimensions.
+    #[must_use]
+    pub fn inputs(&self) -> &[InputSpec] {
+        &self.inputs
+    }
+
+    /// The graph output names, in graph order (the order of [`Runnable::run`]'s result).
+    #[must_use]
+    pub fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    /// The name of the loader strategy that succeeded (one of [`crate::STRATEGIES`]).
+    #[must_use]
+    pub fn load_strategy(&self) -> &str {
+        self.strategy
+    }
+
+    /// The tract model behind the plan (typed, and optimised unless the strategy was
+    /// `unoptimized`).
+    #[must_use]
+    pub fn tract_model(&self) -> &TypedModel {
+        self.plan.model()
+    }
+
+    /// Runs the model. Inputs are given by name, in any order; every graph input must
+    /// be given exactly once, with the element type and shape of [`Runnable::inputs`].
+    /// Returns the outputs by name, in graph output order. Outputs tract computes as
+    /// symbolic dimensions (`TDim`) are returned as `i64`.
+    pub fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let mut slots: Vec<Option<Tensor>> = self.inputs.iter().map(|_| None).collect();
+        for (name, tensor) in inputs {
+            let Some(ix) = self.inputs.iter().position(|s| s.name == name) else {
+                let known = self.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(RuntimeError::UnknownInput { name, known });
+            };
+            let spec = &self.inputs[ix];
+            if slots[ix].is_some() {
+                return Err(RuntimeError::DuplicateInput { name });
+            }
+            if DatumKind::from_datum_type(tensor.datum_type()) != Some(spec.datum) {
+                return Err(RuntimeError::InputDatumMismatch {
+                    name,
+                    expected: spec.datum.to_string(),
+                    actual: datum_name(tensor.datum_type()),
+                });
+            }
+            let expected = spec
+                .concrete_shape()
+                .ok_or_else(|| RuntimeError::UnresolvedDim { input: name.clone(), dim: format!("{:?}", spec.shape) })?;
+            if tensor.shape() != expected.as_slice() {
+                return Err(RuntimeError::InputShapeMismatch { name, expected, actual: tensor.shape().to_vec() });
+            }
+            slots[ix] = Some(tensor);
+        }
+        let mut values: TVec<TValue> = TVec::with_capacity(slots.len());
+        for (slot, spec) in slots.into_iter().zip(&self.inputs) {
+            let tensor = slot.ok_or_else(|| RuntimeError::MissingInput { name: spec.name.clone() })?;
+            values.push(tensor.into_tvalue());
+        }
+        let outputs = self.plan.run(values).map_err(|e| RuntimeError::Run { message: chain(&e) })?;
+        self.output_names
+            .iter()
+            .zip(outputs)
+            .map(|(name, value)| {
+                let mut t = value.into_tensor();
+                if t.datum_type() == DatumType::TDim {
+                    t = t.cast_to::<i64>().map_err(|e| RuntimeError::Run { message: chain(&e) })?.into_owned();
+                }
+                Ok((name.clone(), t))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,51 @@
+"""`laurelc check A B` exit codes on the committed fixtures:
+0 within tolerance, 1 outside, 2 bad input."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+import laurel_testlib as lt
+
+
+def _check(binary, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(binary), "check", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def _explain(res: subprocess.CompletedProcess) -> str:
+    return f"exit {res.returncode}\n--- stdout ---\n{res.stdout[-2000:]}\n--- stderr ---\n{res.stderr[-2000:]}"
+
+
+def test_check_same_model_passes(laurelc_bin, model_path):
+    m = model_path("tiny_postln_bert")
+    res = _check(laurelc_bin, m, m, "--rtol", "1e-4", "--atol", "1e-5", "--seed", "3", "--runs", "2")
+    assert res.returncode == 0, _explain(res)
+
+
+def test_check_different_model_fails(laurelc_bin, model_path, tmp_path):
+    src = model_path("neg_bias_add")
+    model = lt.load_model_proto(src)
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == "fc.bias":
+            shifted = numpy_helper.to_array(t) + np.float32(1.0)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(shifted, t.name))
+            break
+    else:
+        raise AssertionError("fc.bias not found in neg_bias_add")
+    other = tmp_path / "shifted_bias.onnx"
+    onnx.save(model, str(other))
+    res = _check(laurelc_bin, src, other)
+    assert res.returncode == 1, _explain(res)
+
+
+def test_check_bad_input_exits_2(laurelc_bin, model_path, tmp_path):
+    res = _check(laurelc_bin, model_path("neg_bias_add"), tmp_path / "does_not_exist.onnx")
+    assert res.returncode == 2, _explain(res)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff\xfe not an onnx model")
+    res = _check(laurelc_bin, model_path("neg_bias_add"), garbage)
+    assert res.returncode == 2, _explain(res)
