@@ -28,13 +28,23 @@ pub struct CheckOptions {
     pub runs: usize,
     /// Values of symbolic dimensions.
     pub dims: BTreeMap<String, i64>,
+    /// Shapes of randomly generated inputs, by input name.
+    pub shapes: BTreeMap<String, Vec<usize>>,
     /// Inputs read from `.npy` files, by input name.
     pub inputs: Vec<(String, PathBuf)>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
-        Self { rtol: 1e-4, atol: 1e-5, seed: 0, runs: 1, dims: BTreeMap::new(), inputs: Vec::new() }
+        Self {
+            rtol: 1e-4,
+            atol: 1e-5,
+            seed: 0,
+            runs: 1,
+            dims: BTreeMap::new(),
+            shapes: BTreeMap::new(),
+            inputs: Vec::new(),
+        }
     }
 }
 
@@ -68,27 +78,56 @@ pub struct CheckReport {
     pub passed: bool,
 }
 
-/// Loads a model for [`check_models`] and `laurelc run`.
+/// Reads `.npy` input files, by input name.
+///
+/// # Errors
+/// A file cannot be read or decoded.
+pub fn read_inputs(files: &[(String, PathBuf)]) -> Result<Vec<(String, Tensor)>> {
+    files
+        .iter()
+        .map(|(name, path)| Ok((name.clone(), laurel_runtime::read_npy(path)?)))
+        .collect()
+}
+
+/// Loads a model for [`check_models`] and `laurelc run`, sized by the given
+/// tensors' shapes, then `shapes`, then `dims` (see [`LoadOptions`]).
 ///
 /// # Errors
 /// The runtime's load error.
-pub fn load(path: &Path, dims: &BTreeMap<String, i64>) -> Result<Runnable> {
-    let opts = LoadOptions { dims: dims.clone(), ..LoadOptions::default() };
+pub fn load(
+    path: &Path,
+    dims: &BTreeMap<String, i64>,
+    shapes: &BTreeMap<String, Vec<usize>>,
+    given: &[(String, Tensor)],
+) -> Result<Runnable> {
+    let mut shapes = shapes.clone();
+    shapes.extend(given.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())));
+    let opts = LoadOptions {
+        dims: dims.clone(),
+        shapes,
+        ..LoadOptions::default()
+    };
     Ok(laurel_runtime::load(ModelSource::Path(path), &opts)?)
 }
 
-/// The inputs of one run: the named files, then random tensors for the rest.
+/// The inputs of one run: the given tensors, then seeded random tensors for the rest.
 ///
 /// # Errors
-/// Reading a file fails, or random generation fails.
-pub fn make_inputs(model: &Runnable, files: &[(String, PathBuf)], seed: u64) -> Result<Vec<(String, Tensor)>> {
-    let mut given = Vec::new();
-    for (name, path) in files {
-        given.push((name.clone(), laurel_runtime::read_npy(path)?));
-    }
-    let rest: Vec<_> = model.inputs().iter().filter(|s| !given.iter().any(|(n, _)| *n == s.name)).cloned().collect();
-    given.extend(laurel_runtime::random_inputs(&rest, seed)?);
-    Ok(given)
+/// Random generation fails.
+pub fn complete_inputs(
+    model: &Runnable,
+    given: &[(String, Tensor)],
+    seed: u64,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut inputs = given.to_vec();
+    let rest: Vec<_> = model
+        .inputs()
+        .iter()
+        .filter(|s| !given.iter().any(|(n, _)| *n == s.name))
+        .cloned()
+        .collect();
+    inputs.extend(laurel_runtime::random_inputs(&rest, seed)?);
+    Ok(inputs)
 }
 
 /// Runs A and B on the same inputs and compares their outputs.
@@ -96,13 +135,24 @@ pub fn make_inputs(model: &Runnable, files: &[(String, PathBuf)], seed: u64) -> 
 /// # Errors
 /// A model fails to load or run, or the models' outputs cannot be paired.
 pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckReport> {
-    let ma = load(a, &opts.dims)?;
-    let mb = load(b, &opts.dims)?;
-    let by_name = ma.output_names().iter().all(|n| mb.output_names().contains(n));
+    let given = read_inputs(&opts.inputs)?;
+    let ma = load(a, &opts.dims, &opts.shapes, &given)?;
+    let mb = load(b, &opts.dims, &opts.shapes, &given)?;
+    let by_name = ma
+        .output_names()
+        .iter()
+        .all(|n| mb.output_names().contains(n));
     let mut outputs: Vec<OutputCheck> = ma
         .output_names()
         .iter()
-        .map(|n| OutputCheck { name: n.clone(), max_abs: 0.0, max_rel: 0.0, mismatches: 0, incompatible: false, ok: true })
+        .map(|n| OutputCheck {
+            name: n.clone(),
+            max_abs: 0.0,
+            max_rel: 0.0,
+            mismatches: 0,
+            incompatible: false,
+            ok: true,
+        })
         .collect();
     if !by_name && ma.output_names().len() != mb.output_names().len() {
         for o in &mut outputs {
@@ -112,12 +162,18 @@ pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckRepo
     }
     let runs = opts.runs.max(1);
     for k in 0..runs {
-        let inputs = make_inputs(&ma, &opts.inputs, opts.seed.wrapping_add(k as u64))?;
+        let inputs = complete_inputs(&ma, &given, opts.seed.wrapping_add(k as u64))?;
         let ra = ma.run(inputs.clone())?;
         let rb = mb.run(inputs)?;
         for (i, (name, ta)) in ra.iter().enumerate() {
-            let tb = if by_name { rb.iter().find(|(n, _)| n == name).map(|(_, t)| t) } else { rb.get(i).map(|(_, t)| t) };
-            let Some(o) = outputs.iter_mut().find(|o| o.name == *name) else { continue };
+            let tb = if by_name {
+                rb.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+            } else {
+                rb.get(i).map(|(_, t)| t)
+            };
+            let Some(o) = outputs.iter_mut().find(|o| o.name == *name) else {
+                continue;
+            };
             let Some(tb) = tb else {
                 o.incompatible = true;
                 o.ok = false;
@@ -135,7 +191,10 @@ pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckRepo
     Ok(CheckReport {
         outputs,
         runs,
-        strategies: [ma.load_strategy().to_string(), mb.load_strategy().to_string()],
+        strategies: [
+            ma.load_strategy().to_string(),
+            mb.load_strategy().to_string(),
+        ],
         passed,
     })
 }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use onnx_protobuf::type_proto;
 use onnx_protobuf::tensor_shape_proto::dimension;
+use onnx_protobuf::type_proto;
 use onnx_protobuf::{TypeProto, ValueInfoProto};
 use serde::Serialize;
 
@@ -56,8 +56,14 @@ pub struct ModelSummary {
 pub fn summarize(model: &Model) -> ModelSummary {
     let g = &model.graph;
     let h = &model.header;
-    let opsets = h.opset_import.iter().map(|o| (o.domain.clone(), o.version)).collect();
-    let producer = format!("{} {}", h.producer_name, h.producer_version).trim().to_string();
+    let opsets = h
+        .opset_import
+        .iter()
+        .map(|o| (o.domain.clone(), o.version))
+        .collect();
+    let producer = format!("{} {}", h.producer_name, h.producer_version)
+        .trim()
+        .to_string();
     let init_names: std::collections::HashSet<&str> = g
         .initializers
         .iter()
@@ -91,18 +97,26 @@ pub fn summarize(model: &Model) -> ModelSummary {
     let mut external_data = false;
     for &n in &g.initializers {
         if let Node::Initializer(init) = &g.dag[n] {
-            let elems = init.proto.dims.iter().map(|&d| u64::try_from(d).unwrap_or(0)).product::<u64>();
+            let elems = init
+                .proto
+                .dims
+                .iter()
+                .map(|&d| u64::try_from(d).unwrap_or(0))
+                .product::<u64>();
             parameter_count += elems;
-            parameter_bytes += element_size(init.proto.data_type).map_or_else(
-                || init.proto.raw_data.len() as u64,
-                |s| elems * s as u64,
-            );
+            parameter_bytes += element_size(init.proto.data_type)
+                .map_or_else(|| init.proto.raw_data.len() as u64, |s| elems * s as u64);
             external_data |= init.external.is_some();
         }
     }
     for &n in &g.sparse_initializers {
         if let Node::SparseInitializer(s) = &g.dag[n] {
-            let nnz = s.values.dims.iter().map(|&d| u64::try_from(d).unwrap_or(0)).product::<u64>();
+            let nnz = s
+                .values
+                .dims
+                .iter()
+                .map(|&d| u64::try_from(d).unwrap_or(0))
+                .product::<u64>();
             parameter_count += nnz;
             parameter_bytes += element_size(s.values.data_type).map_or(0, |e| nnz * e as u64);
         }
@@ -126,8 +140,15 @@ pub fn summarize(model: &Model) -> ModelSummary {
 /// The summary of a value's declared type.
 #[must_use]
 pub fn value_summary(v: &ValueInfoProto) -> ValueSummary {
-    let (dtype, shape) = v.type_.as_ref().map_or(("unknown".into(), None), type_summary);
-    ValueSummary { name: v.name.clone(), dtype, shape }
+    let (dtype, shape) = v
+        .type_
+        .as_ref()
+        .map_or(("unknown".into(), None), type_summary);
+    ValueSummary {
+        name: v.name.clone(),
+        dtype,
+        shape,
+    }
 }
 
 fn type_summary(t: &TypeProto) -> (String, Option<Vec<String>>) {

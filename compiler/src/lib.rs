@@ -1,6 +1,6 @@
 //! # laurelc
 //!
-//! A graph-rewriting compiler for ONNX models built around LAuReL, the
+//! A graph-rewriting compiler for ONNX models built around `LAuReL`, the
 //! Learned Augmented Residual Layer (Menghani, Kumar & Kumar, ICML 2025).
 //!
 //! The library holds the IR ([`ir`]), lossless ONNX import and export

@@ -1,6 +1,6 @@
 //! The compilation pipeline: import, passes, export.
 //!
-//! Today the pipeline has no passes: the residual analysis and LAuReL
+//! Today the pipeline has no passes: the residual analysis and `LAuReL`
 //! augmentation land with the next milestone, and `--no-passes` already
 //! names the pure import → export round trip that this stage guarantees
 //! lossless (see [`crate::onnx`]).
@@ -44,7 +44,9 @@ pub fn guard_output(input: &Path, output: &Path, force: bool) -> Result<()> {
         return Ok(());
     }
     if same_file(input, output) {
-        return Err(Error::WouldOverwriteInput { path: output.to_path_buf() });
+        return Err(Error::WouldOverwriteInput {
+            path: output.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -77,5 +79,10 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
     }
     let ops_after = model.graph.op_count();
     let export = onnx::write_path(&model, output, &opts.export)?;
-    Ok(PipelineReport { passes, ops_before, ops_after, export })
+    Ok(PipelineReport {
+        passes,
+        ops_before,
+        ops_after,
+        export,
+    })
 }

@@ -1,6 +1,8 @@
 //! The `laurelc` binary on bad input: a clear message naming the file (and
 //! the node, where one applies), exit code 2, no panic, no output file.
 
+#![allow(clippy::unwrap_used, clippy::many_single_char_names)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -10,7 +12,10 @@ use common::*;
 use onnx_protobuf::{GraphProto, Message, ModelProto, StringStringEntryProto};
 
 fn laurelc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_laurelc")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_laurelc"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -20,18 +25,32 @@ fn stderr(o: &Output) -> String {
 /// Runs `laurelc IN -o OUT --no-passes` and asserts a clean failure.
 fn assert_rejected(input: &Path, must_mention: &[&str]) {
     let out = input.with_file_name("out.onnx");
-    let o = laurelc(&[input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-passes"]);
+    let o = laurelc(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-passes",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
     for m in must_mention {
         assert!(err.contains(m), "expected `{m}` in: {err}");
     }
-    assert!(!out.exists(), "a failed run must not write {}", out.display());
+    assert!(
+        !out.exists(),
+        "a failed run must not write {}",
+        out.display()
+    );
     let leftovers: Vec<PathBuf> = std::fs::read_dir(input.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".laurelc-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".laurelc-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
@@ -43,7 +62,11 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 }
 
 fn kv(k: &str, v: &str) -> StringStringEntryProto {
-    StringStringEntryProto { key: k.into(), value: v.into(), ..Default::default() }
+    StringStringEntryProto {
+        key: k.into(),
+        value: v.into(),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -55,13 +78,20 @@ fn missing_file() {
 #[test]
 fn empty_file() {
     let dir = tempfile::tempdir().unwrap();
-    assert_rejected(&write(dir.path(), "empty.onnx", b""), &["empty.onnx", "empty"]);
+    assert_rejected(
+        &write(dir.path(), "empty.onnx", b""),
+        &["empty.onnx", "empty"],
+    );
 }
 
 #[test]
 fn not_protobuf() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "text.onnx", b"\xff\xff\xff\xff this is not a model");
+    let p = write(
+        dir.path(),
+        "text.onnx",
+        b"\xff\xff\xff\xff this is not a model",
+    );
     assert_rejected(&p, &["text.onnx", "not a valid ONNX model"]);
 }
 
@@ -76,8 +106,14 @@ fn truncated_model() {
 #[test]
 fn no_graph() {
     let dir = tempfile::tempdir().unwrap();
-    let m = ModelProto { ir_version: 8, ..Default::default() };
-    assert_rejected(&write(dir.path(), "nograph.onnx", &bytes(&m)), &["nograph.onnx", "no graph"]);
+    let m = ModelProto {
+        ir_version: 8,
+        ..Default::default()
+    };
+    assert_rejected(
+        &write(dir.path(), "nograph.onnx", &bytes(&m)),
+        &["nograph.onnx", "no graph"],
+    );
 }
 
 #[test]
@@ -92,7 +128,10 @@ fn cycle() {
         output: vec![value("b", &[1])],
         ..Default::default()
     });
-    assert_rejected(&write(dir.path(), "cycle.onnx", &bytes(&m)), &["cycle.onnx", "cycle", "`first` (Add)"]);
+    assert_rejected(
+        &write(dir.path(), "cycle.onnx", &bytes(&m)),
+        &["cycle.onnx", "cycle", "`first` (Add)"],
+    );
 }
 
 #[test]
@@ -100,7 +139,10 @@ fn dangling_input() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = tiny();
     m.graph.as_mut().unwrap().node[1].input[1] = "ghost".into();
-    assert_rejected(&write(dir.path(), "dangling.onnx", &bytes(&m)), &["dangling.onnx", "`add` (Add)", "`ghost`"]);
+    assert_rejected(
+        &write(dir.path(), "dangling.onnx", &bytes(&m)),
+        &["dangling.onnx", "`add` (Add)", "`ghost`"],
+    );
 }
 
 #[test]
@@ -109,7 +151,10 @@ fn duplicate_graph_output() {
     let mut m = tiny();
     let g = m.graph.as_mut().unwrap();
     g.output.push(g.output[0].clone());
-    assert_rejected(&write(dir.path(), "dupout.onnx", &bytes(&m)), &["dupout.onnx", "`y`", "more than once"]);
+    assert_rejected(
+        &write(dir.path(), "dupout.onnx", &bytes(&m)),
+        &["dupout.onnx", "`y`", "more than once"],
+    );
 }
 
 #[test]
@@ -117,7 +162,10 @@ fn duplicate_node_output() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = tiny();
     m.graph.as_mut().unwrap().node[1].output[0] = "h".into();
-    assert_rejected(&write(dir.path(), "dupval.onnx", &bytes(&m)), &["dupval.onnx", "`h`", "`mm` (MatMul)", "`add` (Add)"]);
+    assert_rejected(
+        &write(dir.path(), "dupval.onnx", &bytes(&m)),
+        &["dupval.onnx", "`h`", "`mm` (MatMul)", "`add` (Add)"],
+    );
 }
 
 fn with_external(location: &str) -> ModelProto {
@@ -143,9 +191,16 @@ fn external_data_outside_the_model_directory() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(root.path().join("w.bin"), [0u8; 36]).unwrap();
     let p = write(&dir, "up.onnx", &bytes(&with_external("../w.bin")));
-    assert_rejected(&p, &["up.onnx", "tensor `W`", "leaves the model's directory"]);
+    assert_rejected(
+        &p,
+        &["up.onnx", "tensor `W`", "leaves the model's directory"],
+    );
     let abs = root.path().join("w.bin");
-    let p = write(&dir, "abs.onnx", &bytes(&with_external(abs.to_str().unwrap())));
+    let p = write(
+        &dir,
+        "abs.onnx",
+        &bytes(&with_external(abs.to_str().unwrap())),
+    );
     assert_rejected(&p, &["abs.onnx", "absolute"]);
     std::os::unix::fs::symlink(&abs, dir.join("link.bin")).unwrap();
     let p = write(&dir, "link.onnx", &bytes(&with_external("link.bin")));
@@ -165,9 +220,18 @@ fn output_in_a_missing_directory() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
     let out = dir.path().join("no/such/dir/out.onnx");
-    let o = laurelc(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-passes"]);
+    let o = laurelc(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-passes",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("output directory does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("output directory does not exist"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -179,7 +243,11 @@ fn output_equal_to_input_needs_force() {
     let o = laurelc(&[ps, "-o", ps, "--no-passes"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
-    assert_eq!(std::fs::read(&p).unwrap(), original, "the input must be untouched");
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        original,
+        "the input must be untouched"
+    );
     // The same file under another name is refused too.
     let alias = dir.path().join("./sub/../m.onnx");
     std::fs::create_dir(dir.path().join("sub")).unwrap();
@@ -205,7 +273,12 @@ fn round_trip_output_is_byte_identical_across_runs() {
     let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
     let (a, b) = (dir.path().join("a.onnx"), dir.path().join("b.onnx"));
     for out in [&a, &b] {
-        let o = laurelc(&[p.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-passes"]);
+        let o = laurelc(&[
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-passes",
+        ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
@@ -216,17 +289,43 @@ fn run_and_check_on_tract() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
     let rt = dir.path().join("rt.onnx");
-    assert_eq!(laurelc(&[p.to_str().unwrap(), "-o", rt.to_str().unwrap(), "--no-passes"]).status.code(), Some(0));
-    let o = laurelc(&["check", p.to_str().unwrap(), rt.to_str().unwrap(), "--runs", "3"]);
+    assert_eq!(
+        laurelc(&[
+            p.to_str().unwrap(),
+            "-o",
+            rt.to_str().unwrap(),
+            "--no-passes"
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    let o = laurelc(&[
+        "check",
+        p.to_str().unwrap(),
+        rt.to_str().unwrap(),
+        "--runs",
+        "3",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("PASS"));
 
     // A model that differs: W scaled by 2 changes y wherever the MatMul term matters.
     let mut m = tiny();
     let w = &mut m.graph.as_mut().unwrap().initializer[0];
-    *w = f32_tensor("W", &[3, 3], &[1.0, -2.0, 0.5, 2.0, 0.0, -1.0, 1.5, 1.0, 3.0]);
+    *w = f32_tensor(
+        "W",
+        &[3, 3],
+        &[1.0, -2.0, 0.5, 2.0, 0.0, -1.0, 1.5, 1.0, 3.0],
+    );
     let q = write(dir.path(), "q.onnx", &bytes(&m));
-    let o = laurelc(&["check", p.to_str().unwrap(), q.to_str().unwrap(), "--runs", "3"]);
+    let o = laurelc(&[
+        "check",
+        p.to_str().unwrap(),
+        q.to_str().unwrap(),
+        "--runs",
+        "3",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("FAIL"));
 
@@ -234,14 +333,24 @@ fn run_and_check_on_tract() {
     let x = dir.path().join("x.npy");
     write_x_npy(&x);
     let out_dir = dir.path().join("outs");
-    let o = laurelc(&["run", p.to_str().unwrap(), "--input", &format!("x={}", x.display()), "--out-dir", out_dir.to_str().unwrap()]);
+    let o = laurelc(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        &format!("x={}", x.display()),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let y = std::fs::read(out_dir.join("y.npy")).unwrap();
     // x·W row 0: [1*0.5+2*1+3*0.75, 1*-1+0+3*0.5, 2*-0.5+3*1.5] = [4.75, 0.5, 3.75]; + x = [5.75, 2.5, 6.75]
     // row 1: [-0.5+0+0.75, 1+0+0.5, -0.25+0+1.5] = [0.25, 1.5, 1.25]; + x = [-0.75, 1.5, 2.25] → relu [0, 1.5, 2.25]
     let expected: [f32; 6] = [5.75, 2.5, 6.75, 0.0, 1.5, 2.25];
     let data = &y[y.len() - 24..];
-    let got: Vec<f32> = data.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let got: Vec<f32> = data
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     assert_eq!(got, expected);
 }
 
@@ -249,7 +358,7 @@ fn run_and_check_on_tract() {
 fn write_x_npy(path: &Path) {
     let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
@@ -260,4 +369,34 @@ fn write_x_npy(path: &Path) {
         b.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn inspect_reports_versions_io_ops_and_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let o = laurelc(&["inspect", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["ir_version"], 8);
+    assert_eq!(j["opsets"][""], 17);
+    assert_eq!(j["node_count"], 3);
+    assert_eq!(
+        j["op_counts"],
+        serde_json::json!({"Add": 1, "MatMul": 1, "Relu": 1})
+    );
+    assert_eq!(j["parameter_count"], 9);
+    assert_eq!(j["parameter_bytes"], 36);
+    assert_eq!(j["external_data"], false);
+    assert_eq!(
+        j["inputs"],
+        serde_json::json!([{"name": "x", "dtype": "float32", "shape": ["2", "3"]}])
+    );
+    assert_eq!(j["outputs"][0]["name"], "y");
+    let text = laurelc(&["inspect", p.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("MatMul: 1") && text.contains("parameters: 9 (36 bytes)"),
+        "{text}"
+    );
 }

@@ -1,17 +1,23 @@
 //! Import → export round trips of hand-built models that use every part of
 //! the format the IR must keep.
 
+#![allow(clippy::unwrap_used, clippy::many_single_char_names)]
+
 mod common;
 
 use common::*;
 use laurelc::onnx::{ExportOptions, import_bytes, import_path, to_bytes, write_path};
 use onnx_protobuf::{
-    FunctionProto, GraphProto, Message, ModelProto, SparseTensorProto, StringStringEntryProto, TensorAnnotation,
-    TrainingInfoProto,
+    FunctionProto, GraphProto, Message, ModelProto, SparseTensorProto, StringStringEntryProto,
+    TensorAnnotation, TrainingInfoProto,
 };
 
 fn kv(k: &str, v: &str) -> StringStringEntryProto {
-    StringStringEntryProto { key: k.into(), value: v.into(), ..Default::default() }
+    StringStringEntryProto {
+        key: k.into(),
+        value: v.into(),
+        ..Default::default()
+    }
 }
 
 /// A model touching every field the IR must carry through.
@@ -22,7 +28,11 @@ fn kitchen_sink() -> ModelProto {
     m.domain = "org.example".into();
     m.model_version = 7;
     m.metadata_props = vec![kv("author", "tests"), kv("license", "none")];
-    m.opset_import.push(onnx_protobuf::OperatorSetIdProto { domain: "org.example".into(), version: 1, ..Default::default() });
+    m.opset_import.push(onnx_protobuf::OperatorSetIdProto {
+        domain: "org.example".into(),
+        version: 1,
+        ..Default::default()
+    });
     m.functions.push(FunctionProto {
         name: "Twice".into(),
         domain: "org.example".into(),
@@ -32,7 +42,11 @@ fn kitchen_sink() -> ModelProto {
         ..Default::default()
     });
     m.training_info.push(TrainingInfoProto {
-        initialization: Some(GraphProto { name: "init".into(), ..Default::default() }).into(),
+        initialization: Some(GraphProto {
+            name: "init".into(),
+            ..Default::default()
+        })
+        .into(),
         update_binding: vec![kv("W", "W_new")],
         ..Default::default()
     });
@@ -73,7 +87,10 @@ fn kitchen_sink() -> ModelProto {
     // domain op, and an If whose branches capture outer values.
     g.node[0].doc_string = "node doc".into();
     g.node[0].metadata_props.push(kv("k", "v"));
-    g.node[0].special_fields.mut_unknown_fields().add_length_delimited(42, b"future".to_vec());
+    g.node[0]
+        .special_fields
+        .mut_unknown_fields()
+        .add_length_delimited(42, b"future".to_vec());
     g.node[2].attribute.push(onnx_protobuf::AttributeProto {
         name: "alpha".into(),
         f: 0.5,
@@ -101,7 +118,8 @@ fn kitchen_sink() -> ModelProto {
     g.node.push(iff);
     g.output.push(value("w", &[2, 3]));
     // An optional input left empty keeps its slot.
-    g.node.push(node("Clip", "clip", &["y", "", "x"], &["clipped"]));
+    g.node
+        .push(node("Clip", "clip", &["y", "", "x"], &["clipped"]));
     g.output.push(value("clipped", &[2, 3]));
     m
 }
@@ -114,7 +132,14 @@ fn every_field_survives_a_round_trip() {
     assert_eq!(back, original);
     // And the unknown fields are really there, not just equal by accident.
     assert_eq!(back.special_fields.unknown_fields().iter().count(), 1);
-    assert_eq!(back.graph.node[0].special_fields.unknown_fields().iter().count(), 1);
+    assert_eq!(
+        back.graph.node[0]
+            .special_fields
+            .unknown_fields()
+            .iter()
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -167,7 +192,11 @@ fn file_round_trip_and_external_data_both_ways() {
     let mut ext = w.clone();
     ext.raw_data.clear();
     ext.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
-    ext.external_data = vec![kv("location", "weights/w.bin"), kv("offset", "8"), kv("length", "36")];
+    ext.external_data = vec![
+        kv("location", "weights/w.bin"),
+        kv("offset", "8"),
+        kv("length", "36"),
+    ];
     m.graph.as_mut().unwrap().initializer.push(ext);
     let src = dir.path().join("ext.onnx");
     std::fs::write(&src, bytes(&m)).unwrap();
@@ -182,10 +211,16 @@ fn file_round_trip_and_external_data_both_ways() {
 
     // External export: one side file, offsets aligned, values identical after re-import.
     let out2 = dir.path().join("ext_out.onnx");
-    let opts = ExportOptions { external_data: true, external_threshold: 16 };
+    let opts = ExportOptions {
+        external_data: true,
+        external_threshold: 16,
+    };
     let report = write_path(&model, &out2, &opts).unwrap();
     assert_eq!(report.external_tensors, 1);
-    assert_eq!(report.external_file.as_deref(), Some(dir.path().join("ext_out.onnx.data").as_path()));
+    assert_eq!(
+        report.external_file.as_deref(),
+        Some(dir.path().join("ext_out.onnx.data").as_path())
+    );
     let again = import_path(&out2).unwrap();
     let inline_again = ModelProto::parse_from_bytes(&to_bytes(&again).unwrap()).unwrap();
     assert_eq!(inline_again, tiny());
@@ -195,9 +230,16 @@ fn file_round_trip_and_external_data_both_ways() {
 fn no_temporary_files_are_left_behind() {
     let dir = tempfile::tempdir().unwrap();
     let model = import_bytes(&bytes(&tiny()), "tiny").unwrap();
-    write_path(&model, &dir.path().join("a.onnx"), &ExportOptions::default()).unwrap();
-    let names: Vec<String> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    write_path(
+        &model,
+        &dir.path().join("a.onnx"),
+        &ExportOptions::default(),
+    )
+    .unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, ["a.onnx"]);
 }
 
@@ -208,10 +250,17 @@ fn no_temporary_files_are_left_behind() {
 fn large_initializers_export_to_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = tiny();
-    let big: Vec<f32> = (0..65_536u16).map(f32::from).collect();
-    m.graph.as_mut().unwrap().initializer.push(f32_tensor("big", &[65_536], &big));
+    let big: Vec<f32> = (0..=u16::MAX).map(f32::from).collect();
+    m.graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .push(f32_tensor("big", &[65_536], &big));
     let model = import_bytes(&bytes(&m), "big").unwrap();
     let out = dir.path().join("big.onnx");
     write_path(&model, &out, &ExportOptions::default()).unwrap();
-    assert_eq!(ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap(), m);
+    assert_eq!(
+        ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap(),
+        m
+    );
 }

@@ -23,15 +23,25 @@ pub struct Limits {
 impl Default for Limits {
     /// 64 iterations, 100 000 e-nodes, 5 seconds.
     fn default() -> Self {
-        Self { iterations: 64, nodes: 100_000, time: Duration::from_secs(5) }
+        Self {
+            iterations: 64,
+            nodes: 100_000,
+            time: Duration::from_secs(5),
+        }
     }
 }
 
 impl Limits {
     /// Applies the limits to a runner.
     #[must_use]
-    pub fn apply<L: Language, N: Analysis<L> + Default>(&self, runner: Runner<L, N>) -> Runner<L, N> {
-        runner.with_iter_limit(self.iterations).with_node_limit(self.nodes).with_time_limit(self.time)
+    pub fn apply<L: Language, N: Analysis<L> + Default>(
+        &self,
+        runner: Runner<L, N>,
+    ) -> Runner<L, N> {
+        runner
+            .with_iter_limit(self.iterations)
+            .with_node_limit(self.nodes)
+            .with_time_limit(self.time)
     }
 }
 
@@ -69,7 +79,10 @@ impl StopReport {
     /// Whether a limit cut the run short (the result is correct but may not be optimal).
     #[must_use]
     pub fn hit_limit(&self) -> bool {
-        matches!(self, Self::IterationLimit(_) | Self::NodeLimit(_) | Self::TimeLimit(_))
+        matches!(
+            self,
+            Self::IterationLimit(_) | Self::NodeLimit(_) | Self::TimeLimit(_)
+        )
     }
 }
 
@@ -98,28 +111,41 @@ mod tests {
 
     fn run(limits: Limits) -> StopReport {
         let expr: RecExpr<SymbolLang> = "(f a)".parse().unwrap();
-        let runner = limits.apply(Runner::default().with_expr(&expr)).run(&rules());
+        let runner = limits
+            .apply(Runner::default().with_expr(&expr))
+            .run(&rules());
         StopReport::of(&runner)
     }
 
     #[test]
     fn iteration_limit_is_reported() {
-        let r = run(Limits { iterations: 3, nodes: 1_000_000, time: Duration::from_secs(60) });
+        let r = run(Limits {
+            iterations: 3,
+            nodes: 1_000_000,
+            time: Duration::from_mins(1),
+        });
         assert_eq!(r, StopReport::IterationLimit(3));
         assert!(r.hit_limit());
     }
 
     #[test]
     fn node_limit_is_reported() {
-        let r = run(Limits { iterations: 1_000, nodes: 50, time: Duration::from_secs(60) });
+        let r = run(Limits {
+            iterations: 1_000,
+            nodes: 50,
+            time: Duration::from_mins(1),
+        });
         assert!(matches!(r, StopReport::NodeLimit(_)), "{r}");
     }
 
     #[test]
     fn saturation_is_reported() {
         let expr: RecExpr<SymbolLang> = "(* a b)".parse().unwrap();
-        let commute: Vec<Rewrite<SymbolLang, ()>> = vec![rw!("commute-mul"; "(* ?x ?y)" => "(* ?y ?x)")];
-        let runner = Limits::default().apply(Runner::default().with_expr(&expr)).run(&commute);
+        let commute: Vec<Rewrite<SymbolLang, ()>> =
+            vec![rw!("commute-mul"; "(* ?x ?y)" => "(* ?y ?x)")];
+        let runner = Limits::default()
+            .apply(Runner::default().with_expr(&expr))
+            .run(&commute);
         let r = StopReport::of(&runner);
         assert_eq!(r, StopReport::Saturated);
         assert!(!r.hit_limit());

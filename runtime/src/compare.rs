@@ -45,6 +45,7 @@ impl Comparison {
 /// * Non-numeric element types (strings) compare equal only when the tensors are
 ///   equal; otherwise every element is a mismatch.
 #[must_use]
+#[allow(clippy::float_cmp)] // exact equality (equal infinities, integers) is intended
 pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comparison {
     let dtype_mismatch = actual.datum_type() != expected.datum_type();
     if actual.shape() != expected.shape() {
@@ -67,7 +68,13 @@ pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comp
             dtype_mismatch,
         };
     };
-    let mut c = Comparison { max_abs: 0.0, max_rel: 0.0, mismatches: 0, shape_mismatch: false, dtype_mismatch };
+    let mut c = Comparison {
+        max_abs: 0.0,
+        max_rel: 0.0,
+        mismatches: 0,
+        shape_mismatch: false,
+        dtype_mismatch,
+    };
     for (&x, &y) in a.iter().zip(&b) {
         let both_nan = x.is_nan() && y.is_nan();
         if both_nan || x == y {

@@ -6,7 +6,9 @@ use tract_onnx::prelude::DatumType;
 
 /// Element type of a tensor, restricted to what laurel-runtime can feed, read and
 /// write: IEEE floats, fixed-width integers and booleans.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum DatumKind {
     /// IEEE 754 half precision.
     F16,

@@ -1,7 +1,7 @@
 //! [`infer_shapes`]: the element types and shapes tract's type inference gives every
 //! value of a model.
 //!
-//! The model is parsed as by the concrete loader strategies of [`crate::load`]
+//! The model is parsed as by the concrete loader strategies of [`crate::load`](mod@crate::load)
 //! (`default`, then `ignore-value-info`), the
 //! inputs get the concrete shapes from the [`LoadOptions`], and tract-hir's analyser is
 //! run on the inference model. Values are keyed by ONNX name: graph inputs,
@@ -16,12 +16,14 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::internal::{
+    DatumType, Factoid, InferenceFact, InferenceModel, InferenceModelExt, OutletId,
+};
 
 use crate::datum::{DatumKind, DimSpec};
 use crate::error::{RuntimeError, chain};
 use crate::load::{DimMode, LADDER, parse_with_inputs};
-use crate::model::{LoadOptions, ModelSource, decode, declared_inputs_of};
+use crate::model::{LoadOptions, ModelSource, bind_shape_symbols, declared_inputs_of, decode};
 
 /// What tract inferred about one value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,40 +51,65 @@ pub struct InferredShapes {
 
 fn inferred(fact: &InferenceFact) -> InferredValue {
     let datum = fact.datum_type.concretize().and_then(|dt| {
-        if dt == DatumType::TDim { Some(DatumKind::I64) } else { DatumKind::from_datum_type(dt) }
+        if dt == DatumType::TDim {
+            Some(DatumKind::I64)
+        } else {
+            DatumKind::from_datum_type(dt)
+        }
     });
     let shape = fact.shape.concretize().map(|dims| {
         dims.iter()
-            .map(|d| match d.to_i64().ok().and_then(|v| usize::try_from(v).ok()) {
-                Some(n) => DimSpec::Fixed(n),
-                None => DimSpec::Symbol(d.to_string()),
-            })
+            .map(
+                |d| match d.to_i64().ok().and_then(|v| usize::try_from(v).ok()) {
+                    Some(n) => DimSpec::Fixed(n),
+                    None => DimSpec::Symbol(d.to_string()),
+                },
+            )
             .collect()
     });
     InferredValue { datum, shape }
 }
 
-fn collect(model: &InferenceModel, outlets: &std::collections::HashMap<String, OutletId>) -> BTreeMap<String, InferredValue> {
+fn collect(
+    model: &InferenceModel,
+    outlets: &std::collections::HashMap<String, OutletId>,
+) -> BTreeMap<String, InferredValue> {
     outlets
         .iter()
-        .filter_map(|(name, outlet)| model.outlet_fact(*outlet).ok().map(|f| (name.clone(), inferred(f))))
+        .filter_map(|(name, outlet)| {
+            model
+                .outlet_fact(*outlet)
+                .ok()
+                .map(|f| (name.clone(), inferred(f)))
+        })
         .collect()
 }
 
 /// Infers the element type and shape of every value of a model (see the module doc).
-pub fn infer_shapes(src: ModelSource<'_>, opts: &LoadOptions) -> Result<InferredShapes, RuntimeError> {
+pub fn infer_shapes(
+    src: ModelSource<'_>,
+    opts: &LoadOptions,
+) -> Result<InferredShapes, RuntimeError> {
     let decoded = decode(src)?;
     let declared = declared_inputs_of(&decoded)?;
-    let concrete =
-        declared.iter().map(|d| d.resolve(opts, &decoded.desc)).collect::<Result<Vec<_>, _>>()?;
-    let strategies: Vec<_> =
-        LADDER.iter().filter(|s| s.dims == DimMode::Concrete && s.optimize).collect();
+    let bound = bind_shape_symbols(opts, &declared);
+    let opts = &bound;
+    let concrete = declared
+        .iter()
+        .map(|d| d.resolve(opts, &decoded.desc))
+        .collect::<Result<Vec<_>, _>>()?;
+    let strategies: Vec<_> = LADDER
+        .iter()
+        .filter(|s| s.dims == DimMode::Concrete && s.optimize)
+        .collect();
     let mut errors = Vec::new();
     for strategy in &strategies {
-        let attempt = parse_with_inputs(&decoded, &declared, &concrete, opts, strategy).and_then(|(mut parsed, _)| {
-            parsed.model.analyse(false)?;
-            Ok(parsed)
-        });
+        let attempt = parse_with_inputs(&decoded, &declared, &concrete, opts, strategy).and_then(
+            |(mut parsed, _)| {
+                parsed.model.analyse(false)?;
+                Ok(parsed)
+            },
+        );
         match attempt {
             Ok(parsed) => {
                 return Ok(InferredShapes {
@@ -96,10 +123,18 @@ pub fn infer_shapes(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Inferred
     }
     let error = errors.join("\n  then ");
     let Some(last) = strategies.last() else {
-        return Err(RuntimeError::Load { model: decoded.desc, message: error });
+        return Err(RuntimeError::Load {
+            model: decoded.desc,
+            message: error,
+        });
     };
-    let (mut parsed, _) = parse_with_inputs(&decoded, &declared, &concrete, opts, last)
-        .map_err(|e| RuntimeError::Load { model: decoded.desc.clone(), message: format!("{error}\n  then {}", chain(&e)) })?;
+    let (mut parsed, _) =
+        parse_with_inputs(&decoded, &declared, &concrete, opts, last).map_err(|e| {
+            RuntimeError::Load {
+                model: decoded.desc.clone(),
+                message: format!("{error}\n  then {}", chain(&e)),
+            }
+        })?;
     // The error is already known from the non-obstinate run; keep the partial facts.
     let _ = parsed.model.analyse(true);
     Ok(InferredShapes {

@@ -19,9 +19,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`model`] (sources, options, declared inputs), [`load`] (the loader
+//! Modules: [`model`] (sources, options, declared inputs), [`load`](mod@load) (the loader
 //! strategy ladder), [`runnable`] (running), [`infer`] (shape inference),
-//! [`npy`] and [`tensor_pb`] (tensor files), [`random`], [`stats`], [`compare`],
+//! [`npy`] and [`tensor_pb`] (tensor files), [`random`], [`stats`], [`compare`](mod@compare),
 //! [`ops`] (custom op registration), [`error`].
 
 pub mod compare;
@@ -38,9 +38,9 @@ pub mod stats;
 pub mod tensor_pb;
 mod values;
 
-pub use tract_onnx::prelude::Tensor;
 /// tract-onnx itself, for callers that need more of tract than this crate wraps.
 pub use tract_onnx;
+pub use tract_onnx::prelude::Tensor;
 
 pub use compare::{Comparison, compare};
 pub use datum::{DatumKind, DimSpec, InputSpec};

@@ -45,11 +45,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tract_onnx::tract_hir::internal::*;
+use tract_onnx::tract_hir::internal::{
+    InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable, OutletId, Symbol, TDim, TVec,
+    ToDim, TractErrorContext, TractResult, TypedSimplePlan, bail, ensure,
+};
 
 use crate::datum::InputSpec;
 use crate::error::{RuntimeError, chain};
-use crate::model::{DecodedModel, DeclaredDim, DeclaredInput, LoadOptions, ModelSource, decode, declared_inputs_of};
+use crate::model::{
+    DeclaredDim, DeclaredInput, DecodedModel, LoadOptions, ModelSource, bind_shape_symbols,
+    declared_inputs_of, decode,
+};
 use crate::runnable::Runnable;
 
 /// How input dimensions are handled by a strategy.
@@ -77,15 +83,45 @@ pub(crate) struct Strategy {
 }
 
 /// The names of the loader strategies, in the order [`load`] tries them.
-pub const STRATEGIES: [&str; 5] =
-    ["default", "ignore-value-info", "symbolic-then-concretize", "symbolic-at-runtime", "unoptimized"];
+pub const STRATEGIES: [&str; 5] = [
+    "default",
+    "ignore-value-info",
+    "symbolic-then-concretize",
+    "symbolic-at-runtime",
+    "unoptimized",
+];
 
 pub(crate) const LADDER: [Strategy; 5] = [
-    Strategy { name: STRATEGIES[0], ignore_value_info: false, dims: DimMode::Concrete, optimize: true },
-    Strategy { name: STRATEGIES[1], ignore_value_info: true, dims: DimMode::Concrete, optimize: true },
-    Strategy { name: STRATEGIES[2], ignore_value_info: true, dims: DimMode::TypedThenConcretize, optimize: true },
-    Strategy { name: STRATEGIES[3], ignore_value_info: true, dims: DimMode::Symbolic, optimize: true },
-    Strategy { name: STRATEGIES[4], ignore_value_info: true, dims: DimMode::Concrete, optimize: false },
+    Strategy {
+        name: STRATEGIES[0],
+        ignore_value_info: false,
+        dims: DimMode::Concrete,
+        optimize: true,
+    },
+    Strategy {
+        name: STRATEGIES[1],
+        ignore_value_info: true,
+        dims: DimMode::Concrete,
+        optimize: true,
+    },
+    Strategy {
+        name: STRATEGIES[2],
+        ignore_value_info: true,
+        dims: DimMode::TypedThenConcretize,
+        optimize: true,
+    },
+    Strategy {
+        name: STRATEGIES[3],
+        ignore_value_info: true,
+        dims: DimMode::Symbolic,
+        optimize: true,
+    },
+    Strategy {
+        name: STRATEGIES[4],
+        ignore_value_info: true,
+        dims: DimMode::Concrete,
+        optimize: false,
+    },
 ];
 
 /// The tract-onnx framework for a strategy, with laurelc's custom ops registered.
@@ -116,7 +152,10 @@ pub(crate) fn parse_with_inputs(
     let onnx = framework(strategy);
     let parsed = onnx.parse(&decoded.proto, decoded.model_dir.as_deref())?;
     if !parsed.unresolved_inputs.is_empty() {
-        bail!("could not resolve inputs at top level: {:?}", parsed.unresolved_inputs);
+        bail!(
+            "could not resolve inputs at top level: {:?}",
+            parsed.unresolved_inputs
+        );
     }
     let mut model = parsed.model;
     let inputs = model.input_outlets()?.len();
@@ -134,9 +173,8 @@ pub(crate) fn parse_with_inputs(
             .iter()
             .zip(shape)
             .map(|(d, &n)| match d {
-                DeclaredDim::Param(p) => {
-                    tract_onnx::dim_expr::parse_onnx_dim(&model.symbols, p).unwrap_or_else(|_| n.to_dim())
-                }
+                DeclaredDim::Param(p) => tract_onnx::dim_expr::parse_onnx_dim(&model.symbols, p)
+                    .unwrap_or_else(|_| n.to_dim()),
                 DeclaredDim::Fixed(_) | DeclaredDim::Unknown => n.to_dim(),
             })
             .collect();
@@ -157,18 +195,32 @@ pub(crate) fn parse_with_inputs(
         }
     }
 
-    for (ix, (input, (conc, symb))) in declared.iter().zip(concrete.iter().zip(&symbolic)).enumerate() {
+    for (ix, (input, (conc, symb))) in declared
+        .iter()
+        .zip(concrete.iter().zip(&symbolic))
+        .enumerate()
+    {
         let dt = input.datum.datum_type();
         let fact = match strategy.dims {
-            DimMode::Concrete => InferenceFact::dt_shape(dt, conc.iter().copied().collect::<TVec<usize>>()),
-            DimMode::TypedThenConcretize | DimMode::Symbolic => InferenceFact::dt_shape(dt, symb.clone()),
+            DimMode::Concrete => {
+                InferenceFact::dt_shape(dt, conc.iter().copied().collect::<TVec<usize>>())
+            }
+            DimMode::TypedThenConcretize | DimMode::Symbolic => {
+                InferenceFact::dt_shape(dt, symb.clone())
+            }
         };
         model.set_input_fact(ix, fact)?;
     }
     if strategy.dims == DimMode::Concrete && !subs.is_empty() {
         InferenceModelExt::set_symbols(&mut model, &subs)?;
     }
-    Ok((Parsed { model, outlets_by_name: parsed.outlets_by_name }, subs))
+    Ok((
+        Parsed {
+            model,
+            outlets_by_name: parsed.outlets_by_name,
+        },
+        subs,
+    ))
 }
 
 /// Builds the runnable plan with one strategy.
@@ -180,9 +232,14 @@ fn build(
     strategy: &Strategy,
 ) -> TractResult<Arc<TypedSimplePlan>> {
     let (parsed, subs) = parse_with_inputs(decoded, declared, concrete, opts, strategy)?;
-    let mut typed = parsed.model.into_typed().context("analysing and typing the model")?;
+    let mut typed = parsed
+        .model
+        .into_typed()
+        .context("analysing and typing the model")?;
     if strategy.dims == DimMode::TypedThenConcretize && !subs.is_empty() {
-        typed = typed.set_symbols(&subs).context("binding symbols on the typed model")?;
+        typed = typed
+            .set_symbols(&subs)
+            .context("binding symbols on the typed model")?;
     }
     if strategy.optimize {
         typed.declutter().context("decluttering")?;
@@ -200,11 +257,18 @@ pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, Runtim
 /// Loads a model with one named strategy only (one of [`STRATEGIES`]), e.g. to check
 /// that a model loads without fallback. Unlike [`load`], the symbolic strategies are
 /// tried even when no input dimension is symbolic.
-pub fn load_with_strategy(src: ModelSource<'_>, opts: &LoadOptions, strategy: &str) -> Result<Runnable, RuntimeError> {
+pub fn load_with_strategy(
+    src: ModelSource<'_>,
+    opts: &LoadOptions,
+    strategy: &str,
+) -> Result<Runnable, RuntimeError> {
     let Some(s) = LADDER.iter().find(|s| s.name == strategy) else {
         return Err(RuntimeError::Load {
             model: src.describe(),
-            message: format!("unknown loader strategy `{strategy}` (known: {})", STRATEGIES.join(", ")),
+            message: format!(
+                "unknown loader strategy `{strategy}` (known: {})",
+                STRATEGIES.join(", ")
+            ),
         });
     };
     load_with(src, opts, std::slice::from_ref(s), false)
@@ -218,24 +282,52 @@ fn load_with(
 ) -> Result<Runnable, RuntimeError> {
     let decoded = decode(src)?;
     let declared = declared_inputs_of(&decoded)?;
+    for name in opts.shapes.keys() {
+        if !declared.iter().any(|d| d.name == *name) {
+            return Err(RuntimeError::UnknownInput {
+                name: name.clone(),
+                known: declared
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    let bound = bind_shape_symbols(opts, &declared);
+    let opts = &bound;
     let concrete = declared
         .iter()
         .map(|d| d.resolve(opts, &decoded.desc))
         .collect::<Result<Vec<_>, _>>()?;
-    let specs: Vec<InputSpec> =
-        declared.iter().map(|d| d.resolved_spec(opts, &decoded.desc)).collect::<Result<_, _>>()?;
+    let specs: Vec<InputSpec> = declared
+        .iter()
+        .map(|d| d.resolved_spec(opts, &decoded.desc))
+        .collect::<Result<_, _>>()?;
     let output_names = decoded.output_names()?;
 
-    let has_symbols = declared.iter().any(|d| d.dims.iter().any(|x| matches!(x, DeclaredDim::Param(_))));
+    let has_symbols = declared
+        .iter()
+        .any(|d| d.dims.iter().any(|x| matches!(x, DeclaredDim::Param(_))));
     let mut errors: Vec<String> = Vec::new();
     for strategy in ladder {
         if skip_useless && strategy.dims != DimMode::Concrete && !has_symbols {
             // Without symbolic input dimensions these are the concrete strategy again.
             continue;
         }
-        match build(&decoded, &declared, &concrete, opts, strategy) {
+        // tract panics on some malformed or unusual models; a panic is one more failed strategy.
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            build(&decoded, &declared, &concrete, opts, strategy)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(tract_onnx::tract_hir::internal::anyhow!(
+                "tract panicked: {}",
+                panic_message(&*payload)
+            ))
+        });
+        match attempt {
             Ok(plan) => {
-                let outputs = plan.model().output_outlets().map(<[OutletId]>::len).unwrap_or(0);
+                let outputs = plan.model().output_outlets().map_or(0, <[OutletId]>::len);
                 if outputs != output_names.len() {
                     errors.push(format!(
                         "[{}] tract model has {outputs} outputs, the graph declares {}",
@@ -249,5 +341,17 @@ fn load_with(
             Err(e) => errors.push(format!("[{}] {}", strategy.name, chain(&e))),
         }
     }
-    Err(RuntimeError::Load { model: decoded.desc, message: errors.join("\n  then ") })
+    Err(RuntimeError::Load {
+        model: decoded.desc,
+        message: errors.join("\n  then "),
+    })
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

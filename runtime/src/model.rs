@@ -1,7 +1,7 @@
 //! Model sources, load options, protobuf decoding and declared graph inputs.
 //!
 //! A model is read once into a [`tract_onnx::pb::ModelProto`]; the loader strategies
-//! (see [`crate::load`]) then parse that proto with different tract settings.
+//! (see [`crate::load`](mod@crate::load)) then parse that proto with different tract settings.
 //!
 //! ## Resolving symbolic input dimensions
 //!
@@ -16,6 +16,12 @@
 //!
 //! The default is [`LoadOptions::default_dim`], or [`LoadOptions::DEFAULT_DIM`] (1) when
 //! that is `None`.
+//!
+//! An input named in [`LoadOptions::shapes`] takes that shape outright (its rank and
+//! fixed dimensions must agree with the declaration), and each of its declared
+//! dimensions that is a plain symbol binds that symbol for every other input and for
+//! the whole graph, unless [`LoadOptions::dims`] sets the symbol explicitly. This is
+//! how `laurelc run` sizes a model from the input files it is given.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,7 +55,7 @@ impl ModelSource<'_> {
     }
 }
 
-/// Options for [`crate::load`] and [`crate::infer_shapes`].
+/// Options for [`crate::load()`] and [`crate::infer_shapes`].
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Values for symbolic dimensions, by symbol name (e.g. `"batch"` -> 1).
@@ -57,6 +63,8 @@ pub struct LoadOptions {
     /// Default for symbolic (or unknown) input dimensions not in `dims`;
     /// `None` means [`LoadOptions::DEFAULT_DIM`], i.e. 1.
     pub default_dim: Option<i64>,
+    /// Concrete shapes for some inputs, by input name (see the module doc).
+    pub shapes: BTreeMap<String, Vec<usize>>,
 }
 
 impl LoadOptions {
@@ -71,13 +79,19 @@ impl LoadOptions {
         I: IntoIterator<Item = (S, i64)>,
         S: Into<String>,
     {
-        LoadOptions { dims: dims.into_iter().map(|(k, v)| (k.into(), v)).collect(), default_dim: None }
+        LoadOptions {
+            dims: dims.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            ..LoadOptions::default()
+        }
     }
 
     /// The value of the symbol `name`: `dims[name]`, else the default.
     #[must_use]
     pub fn dim_value(&self, name: &str) -> i64 {
-        self.dims.get(name).copied().unwrap_or_else(|| self.default_value())
+        self.dims
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.default_value())
     }
 
     /// The default for symbols not in `dims`.
@@ -98,15 +112,23 @@ pub(crate) struct DecodedModel {
 
 impl DecodedModel {
     pub fn graph(&self) -> Result<&pb::GraphProto, RuntimeError> {
-        self.proto.graph.as_ref().ok_or_else(|| RuntimeError::ModelDecode {
-            model: self.desc.clone(),
-            message: "the ModelProto has no graph".into(),
-        })
+        self.proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| RuntimeError::ModelDecode {
+                model: self.desc.clone(),
+                message: "the ModelProto has no graph".into(),
+            })
     }
 
     /// Names of the graph outputs, in order.
     pub fn output_names(&self) -> Result<Vec<String>, RuntimeError> {
-        Ok(self.graph()?.output.iter().map(|o| o.name.clone()).collect())
+        Ok(self
+            .graph()?
+            .output
+            .iter()
+            .map(|o| o.name.clone())
+            .collect())
     }
 }
 
@@ -115,20 +137,32 @@ pub(crate) fn decode(src: ModelSource<'_>) -> Result<DecodedModel, RuntimeError>
     let desc = src.describe();
     let (proto, model_dir) = match src {
         ModelSource::Path(p) => {
-            let bytes = std::fs::read(p)
-                .map_err(|source| RuntimeError::Io { path: p.to_path_buf(), source })?;
-            let proto = pb::ModelProto::decode(bytes.as_slice())
-                .map_err(|e| RuntimeError::ModelDecode { model: desc.clone(), message: e.to_string() })?;
+            let bytes = std::fs::read(p).map_err(|source| RuntimeError::Io {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let proto = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| {
+                RuntimeError::ModelDecode {
+                    model: desc.clone(),
+                    message: e.to_string(),
+                }
+            })?;
             let dir = p.parent().and_then(Path::to_str).map(str::to_owned);
             (proto, dir)
         }
         ModelSource::Bytes(b) => {
-            let proto = pb::ModelProto::decode(b)
-                .map_err(|e| RuntimeError::ModelDecode { model: desc.clone(), message: e.to_string() })?;
+            let proto = pb::ModelProto::decode(b).map_err(|e| RuntimeError::ModelDecode {
+                model: desc.clone(),
+                message: e.to_string(),
+            })?;
             (proto, None)
         }
     };
-    let decoded = DecodedModel { proto, model_dir, desc };
+    let decoded = DecodedModel {
+        proto,
+        model_dir,
+        desc,
+    };
     decoded.graph()?;
     Ok(decoded)
 }
@@ -169,6 +203,10 @@ impl DeclaredInput {
 
     /// The concrete shape under `opts` (see the module doc).
     pub fn resolve(&self, opts: &LoadOptions, model: &str) -> Result<Vec<usize>, RuntimeError> {
+        if let Some(shape) = opts.shapes.get(&self.name) {
+            self.check_shape(shape, model)?;
+            return Ok(shape.clone());
+        }
         self.dims
             .iter()
             .map(|d| {
@@ -188,14 +226,62 @@ impl DeclaredInput {
             .collect()
     }
 
+    /// Checks a caller's shape against the declaration: same rank, same fixed sizes.
+    fn check_shape(&self, shape: &[usize], model: &str) -> Result<(), RuntimeError> {
+        let mismatch = shape.len() != self.dims.len()
+            || self
+                .dims
+                .iter()
+                .zip(shape)
+                .any(|(d, &s)| matches!(d, DeclaredDim::Fixed(n) if *n != s));
+        if mismatch {
+            return Err(RuntimeError::UnsupportedModel {
+                model: model.to_owned(),
+                message: format!(
+                    "input `{}` is declared {:?}, which a shape of {shape:?} does not fit",
+                    self.name,
+                    self.spec().shape
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The concrete [`InputSpec`] under `opts`.
-    pub fn resolved_spec(&self, opts: &LoadOptions, model: &str) -> Result<InputSpec, RuntimeError> {
+    pub fn resolved_spec(
+        &self,
+        opts: &LoadOptions,
+        model: &str,
+    ) -> Result<InputSpec, RuntimeError> {
         Ok(InputSpec {
             name: self.name.clone(),
             datum: self.datum,
-            shape: self.resolve(opts, model)?.into_iter().map(DimSpec::Fixed).collect(),
+            shape: self
+                .resolve(opts, model)?
+                .into_iter()
+                .map(DimSpec::Fixed)
+                .collect(),
         })
     }
+}
+
+/// `opts` with every plain symbol of the inputs named in `opts.shapes` bound to the
+/// size it has there (symbols set in `opts.dims` keep their value).
+pub(crate) fn bind_shape_symbols(opts: &LoadOptions, declared: &[DeclaredInput]) -> LoadOptions {
+    let mut out = opts.clone();
+    for d in declared {
+        let Some(shape) = opts.shapes.get(&d.name) else {
+            continue;
+        };
+        for (dim, &size) in d.dims.iter().zip(shape) {
+            if let (DeclaredDim::Param(p), Ok(v)) = (dim, i64::try_from(size))
+                && !opts.dims.contains_key(p)
+            {
+                out.dims.entry(p.clone()).or_insert(v);
+            }
+        }
+    }
+    out
 }
 
 /// Value of a `dim_param` under `opts`.
@@ -211,7 +297,9 @@ fn resolve_param(p: &str, opts: &LoadOptions) -> i64 {
         return opts.default_value();
     };
     let values = symbol_values(&dim, opts);
-    dim.eval(&values).to_i64().unwrap_or_else(|_| opts.default_value())
+    dim.eval(&values)
+        .to_i64()
+        .unwrap_or_else(|_| opts.default_value())
 }
 
 /// Values, under `opts`, for every symbol of `dim`.
@@ -229,15 +317,24 @@ pub(crate) fn declared_inputs_of(model: &DecodedModel) -> Result<Vec<DeclaredInp
     let graph = model.graph()?;
     let initializers: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let unsupported = |message: String| RuntimeError::UnsupportedModel { model: model.desc.clone(), message };
+    let unsupported = |message: String| RuntimeError::UnsupportedModel {
+        model: model.desc.clone(),
+        message,
+    };
     let mut out = Vec::new();
     for input in &graph.input {
         if initializers.contains(input.name.as_str()) {
             continue;
         }
-        let Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tt)), .. }) = &input.r#type
+        let Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(tt)),
+            ..
+        }) = &input.r#type
         else {
-            return Err(unsupported(format!("graph input `{}` has no tensor type", input.name)));
+            return Err(unsupported(format!(
+                "graph input `{}` has no tensor type",
+                input.name
+            )));
         };
         let datum = DatumKind::from_onnx_code(tt.elem_type).ok_or_else(|| {
             unsupported(format!(
@@ -246,7 +343,10 @@ pub(crate) fn declared_inputs_of(model: &DecodedModel) -> Result<Vec<DeclaredInp
             ))
         })?;
         let Some(shape) = &tt.shape else {
-            return Err(unsupported(format!("graph input `{}` has no declared shape (unknown rank)", input.name)));
+            return Err(unsupported(format!(
+                "graph input `{}` has no declared shape (unknown rank)",
+                input.name
+            )));
         };
         let dims = shape
             .dim
@@ -255,11 +355,17 @@ pub(crate) fn declared_inputs_of(model: &DecodedModel) -> Result<Vec<DeclaredInp
                 Some(DimValue::DimValue(v)) if *v >= 0 => {
                     usize::try_from(*v).map_or(DeclaredDim::Unknown, DeclaredDim::Fixed)
                 }
-                Some(DimValue::DimParam(p)) if !p.is_empty() && p != "?" => DeclaredDim::Param(p.clone()),
+                Some(DimValue::DimParam(p)) if !p.is_empty() && p != "?" => {
+                    DeclaredDim::Param(p.clone())
+                }
                 _ => DeclaredDim::Unknown,
             })
             .collect();
-        out.push(DeclaredInput { name: input.name.clone(), datum, dims });
+        out.push(DeclaredInput {
+            name: input.name.clone(),
+            datum,
+            dims,
+        });
     }
     Ok(out)
 }
@@ -269,5 +375,8 @@ pub(crate) fn declared_inputs_of(model: &DecodedModel) -> Result<Vec<DeclaredInp
 /// dimensions with neither value nor parameter are `DimSpec::Symbol("?")`.
 pub fn declared_inputs(src: ModelSource<'_>) -> Result<Vec<InputSpec>, RuntimeError> {
     let model = decode(src)?;
-    Ok(declared_inputs_of(&model)?.iter().map(DeclaredInput::spec).collect())
+    Ok(declared_inputs_of(&model)?
+        .iter()
+        .map(DeclaredInput::spec)
+        .collect())
 }

@@ -17,11 +17,17 @@ use crate::error::RuntimeError;
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 fn npy_err(path: &str, message: impl Into<String>) -> RuntimeError {
-    RuntimeError::Npy { path: path.to_owned(), message: message.into() }
+    RuntimeError::Npy {
+        path: path.to_owned(),
+        message: message.into(),
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
-    move |source| RuntimeError::Io { path: path.to_path_buf(), source }
+    move |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Reads an `.npy` file into a tensor.
@@ -45,14 +51,18 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         .map_err(|e| npy_err(&shown, format!("not a zip archive: {e}")))?;
     let mut out = Vec::with_capacity(archive.len());
     for ix in 0..archive.len() {
-        let mut entry = archive.by_index(ix).map_err(|e| npy_err(&shown, format!("member #{ix}: {e}")))?;
+        let mut entry = archive
+            .by_index(ix)
+            .map_err(|e| npy_err(&shown, format!("member #{ix}: {e}")))?;
         if entry.is_dir() {
             continue;
         }
         let member = entry.name().to_owned();
         let what = format!("{shown}:{member}");
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| npy_err(&what, e.to_string()))?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| npy_err(&what, e.to_string()))?;
         let name = member.strip_suffix(".npy").unwrap_or(&member).to_owned();
         out.push((name, decode_npy(&bytes, &what)?));
     }
@@ -71,7 +81,8 @@ pub fn write_npz(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), Runtim
     for (name, t) in tensors {
         let what = format!("{shown}:{name}.npy");
         let bytes = encode_npy(t, &what)?;
-        zip.start_file(format!("{name}.npy"), options).map_err(|e| npy_err(&what, e.to_string()))?;
+        zip.start_file(format!("{name}.npy"), options)
+            .map_err(|e| npy_err(&what, e.to_string()))?;
         zip.write_all(&bytes).map_err(io_err(path))?;
     }
     let mut inner = zip.finish().map_err(|e| npy_err(&shown, e.to_string()))?;
@@ -84,14 +95,19 @@ pub fn decode_npy(bytes: &[u8], what: &str) -> Result<Tensor, RuntimeError> {
         return Err(npy_err(what, "missing the \\x93NUMPY magic string"));
     }
     let mut cursor = Cursor::new(bytes);
-    let header = Header::from_reader(&mut cursor).map_err(|e| npy_err(what, format!("bad header: {e}")))?;
-    let offset = usize::try_from(cursor.position()).map_err(|_| npy_err(what, "header too long"))?;
+    let header =
+        Header::from_reader(&mut cursor).map_err(|e| npy_err(what, format!("bad header: {e}")))?;
+    let offset =
+        usize::try_from(cursor.position()).map_err(|_| npy_err(what, "header too long"))?;
     let data = &bytes[offset..];
-    let descr = header
-        .type_descriptor
-        .as_string()
-        .ok_or_else(|| npy_err(what, format!("unsupported dtype descriptor {}", header.type_descriptor)))?;
-    let (kind, big_endian) = parse_descr(descr).ok_or_else(|| npy_err(what, format!("unsupported dtype `{descr}`")))?;
+    let descr = header.type_descriptor.as_string().ok_or_else(|| {
+        npy_err(
+            what,
+            format!("unsupported dtype descriptor {}", header.type_descriptor),
+        )
+    })?;
+    let (kind, big_endian) =
+        parse_descr(descr).ok_or_else(|| npy_err(what, format!("unsupported dtype `{descr}`")))?;
     let fortran = header.layout.is_fortran();
     let shape = header.shape;
     let count = shape
@@ -99,19 +115,31 @@ pub fn decode_npy(bytes: &[u8], what: &str) -> Result<Tensor, RuntimeError> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| npy_err(what, format!("shape {shape:?} overflows")))?;
     let size = kind.datum_type().size_of();
-    let expected = count.checked_mul(size).ok_or_else(|| npy_err(what, format!("shape {shape:?} overflows")))?;
+    let expected = count
+        .checked_mul(size)
+        .ok_or_else(|| npy_err(what, format!("shape {shape:?} overflows")))?;
     if data.len() != expected {
         return Err(npy_err(
             what,
-            format!("shape {shape:?} of `{descr}` needs {expected} data bytes, the file has {}", data.len()),
+            format!(
+                "shape {shape:?} of `{descr}` needs {expected} data bytes, the file has {}",
+                data.len()
+            ),
         ));
     }
     // Fortran order: the data is the C-order data of the reversed shape, transposed.
-    let storage_shape: Vec<usize> = if fortran { shape.iter().rev().copied().collect() } else { shape.clone() };
-    let tensor = build_tensor(kind, big_endian, data, &storage_shape).map_err(|e| npy_err(what, format!("{e:#}")))?;
+    let storage_shape: Vec<usize> = if fortran {
+        shape.iter().rev().copied().collect()
+    } else {
+        shape.clone()
+    };
+    let tensor = build_tensor(kind, big_endian, data, &storage_shape)
+        .map_err(|e| npy_err(what, format!("{e:#}")))?;
     if fortran && shape.len() > 1 {
         let axes: Vec<usize> = (0..shape.len()).rev().collect();
-        return tensor.permute_axes(&axes).map_err(|e| npy_err(what, format!("{e:#}")));
+        return tensor
+            .permute_axes(&axes)
+            .map_err(|e| npy_err(what, format!("{e:#}")));
     }
     Ok(tensor)
 }
@@ -120,9 +148,8 @@ pub fn decode_npy(bytes: &[u8], what: &str) -> Result<Tensor, RuntimeError> {
 fn parse_descr(descr: &str) -> Option<(DatumKind, bool)> {
     let mut chars = descr.chars();
     let (big, rest) = match chars.next()? {
-        '<' | '=' => (false, chars.as_str()),
+        '<' | '=' | '|' => (false, chars.as_str()),
         '>' => (true, chars.as_str()),
-        '|' => (false, chars.as_str()),
         _ => (false, descr),
     };
     let kind = match rest {
@@ -144,7 +171,12 @@ fn parse_descr(descr: &str) -> Option<(DatumKind, bool)> {
 }
 
 /// Decodes fixed-size elements.
-fn decode_elems<const N: usize, T>(data: &[u8], big: bool, le: fn([u8; N]) -> T, be: fn([u8; N]) -> T) -> Vec<T> {
+fn decode_elems<const N: usize, T>(
+    data: &[u8],
+    big: bool,
+    le: fn([u8; N]) -> T,
+    be: fn([u8; N]) -> T,
+) -> Vec<T> {
     data.chunks_exact(N)
         .map(|c| {
             let mut a = [0u8; N];
@@ -154,22 +186,54 @@ fn decode_elems<const N: usize, T>(data: &[u8], big: bool, le: fn([u8; N]) -> T,
         .collect()
 }
 
-fn build_tensor(kind: DatumKind, big: bool, data: &[u8], shape: &[usize]) -> tract_onnx::prelude::TractResult<Tensor> {
+fn build_tensor(
+    kind: DatumKind,
+    big: bool,
+    data: &[u8],
+    shape: &[usize],
+) -> tract_onnx::prelude::TractResult<Tensor> {
     match kind {
         DatumKind::F16 => {
             let v = decode_elems::<2, f16>(data, big, f16::from_le_bytes, f16::from_be_bytes);
             Tensor::from_shape(shape, &v)
         }
-        DatumKind::F32 => Tensor::from_shape(shape, &decode_elems::<4, f32>(data, big, f32::from_le_bytes, f32::from_be_bytes)),
-        DatumKind::F64 => Tensor::from_shape(shape, &decode_elems::<8, f64>(data, big, f64::from_le_bytes, f64::from_be_bytes)),
-        DatumKind::I8 => Tensor::from_shape(shape, &decode_elems::<1, i8>(data, big, i8::from_le_bytes, i8::from_be_bytes)),
-        DatumKind::I16 => Tensor::from_shape(shape, &decode_elems::<2, i16>(data, big, i16::from_le_bytes, i16::from_be_bytes)),
-        DatumKind::I32 => Tensor::from_shape(shape, &decode_elems::<4, i32>(data, big, i32::from_le_bytes, i32::from_be_bytes)),
-        DatumKind::I64 => Tensor::from_shape(shape, &decode_elems::<8, i64>(data, big, i64::from_le_bytes, i64::from_be_bytes)),
+        DatumKind::F32 => Tensor::from_shape(
+            shape,
+            &decode_elems::<4, f32>(data, big, f32::from_le_bytes, f32::from_be_bytes),
+        ),
+        DatumKind::F64 => Tensor::from_shape(
+            shape,
+            &decode_elems::<8, f64>(data, big, f64::from_le_bytes, f64::from_be_bytes),
+        ),
+        DatumKind::I8 => Tensor::from_shape(
+            shape,
+            &decode_elems::<1, i8>(data, big, i8::from_le_bytes, i8::from_be_bytes),
+        ),
+        DatumKind::I16 => Tensor::from_shape(
+            shape,
+            &decode_elems::<2, i16>(data, big, i16::from_le_bytes, i16::from_be_bytes),
+        ),
+        DatumKind::I32 => Tensor::from_shape(
+            shape,
+            &decode_elems::<4, i32>(data, big, i32::from_le_bytes, i32::from_be_bytes),
+        ),
+        DatumKind::I64 => Tensor::from_shape(
+            shape,
+            &decode_elems::<8, i64>(data, big, i64::from_le_bytes, i64::from_be_bytes),
+        ),
         DatumKind::U8 => Tensor::from_shape(shape, data),
-        DatumKind::U16 => Tensor::from_shape(shape, &decode_elems::<2, u16>(data, big, u16::from_le_bytes, u16::from_be_bytes)),
-        DatumKind::U32 => Tensor::from_shape(shape, &decode_elems::<4, u32>(data, big, u32::from_le_bytes, u32::from_be_bytes)),
-        DatumKind::U64 => Tensor::from_shape(shape, &decode_elems::<8, u64>(data, big, u64::from_le_bytes, u64::from_be_bytes)),
+        DatumKind::U16 => Tensor::from_shape(
+            shape,
+            &decode_elems::<2, u16>(data, big, u16::from_le_bytes, u16::from_be_bytes),
+        ),
+        DatumKind::U32 => Tensor::from_shape(
+            shape,
+            &decode_elems::<4, u32>(data, big, u32::from_le_bytes, u32::from_be_bytes),
+        ),
+        DatumKind::U64 => Tensor::from_shape(
+            shape,
+            &decode_elems::<8, u64>(data, big, u64::from_le_bytes, u64::from_be_bytes),
+        ),
         DatumKind::Bool => {
             let v: Vec<bool> = data.iter().map(|&b| b != 0).collect();
             Tensor::from_shape(shape, &v)
@@ -214,24 +278,38 @@ where
 pub fn encode_npy(t: &Tensor, what: &str) -> Result<Vec<u8>, RuntimeError> {
     // TDim tensors (shapes computed by tract) are written as i64.
     if t.datum_type() == DatumType::TDim {
-        let cast = t.cast_to::<i64>().map_err(|e| npy_err(what, format!("{e:#}")))?;
+        let cast = t
+            .cast_to::<i64>()
+            .map_err(|e| npy_err(what, format!("{e:#}")))?;
         return encode_npy(&cast, what);
     }
-    let kind = DatumKind::from_datum_type(t.datum_type()).ok_or_else(|| RuntimeError::UnsupportedDatum {
-        context: format!("writing {what}"),
-        datum: datum_name(t.datum_type()),
+    let kind = DatumKind::from_datum_type(t.datum_type()).ok_or_else(|| {
+        RuntimeError::UnsupportedDatum {
+            context: format!("writing {what}"),
+            datum: datum_name(t.datum_type()),
+        }
     })?;
     let shape = t.shape();
     let shape_str = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape_str}, }}", descr_of(kind));
+    let dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_str}, }}",
+        descr_of(kind)
+    );
     // magic (6) + version (2) + header length (2) + dict + padding + '\n', multiple of 64.
     let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
     let total = unpadded.div_ceil(64) * 64;
-    let header_len =
-        u16::try_from(total - MAGIC.len() - 4).map_err(|_| npy_err(what, "header too long for npy version 1.0"))?;
+    let header_len = u16::try_from(total - MAGIC.len() - 4)
+        .map_err(|_| npy_err(what, "header too long for npy version 1.0"))?;
     let mut out = Vec::with_capacity(total + t.len() * t.datum_type().size_of());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);

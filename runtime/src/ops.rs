@@ -1,6 +1,6 @@
 //! Custom ONNX operators: the one place where laurelc registers ops with tract-onnx.
 //!
-//! [`register`] is called by every loader strategy of [`crate::load`] (and by
+//! [`register`] is called by every loader strategy of [`crate::load`](mod@crate::load) (and by
 //! [`crate::infer_shapes`]) on a fresh `tract_onnx::onnx()` framework, so whatever it
 //! registers is available to every model laurel-runtime loads.
 //!

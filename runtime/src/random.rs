@@ -75,7 +75,10 @@ fn make(spec: &InputSpec, shape: &[usize], rng: &mut StdRng) -> TractResult<Tens
     };
     macro_rules! int_tensor {
         ($t:ty) => {{
-            let v: Vec<$t> = ints(rng).into_iter().map(|x| <$t>::try_from(x).unwrap_or_default()).collect();
+            let v: Vec<$t> = ints(rng)
+                .into_iter()
+                .map(|x| <$t>::try_from(x).unwrap_or_default())
+                .collect();
             Tensor::from_shape(shape, &v)
         }};
     }
@@ -106,14 +109,24 @@ fn make(spec: &InputSpec, shape: &[usize], rng: &mut StdRng) -> TractResult<Tens
 }
 
 /// Random values for the given inputs, in the same order (rules in the module doc).
-pub fn random_inputs(specs: &[InputSpec], seed: u64) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+pub fn random_inputs(
+    specs: &[InputSpec],
+    seed: u64,
+) -> Result<Vec<(String, Tensor)>, RuntimeError> {
     specs
         .iter()
         .map(|spec| {
-            let shape: Vec<usize> = spec.concrete_shape().ok_or_else(|| RuntimeError::UnresolvedDim {
-                input: spec.name.clone(),
-                dim: spec.shape.iter().map(ToString::to_string).collect::<Vec<_>>().join("x"),
-            })?;
+            let shape: Vec<usize> =
+                spec.concrete_shape()
+                    .ok_or_else(|| RuntimeError::UnresolvedDim {
+                        input: spec.name.clone(),
+                        dim: spec
+                            .shape
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("x"),
+                    })?;
             let mut rng = StdRng::seed_from_u64(input_seed(seed, &spec.name));
             let t = make(spec, &shape, &mut rng).map_err(|e| RuntimeError::Tract {
                 context: format!("making random input `{}`", spec.name),

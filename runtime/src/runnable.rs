@@ -7,7 +7,7 @@ use tract_onnx::prelude::*;
 use crate::datum::{DatumKind, InputSpec, datum_name};
 use crate::error::{RuntimeError, chain};
 
-/// A model loaded by [`crate::load`], ready to run. Cheap to share between threads
+/// A model loaded by [`crate::load()`], ready to run. Cheap to share between threads
 /// (`Send + Sync`); every [`Runnable::run`] uses its own execution state.
 #[derive(Clone, Debug)]
 pub struct Runnable {
@@ -24,7 +24,12 @@ impl Runnable {
         output_names: Vec<String>,
         strategy: &'static str,
     ) -> Self {
-        Runnable { plan, inputs, output_names, strategy }
+        Runnable {
+            plan,
+            inputs,
+            output_names,
+            strategy,
+        }
     }
 
     /// The graph inputs (not initializers), in graph order, with the concrete shapes
@@ -57,11 +62,19 @@ impl Runnable {
     /// be given exactly once, with the element type and shape of [`Runnable::inputs`].
     /// Returns the outputs by name, in graph output order. Outputs tract computes as
     /// symbolic dimensions (`TDim`) are returned as `i64`.
-    pub fn run(&self, inputs: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+    pub fn run(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
         let mut slots: Vec<Option<Tensor>> = self.inputs.iter().map(|_| None).collect();
         for (name, tensor) in inputs {
             let Some(ix) = self.inputs.iter().position(|s| s.name == name) else {
-                let known = self.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+                let known = self
+                    .inputs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 return Err(RuntimeError::UnknownInput { name, known });
             };
             let spec = &self.inputs[ix];
@@ -77,25 +90,42 @@ impl Runnable {
             }
             let expected = spec
                 .concrete_shape()
-                .ok_or_else(|| RuntimeError::UnresolvedDim { input: name.clone(), dim: format!("{:?}", spec.shape) })?;
+                .ok_or_else(|| RuntimeError::UnresolvedDim {
+                    input: name.clone(),
+                    dim: format!("{:?}", spec.shape),
+                })?;
             if tensor.shape() != expected.as_slice() {
-                return Err(RuntimeError::InputShapeMismatch { name, expected, actual: tensor.shape().to_vec() });
+                return Err(RuntimeError::InputShapeMismatch {
+                    name,
+                    expected,
+                    actual: tensor.shape().to_vec(),
+                });
             }
             slots[ix] = Some(tensor);
         }
         let mut values: TVec<TValue> = TVec::with_capacity(slots.len());
         for (slot, spec) in slots.into_iter().zip(&self.inputs) {
-            let tensor = slot.ok_or_else(|| RuntimeError::MissingInput { name: spec.name.clone() })?;
+            let tensor = slot.ok_or_else(|| RuntimeError::MissingInput {
+                name: spec.name.clone(),
+            })?;
             values.push(tensor.into_tvalue());
         }
-        let outputs = self.plan.run(values).map_err(|e| RuntimeError::Run { message: chain(&e) })?;
+        let outputs =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(values)))
+                .map_err(|payload| RuntimeError::Run {
+                    message: format!("tract panicked: {}", crate::load::panic_message(&*payload)),
+                })?
+                .map_err(|e| RuntimeError::Run { message: chain(&e) })?;
         self.output_names
             .iter()
             .zip(outputs)
             .map(|(name, value)| {
                 let mut t = value.into_tensor();
                 if t.datum_type() == DatumType::TDim {
-                    t = t.cast_to::<i64>().map_err(|e| RuntimeError::Run { message: chain(&e) })?.into_owned();
+                    t = t
+                        .cast_to::<i64>()
+                        .map_err(|e| RuntimeError::Run { message: chain(&e) })?
+                        .into_owned();
                 }
                 Ok((name.clone(), t))
             })

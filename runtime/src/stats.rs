@@ -63,7 +63,12 @@ pub fn summarize(t: &Tensor) -> Summary {
     #[allow(clippy::cast_precision_loss)]
     let n = count as f64;
     let mean = sum / n;
-    let var = values.iter().filter(|v| !v.is_nan()).map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .filter(|v| !v.is_nan())
+        .map(|v| (v - mean) * (v - mean))
+        .sum::<f64>()
+        / n;
     s.min = min;
     s.max = max;
     s.mean = mean;

@@ -3,7 +3,9 @@
 use tract_onnx::prelude::{Datum, DatumType, Tensor, f16};
 
 fn collect<T: Datum + Copy>(t: &Tensor, f: impl Fn(T) -> f64) -> Option<Vec<f64>> {
-    t.to_plain_array_view::<T>().ok().map(|v| v.iter().map(|&x| f(x)).collect())
+    t.to_plain_array_view::<T>()
+        .ok()
+        .map(|v| v.iter().map(|&x| f(x)).collect())
 }
 
 /// The elements of `t` in C order as `f64`, or `None` for non-numeric element types
@@ -24,7 +26,10 @@ pub(crate) fn as_f64(t: &Tensor) -> Option<Vec<f64>> {
         DatumType::U32 => collect::<u32>(t, f64::from),
         DatumType::U64 => collect::<u64>(t, |x| x as f64),
         DatumType::Bool => collect::<bool>(t, |b| if b { 1.0 } else { 0.0 }),
-        DatumType::TDim => t.cast_to::<i64>().ok().and_then(|c| collect::<i64>(&c, |x| x as f64)),
+        DatumType::TDim => t
+            .cast_to::<i64>()
+            .ok()
+            .and_then(|c| collect::<i64>(&c, |x| x as f64)),
         _ => None,
     }
 }

@@ -1,4 +1,12 @@
-//! infer_shapes.
+//! `infer_shapes`.
+// Test code: panicking helpers and exact float comparisons are intended.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_cmp,
+    clippy::cast_precision_loss,
+    clippy::unnecessary_wraps
+)]
 
 mod common;
 
@@ -12,7 +20,11 @@ fn fixed(dims: &[usize]) -> Option<Vec<DimSpec>> {
 #[test]
 fn shapes_of_every_value() {
     let bytes = symbolic_model();
-    let got = infer_shapes(ModelSource::Bytes(&bytes), &LoadOptions::with_dims([("N", 2)])).unwrap();
+    let got = infer_shapes(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", 2)]),
+    )
+    .unwrap();
     assert_eq!(got.strategy, "default");
     assert!(got.error.is_none());
     for (name, shape) in [("x", [2, 3]), ("r", [2, 3]), ("W", [3, 2]), ("y", [2, 2])] {
@@ -25,7 +37,11 @@ fn shapes_of_every_value() {
 #[test]
 fn shapes_with_conflicting_value_info() {
     let bytes = symbolic_model_with(vec![vi("r", F32, &[D::V(7), D::V(3)])], F32);
-    let got = infer_shapes(ModelSource::Bytes(&bytes), &LoadOptions::with_dims([("N", 5)])).unwrap();
+    let got = infer_shapes(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", 5)]),
+    )
+    .unwrap();
     assert_eq!(got.strategy, "ignore-value-info");
     assert_eq!(got.values["r"].shape, fixed(&[5, 3]));
     assert_eq!(got.values["y"].shape, fixed(&[5, 2]));
@@ -34,7 +50,10 @@ fn shapes_with_conflicting_value_info() {
 #[test]
 fn unknown_op_leaves_its_output_unknown() {
     let bytes = Graph::new(
-        vec![node("Relu", &["x"], &["r"]), node("NoSuchOpAnywhere", &["r"], &["y"])],
+        vec![
+            node("Relu", &["x"], &["r"]),
+            node("NoSuchOpAnywhere", &["r"], &["y"]),
+        ],
         vec![vi("x", F32, &[D::V(2), D::V(3)])],
         vec![vi("y", F32, &[D::V(2), D::V(3)])],
     )
@@ -55,7 +74,10 @@ fn partial_shapes_when_analysis_fails() {
         ..Default::default()
     };
     let bytes = Graph::new(
-        vec![node("Relu", &["x"], &["r"]), node("Reshape", &["r", "s"], &["y"])],
+        vec![
+            node("Relu", &["x"], &["r"]),
+            node("Reshape", &["r", "s"], &["y"]),
+        ],
         vec![vi("x", F32, &[D::V(2), D::V(3)])],
         vec![vi("y", F32, &[D::V(5)])],
     )
@@ -78,11 +100,17 @@ fn impossible_broadcast_is_a_symbolic_expression() {
     // `broadcast(..)` expressions. Callers comparing shapes must not treat them as known.
     let bytes = Graph::new(
         vec![node("Add", &["x", "z"], &["y"])],
-        vec![vi("x", F32, &[D::V(2), D::V(3)]), vi("z", F32, &[D::V(4), D::V(5)])],
+        vec![
+            vi("x", F32, &[D::V(2), D::V(3)]),
+            vi("z", F32, &[D::V(4), D::V(5)]),
+        ],
         vec![vi("y", F32, &[D::V(2), D::V(3)])],
     )
     .encode();
     let got = infer_shapes(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap();
     let shape = got.values["y"].shape.clone().unwrap();
-    assert!(shape.iter().all(|d| matches!(d, DimSpec::Symbol(_))), "{shape:?}");
+    assert!(
+        shape.iter().all(|d| matches!(d, DimSpec::Symbol(_))),
+        "{shape:?}"
+    );
 }

@@ -1,4 +1,12 @@
 //! Loading and running tiny ONNX models.
+// Test code: panicking helpers and exact float comparisons are intended.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_cmp,
+    clippy::cast_precision_loss,
+    clippy::unnecessary_wraps
+)]
 
 mod common;
 
@@ -11,7 +19,11 @@ fn f32_tensor_of(shape: &[usize], data: &[f32]) -> Tensor {
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
-    t.to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    t.to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -23,12 +35,18 @@ fn add_runs_and_adds() {
     let names: Vec<_> = r.inputs().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     assert_eq!(r.inputs()[0].datum, DatumKind::F32);
-    assert_eq!(r.inputs()[0].shape, vec![DimSpec::Fixed(2), DimSpec::Fixed(3)]);
+    assert_eq!(
+        r.inputs()[0].shape,
+        vec![DimSpec::Fixed(2), DimSpec::Fixed(3)]
+    );
     let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
     let b = [0.5, -2.0, 10.0, 0.0, -5.0, 1.25];
     // Inputs in reverse order: they are matched by name.
     let out = r
-        .run(vec![("b".into(), f32_tensor_of(&[2, 3], &b)), ("a".into(), f32_tensor_of(&[2, 3], &a))])
+        .run(vec![
+            ("b".into(), f32_tensor_of(&[2, 3], &b)),
+            ("a".into(), f32_tensor_of(&[2, 3], &a)),
+        ])
         .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, "c");
@@ -44,7 +62,9 @@ fn matmul_with_initializer() {
     assert_eq!(r.inputs().len(), 1);
     assert_eq!(r.inputs()[0].name, "x");
     let x = [1.0, 0.0, -1.0, 2.0, 1.0, 0.5];
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))])
+        .unwrap();
     // [1,0,-1] @ W = [1-5, 2-6] = [-4, -4]; [2,1,0.5] @ W = [2+3+2.5, 4+4+3] = [7.5, 11]
     assert_eq!(out[0].1.shape(), &[2, 2]);
     assert_eq!(values(&out[0].1), vec![-4.0, -4.0, 7.5, 11.0]);
@@ -56,20 +76,30 @@ fn load_from_path() {
     let path = dir.path().join("mm.onnx");
     std::fs::write(&path, matmul_model()).unwrap();
     let r = load(ModelSource::Path(&path), &LoadOptions::default()).unwrap();
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[2, 3], &[0.0; 6]))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[2, 3], &[0.0; 6]))])
+        .unwrap();
     assert_eq!(values(&out[0].1), vec![0.0; 4]);
 }
 
 #[test]
 fn missing_file_is_io_error() {
-    let err = load(ModelSource::Path("/nonexistent/model.onnx".as_ref()), &LoadOptions::default()).unwrap_err();
+    let err = load(
+        ModelSource::Path("/nonexistent/model.onnx".as_ref()),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, RuntimeError::Io { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/model.onnx"));
 }
 
 #[test]
 fn garbage_bytes_are_decode_error() {
-    let err = load(ModelSource::Bytes(b"\xff\xff\xff not a model"), &LoadOptions::default()).unwrap_err();
+    let err = load(
+        ModelSource::Bytes(b"\xff\xff\xff not a model"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, RuntimeError::ModelDecode { .. }), "{err}");
 }
 
@@ -79,9 +109,14 @@ fn symbolic_dim_from_options() {
     let opts = LoadOptions::with_dims([("N", 4)]);
     let r = load(ModelSource::Bytes(&bytes), &opts).unwrap();
     assert_eq!(r.load_strategy(), "default");
-    assert_eq!(r.inputs()[0].shape, vec![DimSpec::Fixed(4), DimSpec::Fixed(3)]);
+    assert_eq!(
+        r.inputs()[0].shape,
+        vec![DimSpec::Fixed(4), DimSpec::Fixed(3)]
+    );
     let x: Vec<f32> = (0..12).map(|i| i as f32 - 5.0).collect();
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[4, 3], &x))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[4, 3], &x))])
+        .unwrap();
     assert_eq!(out[0].0, "y");
     assert_eq!(out[0].1.shape(), &[4, 2]);
     assert_eq!(values(&out[0].1), expected_relu_matmul(&x));
@@ -91,12 +126,23 @@ fn symbolic_dim_from_options() {
 fn symbolic_dim_defaults() {
     let bytes = symbolic_model();
     let r = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap();
-    assert_eq!(r.inputs()[0].shape, vec![DimSpec::Fixed(1), DimSpec::Fixed(3)]);
-    let opts = LoadOptions { default_dim: Some(5), ..LoadOptions::default() };
+    assert_eq!(
+        r.inputs()[0].shape,
+        vec![DimSpec::Fixed(1), DimSpec::Fixed(3)]
+    );
+    let opts = LoadOptions {
+        default_dim: Some(5),
+        ..LoadOptions::default()
+    };
     let r = load(ModelSource::Bytes(&bytes), &opts).unwrap();
-    assert_eq!(r.inputs()[0].shape, vec![DimSpec::Fixed(5), DimSpec::Fixed(3)]);
+    assert_eq!(
+        r.inputs()[0].shape,
+        vec![DimSpec::Fixed(5), DimSpec::Fixed(3)]
+    );
     let x: Vec<f32> = (0..15).map(|i| (i as f32) * 0.5 - 3.0).collect();
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[5, 3], &x))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[5, 3], &x))])
+        .unwrap();
     assert_eq!(values(&out[0].1), expected_relu_matmul(&x));
 }
 
@@ -105,14 +151,24 @@ fn declared_inputs_keep_symbols() {
     let bytes = symbolic_model();
     let specs = laurel_runtime::declared_inputs(ModelSource::Bytes(&bytes)).unwrap();
     assert_eq!(specs.len(), 1);
-    assert_eq!(specs[0].shape, vec![DimSpec::Symbol("N".into()), DimSpec::Fixed(3)]);
+    assert_eq!(
+        specs[0].shape,
+        vec![DimSpec::Symbol("N".into()), DimSpec::Fixed(3)]
+    );
 }
 
 #[test]
 fn negative_dim_is_rejected() {
     let bytes = symbolic_model();
-    let err = load(ModelSource::Bytes(&bytes), &LoadOptions::with_dims([("N", -1)])).unwrap_err();
-    assert!(matches!(err, RuntimeError::UnsupportedModel { .. }), "{err}");
+    let err = load(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", -1)]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::UnsupportedModel { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("`N`"), "{err}");
 }
 
@@ -120,7 +176,9 @@ fn negative_dim_is_rejected() {
 fn missing_input_is_named() {
     let bytes = add_model();
     let r = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap();
-    let err = r.run(vec![("a".into(), f32_tensor_of(&[2, 3], &[0.0; 6]))]).unwrap_err();
+    let err = r
+        .run(vec![("a".into(), f32_tensor_of(&[2, 3], &[0.0; 6]))])
+        .unwrap_err();
     match &err {
         RuntimeError::MissingInput { name } => assert_eq!(name, "b"),
         other => panic!("unexpected {other}"),
@@ -133,19 +191,39 @@ fn unknown_and_duplicate_inputs() {
     let bytes = matmul_model();
     let r = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap();
     let x = || f32_tensor_of(&[2, 3], &[0.0; 6]);
-    let err = r.run(vec![("x".into(), x()), ("W".into(), x())]).unwrap_err();
-    assert!(matches!(&err, RuntimeError::UnknownInput { name, .. } if name == "W"), "{err}");
-    let err = r.run(vec![("x".into(), x()), ("x".into(), x())]).unwrap_err();
-    assert!(matches!(&err, RuntimeError::DuplicateInput { name } if name == "x"), "{err}");
+    let err = r
+        .run(vec![("x".into(), x()), ("W".into(), x())])
+        .unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::UnknownInput { name, .. } if name == "W"),
+        "{err}"
+    );
+    let err = r
+        .run(vec![("x".into(), x()), ("x".into(), x())])
+        .unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::DuplicateInput { name } if name == "x"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_shape_is_named() {
     let bytes = symbolic_model();
-    let r = load(ModelSource::Bytes(&bytes), &LoadOptions::with_dims([("N", 2)])).unwrap();
-    let err = r.run(vec![("x".into(), f32_tensor_of(&[3, 3], &[0.0; 9]))]).unwrap_err();
+    let r = load(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", 2)]),
+    )
+    .unwrap();
+    let err = r
+        .run(vec![("x".into(), f32_tensor_of(&[3, 3], &[0.0; 9]))])
+        .unwrap_err();
     match &err {
-        RuntimeError::InputShapeMismatch { name, expected, actual } => {
+        RuntimeError::InputShapeMismatch {
+            name,
+            expected,
+            actual,
+        } => {
             assert_eq!(name, "x");
             assert_eq!(expected, &vec![2, 3]);
             assert_eq!(actual, &vec![3, 3]);
@@ -161,7 +239,11 @@ fn wrong_dtype_is_named() {
     let x: Tensor = ArrayD::<i64>::zeros(IxDyn(&[2, 3])).into();
     let err = r.run(vec![("x".into(), x)]).unwrap_err();
     match &err {
-        RuntimeError::InputDatumMismatch { name, expected, actual } => {
+        RuntimeError::InputDatumMismatch {
+            name,
+            expected,
+            actual,
+        } => {
             assert_eq!(name, "x");
             assert_eq!(expected, "f32");
             assert_eq!(actual, "i64");
@@ -174,22 +256,37 @@ fn wrong_dtype_is_named() {
 fn conflicting_value_info_falls_back() {
     // value_info claims r is [7, 3]; with N = 2 the default strategy cannot unify.
     let bytes = symbolic_model_with(vec![vi("r", F32, &[D::V(7), D::V(3)])], F32);
-    let r = load(ModelSource::Bytes(&bytes), &LoadOptions::with_dims([("N", 2)])).unwrap();
+    let r = load(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", 2)]),
+    )
+    .unwrap();
     assert_eq!(r.load_strategy(), "ignore-value-info");
     let x = [1.0, -1.0, 2.0, 0.5, 0.5, -3.0];
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))])
+        .unwrap();
     assert_eq!(values(&out[0].1), expected_relu_matmul(&x));
 }
 
 #[test]
 fn free_symbol_in_value_info_falls_back() {
     // value_info uses a symbol the inputs do not define, as exporters do.
-    let bytes = symbolic_model_with(vec![vi("r", F32, &[D::P("DynamicDimension.0"), D::V(3)])], F32);
-    let r = load(ModelSource::Bytes(&bytes), &LoadOptions::with_dims([("N", 2)])).unwrap();
+    let bytes = symbolic_model_with(
+        vec![vi("r", F32, &[D::P("DynamicDimension.0"), D::V(3)])],
+        F32,
+    );
+    let r = load(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", 2)]),
+    )
+    .unwrap();
     // tract cannot unify the free symbol with the concrete 2.
     assert_eq!(r.load_strategy(), "ignore-value-info");
     let x = [1.0, -1.0, 2.0, 0.5, 0.5, -3.0];
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))])
+        .unwrap();
     assert_eq!(values(&out[0].1), expected_relu_matmul(&x));
 }
 
@@ -199,10 +296,16 @@ fn declared_output_facts_are_ignored() {
     // declares a wrong fixed output shape. tract-onnx ignores graph-output facts by
     // default, so the default strategy loads both.
     let bytes = symbolic_model_with(vec![], I64);
-    let r = load(ModelSource::Bytes(&bytes), &LoadOptions::with_dims([("N", 2)])).unwrap();
+    let r = load(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", 2)]),
+    )
+    .unwrap();
     assert_eq!(r.load_strategy(), "default");
     let x = [1.0, -1.0, 2.0, 0.5, 0.5, -3.0];
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))])
+        .unwrap();
     assert_eq!(values(&out[0].1), expected_relu_matmul(&x));
     let bytes = Graph::new(
         vec![node("Relu", &["x"], &["y"])],
@@ -212,7 +315,9 @@ fn declared_output_facts_are_ignored() {
     .encode();
     let r = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap();
     assert_eq!(r.load_strategy(), "default");
-    let out = r.run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))]).unwrap();
+    let out = r
+        .run(vec![("x".into(), f32_tensor_of(&[2, 3], &x))])
+        .unwrap();
     assert_eq!(out[0].1.shape(), &[2, 3]);
 }
 
@@ -222,14 +327,22 @@ fn every_strategy_runs_the_symbolic_model() {
     let opts = LoadOptions::with_dims([("N", 3)]);
     let x: Vec<f32> = (0..9).map(|i| 2.0 - i as f32).collect();
     for strategy in laurel_runtime::STRATEGIES {
-        let r = laurel_runtime::load::load_with_strategy(ModelSource::Bytes(&bytes), &opts, strategy).unwrap();
+        let r =
+            laurel_runtime::load::load_with_strategy(ModelSource::Bytes(&bytes), &opts, strategy)
+                .unwrap();
         assert_eq!(r.load_strategy(), strategy);
-        assert_eq!(r.inputs()[0].shape, vec![DimSpec::Fixed(3), DimSpec::Fixed(3)]);
-        let out = r.run(vec![("x".into(), f32_tensor_of(&[3, 3], &x))]).unwrap();
+        assert_eq!(
+            r.inputs()[0].shape,
+            vec![DimSpec::Fixed(3), DimSpec::Fixed(3)]
+        );
+        let out = r
+            .run(vec![("x".into(), f32_tensor_of(&[3, 3], &x))])
+            .unwrap();
         assert_eq!(out[0].1.shape(), &[3, 2], "{strategy}");
         assert_eq!(values(&out[0].1), expected_relu_matmul(&x), "{strategy}");
     }
-    let err = laurel_runtime::load::load_with_strategy(ModelSource::Bytes(&bytes), &opts, "nope").unwrap_err();
+    let err = laurel_runtime::load::load_with_strategy(ModelSource::Bytes(&bytes), &opts, "nope")
+        .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }
 
@@ -242,10 +355,14 @@ fn all_strategies_failing_reports_first_error_first() {
     )
     .encode();
     let err = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap_err();
-    let RuntimeError::Load { message, .. } = &err else { panic!("unexpected {err}") };
+    let RuntimeError::Load { message, .. } = &err else {
+        panic!("unexpected {err}")
+    };
     assert!(message.starts_with("[default]"), "{message}");
     assert!(message.contains("NoSuchOpAnywhere"), "{message}");
-    let later = message.find("then [ignore-value-info]").expect("later errors appended");
+    let later = message
+        .find("then [ignore-value-info]")
+        .expect("later errors appended");
     assert!(later > 0);
     assert!(message.contains("then [symbolic-at-runtime]"), "{message}");
     assert!(message.contains("then [unoptimized]"), "{message}");
@@ -264,8 +381,123 @@ fn runnable_runs_repeatedly() {
     for k in 0..3 {
         let v = k as f32;
         let out = r
-            .run(vec![("a".into(), f32_tensor_of(&[2, 3], &[v; 6])), ("b".into(), f32_tensor_of(&[2, 3], &[1.0; 6]))])
+            .run(vec![
+                ("a".into(), f32_tensor_of(&[2, 3], &[v; 6])),
+                ("b".into(), f32_tensor_of(&[2, 3], &[1.0; 6])),
+            ])
             .unwrap();
         assert_eq!(values(&out[0].1), vec![v + 1.0; 6]);
     }
+}
+
+#[test]
+fn dim_expressions_and_unknown_dims() {
+    let bytes = Graph::new(
+        vec![node("Relu", &["x"], &["y"]), node("Relu", &["u"], &["v"])],
+        vec![
+            vi("x", F32, &[D::P("2*N"), D::V(3)]),
+            vi("u", F32, &[D::Unknown, D::P("?")]),
+        ],
+        vec![
+            vi("y", F32, &[D::P("2*N"), D::V(3)]),
+            vi("v", F32, &[D::Unknown, D::Unknown]),
+        ],
+    )
+    .encode();
+    let opts = LoadOptions {
+        dims: [("N".to_owned(), 3)].into(),
+        default_dim: Some(4),
+        ..LoadOptions::default()
+    };
+    let r = load(ModelSource::Bytes(&bytes), &opts).unwrap();
+    assert_eq!(
+        r.inputs()[0].shape,
+        vec![DimSpec::Fixed(6), DimSpec::Fixed(3)]
+    );
+    assert_eq!(
+        r.inputs()[1].shape,
+        vec![DimSpec::Fixed(4), DimSpec::Fixed(4)]
+    );
+    let x: Vec<f32> = (0..18).map(|i| i as f32 - 9.0).collect();
+    let u: Vec<f32> = (0..16).map(|i| 8.0 - i as f32).collect();
+    let out = r
+        .run(vec![
+            ("x".into(), f32_tensor_of(&[6, 3], &x)),
+            ("u".into(), f32_tensor_of(&[4, 4], &u)),
+        ])
+        .unwrap();
+    assert_eq!(
+        values(&out[0].1),
+        x.iter().map(|v| v.max(0.0)).collect::<Vec<_>>()
+    );
+    assert_eq!(out[1].0, "v");
+    assert_eq!(
+        values(&out[1].1),
+        u.iter().map(|v| v.max(0.0)).collect::<Vec<_>>()
+    );
+    let declared = laurel_runtime::declared_inputs(ModelSource::Bytes(&bytes)).unwrap();
+    assert_eq!(declared[0].shape[0], DimSpec::Symbol("2*N".into()));
+    assert_eq!(
+        declared[1].shape,
+        vec![DimSpec::Symbol("?".into()), DimSpec::Symbol("?".into())]
+    );
+}
+
+#[test]
+fn input_shapes_size_the_model_and_bind_its_symbols() {
+    // x: [N, 2] and w: [N, 2] share the symbol N; y = x + w.
+    let bytes = Graph::new(
+        vec![node("Add", &["x", "w"], &["y"])],
+        vec![
+            vi("x", F32, &[D::P("N"), D::V(2)]),
+            vi("w", F32, &[D::P("N"), D::V(2)]),
+        ],
+        vec![vi("y", F32, &[D::P("N"), D::V(2)])],
+    )
+    .encode();
+    let opts = LoadOptions {
+        shapes: [("x".to_owned(), vec![3, 2])].into(),
+        ..LoadOptions::default()
+    };
+    let r = load(ModelSource::Bytes(&bytes), &opts).unwrap();
+    // w was not given a shape: it follows N = 3 from x's shape, not the default 1.
+    assert_eq!(
+        r.inputs()[1].shape,
+        vec![DimSpec::Fixed(3), DimSpec::Fixed(2)]
+    );
+    let out = r
+        .run(vec![
+            (
+                "x".into(),
+                f32_tensor_of(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+            ),
+            (
+                "w".into(),
+                f32_tensor_of(&[3, 2], &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0]),
+            ),
+        ])
+        .unwrap();
+    assert_eq!(values(&out[0].1), [11.0, 22.0, 33.0, 44.0, 55.0, 66.0]);
+
+    // A shape that contradicts a fixed dimension, or an unknown input, is refused.
+    let bad = LoadOptions {
+        shapes: [("x".to_owned(), vec![3, 5])].into(),
+        ..LoadOptions::default()
+    };
+    assert!(
+        load(ModelSource::Bytes(&bytes), &bad)
+            .unwrap_err()
+            .to_string()
+            .contains("does not fit")
+    );
+    let unknown = LoadOptions {
+        shapes: [("z".to_owned(), vec![1])].into(),
+        ..LoadOptions::default()
+    };
+    assert!(
+        load(ModelSource::Bytes(&bytes), &unknown)
+            .unwrap_err()
+            .to_string()
+            .contains('z')
+    );
 }

@@ -1,10 +1,24 @@
-//! random_inputs, compare and summarize.
+//! `random_inputs`, `compare` and `summarize`.
+// Test code: panicking helpers and exact float comparisons are intended.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_cmp,
+    clippy::cast_precision_loss,
+    clippy::unnecessary_wraps
+)]
 
 use laurel_runtime::random::INT_HIGH;
-use laurel_runtime::{DatumKind, DimSpec, InputSpec, RuntimeError, Tensor, compare, random_inputs, summarize};
+use laurel_runtime::{
+    DatumKind, DimSpec, InputSpec, RuntimeError, Tensor, compare, random_inputs, summarize,
+};
 
 fn spec(name: &str, datum: DatumKind, shape: &[usize]) -> InputSpec {
-    InputSpec { name: name.into(), datum, shape: shape.iter().copied().map(DimSpec::Fixed).collect() }
+    InputSpec {
+        name: name.into(),
+        datum,
+        shape: shape.iter().copied().map(DimSpec::Fixed).collect(),
+    }
 }
 
 fn specs() -> Vec<InputSpec> {
@@ -19,7 +33,11 @@ fn specs() -> Vec<InputSpec> {
 }
 
 fn f32s(t: &Tensor) -> Vec<f32> {
-    t.to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    t.to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -39,7 +57,17 @@ fn random_inputs_are_deterministic_per_seed() {
 fn random_inputs_follow_the_rules() {
     let got = random_inputs(&specs(), 1).unwrap();
     let names: Vec<_> = got.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["pixel_values", "input_ids", "attention_mask", "Token_Type_Ids", "flags", "half"]);
+    assert_eq!(
+        names,
+        [
+            "pixel_values",
+            "input_ids",
+            "attention_mask",
+            "Token_Type_Ids",
+            "flags",
+            "half"
+        ]
+    );
     for ((_, t), s) in got.iter().zip(specs()) {
         assert_eq!(t.shape(), s.concrete_shape().unwrap().as_slice());
         assert_eq!(DatumKind::from_datum_type(t.datum_type()), Some(s.datum));
@@ -48,26 +76,64 @@ fn random_inputs_follow_the_rules() {
     let x = f32s(&got[0].1);
     let n = x.len() as f64;
     let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    let var = x
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
     assert!(mean.abs() < 0.2, "mean {mean}");
     assert!((var - 1.0).abs() < 0.25, "var {var}");
     // ids: in [0, 10), and not constant
-    let ids: Vec<i64> = got[1].1.to_plain_array_view::<i64>().unwrap().iter().copied().collect();
+    let ids: Vec<i64> = got[1]
+        .1
+        .to_plain_array_view::<i64>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
     assert!(ids.iter().all(|&v| (0..INT_HIGH).contains(&v)));
     assert!(ids.iter().any(|&v| v != ids[0]));
     // mask: ones
-    assert!(got[2].1.to_plain_array_view::<i64>().unwrap().iter().all(|&v| v == 1));
+    assert!(
+        got[2]
+            .1
+            .to_plain_array_view::<i64>()
+            .unwrap()
+            .iter()
+            .all(|&v| v == 1)
+    );
     // token type: zeros
-    assert!(got[3].1.to_plain_array_view::<i32>().unwrap().iter().all(|&v| v == 0));
+    assert!(
+        got[3]
+            .1
+            .to_plain_array_view::<i32>()
+            .unwrap()
+            .iter()
+            .all(|&v| v == 0)
+    );
     // bool: true
-    assert!(got[4].1.to_plain_array_view::<bool>().unwrap().iter().all(|&v| v));
+    assert!(
+        got[4]
+            .1
+            .to_plain_array_view::<bool>()
+            .unwrap()
+            .iter()
+            .all(|&v| v)
+    );
 }
 
 #[test]
 fn random_inputs_reject_symbolic_dims() {
-    let s = InputSpec { name: "x".into(), datum: DatumKind::F32, shape: vec![DimSpec::Symbol("N".into())] };
+    let s = InputSpec {
+        name: "x".into(),
+        datum: DatumKind::F32,
+        shape: vec![DimSpec::Symbol("N".into())],
+    };
     let err = random_inputs(&[s], 0).unwrap_err();
-    assert!(matches!(&err, RuntimeError::UnresolvedDim { input, .. } if input == "x"), "{err}");
+    assert!(
+        matches!(&err, RuntimeError::UnresolvedDim { input, .. } if input == "x"),
+        "{err}"
+    );
 }
 
 fn tf(shape: &[usize], data: &[f32]) -> Tensor {
@@ -100,7 +166,12 @@ fn compare_nan_and_inf() {
     let c = compare(&actual, &expected, 1e-5, 1e-8);
     assert_eq!(c.mismatches, 1);
     assert_eq!(c.max_abs, f64::INFINITY);
-    let ok = compare(&tf(&[2], &[f32::NAN, f32::NEG_INFINITY]), &tf(&[2], &[f32::NAN, f32::NEG_INFINITY]), 0.0, 0.0);
+    let ok = compare(
+        &tf(&[2], &[f32::NAN, f32::NEG_INFINITY]),
+        &tf(&[2], &[f32::NAN, f32::NEG_INFINITY]),
+        0.0,
+        0.0,
+    );
     assert!(ok.is_close());
     assert_eq!(ok.max_abs, 0.0);
     let inf_vs_finite = compare(&tf(&[1], &[f32::INFINITY]), &tf(&[1], &[1.0]), 1.0, 1.0);

@@ -1,9 +1,19 @@
-//! npy / npz / TensorProto reading and writing.
+//! npy / npz / `TensorProto` reading and writing.
+// Test code: panicking helpers and exact float comparisons are intended.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::float_cmp,
+    clippy::cast_precision_loss,
+    clippy::unnecessary_wraps
+)]
 
 use laurel_runtime::tract_onnx::pb;
 use laurel_runtime::tract_onnx::prelude::tract_ndarray::{Array, ArrayD, ShapeBuilder};
 use laurel_runtime::tract_onnx::prelude::{DatumType, f16};
-use laurel_runtime::{RuntimeError, Tensor, read_npy, read_npz, read_tensor_pb, write_npy, write_npz};
+use laurel_runtime::{
+    RuntimeError, Tensor, read_npy, read_npz, read_tensor_pb, write_npy, write_npz,
+};
 use ndarray_npy::{NpzReader, NpzWriter, ReadNpyExt, WriteNpyExt};
 use prost::Message;
 
@@ -15,7 +25,10 @@ fn t<T: laurel_runtime::tract_onnx::prelude::Datum + Copy>(shape: &[usize], data
 fn npy_roundtrip_f32_i64_and_more() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<Tensor> = vec![
-        t(&[2, 3], &[1.5f32, -2.0, 0.0, f32::MAX, f32::MIN_POSITIVE, -0.25]),
+        t(
+            &[2, 3],
+            &[1.5f32, -2.0, 0.0, f32::MAX, f32::MIN_POSITIVE, -0.25],
+        ),
         t(&[3, 1, 2], &[i64::MIN, -1, 0, 1, 42, i64::MAX]),
         t(&[4], &[true, false, false, true]),
         t(&[2], &[f16::from_f32(1.5), f16::from_f32(-0.125)]),
@@ -46,7 +59,10 @@ fn npy_compatible_with_ndarray_npy() {
     write_npy(&path, &t(&[2, 2], &[1.0f32, 2.0, 3.0, 4.0])).unwrap();
     let arr = ArrayD::<f32>::read_npy(std::fs::File::open(&path).unwrap()).unwrap();
     assert_eq!(arr.shape(), &[2, 2]);
-    assert_eq!(arr.iter().copied().collect::<Vec<_>>(), vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(
+        arr.iter().copied().collect::<Vec<_>>(),
+        vec![1.0, 2.0, 3.0, 4.0]
+    );
     let path = dir.path().join("ours_i64.npy");
     write_npy(&path, &t(&[3], &[5i64, -6, 7])).unwrap();
     let arr = ArrayD::<i64>::read_npy(std::fs::File::open(&path).unwrap()).unwrap();
@@ -70,12 +86,12 @@ fn npy_big_endian_and_errors() {
     // Hand-made big-endian int32 file.
     let dict = "{'descr': '>i4', 'fortran_order': False, 'shape': (2,), }";
     let mut header = dict.to_owned();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(&1i32.to_be_bytes());
     bytes.extend_from_slice(&(-2i32).to_be_bytes());
@@ -88,9 +104,15 @@ fn npy_big_endian_and_errors() {
     assert!(matches!(err, RuntimeError::Npy { .. }), "{err}");
     // Not npy at all.
     std::fs::write(&path, b"hello").unwrap();
-    assert!(matches!(read_npy(&path).unwrap_err(), RuntimeError::Npy { .. }));
+    assert!(matches!(
+        read_npy(&path).unwrap_err(),
+        RuntimeError::Npy { .. }
+    ));
     // Missing file.
-    assert!(matches!(read_npy(&dir.path().join("nope.npy")).unwrap_err(), RuntimeError::Io { .. }));
+    assert!(matches!(
+        read_npy(&dir.path().join("nope.npy")).unwrap_err(),
+        RuntimeError::Io { .. }
+    ));
 }
 
 #[test]
@@ -99,10 +121,26 @@ fn npz_written_by_ndarray_npy() {
     for compressed in [false, true] {
         let path = dir.path().join(format!("a{compressed}.npz"));
         let file = std::fs::File::create(&path).unwrap();
-        let mut npz = if compressed { NpzWriter::new_compressed(file) } else { NpzWriter::new(file) };
-        npz.add_array("input_ids", &Array::from_shape_vec((1, 3), vec![101i64, 2023, 102]).unwrap()).unwrap();
-        npz.add_array("logits", &Array::from_shape_vec((2,), vec![0.5f32, -1.5]).unwrap()).unwrap();
-        npz.add_array("flags", &Array::from_shape_vec((2,), vec![true, false]).unwrap()).unwrap();
+        let mut npz = if compressed {
+            NpzWriter::new_compressed(file)
+        } else {
+            NpzWriter::new(file)
+        };
+        npz.add_array(
+            "input_ids",
+            &Array::from_shape_vec((1, 3), vec![101i64, 2023, 102]).unwrap(),
+        )
+        .unwrap();
+        npz.add_array(
+            "logits",
+            &Array::from_shape_vec((2,), vec![0.5f32, -1.5]).unwrap(),
+        )
+        .unwrap();
+        npz.add_array(
+            "flags",
+            &Array::from_shape_vec((2,), vec![true, false]).unwrap(),
+        )
+        .unwrap();
         npz.finish().unwrap();
         let got = read_npz(&path).unwrap();
         let names: Vec<_> = got.iter().map(|(n, _)| n.as_str()).collect();
@@ -126,7 +164,10 @@ fn npz_roundtrip_and_numpy_compat() {
     let mut reader = NpzReader::new(std::fs::File::open(&path).unwrap()).unwrap();
     let y: ArrayD<f32> = reader.by_name("y.npy").unwrap();
     assert_eq!(y.shape(), &[2, 2]);
-    assert_eq!(y.iter().copied().collect::<Vec<_>>(), vec![1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(
+        y.iter().copied().collect::<Vec<_>>(),
+        vec![1.0, 2.0, 3.0, 4.0]
+    );
 }
 
 #[test]
@@ -134,7 +175,10 @@ fn npz_garbage_is_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.npz");
     std::fs::write(&path, b"not a zip").unwrap();
-    assert!(matches!(read_npz(&path).unwrap_err(), RuntimeError::Npy { .. }));
+    assert!(matches!(
+        read_npz(&path).unwrap_err(),
+        RuntimeError::Npy { .. }
+    ));
 }
 
 #[test]
@@ -168,13 +212,22 @@ fn tensor_pb_raw_data_unnamed() {
     assert_eq!(tensor.datum_type(), DatumType::I64);
     assert_eq!(tensor, t(&[3], &[3i64, -4, 5]));
     // raw data too short for the dims
-    let short = pb::TensorProto { dims: vec![4], ..proto };
-    assert!(matches!(read_tensor_pb(&short.encode_to_vec()).unwrap_err(), RuntimeError::TensorProto { .. }));
+    let short = pb::TensorProto {
+        dims: vec![4],
+        ..proto
+    };
+    assert!(matches!(
+        read_tensor_pb(&short.encode_to_vec()).unwrap_err(),
+        RuntimeError::TensorProto { .. }
+    ));
 }
 
 #[test]
 fn tensor_pb_bad_inputs_do_not_panic() {
-    assert!(matches!(read_tensor_pb(b"\xff\xff\xff\xff").unwrap_err(), RuntimeError::TensorProto { .. }));
+    assert!(matches!(
+        read_tensor_pb(b"\xff\xff\xff\xff").unwrap_err(),
+        RuntimeError::TensorProto { .. }
+    ));
     let string_raw = pb::TensorProto {
         dims: vec![1],
         data_type: pb::tensor_proto::DataType::String as i32,
@@ -182,7 +235,11 @@ fn tensor_pb_bad_inputs_do_not_panic() {
         ..Default::default()
     };
     assert!(read_tensor_pb(&string_raw.encode_to_vec()).is_err());
-    let bad_type = pb::TensorProto { dims: vec![1], data_type: 9999, ..Default::default() };
+    let bad_type = pb::TensorProto {
+        dims: vec![1],
+        data_type: 9999,
+        ..Default::default()
+    };
     assert!(read_tensor_pb(&bad_type.encode_to_vec()).is_err());
     let negative = pb::TensorProto {
         dims: vec![-1],

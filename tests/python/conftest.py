@@ -21,39 +21,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import laurel_testlib as lt  # noqa: E402
 from laurel_testlib import InputOverride  # noqa: E402
 
-# ---------------------------------------------------------------------------
-# Per-model input overrides.
-#
-# Default inputs (laurel_testlib.make_inputs): floats standard normal with a
-# fixed seed, integer inputs named "*mask*" all ones, other integers in
-# [0, 10), every symbolic dim 1.  Entries here only where that default does
-# not make sense for the model:
-#
-#   ppocr_mobile_v2_cls  x: [-1, 3, ?, ?] -> 1x3x48x192, the classifier's native
-#                        input size (a 1x1 image runs, but only through padding:
-#                        every stage would see a single pixel).
-#   ppocrv4_det          x: 4 symbolic dims -> 1x3x64x64 (the DB detector needs H
-#                        and W multiples of 32: 48x48 fails in onnxruntime on a
-#                        broadcast Add; 64 keeps it fast).
-#   silero_vad           sr must be the int64 scalar 16000 (an If selects the
-#                        16 kHz branch on it); at 16 kHz the model takes chunks of
-#                        512 samples, so input is 1x512.  state [2, batch, 128]
-#                        keeps the default (batch 1, standard normal).
-#   paraphrase_minilm_l3 sequence_length 8 instead of 1: not needed for the model
-#                        to run, but with one token every softmax is trivially 1
-#                        and the attention path would go untested.
-# ---------------------------------------------------------------------------
-INPUT_OVERRIDES: dict[str, dict[str, InputOverride]] = {
-    "ppocr_mobile_v2_cls": {"x": InputOverride(shape=(1, 3, 48, 192))},
-    "ppocrv4_det": {"x": InputOverride(shape=(1, 3, 64, 64))},
-    "silero_vad": {
-        "input": InputOverride(shape=(1, 512)),
-        "sr": InputOverride(value=np.array(16000, dtype=np.int64)),
-    },
-}
-DIM_OVERRIDES: dict[str, dict[str, int]] = {
-    "paraphrase_minilm_l3": {"sequence_length": 8},
-}
+# Per-model input overrides come from the `run` entries of fixtures/models.json
+# (the Rust suites read the same entries): `shapes` by input, `dims` by symbol,
+# scalar `values` by input (int64). Defaults (laurel_testlib.make_inputs):
+# floats standard normal with a fixed seed, integer inputs named "*mask*" all
+# ones, other integers in [0, 10), every symbolic dim 1.
+
+
+def _overrides_from_manifest() -> tuple[dict[str, dict[str, InputOverride]], dict[str, dict[str, int]]]:
+    inputs: dict[str, dict[str, InputOverride]] = {}
+    dims: dict[str, dict[str, int]] = {}
+    for entry in lt.load_manifest()["models"]:
+        run = entry.get("run", {})
+        per_input: dict[str, InputOverride] = {}
+        for name, shape in run.get("shapes", {}).items():
+            per_input[name] = InputOverride(shape=tuple(shape))
+        for name, value in run.get("values", {}).items():
+            per_input[name] = InputOverride(value=np.array(value, dtype=np.int64))
+        if per_input:
+            inputs[entry["name"]] = per_input
+        if run.get("dims"):
+            dims[entry["name"]] = dict(run["dims"])
+    return inputs, dims
+
+
+INPUT_OVERRIDES, DIM_OVERRIDES = _overrides_from_manifest()
 
 FIXTURE_MODELS = lt.fixture_model_names()
 REAL_MODELS = lt.real_model_names()

@@ -29,5 +29,7 @@ pub fn require(rel: &str) -> PathBuf {
 /// The committed fixtures directory.
 #[must_use]
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("fixtures")
 }

@@ -9,6 +9,8 @@
 //! 2. where tract runs the original and matches the expected outputs of
 //!    `test_data_set_0`, it must do the same on the exported model.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +36,11 @@ fn model_dirs() -> Vec<PathBuf> {
 #[test]
 fn every_node_test_model_round_trips_exactly() {
     let dirs = model_dirs();
-    assert!(dirs.len() >= 1700, "expected the 1765 node tests, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 1700,
+        "expected the 1765 node tests, found {}",
+        dirs.len()
+    );
     let mut failures = Vec::new();
     for d in &dirs {
         let bytes = std::fs::read(d.join("model.onnx")).unwrap();
@@ -49,8 +55,17 @@ fn every_node_test_model_round_trips_exactly() {
             Err(e) => failures.push(format!("{}: {e}", d.display())),
         }
     }
-    println!("node suite: {} models, {} round-trip failures", dirs.len(), failures.len());
-    assert!(failures.is_empty(), "{} failures, first ones:\n{}", failures.len(), failures[..failures.len().min(20)].join("\n"));
+    println!(
+        "node suite: {} models, {} round-trip failures",
+        dirs.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures, first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
 }
 
 /// Loads the test data set's inputs and expected outputs.
@@ -95,7 +110,10 @@ fn tract_matches(bytes: &[u8], inputs: &[(String, Tensor)], expected: &[Tensor])
             !c.shape_mismatch && !c.dtype_mismatch && c.mismatches == 0
         }))
     };
-    std::panic::catch_unwind(AssertUnwindSafe(run)).ok().flatten().unwrap_or(false)
+    std::panic::catch_unwind(AssertUnwindSafe(run))
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 #[test]
@@ -112,29 +130,48 @@ fn tract_results_survive_the_round_trip() {
                         .map(|d| {
                             let name = d.file_name().unwrap().to_string_lossy().into_owned();
                             let bytes = std::fs::read(d.join("model.onnx")).unwrap();
-                            let Some((inputs, expected)) = test_data(d) else { return (name, false, None) };
+                            let Some((inputs, expected)) = test_data(d) else {
+                                return (name, false, None);
+                            };
                             if !tract_matches(&bytes, &inputs, &expected) {
                                 return (name, false, None);
                             }
                             let exported = laurelc::onnx::import_bytes(&bytes, &name)
                                 .and_then(|m| laurelc::onnx::to_bytes(&m))
                                 .unwrap();
-                            (name, true, Some(tract_matches(&exported, &inputs, &expected)))
+                            (
+                                name,
+                                true,
+                                Some(tract_matches(&exported, &inputs, &expected)),
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let before = results.iter().filter(|r| r.1).count();
-    let broken: Vec<&str> = results.iter().filter(|r| r.2 == Some(false)).map(|r| r.0.as_str()).collect();
+    let broken: Vec<&str> = results
+        .iter()
+        .filter(|r| r.2 == Some(false))
+        .map(|r| r.0.as_str())
+        .collect();
     println!(
         "node suite on tract: {} models, {} correct before the round trip, {} correct after",
         results.len(),
         before,
         before - broken.len()
     );
-    assert!(before > 1000, "tract ran only {before} node tests correctly: is the runtime broken?");
-    assert!(broken.is_empty(), "tract results changed by the round trip: {broken:?}");
+    assert!(
+        before > 1000,
+        "tract ran only {before} node tests correctly: is the runtime broken?"
+    );
+    assert!(
+        broken.is_empty(),
+        "tract results changed by the round trip: {broken:?}"
+    );
 }

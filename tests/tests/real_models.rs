@@ -2,6 +2,8 @@
 //! each one round-trips to the same messages, and tract gives bit-identical
 //! outputs on the original and the export.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -12,7 +14,16 @@ use onnx_protobuf::{Message, ModelProto};
 struct Entry {
     name: String,
     path: PathBuf,
+    /// The manifest's `run` entry: how to size and fill this model's inputs.
     dims: BTreeMap<String, i64>,
+    shapes: BTreeMap<String, Vec<usize>>,
+    values: BTreeMap<String, i64>,
+}
+
+fn map<T>(v: &serde_json::Value, f: impl Fn(&serde_json::Value) -> T) -> BTreeMap<String, T> {
+    v.as_object()
+        .map(|o| o.iter().map(|(k, x)| (k.clone(), f(x))).collect())
+        .unwrap_or_default()
 }
 
 fn manifest() -> Vec<Entry> {
@@ -25,14 +36,29 @@ fn manifest() -> Vec<Entry> {
         .iter()
         .map(|m| {
             let name = m["name"].as_str().unwrap().to_string();
-            let dims = m
-                .get("dims")
-                .and_then(|d| d.as_object())
-                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_i64().unwrap())).collect())
-                .unwrap_or_default();
+            let run = &m["run"];
+            let dims = map(&run["dims"], |v| v.as_i64().unwrap());
+            let values = map(&run["values"], |v| v.as_i64().unwrap());
+            let shapes = map(&run["shapes"], |v| {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| usize::try_from(d.as_u64().unwrap()).unwrap())
+                    .collect()
+            });
             let path = models.join(format!("{name}.onnx"));
-            assert!(path.exists(), "{} missing: run fixtures/fetch.py", path.display());
-            Entry { name, path, dims }
+            assert!(
+                path.exists(),
+                "{} missing: run fixtures/fetch.py",
+                path.display()
+            );
+            Entry {
+                name,
+                path,
+                dims,
+                shapes,
+                values,
+            }
         })
         .collect()
 }
@@ -49,16 +75,53 @@ fn real_models_round_trip_and_run_identically_on_tract() {
         drop(model);
         // Decoded and re-encoded canonically (see node_suite.rs): bitwise, NaN-safe.
         let canonical = |p: &std::path::Path| {
-            ModelProto::parse_from_bytes(&std::fs::read(p).unwrap()).unwrap().write_to_bytes().unwrap()
+            ModelProto::parse_from_bytes(&std::fs::read(p).unwrap())
+                .unwrap()
+                .write_to_bytes()
+                .unwrap()
         };
-        assert!(canonical(&e.path) == canonical(&out), "{}: the round trip changed the model", e.name);
+        assert!(
+            canonical(&e.path) == canonical(&out),
+            "{}: the round trip changed the model",
+            e.name
+        );
 
-        let opts = CheckOptions { rtol: 0.0, atol: 0.0, runs: 2, dims: e.dims.clone(), ..CheckOptions::default() };
-        let report = check_models(&e.path, &out, &opts).unwrap_or_else(|err| panic!("{}: {err}", e.name));
-        println!("{}: tract strategy {}, outputs {}", e.name, report.strategies[0], report.outputs.len());
-        assert!(report.passed, "{}: outputs differ: {:?}", e.name, report.outputs);
+        let mut inputs = Vec::new();
+        for (input, v) in &e.values {
+            let file = dir.path().join(format!("{}.{input}.npy", e.name));
+            laurel_runtime::write_npy(&file, &laurel_runtime::Tensor::from(*v)).unwrap();
+            inputs.push((input.clone(), file));
+        }
+        let opts = CheckOptions {
+            rtol: 0.0,
+            atol: 0.0,
+            runs: 2,
+            dims: e.dims.clone(),
+            shapes: e.shapes.clone(),
+            inputs,
+            ..CheckOptions::default()
+        };
+        let report =
+            check_models(&e.path, &out, &opts).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+        println!(
+            "{}: tract strategy {}, outputs {}",
+            e.name,
+            report.strategies[0],
+            report.outputs.len()
+        );
+        assert!(
+            report.passed,
+            "{}: outputs differ: {:?}",
+            e.name, report.outputs
+        );
         for o in &report.outputs {
-            assert!(o.max_abs == 0.0, "{}: {} max_abs {}", e.name, o.name, o.max_abs);
+            assert!(
+                o.max_abs == 0.0,
+                "{}: {} max_abs {}",
+                e.name,
+                o.name,
+                o.max_abs
+            );
         }
     }
 }

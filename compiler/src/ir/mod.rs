@@ -7,7 +7,7 @@
 //!   outer-scope value by name. Captures keep producers alive and ordered.
 //! - Everything else the ONNX file held is kept verbatim in [`Model::header`]
 //!   and [`Graph::header`] (opset imports, IR version, producer, doc strings,
-//!   metadata, value_info, quantization annotations, model-local functions,
+//!   metadata, `value_info`, quantization annotations, model-local functions,
 //!   training info, and protobuf fields unknown to our schema), so that an
 //!   import followed by an export writes back what was read.
 //!
@@ -20,7 +20,9 @@ mod topo;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use onnx_protobuf::{GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto};
+use onnx_protobuf::{
+    GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto, ValueInfoProto,
+};
 use petgraph::Direction;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
@@ -52,7 +54,9 @@ impl ExternalBytes {
     #[must_use]
     pub fn bytes(&self) -> &[u8] {
         // Bounds were checked when the slice was created.
-        self.map.get(self.offset..self.offset + self.len).unwrap_or(&[])
+        self.map
+            .get(self.offset..self.offset + self.len)
+            .unwrap_or(&[])
     }
 }
 
@@ -153,7 +157,11 @@ impl Graph {
                 format!("`{}` ({})", op.proto.name, op.proto.op_type)
             }
             Node::Op(op) => {
-                let pos = self.op_order.iter().position(|&m| m == n).unwrap_or(usize::MAX);
+                let pos = self
+                    .op_order
+                    .iter()
+                    .position(|&m| m == n)
+                    .unwrap_or(usize::MAX);
                 format!("#{pos} ({})", op.proto.op_type)
             }
             Node::Input(v) => format!("graph input `{}`", v.name),
@@ -178,10 +186,10 @@ impl Graph {
         let num = self.dag[n].as_op().map_or(0, |op| op.num_inputs);
         let mut slots = vec![None; num];
         for e in self.dag.edges_directed(n, Direction::Incoming) {
-            if let Some(slot) = e.weight().dst_slot {
-                if let Some(s) = slots.get_mut(slot) {
-                    *s = Some((e.source(), e.weight()));
-                }
+            if let Some(slot) = e.weight().dst_slot
+                && let Some(s) = slots.get_mut(slot)
+            {
+                *s = Some((e.source(), e.weight()));
             }
         }
         slots

@@ -24,11 +24,19 @@ pub struct CycleError {
 }
 
 pub(super) fn ordered_toposort(g: &Graph) -> Result<Vec<NodeIndex>, CycleError> {
-    let rank: HashMap<NodeIndex, usize> = g.op_order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let rank: HashMap<NodeIndex, usize> = g
+        .op_order
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (n, i))
+        .collect();
     let key = |n: NodeIndex| (rank.get(&n).copied().unwrap_or(usize::MAX), n.index());
 
-    let ops: Vec<NodeIndex> =
-        g.dag.node_indices().filter(|&n| matches!(g.dag[n], Node::Op(_))).collect();
+    let ops: Vec<NodeIndex> = g
+        .dag
+        .node_indices()
+        .filter(|&n| matches!(g.dag[n], Node::Op(_)))
+        .collect();
     let mut indegree: HashMap<NodeIndex, usize> = HashMap::with_capacity(ops.len());
     for &n in &ops {
         let d = g

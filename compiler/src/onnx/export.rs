@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use onnx_protobuf::tensor_proto::DataLocation;
 use onnx_protobuf::{Message, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
 use protobuf::CodedOutputStream;
-use protobuf::rt::{compute_raw_varint64_size, tag_size};
 use protobuf::rt::WireType;
+use protobuf::rt::{compute_raw_varint64_size, tag_size};
 
 use super::external::is_external;
 use crate::error::{Error, Result};
@@ -47,7 +47,10 @@ pub struct ExportOptions {
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { external_data: false, external_threshold: 1024 }
+        Self {
+            external_data: false,
+            external_threshold: 1024,
+        }
     }
 }
 
@@ -66,7 +69,7 @@ pub struct ExportReport {
 
 /// Where each dense initializer's bytes go.
 enum Placement {
-    /// Written as the proto says (raw_data or typed fields).
+    /// Written as the proto says (`raw_data` or typed fields).
     AsIs,
     /// External on input, written inline from the mapping.
     InlineFromMap,
@@ -90,7 +93,8 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
     {
         let mut os = CodedOutputStream::vec(&mut buf);
         write_model(model, &plan, &mut os).map_err(|e| encode_err(Path::new("<memory>"), &e))?;
-        os.flush().map_err(|e| encode_err(Path::new("<memory>"), &e))?;
+        os.flush()
+            .map_err(|e| encode_err(Path::new("<memory>"), &e))?;
     }
     Ok(buf)
 }
@@ -105,21 +109,34 @@ pub fn write_path(model: &Model, path: &Path, opts: &ExportOptions) -> Result<Ex
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        return Err(Error::MissingOutputDir { path: path.to_path_buf() });
+        return Err(Error::MissingOutputDir {
+            path: path.to_path_buf(),
+        });
     }
     let file_name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::MissingOutputDir { path: path.to_path_buf() })?;
+        .ok_or_else(|| Error::MissingOutputDir {
+            path: path.to_path_buf(),
+        })?;
     let side_name = format!("{file_name}.data");
 
     let mut plan = inline_plan(&model.graph);
     let inline_size = model_size(model, &plan);
-    let mut report = ExportReport { model_bytes: 0, external_file: None, external_tensors: 0, external_bytes: 0 };
+    let mut report = ExportReport {
+        model_bytes: 0,
+        external_file: None,
+        external_tensors: 0,
+        external_bytes: 0,
+    };
     let side_path = dir.join(&side_name);
     if opts.external_data || inline_size > PROTOBUF_LIMIT {
         plan = external_plan(&model.graph, opts.external_threshold, side_name);
-        report.external_tensors = plan.placements.iter().filter(|p| matches!(p, Placement::External { .. })).count();
+        report.external_tensors = plan
+            .placements
+            .iter()
+            .filter(|p| matches!(p, Placement::External { .. }))
+            .count();
         report.external_bytes = plan.side_bytes;
         write_atomically(&side_path, |w| write_side_file(&model.graph, &plan, w))?;
         report.external_file = Some(side_path);
@@ -127,7 +144,9 @@ pub fn write_path(model: &Model, path: &Path, opts: &ExportOptions) -> Result<Ex
         if size > PROTOBUF_LIMIT {
             return Err(Error::Encode {
                 path: path.to_path_buf(),
-                message: format!("{size} bytes remain after moving tensors to external data, above the 2 GiB protobuf limit"),
+                message: format!(
+                    "{size} bytes remain after moving tensors to external data, above the 2 GiB protobuf limit"
+                ),
             });
         }
     }
@@ -141,13 +160,23 @@ pub fn write_path(model: &Model, path: &Path, opts: &ExportOptions) -> Result<Ex
 }
 
 fn encode_err(path: &Path, e: &dyn std::fmt::Display) -> Error {
-    Error::Encode { path: path.to_path_buf(), message: e.to_string() }
+    Error::Encode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Writes through `body` into a temporary file beside `path`, then renames it
 /// into place. Returns the bytes written.
-fn write_atomically(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<u64> {
-    let io = |action, source| Error::Io { path: path.to_path_buf(), action, source };
+fn write_atomically(
+    path: &Path,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<u64> {
+    let io = |action, source| Error::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -167,9 +196,11 @@ fn write_atomically(path: &Path, body: impl FnOnce(&mut dyn Write) -> std::io::R
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| io("cannot set permissions on", e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| io("cannot set permissions on", e))?;
     }
-    tmp.persist(path).map_err(|e| io("cannot rename into place", e.error))?;
+    tmp.persist(path)
+        .map_err(|e| io("cannot rename into place", e.error))?;
     Ok(len)
 }
 
@@ -178,11 +209,17 @@ fn inline_plan(g: &Graph) -> Plan {
         .initializers
         .iter()
         .map(|&n| match &g.dag[n] {
-            Node::Initializer(Initializer { external: Some(_), .. }) => Placement::InlineFromMap,
+            Node::Initializer(Initializer {
+                external: Some(_), ..
+            }) => Placement::InlineFromMap,
             _ => Placement::AsIs,
         })
         .collect();
-    Plan { placements, side_file_name: String::new(), side_bytes: 0 }
+    Plan {
+        placements,
+        side_file_name: String::new(),
+        side_bytes: 0,
+    }
 }
 
 fn external_plan(g: &Graph, threshold: usize, side_file_name: String) -> Plan {
@@ -191,7 +228,9 @@ fn external_plan(g: &Graph, threshold: usize, side_file_name: String) -> Plan {
         .initializers
         .iter()
         .map(|&n| {
-            let Node::Initializer(init) = &g.dag[n] else { return Placement::AsIs };
+            let Node::Initializer(init) = &g.dag[n] else {
+                return Placement::AsIs;
+            };
             let len = data_len(init);
             let movable = init.external.is_some() || !init.proto.raw_data.is_empty();
             if movable && len >= threshold {
@@ -206,21 +245,31 @@ fn external_plan(g: &Graph, threshold: usize, side_file_name: String) -> Plan {
             }
         })
         .collect();
-    Plan { placements, side_file_name, side_bytes: offset }
+    Plan {
+        placements,
+        side_file_name,
+        side_bytes: offset,
+    }
 }
 
 fn data_len(init: &Initializer) -> usize {
-    init.external.as_ref().map_or(init.proto.raw_data.len(), |e| e.len)
+    init.external
+        .as_ref()
+        .map_or(init.proto.raw_data.len(), |e| e.len)
 }
 
 fn data_bytes(init: &Initializer) -> &[u8] {
-    init.external.as_ref().map_or(init.proto.raw_data.as_slice(), |e| e.bytes())
+    init.external
+        .as_ref()
+        .map_or(init.proto.raw_data.as_slice(), |e| e.bytes())
 }
 
 fn write_side_file(g: &Graph, plan: &Plan, w: &mut dyn Write) -> std::io::Result<()> {
     let mut pos = 0u64;
     for (&n, p) in g.initializers.iter().zip(&plan.placements) {
-        let (Placement::External { offset }, Node::Initializer(init)) = (p, &g.dag[n]) else { continue };
+        let (Placement::External { offset }, Node::Initializer(init)) = (p, &g.dag[n]) else {
+            continue;
+        };
         let pad = usize::try_from(offset - pos).unwrap_or(0);
         w.write_all(&vec![0u8; pad])?;
         let bytes = data_bytes(init);
@@ -232,7 +281,11 @@ fn write_side_file(g: &Graph, plan: &Plan, w: &mut dyn Write) -> std::io::Result
 
 /// The tensor message to write, without its bytes, and the bytes to append
 /// as `raw_data`, for initializers whose bytes are not in the proto.
-fn tensor_shell<'a>(init: &'a Initializer, p: &Placement, side: &str) -> Option<(TensorProto, Option<&'a [u8]>)> {
+fn tensor_shell<'a>(
+    init: &'a Initializer,
+    p: &Placement,
+    side: &str,
+) -> Option<(TensorProto, Option<&'a [u8]>)> {
     let t = &init.proto;
     match p {
         Placement::AsIs => None,
@@ -253,7 +306,11 @@ fn tensor_shell<'a>(init: &'a Initializer, p: &Placement, side: &str) -> Option<
                 ..TensorProto::default()
             };
             s.special_fields = t.special_fields.clone();
-            let entry = |k: &str, v: String| StringStringEntryProto { key: k.into(), value: v, ..Default::default() };
+            let entry = |k: &str, v: String| StringStringEntryProto {
+                key: k.into(),
+                value: v,
+                ..Default::default()
+            };
             s.external_data = vec![
                 entry("location", side.to_string()),
                 entry("offset", offset.to_string()),
@@ -279,17 +336,26 @@ fn delimited(field: u32, len: u64) -> u64 {
 }
 
 fn node_inputs(g: &Graph, n: petgraph::stable_graph::NodeIndex) -> Vec<&str> {
-    g.op_inputs(n).into_iter().map(|s| s.map_or("", |(_, e)| e.name.as_str())).collect()
+    g.op_inputs(n)
+        .into_iter()
+        .map(|s| s.map_or("", |(_, e)| e.name.as_str()))
+        .collect()
 }
 
 fn node_size(proto: &NodeProto, inputs: &[&str]) -> u64 {
-    proto.compute_size() + inputs.iter().map(|s| delimited(NODE_INPUT, s.len() as u64)).sum::<u64>()
+    proto.compute_size()
+        + inputs
+            .iter()
+            .map(|s| delimited(NODE_INPUT, s.len() as u64))
+            .sum::<u64>()
 }
 
 fn tensor_size(init: &Initializer, p: &Placement, side: &str) -> u64 {
     match tensor_shell(init, p, side) {
         None => init.proto.compute_size(),
-        Some((shell, raw)) => shell.compute_size() + raw.map_or(0, |b| delimited(RAW_DATA, b.len() as u64)),
+        Some((shell, raw)) => {
+            shell.compute_size() + raw.map_or(0, |b| delimited(RAW_DATA, b.len() as u64))
+        }
     }
 }
 
@@ -302,7 +368,10 @@ fn graph_size(g: &Graph, plan: &Plan, order: &[petgraph::stable_graph::NodeIndex
     }
     for (&n, p) in g.initializers.iter().zip(&plan.placements) {
         if let Node::Initializer(init) = &g.dag[n] {
-            size += delimited(GRAPH_INITIALIZER, tensor_size(init, p, &plan.side_file_name));
+            size += delimited(
+                GRAPH_INITIALIZER,
+                tensor_size(init, p, &plan.side_file_name),
+            );
         }
     }
     for &n in &g.inputs {
@@ -337,9 +406,9 @@ fn write_delimited(os: &mut CodedOutputStream<'_>, msg: &impl Message) -> protob
 
 fn write_model(model: &Model, plan: &Plan, os: &mut CodedOutputStream<'_>) -> protobuf::Result<()> {
     let g = &model.graph;
-    let order = g
-        .topo_ops()
-        .map_err(|e| protobuf::Error::from(std::io::Error::other(format!("cannot order nodes: {e}"))))?;
+    let order = g.topo_ops().map_err(|e| {
+        protobuf::Error::from(std::io::Error::other(format!("cannot order nodes: {e}")))
+    })?;
     model.header.compute_size();
     model.header.write_to_with_cached_sizes(os)?;
 
@@ -358,12 +427,15 @@ fn write_model(model: &Model, plan: &Plan, os: &mut CodedOutputStream<'_>) -> pr
         op.proto.write_to_with_cached_sizes(os)?;
     }
     for (&n, p) in g.initializers.iter().zip(&plan.placements) {
-        let Node::Initializer(init) = &g.dag[n] else { continue };
+        let Node::Initializer(init) = &g.dag[n] else {
+            continue;
+        };
         os.write_tag(GRAPH_INITIALIZER, WireType::LengthDelimited)?;
         match tensor_shell(init, p, &plan.side_file_name) {
             None => write_delimited(os, &init.proto)?,
             Some((shell, raw)) => {
-                let len = shell.compute_size() + raw.map_or(0, |b| delimited(RAW_DATA, b.len() as u64));
+                let len =
+                    shell.compute_size() + raw.map_or(0, |b| delimited(RAW_DATA, b.len() as u64));
                 os.write_raw_varint64(len)?;
                 shell.write_to_with_cached_sizes(os)?;
                 if let Some(bytes) = raw {
@@ -394,5 +466,8 @@ fn write_model(model: &Model, plan: &Plan, os: &mut CodedOutputStream<'_>) -> pr
 /// As [`to_bytes`], or [`Error::Decode`] if the encoding does not decode.
 pub fn to_proto(model: &Model) -> Result<ModelProto> {
     let bytes = to_bytes(model)?;
-    ModelProto::parse_from_bytes(&bytes).map_err(|e| Error::Decode { model: "<export>".into(), message: e.to_string() })
+    ModelProto::parse_from_bytes(&bytes).map_err(|e| Error::Decode {
+        model: "<export>".into(),
+        message: e.to_string(),
+    })
 }

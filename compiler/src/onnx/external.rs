@@ -46,16 +46,27 @@ pub fn parse_ref(t: &TensorProto) -> Result<ExternalRef, String> {
         match kv.key.as_str() {
             "location" => location = Some(kv.value.clone()),
             "offset" => {
-                offset = kv.value.parse().map_err(|_| format!("offset `{}` is not a number", kv.value))?;
+                offset = kv
+                    .value
+                    .parse()
+                    .map_err(|_| format!("offset `{}` is not a number", kv.value))?;
             }
             "length" => {
-                length = Some(kv.value.parse().map_err(|_| format!("length `{}` is not a number", kv.value))?);
+                length = Some(
+                    kv.value
+                        .parse()
+                        .map_err(|_| format!("length `{}` is not a number", kv.value))?,
+                );
             }
             _ => {}
         }
     }
     let location = location.ok_or_else(|| "no `location` entry".to_string())?;
-    Ok(ExternalRef { location, offset, length })
+    Ok(ExternalRef {
+        location,
+        offset,
+        length,
+    })
 }
 
 /// Resolves `location` against `dir`, refusing anything that leaves `dir`.
@@ -67,8 +78,14 @@ pub fn resolve(dir: &Path, location: &str) -> Result<PathBuf, String> {
     if location.is_empty() {
         return Err("empty location".into());
     }
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::Prefix(_) | Component::RootDir)) {
-        return Err(format!("location `{location}` is absolute; it must be relative to the model's directory"));
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
+    {
+        return Err(format!(
+            "location `{location}` is absolute; it must be relative to the model's directory"
+        ));
     }
     let mut depth = 0i64;
     for c in rel.components() {
@@ -78,21 +95,28 @@ pub fn resolve(dir: &Path, location: &str) -> Result<PathBuf, String> {
             _ => {}
         }
         if depth < 0 {
-            return Err(format!("location `{location}` leaves the model's directory"));
+            return Err(format!(
+                "location `{location}` leaves the model's directory"
+            ));
         }
     }
-    let base = dir
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve the model's directory {}: {e}", dir.display()))?;
+    let base = dir.canonicalize().map_err(|e| {
+        format!(
+            "cannot resolve the model's directory {}: {e}",
+            dir.display()
+        )
+    })?;
     let full = base.join(rel);
-    let real = full.canonicalize().map_err(|e| format!("file {} is missing or unreadable: {e}", full.display()))?;
-    if !real.starts_with(&base) {
+    let resolved = full
+        .canonicalize()
+        .map_err(|e| format!("file {} is missing or unreadable: {e}", full.display()))?;
+    if !resolved.starts_with(&base) {
         return Err(format!(
             "location `{location}` resolves to {}, outside the model's directory (symlink?)",
-            real.display()
+            resolved.display()
         ));
     }
-    Ok(real)
+    Ok(resolved)
 }
 
 /// Maps external data files once each and hands out tensor slices.
@@ -106,7 +130,10 @@ impl ExternalLoader {
     /// A loader resolving locations against `dir`.
     #[must_use]
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir, maps: HashMap::new() }
+        Self {
+            dir,
+            maps: HashMap::new(),
+        }
     }
 
     /// The bytes of an external tensor, checked against the file size and,
@@ -117,24 +144,28 @@ impl ExternalLoader {
     pub fn load(&mut self, t: &TensorProto) -> Result<ExternalBytes, String> {
         let r = parse_ref(t)?;
         let path = resolve(&self.dir, &r.location)?;
-        let map = match self.maps.get(&path) {
-            Some(m) => Arc::clone(m),
-            None => {
-                let m = Arc::new(map_file(&path)?);
-                self.maps.insert(path.clone(), Arc::clone(&m));
-                m
-            }
+        let map = if let Some(m) = self.maps.get(&path) {
+            Arc::clone(m)
+        } else {
+            let m = Arc::new(map_file(&path)?);
+            self.maps.insert(path.clone(), Arc::clone(&m));
+            m
         };
         let expected = expected_bytes(t);
         let len = match (r.length, expected) {
             (Some(l), Some(e)) if l != e => {
-                return Err(format!("length {l} does not match the {e} bytes its shape and type need"));
+                return Err(format!(
+                    "length {l} does not match the {e} bytes its shape and type need"
+                ));
             }
             (Some(l), _) => l,
             (None, Some(e)) => e,
             (None, None) => map.len().saturating_sub(r.offset),
         };
-        let end = r.offset.checked_add(len).ok_or("offset + length overflows")?;
+        let end = r
+            .offset
+            .checked_add(len)
+            .ok_or("offset + length overflows")?;
         if end > map.len() {
             return Err(format!(
                 "bytes {}..{end} are past the end of {} ({} bytes)",
@@ -143,7 +174,11 @@ impl ExternalLoader {
                 map.len()
             ));
         }
-        Ok(ExternalBytes { map, offset: r.offset, len })
+        Ok(ExternalBytes {
+            map,
+            offset: r.offset,
+            len,
+        })
     }
 }
 
@@ -192,21 +227,53 @@ mod tests {
         std::fs::write(dir.path().join("sub/w.bin"), [0u8; 8]).unwrap();
         assert!(resolve(dir.path(), "sub/w.bin").is_ok());
         assert!(resolve(dir.path(), "sub/../sub/w.bin").is_ok());
-        assert!(resolve(dir.path(), "/etc/passwd").unwrap_err().contains("absolute"));
-        assert!(resolve(dir.path(), "../w.bin").unwrap_err().contains("leaves"));
-        assert!(resolve(dir.path(), "sub/../../w.bin").unwrap_err().contains("leaves"));
-        assert!(resolve(dir.path(), "missing.bin").unwrap_err().contains("missing"));
+        assert!(
+            resolve(dir.path(), "/etc/passwd")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            resolve(dir.path(), "../w.bin")
+                .unwrap_err()
+                .contains("leaves")
+        );
+        assert!(
+            resolve(dir.path(), "sub/../../w.bin")
+                .unwrap_err()
+                .contains("leaves")
+        );
+        assert!(
+            resolve(dir.path(), "missing.bin")
+                .unwrap_err()
+                .contains("missing")
+        );
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.bin"), [1u8; 8]).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.bin"), dir.path().join("link.bin")).unwrap();
-        assert!(resolve(dir.path(), "link.bin").unwrap_err().contains("outside"));
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.bin"),
+            dir.path().join("link.bin"),
+        )
+        .unwrap();
+        assert!(
+            resolve(dir.path(), "link.bin")
+                .unwrap_err()
+                .contains("outside")
+        );
     }
 
     #[test]
     fn expected_bytes_follows_dims_and_type() {
-        let t = TensorProto { dims: vec![2, 3], data_type: 1, ..Default::default() };
+        let t = TensorProto {
+            dims: vec![2, 3],
+            data_type: 1,
+            ..Default::default()
+        };
         assert_eq!(expected_bytes(&t), Some(24));
-        let s = TensorProto { dims: vec![2], data_type: 8, ..Default::default() };
+        let s = TensorProto {
+            dims: vec![2],
+            data_type: 8,
+            ..Default::default()
+        };
         assert_eq!(expected_bytes(&s), None);
     }
 }

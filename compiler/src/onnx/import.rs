@@ -33,7 +33,11 @@ use crate::ir::{Edge, Graph, Initializer, Model, Node, OpNode};
 /// # Errors
 /// [`Error::Io`], [`Error::Empty`], [`Error::Decode`] and the graph checks of [`import_proto`].
 pub fn import_path(path: &Path) -> Result<Model> {
-    let io = |action, source| Error::Io { path: path.to_path_buf(), action, source };
+    let io = |action, source| Error::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    };
     let file = File::open(path).map_err(|e| io("cannot open", e))?;
     let meta = file.metadata().map_err(|e| io("cannot stat", e))?;
     if meta.is_dir() {
@@ -44,10 +48,18 @@ pub fn import_path(path: &Path) -> Result<Model> {
         return Err(Error::Empty { model: label });
     }
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let proto = ModelProto::parse_from_reader(&mut reader)
-        .map_err(|e| Error::Decode { model: label.clone(), message: e.to_string() })?;
-    let dir = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
-    let dir = if dir.as_os_str().is_empty() { Path::new(".").to_path_buf() } else { dir };
+    let proto = ModelProto::parse_from_reader(&mut reader).map_err(|e| Error::Decode {
+        model: label.clone(),
+        message: e.to_string(),
+    })?;
+    let dir = path
+        .parent()
+        .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".").to_path_buf()
+    } else {
+        dir
+    };
     import_proto(proto, &label, Some(ExternalLoader::new(dir)))
 }
 
@@ -58,10 +70,14 @@ pub fn import_path(path: &Path) -> Result<Model> {
 /// As [`import_path`].
 pub fn import_bytes(bytes: &[u8], label: &str) -> Result<Model> {
     if bytes.is_empty() {
-        return Err(Error::Empty { model: label.into() });
+        return Err(Error::Empty {
+            model: label.into(),
+        });
     }
-    let proto = ModelProto::parse_from_bytes(bytes)
-        .map_err(|e| Error::Decode { model: label.into(), message: e.to_string() })?;
+    let proto = ModelProto::parse_from_bytes(bytes).map_err(|e| Error::Decode {
+        model: label.into(),
+        message: e.to_string(),
+    })?;
     import_proto(proto, label, None)
 }
 
@@ -71,92 +87,142 @@ pub fn import_bytes(bytes: &[u8], label: &str) -> Result<Model> {
 /// [`Error::NoGraph`], [`Error::DuplicateValue`], [`Error::DanglingInput`],
 /// [`Error::DuplicateOutput`], [`Error::MissingOutput`], [`Error::Cycle`],
 /// [`Error::ExternalData`].
-pub fn import_proto(mut proto: ModelProto, label: &str, external: Option<ExternalLoader>) -> Result<Model> {
+pub fn import_proto(
+    mut proto: ModelProto,
+    label: &str,
+    external: Option<ExternalLoader>,
+) -> Result<Model> {
     let Some(gp) = proto.graph.take() else {
-        return Err(Error::NoGraph { model: label.into() });
+        return Err(Error::NoGraph {
+            model: label.into(),
+        });
     };
     let graph = import_graph(gp, label, external)?;
-    Ok(Model { header: proto, graph })
+    Ok(Model {
+        header: proto,
+        graph,
+    })
 }
 
-fn import_graph(mut gp: GraphProto, label: &str, mut external: Option<ExternalLoader>) -> Result<Graph> {
+fn import_graph(
+    mut gp: GraphProto,
+    label: &str,
+    external: Option<ExternalLoader>,
+) -> Result<Graph> {
     let mut g = Graph::default();
-    let nodes = std::mem::take(&mut gp.node);
-    let inits = std::mem::take(&mut gp.initializer);
-    let sparse = std::mem::take(&mut gp.sparse_initializer);
-    let inputs = std::mem::take(&mut gp.input);
+    let op_inputs = add_nodes(&mut g, &mut gp, label, external)?;
+    let producer = producers(&g, label)?;
+    connect(&mut g, op_inputs, &producer, label)?;
+    check_outputs(&gp, &producer, label)?;
+    g.header = gp;
+    g.topo_ops().map_err(|e| Error::Cycle {
+        model: label.into(),
+        node: g.display_name(e.node),
+    })?;
+    Ok(g)
+}
 
-    for t in inits {
+/// Moves initializers, inputs and nodes out of `gp` into IR nodes. Returns
+/// each op's input names, in `g.op_order` order (the ops' protos lose them).
+fn add_nodes(
+    g: &mut Graph,
+    gp: &mut GraphProto,
+    label: &str,
+    mut external: Option<ExternalLoader>,
+) -> Result<Vec<Vec<String>>> {
+    for t in std::mem::take(&mut gp.initializer) {
         let ext = if is_external(&t) {
-            let loader = external.as_mut().ok_or_else(|| Error::ExternalData {
-                model: label.into(),
-                tensor: t.name.clone(),
-                reason: "a model read from memory cannot use external data".into(),
-            })?;
-            Some(loader.load(&t).map_err(|reason| Error::ExternalData {
+            let err = |reason| Error::ExternalData {
                 model: label.into(),
                 tensor: t.name.clone(),
                 reason,
-            })?)
+            };
+            let loader = external
+                .as_mut()
+                .ok_or_else(|| err("a model read from memory cannot use external data".into()))?;
+            Some(loader.load(&t).map_err(err)?)
         } else {
             None
         };
-        let n = g.dag.add_node(Node::Initializer(Initializer { proto: t, external: ext }));
+        let n = g.dag.add_node(Node::Initializer(Initializer {
+            proto: t,
+            external: ext,
+        }));
         g.initializers.push(n);
     }
-    for s in sparse {
+    for s in std::mem::take(&mut gp.sparse_initializer) {
         let n = g.dag.add_node(Node::SparseInitializer(s));
         g.sparse_initializers.push(n);
     }
-    for v in inputs {
+    for v in std::mem::take(&mut gp.input) {
         let n = g.dag.add_node(Node::Input(v));
         g.inputs.push(n);
     }
-    // Inputs of each op, kept aside while the op's proto loses its input list.
+    let nodes = std::mem::take(&mut gp.node);
     let mut op_inputs = Vec::with_capacity(nodes.len());
     for mut np in nodes {
         let ins = std::mem::take(&mut np.input);
-        let n = g.dag.add_node(Node::Op(OpNode { proto: np, num_inputs: ins.len() }));
+        let n = g.dag.add_node(Node::Op(OpNode {
+            proto: np,
+            num_inputs: ins.len(),
+        }));
         g.op_order.push(n);
         op_inputs.push(ins);
     }
+    Ok(op_inputs)
+}
 
-    // Producers, with duplicate detection. A graph input may share its name
-    // with an initializer (its default value); any other repeat is an error.
+/// Every value name's producer and output slot. A graph input may share its
+/// name with an initializer (its default value); any other repeat is an error.
+fn producers(g: &Graph, label: &str) -> Result<HashMap<String, (NodeIndex, usize)>> {
     let mut producer: HashMap<String, (NodeIndex, usize)> = HashMap::new();
-    let claim = |g: &Graph, name: &str, n: NodeIndex, slot: usize, producer: &mut HashMap<_, _>| {
-        if name.is_empty() {
-            return Ok(());
-        }
-        if let Some(&(first, _)) = producer.get(name) {
-            let default_of_input = matches!(g.dag[first], Node::Initializer(_)) && matches!(g.dag[n], Node::Input(_));
-            if !default_of_input {
-                return Err(Error::DuplicateValue {
-                    model: label.into(),
-                    value: name.into(),
-                    first: g.display_name(first),
-                    second: g.display_name(n),
-                });
+    let sources = g
+        .initializers
+        .iter()
+        .chain(&g.sparse_initializers)
+        .chain(&g.inputs)
+        .chain(&g.op_order);
+    for &n in sources {
+        for (slot, name) in g.dag[n].outputs().into_iter().enumerate() {
+            if name.is_empty() {
+                continue;
             }
+            if let Some(&(first, _)) = producer.get(name) {
+                let default_of_input = matches!(g.dag[first], Node::Initializer(_))
+                    && matches!(g.dag[n], Node::Input(_));
+                if !default_of_input {
+                    return Err(Error::DuplicateValue {
+                        model: label.into(),
+                        value: name.into(),
+                        first: g.display_name(first),
+                        second: g.display_name(n),
+                    });
+                }
+            }
+            producer.insert(name.to_string(), (n, slot));
         }
-        producer.insert(name.to_string(), (n, slot));
-        Ok(())
-    };
-    for &n in g.initializers.iter().chain(&g.sparse_initializers).chain(&g.inputs) {
-        let name = g.dag[n].outputs()[0].to_string();
-        claim(&g, &name, n, 0, &mut producer)?;
     }
-    for &n in &g.op_order {
-        let outs: Vec<String> = g.dag[n].outputs().iter().map(ToString::to_string).collect();
-        for (slot, name) in outs.iter().enumerate() {
-            claim(&g, name, n, slot, &mut producer)?;
-        }
-    }
+    Ok(producer)
+}
 
-    // Data edges and subgraph captures.
+/// Adds a data edge per op input and a capture edge per outer value its subgraphs read.
+fn connect(
+    g: &mut Graph,
+    op_inputs: Vec<Vec<String>>,
+    producer: &HashMap<String, (NodeIndex, usize)>,
+    label: &str,
+) -> Result<()> {
     let order = g.op_order.clone();
     for (&n, ins) in order.iter().zip(op_inputs) {
-        for (slot, name) in ins.into_iter().enumerate() {
+        let caps = match &g.dag[n] {
+            Node::Op(op) => captures(&op.proto),
+            _ => continue,
+        };
+        let slots = ins
+            .into_iter()
+            .enumerate()
+            .map(|(slot, name)| (name, Some(slot)));
+        for (name, dst_slot) in slots.chain(caps.into_iter().map(|name| (name, None))) {
             if name.is_empty() {
                 continue;
             }
@@ -165,34 +231,40 @@ fn import_graph(mut gp: GraphProto, label: &str, mut external: Option<ExternalLo
                 node: g.display_name(n),
                 value: name.clone(),
             })?;
-            g.dag.add_edge(src, n, Edge { name, src_slot, dst_slot: Some(slot) });
-        }
-        let caps = match &g.dag[n] {
-            Node::Op(op) => captures(&op.proto),
-            _ => continue,
-        };
-        for name in caps {
-            let &(src, src_slot) = producer.get(&name).ok_or_else(|| Error::DanglingInput {
-                model: label.into(),
-                node: g.display_name(n),
-                value: name.clone(),
-            })?;
-            g.dag.add_edge(src, n, Edge { name, src_slot, dst_slot: None });
+            g.dag.add_edge(
+                src,
+                n,
+                Edge {
+                    name,
+                    src_slot,
+                    dst_slot,
+                },
+            );
         }
     }
+    Ok(())
+}
 
-    // Graph outputs: unique and produced.
+/// Graph outputs must be unique and produced.
+fn check_outputs(
+    gp: &GraphProto,
+    producer: &HashMap<String, (NodeIndex, usize)>,
+    label: &str,
+) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for o in &gp.output {
         if !seen.insert(o.name.as_str()) {
-            return Err(Error::DuplicateOutput { model: label.into(), value: o.name.clone() });
+            return Err(Error::DuplicateOutput {
+                model: label.into(),
+                value: o.name.clone(),
+            });
         }
         if !producer.contains_key(&o.name) {
-            return Err(Error::MissingOutput { model: label.into(), value: o.name.clone() });
+            return Err(Error::MissingOutput {
+                model: label.into(),
+                value: o.name.clone(),
+            });
         }
     }
-    g.header = gp;
-
-    g.topo_ops().map_err(|e| Error::Cycle { model: label.into(), node: g.display_name(e.node) })?;
-    Ok(g)
+    Ok(())
 }

@@ -51,7 +51,10 @@ fn graph_free_names(g: &GraphProto, free: &mut BTreeSet<String>) {
         }
     }
     read.extend(g.output.iter().map(|v| v.name.clone()));
-    free.extend(read.into_iter().filter(|name| !defined.contains(name.as_str())));
+    free.extend(
+        read.into_iter()
+            .filter(|name| !defined.contains(name.as_str())),
+    );
 }
 
 #[cfg(test)]
@@ -71,19 +74,36 @@ mod tests {
     fn captures_names_read_from_the_enclosing_scope_only() {
         // then-branch: t = Add(outer_a, local_in); output t and outer_b directly.
         let mut then = GraphProto::default();
-        then.input.push(onnx_protobuf::ValueInfoProto { name: "local_in".into(), ..Default::default() });
+        then.input.push(onnx_protobuf::ValueInfoProto {
+            name: "local_in".into(),
+            ..Default::default()
+        });
         then.node.push(node(&["outer_a", "local_in"], &["t"]));
-        then.output.push(onnx_protobuf::ValueInfoProto { name: "t".into(), ..Default::default() });
-        then.output.push(onnx_protobuf::ValueInfoProto { name: "outer_b".into(), ..Default::default() });
+        then.output.push(onnx_protobuf::ValueInfoProto {
+            name: "t".into(),
+            ..Default::default()
+        });
+        then.output.push(onnx_protobuf::ValueInfoProto {
+            name: "outer_b".into(),
+            ..Default::default()
+        });
         // A nested subgraph reading `t` (defined one level up) and `outer_c`.
         let mut nested = GraphProto::default();
         nested.node.push(node(&["t", "outer_c", ""], &["u"]));
         let mut holder = node(&[], &["v"]);
-        holder.attribute.push(AttributeProto { name: "body".into(), g: Some(nested).into(), ..Default::default() });
+        holder.attribute.push(AttributeProto {
+            name: "body".into(),
+            g: Some(nested).into(),
+            ..Default::default()
+        });
         then.node.push(holder);
 
         let mut iff = node(&["cond"], &["y"]);
-        iff.attribute.push(AttributeProto { name: "then_branch".into(), g: Some(then).into(), ..Default::default() });
+        iff.attribute.push(AttributeProto {
+            name: "then_branch".into(),
+            g: Some(then).into(),
+            ..Default::default()
+        });
         let got: Vec<String> = captures(&iff).into_iter().collect();
         assert_eq!(got, ["outer_a", "outer_b", "outer_c"]);
         assert!(has_subgraphs(&iff));

@@ -4,22 +4,29 @@
 use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
 use onnx_protobuf::type_proto::{Tensor as TensorType, Value as TypeValue};
 use onnx_protobuf::{
-    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 pub fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
     let shape = TensorShapeProto {
         dim: dims
             .iter()
-            .map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() })
+            .map(|&d| Dimension {
+                value: Some(dimension::Value::DimValue(d)),
+                ..Default::default()
+            })
             .collect(),
         ..Default::default()
     };
     ValueInfoProto {
         name: name.into(),
         type_: Some(TypeProto {
-            value: Some(TypeValue::TensorType(TensorType { elem_type: 1, shape: Some(shape).into(), ..Default::default() })),
+            value: Some(TypeValue::TensorType(TensorType {
+                elem_type: 1,
+                shape: Some(shape).into(),
+                ..Default::default()
+            })),
             ..Default::default()
         })
         .into(),
@@ -50,7 +57,11 @@ pub fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
 pub fn model(graph: GraphProto) -> ModelProto {
     ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17, ..Default::default() }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+            ..Default::default()
+        }],
         producer_name: "laurelc-tests".into(),
         graph: Some(graph).into(),
         ..Default::default()
@@ -59,7 +70,11 @@ pub fn model(graph: GraphProto) -> ModelProto {
 
 /// y = Relu(x · W + x): a tiny valid model, inputs x:[2,3].
 pub fn tiny() -> ModelProto {
-    let w = f32_tensor("W", &[3, 3], &[0.5, -1.0, 0.25, 1.0, 0.0, -0.5, 0.75, 0.5, 1.5]);
+    let w = f32_tensor(
+        "W",
+        &[3, 3],
+        &[0.5, -1.0, 0.25, 1.0, 0.0, -0.5, 0.75, 0.5, 1.5],
+    );
     model(GraphProto {
         name: "tiny".into(),
         node: vec![

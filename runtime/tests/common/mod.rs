@@ -74,8 +74,18 @@ pub struct Graph {
 }
 
 impl Graph {
-    pub fn new(nodes: Vec<pb::NodeProto>, inputs: Vec<pb::ValueInfoProto>, outputs: Vec<pb::ValueInfoProto>) -> Self {
-        Graph { nodes, inputs, outputs, initializers: vec![], value_info: vec![] }
+    pub fn new(
+        nodes: Vec<pb::NodeProto>,
+        inputs: Vec<pb::ValueInfoProto>,
+        outputs: Vec<pb::ValueInfoProto>,
+    ) -> Self {
+        Graph {
+            nodes,
+            inputs,
+            outputs,
+            initializers: vec![],
+            value_info: vec![],
+        }
     }
 
     pub fn with_initializers(mut self, inits: Vec<pb::TensorProto>) -> Self {
@@ -91,7 +101,10 @@ impl Graph {
     pub fn encode(self) -> Vec<u8> {
         let model = pb::ModelProto {
             ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: 13,
+            }],
             producer_name: "laurel-runtime-tests".into(),
             graph: Some(pb::GraphProto {
                 node: self.nodes,
@@ -112,7 +125,10 @@ impl Graph {
 pub fn add_model() -> Vec<u8> {
     Graph::new(
         vec![node("Add", &["a", "b"], &["c"])],
-        vec![vi("a", F32, &[D::V(2), D::V(3)]), vi("b", F32, &[D::V(2), D::V(3)])],
+        vec![
+            vi("a", F32, &[D::V(2), D::V(3)]),
+            vi("b", F32, &[D::V(2), D::V(3)]),
+        ],
         vec![vi("c", F32, &[D::V(2), D::V(3)])],
     )
     .encode()
@@ -140,7 +156,10 @@ pub fn symbolic_model() -> Vec<u8> {
 /// [`symbolic_model`] with given `value_info` and declared output element type.
 pub fn symbolic_model_with(value_info: Vec<pb::ValueInfoProto>, out_elem: i32) -> Vec<u8> {
     Graph::new(
-        vec![node("Relu", &["x"], &["r"]), node("MatMul", &["r", "W"], &["y"])],
+        vec![
+            node("Relu", &["x"], &["r"]),
+            node("MatMul", &["r", "W"], &["y"]),
+        ],
         vec![vi("x", F32, &[D::P("N"), D::V(3)])],
         vec![vi("y", out_elem, &[D::P("N"), D::V(2)])],
     )

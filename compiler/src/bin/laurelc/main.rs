@@ -12,9 +12,14 @@ use laurelc::check::{CheckOptions, check_models};
 use laurelc::onnx::ExportOptions;
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
-/// laurelc: add LAuReL residual connections to ONNX models, fuse them, run them on tract.
+/// laurelc: add `LAuReL` residual connections to ONNX models, fuse them, run them on tract.
 #[derive(Debug, Parser)]
-#[command(name = "laurelc", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "laurelc",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -68,6 +73,9 @@ struct RunArgs {
     /// The value of a symbolic dimension, as NAME=VALUE (default 1).
     #[arg(long = "dim", value_name = "NAME=VALUE")]
     dims: Vec<String>,
+    /// The shape of a random input, as NAME=1x3x224x224.
+    #[arg(long = "shape", value_name = "NAME=SHAPE")]
+    shapes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +99,9 @@ struct CheckArgs {
     /// The value of a symbolic dimension, as NAME=VALUE (default 1).
     #[arg(long = "dim", value_name = "NAME=VALUE")]
     dims: Vec<String>,
+    /// The shape of a random input, as NAME=1x3x224x224.
+    #[arg(long = "shape", value_name = "NAME=SHAPE")]
+    shapes: Vec<String>,
     /// An input from a .npy file, as NAME=FILE.npy.
     #[arg(long = "input", value_name = "NAME=FILE")]
     inputs: Vec<String>,
@@ -124,7 +135,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match dispatch(cli) {
@@ -156,10 +171,17 @@ fn compile(a: &CompileArgs) -> Result<()> {
     let opts = PipelineOptions {
         no_passes: a.no_passes,
         force: a.force,
-        export: ExportOptions { external_data: a.external_data, ..ExportOptions::default() },
+        export: ExportOptions {
+            external_data: a.external_data,
+            ..ExportOptions::default()
+        },
     };
     let report = compile_file(model, output, &opts)?;
-    let passes = if report.passes.is_empty() { "none".to_string() } else { report.passes.join(", ") };
+    let passes = if report.passes.is_empty() {
+        "none".to_string()
+    } else {
+        report.passes.join(", ")
+    };
     println!(
         "{} -> {}: {} ops in, {} ops out, passes: {passes}, {} bytes written",
         model.display(),
@@ -182,8 +204,12 @@ fn compile(a: &CompileArgs) -> Result<()> {
 fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
     dims.iter()
         .map(|d| {
-            let (k, v) = d.split_once('=').with_context(|| format!("--dim `{d}`: expected NAME=VALUE"))?;
-            let v: i64 = v.parse().with_context(|| format!("--dim `{d}`: `{v}` is not an integer"))?;
+            let (k, v) = d
+                .split_once('=')
+                .with_context(|| format!("--dim `{d}`: expected NAME=VALUE"))?;
+            let v: i64 = v
+                .parse()
+                .with_context(|| format!("--dim `{d}`: `{v}` is not an integer"))?;
             if v < 0 {
                 bail!("--dim `{d}`: a dimension cannot be negative");
             }
@@ -192,11 +218,36 @@ fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
         .collect()
 }
 
+fn parse_shapes(shapes: &[String]) -> Result<BTreeMap<String, Vec<usize>>> {
+    shapes
+        .iter()
+        .map(|s| {
+            let (k, v) = s
+                .split_once('=')
+                .with_context(|| format!("--shape `{s}`: expected NAME=1x3x224x224"))?;
+            let dims = if v.is_empty() {
+                Vec::new() // a scalar
+            } else {
+                v.split(['x', ','])
+                    .map(|d| {
+                        d.trim()
+                            .parse::<usize>()
+                            .with_context(|| format!("--shape `{s}`: `{d}` is not a size"))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            Ok((k.to_string(), dims))
+        })
+        .collect()
+}
+
 fn parse_inputs(inputs: &[String]) -> Result<Vec<(String, PathBuf)>> {
     inputs
         .iter()
         .map(|s| {
-            let (k, v) = s.split_once('=').with_context(|| format!("--input `{s}`: expected NAME=FILE.npy"))?;
+            let (k, v) = s
+                .split_once('=')
+                .with_context(|| format!("--input `{s}`: expected NAME=FILE.npy"))?;
             Ok((k.to_string(), PathBuf::from(v)))
         })
         .collect()
@@ -206,31 +257,42 @@ fn parse_inputs(inputs: &[String]) -> Result<Vec<(String, PathBuf)>> {
 fn file_stem(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if s.is_empty() || s.starts_with('.') { format!("_{s}") } else { s }
+    if s.is_empty() || s.starts_with('.') {
+        format!("_{s}")
+    } else {
+        s
+    }
 }
 
 fn run(a: &RunArgs) -> Result<()> {
     let dims = parse_dims(&a.dims)?;
-    let model = laurelc::check::load(&a.model, &dims)?;
-    let mut files = Vec::new();
-    let mut npz = Vec::new();
+    let shapes = parse_shapes(&a.shapes)?;
+    let mut given: Vec<(String, laurel_runtime::Tensor)> = Vec::new();
     for s in &a.inputs {
-        if s.contains('=') {
-            files.extend(parse_inputs(std::slice::from_ref(s))?);
+        let loaded = if s.contains('=') {
+            laurelc::check::read_inputs(&parse_inputs(std::slice::from_ref(s))?)?
         } else {
-            npz.extend(laurel_runtime::read_npz(Path::new(s))?);
+            laurel_runtime::read_npz(Path::new(s))?
+        };
+        for (name, t) in loaded {
+            given.retain(|(n, _)| *n != name);
+            given.push((name, t));
         }
     }
-    let mut inputs = laurelc::check::make_inputs(&model, &files, a.seed)?;
-    for (name, t) in npz {
-        inputs.retain(|(n, _)| *n != name);
-        inputs.push((name, t));
-    }
+    let model = laurelc::check::load(&a.model, &dims, &shapes, &given)?;
+    let inputs = laurelc::check::complete_inputs(&model, &given, a.seed)?;
     let outputs = model.run(inputs)?;
     if let Some(dir) = &a.out_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
     }
     for (name, t) in &outputs {
         let s = laurel_runtime::summarize(t);
@@ -242,7 +304,11 @@ fn run(a: &RunArgs) -> Result<()> {
             s.max,
             s.mean,
             s.std,
-            if s.nan_count > 0 { format!(" nan={}", s.nan_count) } else { String::new() }
+            if s.nan_count > 0 {
+                format!(" nan={}", s.nan_count)
+            } else {
+                String::new()
+            }
         );
         if let Some(dir) = &a.out_dir {
             let path = dir.join(format!("{}.npy", file_stem(name)));
@@ -262,16 +328,29 @@ fn check(a: &CheckArgs) -> Result<()> {
         seed: a.seed,
         runs: a.runs,
         dims: parse_dims(&a.dims)?,
+        shapes: parse_shapes(&a.shapes)?,
         inputs: parse_inputs(&a.inputs)?,
     };
     let report = check_models(&a.a, &a.b, &opts)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{:<40} {:>12} {:>12} {:>10}  status", "output", "max_abs", "max_rel", "mismatches");
+        println!(
+            "{:<40} {:>12} {:>12} {:>10}  status",
+            "output", "max_abs", "max_rel", "mismatches"
+        );
         for o in &report.outputs {
-            let status = if o.ok { "ok" } else if o.incompatible { "INCOMPATIBLE" } else { "DIFFERS" };
-            println!("{:<40} {:>12.3e} {:>12.3e} {:>10}  {status}", o.name, o.max_abs, o.max_rel, o.mismatches);
+            let status = if o.ok {
+                "ok"
+            } else if o.incompatible {
+                "INCOMPATIBLE"
+            } else {
+                "DIFFERS"
+            };
+            println!(
+                "{:<40} {:>12.3e} {:>12.3e} {:>10}  {status}",
+                o.name, o.max_abs, o.max_rel, o.mismatches
+            );
         }
         println!(
             "{} runs, rtol={}, atol={}: {}",
@@ -281,7 +360,11 @@ fn check(a: &CheckArgs) -> Result<()> {
             if report.passed { "PASS" } else { "FAIL" }
         );
     }
-    if report.passed { Ok(()) } else { Err(CheckFailed.into()) }
+    if report.passed {
+        Ok(())
+    } else {
+        Err(CheckFailed.into())
+    }
 }
 
 fn inspect(a: &InspectArgs) -> Result<()> {
@@ -303,19 +386,31 @@ fn inspect(a: &InspectArgs) -> Result<()> {
         println!("producer: {}", s.producer);
     }
     let fmt_value = |v: &laurelc::inspect::ValueSummary| {
-        let shape = v.shape.as_ref().map_or_else(|| "unknown rank".to_string(), |d| format!("[{}]", d.join(", ")));
+        let shape = v.shape.as_ref().map_or_else(
+            || "unknown rank".to_string(),
+            |d| format!("[{}]", d.join(", ")),
+        );
         format!("  {} {} {shape}", v.name, v.dtype)
     };
     println!("inputs:");
     s.inputs.iter().for_each(|v| println!("{}", fmt_value(v)));
     println!("outputs:");
     s.outputs.iter().for_each(|v| println!("{}", fmt_value(v)));
-    println!("nodes: {} ({} with subgraphs)", s.node_count, s.ops_with_subgraphs);
+    println!(
+        "nodes: {} ({} with subgraphs)",
+        s.node_count, s.ops_with_subgraphs
+    );
     for (op, n) in &s.op_counts {
         println!("  {op}: {n}");
     }
-    println!("parameters: {} ({} bytes)", s.parameter_count, s.parameter_bytes);
-    println!("external data: {}", if s.external_data { "yes" } else { "no" });
+    println!(
+        "parameters: {} ({} bytes)",
+        s.parameter_count, s.parameter_bytes
+    );
+    println!(
+        "external data: {}",
+        if s.external_data { "yes" } else { "no" }
+    );
     if s.functions > 0 {
         println!("functions: {}", s.functions);
     }
