@@ -23,7 +23,7 @@ use tract_onnx::tract_hir::internal::{
 use crate::datum::{DatumKind, DimSpec};
 use crate::error::{RuntimeError, chain};
 use crate::load::{DimMode, LADDER, parse_with_inputs};
-use crate::model::{LoadOptions, ModelSource, bind_shape_symbols, declared_inputs_of, decode};
+use crate::model::{LoadOptions, ModelSource, Prepared, prepare};
 
 /// What tract inferred about one value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,14 +90,13 @@ pub fn infer_shapes(
     src: ModelSource<'_>,
     opts: &LoadOptions,
 ) -> Result<InferredShapes, RuntimeError> {
-    let decoded = decode(src)?;
-    let declared = declared_inputs_of(&decoded)?;
-    let bound = bind_shape_symbols(opts, &declared);
-    let opts = &bound;
-    let concrete = declared
-        .iter()
-        .map(|d| d.resolve(opts, &decoded.desc))
-        .collect::<Result<Vec<_>, _>>()?;
+    let Prepared {
+        decoded,
+        declared,
+        opts,
+        concrete,
+    } = prepare(src, opts)?;
+    let opts = &opts;
     let strategies: Vec<_> = LADDER
         .iter()
         .filter(|s| s.dims == DimMode::Concrete && s.optimize)

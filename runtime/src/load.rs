@@ -53,8 +53,7 @@ use tract_onnx::tract_hir::internal::{
 use crate::datum::InputSpec;
 use crate::error::{RuntimeError, chain};
 use crate::model::{
-    DeclaredDim, DeclaredInput, DecodedModel, LoadOptions, ModelSource, bind_shape_symbols,
-    declared_inputs_of, decode,
+    DeclaredDim, DeclaredInput, DecodedModel, LoadOptions, ModelSource, Prepared, prepare,
 };
 use crate::runnable::Runnable;
 
@@ -280,26 +279,13 @@ fn load_with(
     ladder: &[Strategy],
     skip_useless: bool,
 ) -> Result<Runnable, RuntimeError> {
-    let decoded = decode(src)?;
-    let declared = declared_inputs_of(&decoded)?;
-    for name in opts.shapes.keys() {
-        if !declared.iter().any(|d| d.name == *name) {
-            return Err(RuntimeError::UnknownInput {
-                name: name.clone(),
-                known: declared
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    }
-    let bound = bind_shape_symbols(opts, &declared);
-    let opts = &bound;
-    let concrete = declared
-        .iter()
-        .map(|d| d.resolve(opts, &decoded.desc))
-        .collect::<Result<Vec<_>, _>>()?;
+    let Prepared {
+        decoded,
+        declared,
+        opts,
+        concrete,
+    } = prepare(src, opts)?;
+    let opts = &opts;
     let specs: Vec<InputSpec> = declared
         .iter()
         .map(|d| d.resolved_spec(opts, &decoded.desc))

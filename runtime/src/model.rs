@@ -380,3 +380,44 @@ pub fn declared_inputs(src: ModelSource<'_>) -> Result<Vec<InputSpec>, RuntimeEr
         .map(DeclaredInput::spec)
         .collect())
 }
+
+/// A decoded model with its inputs resolved under the caller's options: what
+/// both loading and shape inference start from.
+pub(crate) struct Prepared {
+    pub decoded: DecodedModel,
+    pub declared: Vec<DeclaredInput>,
+    /// The caller's options with input-shape symbols bound (see [`bind_shape_symbols`]).
+    pub opts: LoadOptions,
+    /// Each declared input's concrete shape.
+    pub concrete: Vec<Vec<usize>>,
+}
+
+/// Decodes `src`, checks that `opts.shapes` names only real inputs, binds the
+/// symbols those shapes fix, and resolves every input's concrete shape.
+pub(crate) fn prepare(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Prepared, RuntimeError> {
+    let decoded = decode(src)?;
+    let declared = declared_inputs_of(&decoded)?;
+    for name in opts.shapes.keys() {
+        if !declared.iter().any(|d| d.name == *name) {
+            return Err(RuntimeError::UnknownInput {
+                name: name.clone(),
+                known: declared
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    let opts = bind_shape_symbols(opts, &declared);
+    let concrete = declared
+        .iter()
+        .map(|d| d.resolve(&opts, &decoded.desc))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Prepared {
+        decoded,
+        declared,
+        opts,
+        concrete,
+    })
+}
