@@ -22,7 +22,7 @@ use tract_onnx::tract_hir::internal::{
 
 use crate::datum::{DatumKind, DimSpec};
 use crate::error::{RuntimeError, chain};
-use crate::load::{DimMode, LADDER, parse_with_inputs};
+use crate::load::{DimMode, LADDER, Strategy, parse_with_inputs};
 use crate::model::{LoadOptions, ModelSource, Prepared, prepare};
 
 /// What tract inferred about one value.
@@ -90,6 +90,48 @@ pub fn infer_shapes(
     src: ModelSource<'_>,
     opts: &LoadOptions,
 ) -> Result<InferredShapes, RuntimeError> {
+    infer_with(src, opts, &concrete_strategies())
+}
+
+fn concrete_strategies() -> Vec<Strategy> {
+    LADDER
+        .iter()
+        .filter(|s| s.dims == DimMode::Concrete && s.optimize)
+        .copied()
+        .collect()
+}
+
+/// Like [`infer_shapes`], but input dimensions declared as symbols stay symbols,
+/// so shapes come back as expressions of them (`batch_size`, `sequence_length`,
+/// `(H+1)/2`) rather than as the numbers one choice of sizes gives. Two values
+/// with equal symbolic shapes have equal shapes for every input size, which is
+/// what a broadcast-free check needs. Symbols in `opts.dims` and the inputs in
+/// `opts.shapes` are still fixed; unnamed unknown dimensions take the default.
+/// Falls back to the concrete analysis of [`infer_shapes`] when the symbolic
+/// one fails ([`InferredShapes::strategy`] then says which).
+pub fn infer_symbolic_shapes(
+    src: ModelSource<'_>,
+    opts: &LoadOptions,
+) -> Result<InferredShapes, RuntimeError> {
+    let symbolic = |name, ignore_value_info| Strategy {
+        name,
+        ignore_value_info,
+        dims: DimMode::Symbolic,
+        optimize: true,
+    };
+    let mut strategies = vec![
+        symbolic("symbolic", false),
+        symbolic("symbolic-ignore-value-info", true),
+    ];
+    strategies.extend(concrete_strategies());
+    infer_with(src, opts, &strategies)
+}
+
+fn infer_with(
+    src: ModelSource<'_>,
+    opts: &LoadOptions,
+    strategies: &[Strategy],
+) -> Result<InferredShapes, RuntimeError> {
     let Prepared {
         decoded,
         declared,
@@ -97,12 +139,8 @@ pub fn infer_shapes(
         concrete,
     } = prepare(src, opts)?;
     let opts = &opts;
-    let strategies: Vec<_> = LADDER
-        .iter()
-        .filter(|s| s.dims == DimMode::Concrete && s.optimize)
-        .collect();
     let mut errors = Vec::new();
-    for strategy in &strategies {
+    for strategy in strategies {
         let attempt = parse_with_inputs(&decoded, &declared, &concrete, opts, strategy).and_then(
             |(mut parsed, _)| {
                 parsed.model.analyse(false)?;

@@ -45,7 +45,7 @@ pub use tract_onnx::prelude::Tensor;
 pub use compare::{Comparison, compare};
 pub use datum::{DatumKind, DimSpec, InputSpec};
 pub use error::RuntimeError;
-pub use infer::{InferredShapes, InferredValue, infer_shapes};
+pub use infer::{InferredShapes, InferredValue, infer_shapes, infer_symbolic_shapes};
 pub use load::{STRATEGIES, load, load_with_strategy};
 pub use model::{LoadOptions, ModelSource, declared_inputs};
 pub use npy::{read_npy, read_npz, write_npy, write_npz};

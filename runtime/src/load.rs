@@ -172,8 +172,16 @@ pub(crate) fn parse_with_inputs(
             .iter()
             .zip(shape)
             .map(|(d, &n)| match d {
+                // A dimension whose symbols the caller all fixed (through `dims` or an
+                // input shape) is that number; any other keeps its symbolic form.
                 DeclaredDim::Param(p) => tract_onnx::dim_expr::parse_onnx_dim(&model.symbols, p)
-                    .unwrap_or_else(|_| n.to_dim()),
+                    .ok()
+                    .filter(|e| {
+                        e.symbols()
+                            .iter()
+                            .any(|s| !opts.dims.contains_key(&s.to_string()))
+                    })
+                    .unwrap_or_else(|| n.to_dim()),
                 DeclaredDim::Fixed(_) | DeclaredDim::Unknown => n.to_dim(),
             })
             .collect();

@@ -114,3 +114,27 @@ fn impossible_broadcast_is_a_symbolic_expression() {
         "{shape:?}"
     );
 }
+
+#[test]
+fn symbolic_shapes_keep_input_symbols() {
+    let bytes = symbolic_model();
+    let got =
+        laurel_runtime::infer_symbolic_shapes(ModelSource::Bytes(&bytes), &LoadOptions::default())
+            .unwrap();
+    assert_eq!(got.strategy, "symbolic");
+    let sym = |n: &str| {
+        Some(vec![
+            DimSpec::Symbol("N".into()),
+            DimSpec::Fixed(n.parse().unwrap()),
+        ])
+    };
+    assert_eq!(got.values["r"].shape, sym("3"));
+    assert_eq!(got.values["y"].shape, sym("2"));
+    // Fixing the symbol through the options makes it a number again.
+    let fixed_n = laurel_runtime::infer_symbolic_shapes(
+        ModelSource::Bytes(&bytes),
+        &LoadOptions::with_dims([("N", 4)]),
+    )
+    .unwrap();
+    assert_eq!(fixed_n.values["y"].shape, fixed(&[4, 2]));
+}
