@@ -8,8 +8,10 @@
 //! ([`check`]) and the pipeline ([`pipeline`]). The `laurelc` binary is a thin
 //! shell around it.
 
+pub mod analysis;
 pub mod check;
 pub mod error;
+pub mod fsutil;
 pub mod inspect;
 pub mod ir;
 pub mod onnx;

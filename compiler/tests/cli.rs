@@ -400,3 +400,38 @@ fn inspect_reports_versions_io_ops_and_parameters() {
         "{text}"
     );
 }
+
+#[test]
+fn inspect_lists_residuals_as_json_and_draws_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny_resnet.onnx");
+    let dot = dir.path().join("streams.dot");
+    let o = laurelc(&[
+        "inspect",
+        fixture.to_str().unwrap(),
+        "--json",
+        "--dot",
+        dot.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &j["residuals"];
+    assert_eq!(r.as_array().unwrap().len(), 3);
+    assert_eq!(
+        r[1],
+        serde_json::json!({
+            "node": "block2/add", "kind": "identity", "skip": "block1/relu_out", "branch": "block2/bn2",
+            "channels": 8, "axis": 1, "shape": ["1", "8", "16", "16"], "branch_ops": 5, "stream": 0, "index": 1
+        })
+    );
+    assert_eq!(r[2]["kind"], "projection");
+    assert_eq!(r[2]["fork"], "block2/relu_out");
+    let text = std::fs::read_to_string(&dot).unwrap();
+    assert!(text.starts_with("digraph \"tiny_resnet\""), "{text}");
+    assert!(
+        text.contains("stream 0 (3 blocks)")
+            && text.contains("b0 -> b1;")
+            && text.contains("b1 -> b2;"),
+        "{text}"
+    );
+}

@@ -125,3 +125,54 @@ fn real_models_round_trip_and_run_identically_on_tract() {
         }
     }
 }
+
+/// The residual analysis on the public real models: (identity, projection) counts.
+#[test]
+fn residual_counts_on_real_models() {
+    let expected = [
+        ("ppocr_mobile_v2_cls", 7, 0),
+        ("ppocrv4_det", 8, 0),
+        ("paraphrase_minilm_l3", 6, 0),
+        ("magika", 0, 0),
+        ("silero_vad", 0, 0),
+        ("light_resnet50", 12, 4),
+    ];
+    let entries = manifest();
+    for (name, identity, projection) in expected {
+        let e = entries.iter().find(|e| e.name == name).unwrap();
+        let model = import_path(&e.path).unwrap();
+        let a = laurelc::analysis::analyse_residuals(
+            &model,
+            laurel_runtime::ModelSource::Path(&e.path),
+        )
+        .unwrap();
+        let count = |k| a.residuals.iter().filter(|r| r.kind == k).count();
+        let got = (
+            count(laurelc::analysis::ResidualKind::Identity),
+            count(laurelc::analysis::ResidualKind::Projection),
+        );
+        assert_eq!(
+            got,
+            (identity, projection),
+            "{name} (shapes: {})",
+            a.shape_strategy
+        );
+        // Every residual has a channel axis inside its shape, and D where the shape is static there.
+        for r in &a.residuals {
+            assert!(r.axis < r.shape.len(), "{name}: {r:?}");
+            assert_eq!(
+                r.channels.map(|d| d.to_string()).as_ref(),
+                Some(&r.shape[r.axis]),
+                "{name}: {r:?}"
+            );
+        }
+    }
+    // All 16 of ResNet-50's blocks form one stream, numbered 0..16.
+    let e = entries.iter().find(|e| e.name == "light_resnet50").unwrap();
+    let model = import_path(&e.path).unwrap();
+    let a =
+        laurelc::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(&e.path))
+            .unwrap();
+    let indices: Vec<(usize, usize)> = a.residuals.iter().map(|r| (r.stream, r.index)).collect();
+    assert_eq!(indices, (0..16).map(|i| (0, i)).collect::<Vec<_>>());
+}

@@ -117,6 +117,9 @@ struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Write a Graphviz picture of the residual streams to FILE.
+    #[arg(long, value_name = "FILE")]
+    dot: Option<PathBuf>,
 }
 
 /// An error that means "a check failed" (exit 1) rather than bad input (exit 2).
@@ -370,8 +373,21 @@ fn check(a: &CheckArgs) -> Result<()> {
 fn inspect(a: &InspectArgs) -> Result<()> {
     let model = laurelc::onnx::import_path(&a.model)?;
     let s = laurelc::inspect::summarize(&model);
+    let analysis =
+        laurelc::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(&a.model))?;
+    if let Some(dot) = &a.dot {
+        let name = a
+            .model
+            .file_stem()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let text = laurelc::analysis::dot::streams_dot(&name, &analysis.residuals);
+        laurelc::fsutil::write_atomically(dot, |w| w.write_all(text.as_bytes()))?;
+    }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut j = serde_json::to_value(&s)?;
+        j["residuals"] = serde_json::to_value(&analysis.residuals)?;
+        j["shape_inference"] = serde_json::Value::from(analysis.shape_strategy.as_str());
+        println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
     println!("model: {}", a.model.display());
@@ -413,6 +429,31 @@ fn inspect(a: &InspectArgs) -> Result<()> {
     );
     if s.functions > 0 {
         println!("functions: {}", s.functions);
+    }
+    let identity = analysis
+        .residuals
+        .iter()
+        .filter(|r| r.kind == laurelc::analysis::ResidualKind::Identity)
+        .count();
+    println!(
+        "residuals: {} ({identity} identity, {} projection; shapes by tract, {})",
+        analysis.residuals.len(),
+        analysis.residuals.len() - identity,
+        analysis.shape_strategy
+    );
+    for r in &analysis.residuals {
+        println!(
+            "  stream {} #{}: {} {:?} D={} axis={} skip={} branch={} ({} ops)",
+            r.stream,
+            r.index,
+            r.name,
+            r.kind,
+            r.channels.map_or_else(|| "?".into(), |d| d.to_string()),
+            r.axis,
+            r.skip,
+            r.branch,
+            r.branch_ops
+        );
     }
     Ok(())
 }

@@ -1,0 +1,273 @@
+//! Canonical residual adds and projection shortcuts.
+//!
+//! A **canonical (identity) residual** is an `Add`, or a two-input `Sum`, of
+//! two computed (non-constant) operands `x` and `y` where:
+//! - `x` is a data ancestor of `y = f(x)` (paths through `Shape`/`Size` do
+//!   not count, see [`super::reach`]);
+//! - the branch, the ops between `x` and `y`, holds a parametric op
+//!   ([`super::PARAMETRIC_OPS`]);
+//! - both operands have the same shape, static or symbolic, with no
+//!   broadcasting, as tract's type inference gives it (symbolic shapes are
+//!   equal only when their expressions are).
+//!
+//! Bias adds fail the first rule (a constant operand), GELU-tanh's
+//! `x + c·x³` the second (no parametric op), and BERT's attention-mask add
+//! the reachability or the shape rule.
+//!
+//! A **projection shortcut** is `Add(P(x), f(x))` where neither operand is an
+//! ancestor of the other, both fork from a common computed value `x`, both
+//! branches hold a parametric op, the shapes agree, and `P` is the shorter
+//! branch, of at most [`MAX_PROJECTION_OPS`] ops.
+//!
+//! For each residual the channel axis and `D` come from the branch's last
+//! parametric op: axis 1 after a convolution, the last axis after a matrix
+//! product or recurrent op.
+//!
+//! Complexity: O(A · (V + E)) for A candidate adds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use laurel_runtime::{DimSpec, InferredValue};
+use petgraph::stable_graph::NodeIndex;
+use serde::Serialize;
+
+use super::constants::constant_nodes;
+use super::reach::{Value, ancestors, descendants, flows_into};
+use super::{is_onnx_domain, is_parametric};
+use crate::ir::{Graph, Node};
+
+/// The longest projection branch, in ops (a ResNet-D shortcut is `AvgPool`, Conv, BN).
+pub const MAX_PROJECTION_OPS: usize = 4;
+
+/// What kind of residual connection an add is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResidualKind {
+    /// `x + f(x)`.
+    Identity,
+    /// `P(x) + f(x)` with a short parametric `P`.
+    Projection,
+}
+
+/// A residual add found by [`find_residuals`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Residual {
+    /// The `Add`/`Sum` node.
+    #[serde(skip)]
+    pub node: NodeIndex,
+    /// Its ONNX name (or `#i (Add)` when unnamed).
+    #[serde(rename = "node")]
+    pub name: String,
+    /// Identity or projection.
+    pub kind: ResidualKind,
+    /// The skip operand: `x`, or `P(x)` for a projection.
+    pub skip: String,
+    /// The branch operand `f(x)`.
+    pub branch: String,
+    /// The input slot of the skip operand (0 or 1).
+    #[serde(skip)]
+    pub skip_slot: usize,
+    /// For a projection, the value both branches fork from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fork: Option<String>,
+    /// The channel count `D`, or `None` when symbolic or unknown.
+    pub channels: Option<usize>,
+    /// The channel axis (non-negative).
+    pub axis: usize,
+    /// The operands' shape, as tract infers it.
+    pub shape: Vec<String>,
+    /// The branch's last parametric op.
+    #[serde(skip)]
+    pub last_parametric: NodeIndex,
+    /// Ops on the branch (between the skip value and the add, exclusive).
+    pub branch_ops: usize,
+    /// The residual stream it belongs to (see [`super::stream`]).
+    pub stream: usize,
+    /// Its position in that stream.
+    pub index: usize,
+}
+
+fn dim_string(d: &DimSpec) -> String {
+    match d {
+        DimSpec::Fixed(n) => n.to_string(),
+        DimSpec::Symbol(s) => s.clone(),
+    }
+}
+
+fn value_of(g: &Graph, n: NodeIndex, slot: usize) -> Option<Value> {
+    g.op_inputs(n)
+        .get(slot)
+        .copied()
+        .flatten()
+        .map(|(src, e)| (src, e.src_slot))
+}
+
+fn value_name(g: &Graph, v: Value) -> String {
+    g.dag[v.0]
+        .outputs()
+        .get(v.1)
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// Finds every identity residual and projection shortcut of the main graph,
+/// in topological order. `shapes` maps value names to tract's inferred facts
+/// ([`laurel_runtime::infer_symbolic_shapes`]). Streams are not yet assigned
+/// (see [`super::assign_streams`]).
+#[must_use]
+pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Vec<Residual> {
+    let constant = constant_nodes(g);
+    let Ok(order) = g.topo_ops() else {
+        return Vec::new();
+    };
+    let position: HashMap<NodeIndex, usize> =
+        order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut found = Vec::new();
+    for &n in &order {
+        let Node::Op(op) = &g.dag[n] else { continue };
+        let is_add = is_onnx_domain(&op.proto.domain)
+            && (op.proto.op_type == "Add" || op.proto.op_type == "Sum")
+            && op.num_inputs == 2;
+        if !is_add {
+            continue;
+        }
+        let (Some(a), Some(b)) = (value_of(g, n, 0), value_of(g, n, 1)) else {
+            continue;
+        };
+        if constant.contains(&a.0) || constant.contains(&b.0) || a == b {
+            continue;
+        }
+        let shape_of = |v: Value| shapes.get(&value_name(g, v)).and_then(|f| f.shape.clone());
+        let (Some(sa), Some(sb)) = (shape_of(a), shape_of(b)) else {
+            continue;
+        };
+        if sa != sb {
+            continue;
+        }
+        let candidate = identity(g, a, b).or_else(|| projection(g, a, b, &constant, &position));
+        let Some((skip_slot, branch_nodes, kind, fork)) = candidate else {
+            continue;
+        };
+        let Some(&last) = branch_nodes
+            .iter()
+            .filter(|&&m| {
+                g.dag[m]
+                    .as_op()
+                    .is_some_and(|o| is_parametric(&o.proto.op_type))
+            })
+            .max_by_key(|&&m| position.get(&m).copied().unwrap_or(0))
+        else {
+            continue;
+        };
+        let last_op = g.dag[last].as_op().map_or("", |o| o.proto.op_type.as_str());
+        let axis = if matches!(
+            last_op,
+            "Conv" | "ConvTranspose" | "ConvInteger" | "QLinearConv"
+        ) {
+            1
+        } else {
+            sa.len().saturating_sub(1)
+        };
+        let channels = match sa.get(axis) {
+            Some(DimSpec::Fixed(d)) => Some(*d),
+            _ => None,
+        };
+        let (skip, branch) = if skip_slot == 0 { (a, b) } else { (b, a) };
+        found.push(Residual {
+            node: n,
+            name: if op.proto.name.is_empty() {
+                g.display_name(n)
+            } else {
+                op.proto.name.clone()
+            },
+            kind,
+            skip: value_name(g, skip),
+            branch: value_name(g, branch),
+            skip_slot,
+            fork: fork.map(|v| value_name(g, v)),
+            channels,
+            axis,
+            shape: sa.iter().map(dim_string).collect(),
+            last_parametric: last,
+            branch_ops: branch_nodes.len(),
+            stream: 0,
+            index: 0,
+        });
+    }
+    found
+}
+
+type Candidate = (usize, HashSet<NodeIndex>, ResidualKind, Option<Value>);
+
+/// The ops strictly after `x` and up to (and including) the producer of `y`.
+fn branch(g: &Graph, x: Value, y: Value) -> HashSet<NodeIndex> {
+    let down = descendants(g, x);
+    let up = ancestors(g, y.0);
+    down.intersection(&up)
+        .copied()
+        .filter(|m| matches!(g.dag[*m], Node::Op(_)))
+        .collect()
+}
+
+fn has_parametric(g: &Graph, nodes: &HashSet<NodeIndex>) -> bool {
+    nodes.iter().any(|&m| {
+        g.dag[m]
+            .as_op()
+            .is_some_and(|o| is_parametric(&o.proto.op_type))
+    })
+}
+
+fn identity(g: &Graph, a: Value, b: Value) -> Option<Candidate> {
+    for (skip_slot, x, y) in [(0, a, b), (1, b, a)] {
+        if flows_into(g, x, y.0) {
+            let nodes = branch(g, x, y);
+            if has_parametric(g, &nodes) {
+                return Some((skip_slot, nodes, ResidualKind::Identity, None));
+            }
+            return None;
+        }
+    }
+    None
+}
+
+fn projection(
+    g: &Graph,
+    a: Value,
+    b: Value,
+    constant: &HashSet<NodeIndex>,
+    position: &HashMap<NodeIndex, usize>,
+) -> Option<Candidate> {
+    // The latest computed value both operands depend on.
+    let up_a = ancestors(g, a.0);
+    let up_b = ancestors(g, b.0);
+    let fork_node = up_a
+        .intersection(&up_b)
+        .copied()
+        .filter(|m| !constant.contains(m))
+        .max_by_key(|m| (position.get(m).map_or(0, |&p| p + 1), m.index()))?;
+    // Among the fork node's outputs, the one both operands read.
+    let outputs = g.dag[fork_node].outputs().len();
+    let fork = (0..outputs)
+        .map(|slot| (fork_node, slot))
+        .find(|&v| flows_into(g, v, a.0) && flows_into(g, v, b.0))?;
+    let pa = branch(g, fork, a);
+    let pb = branch(g, fork, b);
+    if !pa.is_disjoint(&pb) || !has_parametric(g, &pa) || !has_parametric(g, &pb) {
+        return None;
+    }
+    // The shorter branch is the projection P; it must be short, and the other one longer.
+    let (skip_slot, short, long) = if pa.len() <= pb.len() {
+        (0, &pa, &pb)
+    } else {
+        (1, &pb, &pa)
+    };
+    if short.len() > MAX_PROJECTION_OPS || short.len() >= long.len() {
+        return None;
+    }
+    Some((
+        skip_slot,
+        long.clone(),
+        ResidualKind::Projection,
+        Some(fork),
+    ))
+}

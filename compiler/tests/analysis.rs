@@ -1,0 +1,252 @@
+//! Residual analysis on every committed fixture, negatives included, and on
+//! small graphs built here for the edge cases.
+
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use laurel_runtime::ModelSource;
+use laurelc::analysis::{ResidualKind, analyse_residuals};
+use onnx_protobuf::GraphProto;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(format!("{name}.onnx"))
+}
+
+/// (add name, kind, skip, D, axis, stream, index) of each residual of a fixture.
+fn residuals(
+    name: &str,
+) -> Vec<(
+    String,
+    ResidualKind,
+    String,
+    Option<usize>,
+    usize,
+    usize,
+    usize,
+)> {
+    let path = fixture(name);
+    let model = laurelc::onnx::import_path(&path).unwrap();
+    let a = analyse_residuals(&model, ModelSource::Path(&path)).unwrap();
+    a.residuals
+        .into_iter()
+        .map(|r| {
+            (
+                r.name, r.kind, r.skip, r.channels, r.axis, r.stream, r.index,
+            )
+        })
+        .collect()
+}
+
+fn row(
+    name: &str,
+    kind: ResidualKind,
+    skip: &str,
+    d: usize,
+    axis: usize,
+    stream: usize,
+    index: usize,
+) -> (
+    String,
+    ResidualKind,
+    String,
+    Option<usize>,
+    usize,
+    usize,
+    usize,
+) {
+    (name.into(), kind, skip.into(), Some(d), axis, stream, index)
+}
+
+use ResidualKind::{Identity, Projection};
+
+#[test]
+fn tiny_resnet_has_two_identity_blocks_and_a_projection_on_one_stream() {
+    assert_eq!(
+        residuals("tiny_resnet"),
+        [
+            row("block1/add", Identity, "stem/relu", 8, 1, 0, 0),
+            row("block2/add", Identity, "block1/relu_out", 8, 1, 0, 1),
+            row("block3/add", Projection, "block3/shortcut/bn", 16, 1, 0, 2),
+        ]
+    );
+}
+
+#[test]
+fn preln_transformer_residuals_chain_directly() {
+    assert_eq!(
+        residuals("tiny_preln_transformer"),
+        [
+            row("layer0/residual1", Identity, "x", 16, 2, 0, 0),
+            row(
+                "layer0/residual2",
+                Identity,
+                "layer0/residual1",
+                16,
+                2,
+                0,
+                1
+            ),
+            row(
+                "layer1/residual1",
+                Identity,
+                "layer0/residual2",
+                16,
+                2,
+                0,
+                2
+            ),
+            row(
+                "layer1/residual2",
+                Identity,
+                "layer1/residual1",
+                16,
+                2,
+                0,
+                3
+            ),
+        ]
+    );
+}
+
+#[test]
+fn postln_bert_chains_through_layernorm_and_skips_the_mask_add() {
+    assert_eq!(
+        residuals("tiny_postln_bert"),
+        [
+            row("attn/residual", Identity, "hidden", 16, 2, 0, 0),
+            row("ffn/residual", Identity, "attn/ln", 16, 2, 0, 1),
+        ]
+    );
+}
+
+#[test]
+fn mobilenetv2_inverted_residual_reads_from_a_graph_input() {
+    assert_eq!(
+        residuals("mobilenetv2_block"),
+        [row("residual_add", Identity, "input", 8, 1, 0, 0)]
+    );
+}
+
+#[test]
+fn negative_fixtures_have_no_residuals() {
+    for name in [
+        "neg_bias_add",
+        "neg_attention_mask_add",
+        "neg_gelu_tanh_add",
+    ] {
+        assert_eq!(residuals(name), [], "{name}");
+    }
+}
+
+fn analyse(graph: GraphProto) -> Vec<(String, ResidualKind)> {
+    let bytes = bytes(&model(graph));
+    let m = laurelc::onnx::import_bytes(&bytes, "test").unwrap();
+    let a = analyse_residuals(&m, ModelSource::Bytes(&bytes)).unwrap();
+    a.residuals.into_iter().map(|r| (r.name, r.kind)).collect()
+}
+
+fn w(name: &str) -> onnx_protobuf::TensorProto {
+    f32_tensor(name, &[4, 4], &[0.5; 16])
+}
+
+#[test]
+fn an_add_of_two_unrelated_computed_values_is_not_residual() {
+    // Add(x, y): both graph inputs, each an ancestor of nothing.
+    let g = GraphProto {
+        node: vec![node("Add", "add", &["x", "y"], &["z"])],
+        input: vec![value("x", &[2, 4]), value("y", &[2, 4])],
+        output: vec![value("z", &[2, 4])],
+        ..Default::default()
+    };
+    assert_eq!(analyse(g), []);
+    // Add(x·W, y·V): both branches parametric but they share no fork.
+    let g = GraphProto {
+        node: vec![
+            node("MatMul", "mx", &["x", "W"], &["a"]),
+            node("MatMul", "my", &["y", "V"], &["b"]),
+            node("Add", "add", &["a", "b"], &["z"]),
+        ],
+        initializer: vec![w("W"), w("V")],
+        input: vec![value("x", &[2, 4]), value("y", &[2, 4])],
+        output: vec![value("z", &[2, 4])],
+        ..Default::default()
+    };
+    assert_eq!(analyse(g), []);
+}
+
+#[test]
+fn identity_needs_a_parametric_op_and_equal_shapes() {
+    // x + Relu(x): no parametric op on the branch.
+    let g = GraphProto {
+        node: vec![
+            node("Relu", "r", &["x"], &["h"]),
+            node("Add", "add", &["x", "h"], &["z"]),
+        ],
+        input: vec![value("x", &[2, 4])],
+        output: vec![value("z", &[2, 4])],
+        ..Default::default()
+    };
+    assert_eq!(analyse(g), []);
+    // x + x·W with x [2,4], W [4,4]: a residual; the operand order does not matter.
+    for (a, b) in [("x", "h"), ("h", "x")] {
+        let g = GraphProto {
+            node: vec![
+                node("MatMul", "mm", &["x", "W"], &["h"]),
+                node("Add", "add", &[a, b], &["z"]),
+            ],
+            initializer: vec![w("W")],
+            input: vec![value("x", &[2, 4])],
+            output: vec![value("z", &[2, 4])],
+            ..Default::default()
+        };
+        assert_eq!(analyse(g), [("add".to_string(), Identity)]);
+    }
+    // x [1,4] + x·W [1,4] broadcast against a [3,4] operand: x + Tile(x·W) has unequal shapes.
+    let g = GraphProto {
+        node: vec![
+            node("MatMul", "mm", &["x", "W"], &["h"]),
+            node("Expand", "ex", &["h", "shape"], &["hb"]),
+            node("Add", "add", &["x", "hb"], &["z"]),
+        ],
+        initializer: vec![
+            w("W"),
+            onnx_protobuf::TensorProto {
+                name: "shape".into(),
+                dims: vec![2],
+                data_type: 7,
+                int64_data: vec![3, 4],
+                ..Default::default()
+            },
+        ],
+        input: vec![value("x", &[1, 4])],
+        output: vec![value("z", &[3, 4])],
+        ..Default::default()
+    };
+    assert_eq!(analyse(g), []);
+}
+
+#[test]
+fn a_path_only_through_shape_does_not_make_an_ancestor() {
+    // m = MatMul(Reshape(ones, Shape(x)), W) depends on x's shape only: x + m is not residual.
+    let g = GraphProto {
+        node: vec![
+            node("Shape", "shape", &["x"], &["s"]),
+            node("ConstantOfShape", "ones", &["s"], &["o"]),
+            node("MatMul", "mm", &["o", "W"], &["m"]),
+            node("Relu", "relu", &["y"], &["r"]),
+            node("Add", "mix", &["m", "r"], &["m2"]),
+            node("Add", "add", &["x", "m2"], &["z"]),
+        ],
+        initializer: vec![w("W")],
+        input: vec![value("x", &[2, 4]), value("y", &[2, 4])],
+        output: vec![value("z", &[2, 4])],
+        ..Default::default()
+    };
+    assert_eq!(analyse(g), []);
+}
