@@ -29,7 +29,7 @@ pub fn write_atomically(
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| io("cannot create a temporary file beside", e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+    let mut w = BufWriter::with_capacity(1 << 18, tmp.as_file());
     body(&mut w).map_err(|e| io("cannot write", e))?;
     w.flush().map_err(|e| io("cannot write", e))?;
     drop(w);

@@ -47,7 +47,7 @@ pub fn import_path(path: &Path) -> Result<Model> {
     if meta.len() == 0 {
         return Err(Error::Empty { model: label });
     }
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = BufReader::with_capacity(1 << 18, file);
     let proto = ModelProto::parse_from_reader(&mut reader).map_err(|e| Error::Decode {
         model: label.clone(),
         message: e.to_string(),
