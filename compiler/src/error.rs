@@ -10,8 +10,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The file could not be opened, read, mapped or written.
-    #[error("{path}: {action}: {source}")]
+    /// The file could not be opened, read, mapped or written. The operating
+    /// system's message is the error's `source`, not part of its text.
+    #[error("{path}: {action}")]
     Io {
         /// The file concerned.
         path: PathBuf,
@@ -100,7 +101,9 @@ pub enum Error {
         reason: String,
     },
     /// The output path is the input path and `--force` was not given.
-    #[error("{path}: refusing to overwrite the input model (pass --force to allow it)")]
+    #[error(
+        "{path}: refusing to overwrite the input model or its external data (pass --force to allow it)"
+    )]
     WouldOverwriteInput {
         /// The path concerned.
         path: PathBuf,

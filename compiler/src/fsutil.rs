@@ -1,20 +1,63 @@
 //! Atomic file output.
+//!
+//! A file is written to a temporary file in its destination's directory,
+//! synced, and only then renamed over the destination, so a reader sees the
+//! old file or the new one, never a partial one, and a failure leaves
+//! nothing behind (the temporary file is deleted when dropped). Writing
+//! several files that belong together (a model and its external data) is
+//! two-phase: [`Staged`] files are all written first and renamed last.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Writes through `body` into a temporary file beside `path`, then renames it
-/// into place. Returns the bytes written. A failure leaves no partial file.
+/// A file written to a temporary beside its destination, not yet renamed.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    len: u64,
+}
+
+impl Staged {
+    /// Bytes written.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Renames the file into place.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the destination.
+    pub fn commit(self) -> Result<u64> {
+        let path = self.path;
+        self.tmp.persist(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            action: "cannot rename into place",
+            source: e.error,
+        })?;
+        Ok(self.len)
+    }
+}
+
+/// Writes through `body` into a temporary file beside `path`, synced, ready
+/// to [`Staged::commit`]. Dropping the result deletes the temporary file.
 ///
 /// # Errors
 /// [`Error::Io`] naming `path`.
-pub fn write_atomically(
+pub fn stage(
     path: &Path,
     body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<u64> {
+) -> Result<Staged> {
     let io = |action, source| Error::Io {
         path: path.to_path_buf(),
         action,
@@ -42,7 +85,20 @@ pub fn write_atomically(
         file.set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(|e| io("cannot set permissions on", e))?;
     }
-    tmp.persist(path)
-        .map_err(|e| io("cannot rename into place", e.error))?;
-    Ok(len)
+    Ok(Staged {
+        tmp,
+        path: path.to_path_buf(),
+        len,
+    })
+}
+
+/// Writes one file atomically: [`stage`], then [`Staged::commit`]. Returns the bytes written.
+///
+/// # Errors
+/// [`Error::Io`] naming `path`.
+pub fn write_atomically(
+    path: &Path,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<u64> {
+    stage(path, body)?.commit()
 }

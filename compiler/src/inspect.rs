@@ -8,7 +8,7 @@ use onnx_protobuf::{TypeProto, ValueInfoProto};
 use serde::Serialize;
 
 use crate::ir::{Model, Node};
-use crate::onnx::external::element_size;
+use crate::onnx::external::data_bytes;
 use crate::onnx::subgraph::has_subgraphs;
 
 /// A graph input or output.
@@ -92,34 +92,32 @@ pub fn summarize(model: &Model) -> ModelSummary {
             ops_with_subgraphs += usize::from(has_subgraphs(&op.proto));
         }
     }
+    // Counts saturate: a model may declare absurd dims; a summary must not overflow on them.
     let mut parameter_count = 0u64;
     let mut parameter_bytes = 0u64;
     let mut external_data = false;
-    for &n in &g.initializers {
-        if let Node::Initializer(init) = &g.dag[n] {
-            let elems = init
-                .proto
-                .dims
-                .iter()
-                .map(|&d| u64::try_from(d).unwrap_or(0))
-                .product::<u64>();
-            parameter_count += elems;
-            parameter_bytes += element_size(init.proto.data_type)
-                .map_or_else(|| init.proto.raw_data.len() as u64, |s| elems * s as u64);
-            external_data |= init.external.is_some();
-        }
-    }
-    for &n in &g.sparse_initializers {
-        if let Node::SparseInitializer(s) = &g.dag[n] {
-            let nnz = s
-                .values
-                .dims
-                .iter()
-                .map(|&d| u64::try_from(d).unwrap_or(0))
-                .product::<u64>();
-            parameter_count += nnz;
-            parameter_bytes += element_size(s.values.data_type).map_or(0, |e| nnz * e as u64);
-        }
+    let tensors = g
+        .initializers
+        .iter()
+        .chain(&g.sparse_initializers)
+        .filter_map(|&n| match &g.dag[n] {
+            Node::Initializer(init) => {
+                external_data |= init.external.is_some();
+                Some(&init.proto)
+            }
+            Node::SparseInitializer(s) => s.values.as_ref(),
+            _ => None,
+        });
+    for t in tensors {
+        let elems = t.dims.iter().fold(1u64, |acc, &d| {
+            acc.saturating_mul(u64::try_from(d).unwrap_or(0))
+        });
+        parameter_count = parameter_count.saturating_add(elems);
+        let bytes = usize::try_from(elems)
+            .ok()
+            .and_then(|n| data_bytes(t.data_type, n))
+            .map_or(t.raw_data.len() as u64, |b| b as u64);
+        parameter_bytes = parameter_bytes.saturating_add(bytes);
     }
     ModelSummary {
         ir_version: h.ir_version,

@@ -72,6 +72,19 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Result<PipelineReport> {
     guard_output(input, output, opts.force)?;
     let model = onnx::import_path(input)?;
+    if !opts.force {
+        // The input's external data files are part of the input, too.
+        let side = onnx::export::side_path(output);
+        for file in model.graph.external_files() {
+            for candidate in [output, side.as_path()] {
+                if same_file(&file, candidate) {
+                    return Err(Error::WouldOverwriteInput {
+                        path: candidate.to_path_buf(),
+                    });
+                }
+            }
+        }
+    }
     let ops_before = model.graph.op_count();
     let passes = Vec::new();
     if !opts.no_passes {

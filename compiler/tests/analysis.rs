@@ -250,3 +250,62 @@ fn a_path_only_through_shape_does_not_make_an_ancestor() {
     };
     assert_eq!(analyse(g), []);
 }
+
+/// Two pre-LN-style blocks `h = x + x·W` whose second skip is the first
+/// output passed through `glue` ops; returns each block's (stream, index).
+fn two_blocks(
+    glue: Vec<onnx_protobuf::NodeProto>,
+    extra_inputs: Vec<onnx_protobuf::ValueInfoProto>,
+) -> Vec<(usize, usize)> {
+    let mut nodes = vec![
+        node("MatMul", "mm0", &["x", "W"], &["f0"]),
+        node("Add", "add0", &["x", "f0"], &["h0"]),
+    ];
+    nodes.extend(glue);
+    nodes.push(node("MatMul", "mm1", &["s1", "W"], &["f1"]));
+    nodes.push(node("Add", "add1", &["s1", "f1"], &["h1"]));
+    let mut input = vec![value("x", &[2, 4])];
+    input.extend(extra_inputs);
+    let g = GraphProto {
+        node: nodes,
+        initializer: vec![
+            w("W"),
+            onnx_protobuf::TensorProto {
+                name: "two_four".into(),
+                dims: vec![2],
+                data_type: 7,
+                int64_data: vec![2, 4],
+                ..Default::default()
+            },
+        ],
+        input,
+        output: vec![value("h1", &[2, 4])],
+        ..Default::default()
+    };
+    let bytes = bytes(&model(g));
+    let m = laurelc::onnx::import_bytes(&bytes, "test").unwrap();
+    let a = analyse_residuals(&m, ModelSource::Bytes(&bytes)).unwrap();
+    a.residuals.iter().map(|r| (r.stream, r.index)).collect()
+}
+
+#[test]
+fn streams_continue_through_masks_and_shape_only_reads() {
+    // s1 = h0 · mask, with the mask a graph input (a padding mask).
+    let mask = two_blocks(
+        vec![node("Mul", "pad", &["h0", "mask"], &["s1"])],
+        vec![value("mask", &[2, 4])],
+    );
+    assert_eq!(mask, [(0, 0), (0, 1)]);
+    // s1 = Reshape(h0, Shape(x)): x is read for its shape only.
+    let reshape = two_blocks(
+        vec![
+            node("Shape", "shape", &["x"], &["sx"]),
+            node("Reshape", "reshape", &["h0", "sx"], &["s1"]),
+        ],
+        vec![],
+    );
+    assert_eq!(reshape, [(0, 0), (0, 1)]);
+    // s1 = h0 · V: a parametric op between blocks starts a new stream.
+    let projected = two_blocks(vec![node("MatMul", "proj", &["h0", "W"], &["s1"])], vec![]);
+    assert_eq!(projected, [(0, 0), (1, 0)]);
+}

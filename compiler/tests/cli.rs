@@ -435,3 +435,83 @@ fn inspect_lists_residuals_as_json_and_draws_streams() {
         "{text}"
     );
 }
+
+#[test]
+fn the_input_external_data_file_is_never_overwritten_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    // a.onnx keeps W in b.onnx.data: writing b.onnx with external data would replace it.
+    let mut m = tiny();
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    let data = std::mem::take(&mut w.raw_data);
+    w.data_location = onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into();
+    w.external_data = vec![kv("location", "b.onnx.data")];
+    std::fs::write(dir.path().join("b.onnx.data"), &data).unwrap();
+    let a = write(dir.path(), "a.onnx", &bytes(&m));
+    let b = dir.path().join("b.onnx");
+    let o = laurelc(&[
+        a.to_str().unwrap(),
+        "-o",
+        b.to_str().unwrap(),
+        "--no-passes",
+        "--external-data",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("b.onnx.data") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(dir.path().join("b.onnx.data")).unwrap(), data);
+    assert!(!b.exists());
+}
+
+#[test]
+fn inspect_dot_never_replaces_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let o = laurelc(&["inspect", p.to_str().unwrap(), "--dot", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&p).unwrap(), bytes(&tiny()));
+}
+
+#[test]
+fn inspect_summarises_models_tract_cannot_analyse() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tiny();
+    // x with no declared shape: the summary still comes, residual analysis says why it is missing.
+    m.graph.as_mut().unwrap().input[0]
+        .type_
+        .as_mut()
+        .unwrap()
+        .mut_tensor_type()
+        .shape
+        .clear();
+    let p = write(dir.path(), "norank.onnx", &bytes(&m));
+    let o = laurelc(&["inspect", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["node_count"], 3);
+    assert_eq!(j["residuals"], serde_json::json!([]));
+    assert!(
+        j["shape_inference"]
+            .as_str()
+            .unwrap()
+            .starts_with("unavailable"),
+        "{j}"
+    );
+}
+
+#[test]
+fn a_huge_declared_input_is_an_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = onnx_protobuf::GraphProto {
+        node: vec![node("Relu", "r", &["x"], &["y"])],
+        input: vec![value("x", &[1 << 20, 1 << 20])],
+        output: vec![value("y", &[1 << 20, 1 << 20])],
+        ..Default::default()
+    };
+    let p = write(dir.path(), "big.onnx", &bytes(&model(g)));
+    let o = laurelc(&["run", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("larger than"), "{}", stderr(&o));
+}

@@ -214,6 +214,7 @@ fn file_round_trip_and_external_data_both_ways() {
     let opts = ExportOptions {
         external_data: true,
         external_threshold: 16,
+        ..ExportOptions::default()
     };
     let report = write_path(&model, &out2, &opts).unwrap();
     assert_eq!(report.external_tensors, 1);
@@ -262,5 +263,120 @@ fn large_initializers_export_to_a_file() {
     assert_eq!(
         ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap(),
         m
+    );
+}
+
+#[test]
+fn a_model_past_the_protobuf_limit_moves_its_tensors_out_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tiny();
+    let big: Vec<f32> = (0..200u8).map(f32::from).collect();
+    m.graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .push(f32_tensor("big", &[200], &big));
+    let model = import_bytes(&bytes(&m), "big").unwrap();
+    let out = dir.path().join("m.onnx");
+    // 800 bytes of `big` push the model past a 500-byte "limit"; W (36 bytes) stays inline.
+    let opts = ExportOptions {
+        external_threshold: 100,
+        protobuf_limit: 500,
+        ..ExportOptions::default()
+    };
+    let report = write_path(&model, &out, &opts).unwrap();
+    assert_eq!((report.external_tensors, report.external_bytes), (1, 800));
+    assert!(report.model_bytes <= 500, "{report:?}");
+    let back = import_path(&out).unwrap();
+    assert_eq!(
+        ModelProto::parse_from_bytes(&to_bytes(&back).unwrap()).unwrap(),
+        m
+    );
+    // When even that is not enough, nothing is written.
+    let out2 = dir.path().join("n.onnx");
+    let opts = ExportOptions {
+        protobuf_limit: 100,
+        ..opts
+    };
+    assert!(
+        write_path(&model, &out2, &opts)
+            .unwrap_err()
+            .to_string()
+            .contains("protobuf limit")
+    );
+    assert!(!out2.exists() && !dir.path().join("n.onnx.data").exists());
+}
+
+#[test]
+fn external_data_with_nothing_to_move_writes_no_side_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = import_bytes(&bytes(&tiny()), "tiny").unwrap();
+    let out = dir.path().join("m.onnx");
+    let report = write_path(
+        &model,
+        &out,
+        &ExportOptions {
+            external_data: true,
+            ..ExportOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((report.external_tensors, report.external_file), (0, None));
+    assert!(!dir.path().join("m.onnx.data").exists());
+}
+
+#[test]
+fn packed_four_bit_external_tensors_take_only_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = tiny();
+    // Q: INT4[5] = 3 bytes at offset 0, no length; other data follows in the same file.
+    std::fs::write(
+        dir.path().join("d.bin"),
+        [0x21u8, 0x43, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+    )
+    .unwrap();
+    m.graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .push(onnx_protobuf::TensorProto {
+            name: "Q".into(),
+            dims: vec![5],
+            data_type: 22,
+            data_location: onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into(),
+            external_data: vec![kv("location", "d.bin")],
+            ..Default::default()
+        });
+    let src = dir.path().join("q.onnx");
+    std::fs::write(&src, bytes(&m)).unwrap();
+    let back =
+        ModelProto::parse_from_bytes(&to_bytes(&import_path(&src).unwrap()).unwrap()).unwrap();
+    let q = back
+        .graph
+        .initializer
+        .iter()
+        .find(|t| t.name == "Q")
+        .unwrap();
+    assert_eq!(q.raw_data, [0x21, 0x43, 0x05]);
+}
+
+#[test]
+fn external_data_inside_a_subgraph_is_refused_not_written_broken() {
+    let mut m = kitchen_sink();
+    let g = m.graph.as_mut().unwrap();
+    let iff = g.node.iter_mut().find(|n| n.op_type == "If").unwrap();
+    let then = iff.attribute[0].g.as_mut().unwrap();
+    then.initializer.push(onnx_protobuf::TensorProto {
+        name: "C".into(),
+        dims: vec![1],
+        data_type: 1,
+        data_location: onnx_protobuf::tensor_proto::DataLocation::EXTERNAL.into(),
+        external_data: vec![kv("location", "c.bin")],
+        ..Default::default()
+    });
+    let err = import_bytes(&bytes(&m), "nested").unwrap_err().to_string();
+    assert!(
+        err.contains("tensor `C`") && err.contains("a subgraph"),
+        "{err}"
     );
 }

@@ -22,7 +22,7 @@ use tract_onnx::tract_hir::internal::{
 
 use crate::datum::{DatumKind, DimSpec};
 use crate::error::{RuntimeError, chain};
-use crate::load::{DimMode, LADDER, Strategy, parse_with_inputs};
+use crate::load::{DimMode, LADDER, Strategy, contain, parse_with_inputs};
 use crate::model::{LoadOptions, ModelSource, Prepared, prepare};
 
 /// What tract inferred about one value.
@@ -90,7 +90,7 @@ pub fn infer_shapes(
     src: ModelSource<'_>,
     opts: &LoadOptions,
 ) -> Result<InferredShapes, RuntimeError> {
-    infer_with(src, opts, &concrete_strategies())
+    contain(src, || infer_with(src, opts, &concrete_strategies()))
 }
 
 fn concrete_strategies() -> Vec<Strategy> {
@@ -124,7 +124,7 @@ pub fn infer_symbolic_shapes(
         symbolic("symbolic-ignore-value-info", true),
     ];
     strategies.extend(concrete_strategies());
-    infer_with(src, opts, &strategies)
+    contain(src, || infer_with(src, opts, &strategies))
 }
 
 fn infer_with(

@@ -349,3 +349,16 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
 }
+
+/// Runs `f`, turning a panic inside tract into a [`RuntimeError::Load`] for `src`.
+pub(crate) fn contain<T>(
+    src: ModelSource<'_>,
+    f: impl FnOnce() -> Result<T, RuntimeError>,
+) -> Result<T, RuntimeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(RuntimeError::Load {
+            model: src.describe(),
+            message: format!("tract panicked: {}", panic_message(&*payload)),
+        })
+    })
+}

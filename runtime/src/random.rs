@@ -64,8 +64,21 @@ fn normal(rng: &mut StdRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
+/// The most elements one random input may have (2^28: 1 GiB of f32). A
+/// model can declare any size; generating it must not abort the process.
+pub const MAX_RANDOM_ELEMENTS: usize = 1 << 28;
+
 fn make(spec: &InputSpec, shape: &[usize], rng: &mut StdRng) -> TractResult<Tensor> {
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n <= MAX_RANDOM_ELEMENTS);
+    let Some(n) = n else {
+        tract_onnx::tract_hir::internal::bail!(
+            "input `{}` of shape {shape:?} is larger than the {MAX_RANDOM_ELEMENTS} elements random inputs may have; give it a smaller shape (--shape, --dim) or a file",
+            spec.name
+        );
+    };
     let ints = |rng: &mut StdRng| -> Vec<i64> {
         match int_rule(&spec.name) {
             IntRule::Ones => vec![1; n],

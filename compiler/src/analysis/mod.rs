@@ -16,7 +16,7 @@ pub mod stream;
 pub use residual::{Residual, ResidualKind, find_residuals};
 pub use stream::assign_streams;
 
-use laurel_runtime::{LoadOptions, ModelSource};
+use laurel_runtime::{DimSpec, InferredValue, LoadOptions, ModelSource};
 
 use crate::error::Result;
 use crate::ir::Model;
@@ -38,13 +38,66 @@ pub struct ResidualAnalysis {
 /// # Errors
 /// Shape inference fails outright.
 pub fn analyse_residuals(model: &Model, source: ModelSource<'_>) -> Result<ResidualAnalysis> {
-    let shapes = laurel_runtime::infer_symbolic_shapes(source, &LoadOptions::default())?;
-    let mut residuals = find_residuals(&model.graph, &shapes.values);
+    let symbolic = laurel_runtime::infer_symbolic_shapes(source, &LoadOptions::default())?;
+    let (values, shape_strategy) = if symbolic.strategy.starts_with("symbolic") {
+        (symbolic.values, symbolic.strategy)
+    } else {
+        // The concrete fallback gave every symbol one size, where [N,C,H,W] and
+        // [N,C,1,1] can look equal. Infer at two other sizes and keep a
+        // dimension only where both agree, so a broadcast is never mistaken for
+        // equal shapes.
+        let at = |d| {
+            laurel_runtime::infer_shapes(
+                source,
+                &LoadOptions {
+                    default_dim: Some(d),
+                    ..LoadOptions::default()
+                },
+            )
+        };
+        let (a, b) = (at(64)?, at(96)?);
+        let strategy = format!(
+            "concrete at sizes 64 and 96 ({}, {})",
+            a.strategy, b.strategy
+        );
+        (agreeing_shapes(a.values, &b.values), strategy)
+    };
+    let mut residuals = find_residuals(&model.graph, &values);
     assign_streams(&model.graph, &mut residuals);
     Ok(ResidualAnalysis {
         residuals,
-        shape_strategy: shapes.strategy,
+        shape_strategy,
     })
+}
+
+/// Shapes from two inferences at different sizes: a dimension that differs
+/// becomes a symbol naming both sizes; a value whose rank differs, or that
+/// one side lacks, has no shape.
+fn agreeing_shapes(
+    a: std::collections::BTreeMap<String, InferredValue>,
+    b: &std::collections::BTreeMap<String, InferredValue>,
+) -> std::collections::BTreeMap<String, InferredValue> {
+    a.into_iter()
+        .map(|(name, mut va)| {
+            let sb = b.get(&name).and_then(|v| v.shape.as_ref());
+            va.shape = match (va.shape.take(), sb) {
+                (Some(sa), Some(sb)) if sa.len() == sb.len() => Some(
+                    sa.into_iter()
+                        .zip(sb)
+                        .map(|(x, y)| {
+                            if x == *y {
+                                x
+                            } else {
+                                DimSpec::Symbol(format!("{x:?}|{y:?}"))
+                            }
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            };
+            (name, va)
+        })
+        .collect()
 }
 
 /// Op types that carry learned weights: a residual branch must hold one.

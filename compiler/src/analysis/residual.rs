@@ -32,7 +32,7 @@ use petgraph::stable_graph::NodeIndex;
 use serde::Serialize;
 
 use super::constants::constant_nodes;
-use super::reach::{Value, ancestors, descendants, flows_into};
+use super::reach::{Value, Window, ancestors, descendants, flows_into};
 use super::{is_onnx_domain, is_parametric};
 use crate::ir::{Graph, Node};
 
@@ -144,7 +144,8 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
         if sa != sb {
             continue;
         }
-        let candidate = identity(g, a, b).or_else(|| projection(g, a, b, &constant, &position));
+        let candidate =
+            identity(g, a, b, &position).or_else(|| projection(g, a, b, &constant, &position));
         let Some((skip_slot, branch_nodes, kind, fork)) = candidate else {
             continue;
         };
@@ -199,10 +200,27 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
 
 type Candidate = (usize, HashSet<NodeIndex>, ResidualKind, Option<Value>);
 
+/// The search window from `x`'s producer to `y`'s (an input has position 0).
+fn window(position: &HashMap<NodeIndex, usize>, x: Value, y: Value) -> Window<'_> {
+    let lo = position.get(&x.0).copied().unwrap_or(0);
+    let hi = position.get(&y.0).copied().unwrap_or(usize::MAX);
+    Window {
+        pos: position,
+        lo,
+        hi,
+    }
+}
+
 /// The ops strictly after `x` and up to (and including) the producer of `y`.
-fn branch(g: &Graph, x: Value, y: Value) -> HashSet<NodeIndex> {
-    let down = descendants(g, x);
-    let up = ancestors(g, y.0);
+fn branch(
+    g: &Graph,
+    x: Value,
+    y: Value,
+    position: &HashMap<NodeIndex, usize>,
+) -> HashSet<NodeIndex> {
+    let w = window(position, x, y);
+    let down = descendants(g, x, w);
+    let up = ancestors(g, y.0, w);
     down.intersection(&up)
         .copied()
         .filter(|m| matches!(g.dag[*m], Node::Op(_)))
@@ -217,10 +235,21 @@ fn has_parametric(g: &Graph, nodes: &HashSet<NodeIndex>) -> bool {
     })
 }
 
-fn identity(g: &Graph, a: Value, b: Value) -> Option<Candidate> {
+fn identity(
+    g: &Graph,
+    a: Value,
+    b: Value,
+    position: &HashMap<NodeIndex, usize>,
+) -> Option<Candidate> {
     for (skip_slot, x, y) in [(0, a, b), (1, b, a)] {
-        if flows_into(g, x, y.0) {
-            let nodes = branch(g, x, y);
+        // x can only flow into y if it comes first (graph inputs and initializers come before every op).
+        let before = match (position.get(&x.0), position.get(&y.0)) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(px), Some(py)) => px < py,
+        };
+        if before && flows_into(g, x, y.0, window(position, x, y)) {
+            let nodes = branch(g, x, y, position);
             if has_parametric(g, &nodes) {
                 return Some((skip_slot, nodes, ResidualKind::Identity, None));
             }
@@ -238,8 +267,13 @@ fn projection(
     position: &HashMap<NodeIndex, usize>,
 ) -> Option<Candidate> {
     // The latest computed value both operands depend on.
-    let up_a = ancestors(g, a.0);
-    let up_b = ancestors(g, b.0);
+    let everywhere = Window {
+        pos: position,
+        lo: 0,
+        hi: usize::MAX,
+    };
+    let up_a = ancestors(g, a.0, everywhere);
+    let up_b = ancestors(g, b.0, everywhere);
     let fork_node = up_a
         .intersection(&up_b)
         .copied()
@@ -249,9 +283,9 @@ fn projection(
     let outputs = g.dag[fork_node].outputs().len();
     let fork = (0..outputs)
         .map(|slot| (fork_node, slot))
-        .find(|&v| flows_into(g, v, a.0) && flows_into(g, v, b.0))?;
-    let pa = branch(g, fork, a);
-    let pb = branch(g, fork, b);
+        .find(|&v| flows_into(g, v, a.0, everywhere) && flows_into(g, v, b.0, everywhere))?;
+    let pa = branch(g, fork, a, position);
+    let pb = branch(g, fork, b, position);
     if !pa.is_disjoint(&pb) || !has_parametric(g, &pa) || !has_parametric(g, &pb) {
         return None;
     }

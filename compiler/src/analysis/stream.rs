@@ -5,11 +5,12 @@
 //! transformers), through the `Relu` after a `ResNet` add, or through the
 //! `LayerNormalization` of a post-LN block (fused or decomposed). For a
 //! projection the walk starts from the value both of its branches fork from.
-//! The walk goes backwards over non-constant data edges and stops at
-//! residual adds, graph inputs and parametric ops; the block has a
-//! predecessor when everything it reaches is one residual add. A parametric
-//! op between two blocks (a strided stage transition without a shortcut)
-//! starts a new stream.
+//! The walk goes backwards over non-constant data edges (not through
+//! `Shape`/`Size`), through non-parametric ops only; the block has a
+//! predecessor when the walk reaches exactly one residual add. Graph inputs
+//! met on side operands (a padding mask multiplied in) do not stop it. A
+//! skip that is a graph input, or a parametric op's output (a strided stage
+//! transition without a shortcut), starts a new stream.
 //!
 //! When two blocks follow from the same predecessor, the first in
 //! topological order continues the stream and the other starts a new one.
@@ -23,10 +24,11 @@ use petgraph::visit::EdgeRef;
 
 use super::constants::constant_nodes;
 use super::is_parametric;
+use super::reach::shape_only;
 use super::residual::Residual;
 use crate::ir::{Graph, Node};
 
-/// The residual add `r`'s skip input follows from, if any (see the module doc).
+/// The residual add whose output `start` follows from (see the module doc).
 fn predecessor(
     g: &Graph,
     start: NodeIndex,
@@ -36,6 +38,12 @@ fn predecessor(
     if residual_nodes.contains(&start) {
         return Some(start);
     }
+    let walkable =
+        |n: NodeIndex| matches!(&g.dag[n], Node::Op(op) if !is_parametric(&op.proto.op_type));
+    if !walkable(start) {
+        // The skip is a graph input or a parametric op's output: a stream starts here.
+        return None;
+    }
     let mut frontier: HashSet<NodeIndex> = HashSet::new();
     let mut seen = HashSet::new();
     let mut queue = VecDeque::from([start]);
@@ -43,22 +51,17 @@ fn predecessor(
         if !seen.insert(n) {
             continue;
         }
-        match &g.dag[n] {
-            Node::Op(op) if !is_parametric(&op.proto.op_type) => {
-                for e in g.dag.edges_directed(n, Direction::Incoming) {
-                    let src = e.source();
-                    if constant.contains(&src) {
-                        continue;
-                    }
-                    if residual_nodes.contains(&src) {
-                        frontier.insert(src);
-                    } else {
-                        queue.push_back(src);
-                    }
-                }
+        for e in g.dag.edges_directed(n, Direction::Incoming) {
+            let src = e.source();
+            if constant.contains(&src) || shape_only(g, src) {
+                continue;
             }
-            // A graph input, a parametric op or anything else: the stream starts here.
-            _ => return None,
+            if residual_nodes.contains(&src) {
+                frontier.insert(src);
+            } else if walkable(src) {
+                queue.push_back(src);
+            }
+            // Graph inputs (a padding mask) and parametric ops on side operands are not the stream.
         }
     }
     if frontier.len() == 1 {

@@ -41,6 +41,8 @@ pub struct Model {
 /// A tensor slice held in a memory-mapped external data file.
 #[derive(Debug, Clone)]
 pub struct ExternalBytes {
+    /// The mapped file's canonical path.
+    pub file: Arc<std::path::Path>,
     /// The mapped file.
     pub map: Arc<memmap2::Mmap>,
     /// Byte offset of the tensor's data in the file.
@@ -227,6 +229,25 @@ impl Graph {
             }
         }
         map
+    }
+
+    /// The canonical paths of the external data files the initializers were
+    /// read from, sorted.
+    #[must_use]
+    pub fn external_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<std::path::PathBuf> = self
+            .initializers
+            .iter()
+            .filter_map(|&n| match &self.dag[n] {
+                Node::Initializer(Initializer {
+                    external: Some(e), ..
+                }) => Some(e.file.to_path_buf()),
+                _ => None,
+            })
+            .collect();
+        files.sort();
+        files.dedup();
+        files
     }
 
     /// Number of op nodes.

@@ -29,7 +29,7 @@ use protobuf::rt::{compute_raw_varint64_size, tag_size};
 
 use super::external::is_external;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomically;
+use crate::fsutil::stage;
 use crate::ir::{Graph, Initializer, Model, Node};
 
 /// The protobuf format's hard limit on a message's size.
@@ -43,6 +43,9 @@ pub struct ExportOptions {
     pub external_data: bool,
     /// The smallest initializer (in bytes) moved to the external data file.
     pub external_threshold: usize,
+    /// The largest protobuf to write before moving tensors out automatically:
+    /// [`PROTOBUF_LIMIT`]; smaller values exist for tests.
+    pub protobuf_limit: u64,
 }
 
 impl Default for ExportOptions {
@@ -50,6 +53,7 @@ impl Default for ExportOptions {
         Self {
             external_data: false,
             external_threshold: 1024,
+            protobuf_limit: PROTOBUF_LIMIT,
         }
     }
 }
@@ -99,7 +103,18 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes the model to `path` atomically.
+/// The external data file that [`write_path`] writes beside `path`: `<file name>.data`.
+#[must_use]
+pub fn side_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    path.with_file_name(format!("{name}.data"))
+}
+
+/// Writes the model to `path` atomically. With external data, both files
+/// are written to temporaries first and renamed into place last, side file
+/// first; nothing is left behind when writing fails.
 ///
 /// # Errors
 /// [`Error::MissingOutputDir`], [`Error::Io`], [`Error::Encode`].
@@ -108,29 +123,26 @@ pub fn write_path(model: &Model, path: &Path, opts: &ExportOptions) -> Result<Ex
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    if !dir.is_dir() {
+    if !dir.is_dir() || path.file_name().is_none() {
         return Err(Error::MissingOutputDir {
             path: path.to_path_buf(),
         });
     }
-    let file_name = path
+    let side = side_path(path);
+    let side_name = side
         .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::MissingOutputDir {
-            path: path.to_path_buf(),
-        })?;
-    let side_name = format!("{file_name}.data");
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
 
     let mut plan = inline_plan(&model.graph);
-    let inline_size = model_size(model, &plan);
     let mut report = ExportReport {
         model_bytes: 0,
         external_file: None,
         external_tensors: 0,
         external_bytes: 0,
     };
-    let side_path = dir.join(&side_name);
-    if opts.external_data || inline_size > PROTOBUF_LIMIT {
+    let too_big = model_size(model, &plan) > opts.protobuf_limit;
+    let mut staged_side = None;
+    if opts.external_data || too_big {
         plan = external_plan(&model.graph, opts.external_threshold, side_name);
         report.external_tensors = plan
             .placements
@@ -138,24 +150,31 @@ pub fn write_path(model: &Model, path: &Path, opts: &ExportOptions) -> Result<Ex
             .filter(|p| matches!(p, Placement::External { .. }))
             .count();
         report.external_bytes = plan.side_bytes;
-        write_atomically(&side_path, |w| write_side_file(&model.graph, &plan, w))?;
-        report.external_file = Some(side_path);
-        let size = model_size(model, &plan);
-        if size > PROTOBUF_LIMIT {
+        let remaining = model_size(model, &plan);
+        if remaining > opts.protobuf_limit {
             return Err(Error::Encode {
                 path: path.to_path_buf(),
                 message: format!(
-                    "{size} bytes remain after moving tensors to external data, above the 2 GiB protobuf limit"
+                    "{remaining} bytes remain after moving tensors to external data, above the protobuf limit of {} bytes",
+                    opts.protobuf_limit
                 ),
             });
         }
+        if report.external_tensors > 0 {
+            staged_side = Some(stage(&side, |w| write_side_file(&model.graph, &plan, w))?);
+            report.external_file = Some(side);
+        }
     }
-    report.model_bytes = write_atomically(path, |w| {
+    let staged_model = stage(path, |w| {
         let mut os = CodedOutputStream::new(w);
         write_model(model, &plan, &mut os).map_err(std::io::Error::other)?;
         os.flush().map_err(std::io::Error::other)?;
         Ok(())
     })?;
+    if let Some(s) = staged_side {
+        s.commit()?;
+    }
+    report.model_bytes = staged_model.commit()?;
     Ok(report)
 }
 

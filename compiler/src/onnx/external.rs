@@ -160,7 +160,9 @@ impl ExternalLoader {
             }
             (Some(l), _) => l,
             (None, Some(e)) => e,
-            (None, None) => map.len().saturating_sub(r.offset),
+            (None, None) => {
+                return Err("no `length`, and its size does not follow from its type (strings, unknown types)".into());
+            }
         };
         let end = r
             .offset
@@ -175,6 +177,7 @@ impl ExternalLoader {
             ));
         }
         Ok(ExternalBytes {
+            file: Arc::from(path.as_path()),
             map,
             offset: r.offset,
             len,
@@ -192,28 +195,44 @@ fn map_file(path: &Path) -> Result<memmap2::Mmap, String> {
     unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map {}: {e}", path.display()))
 }
 
-/// Bytes per element of ONNX fixed-size data types; `None` for strings and unknown types.
+/// Bits per element of ONNX fixed-size data types; `None` for strings and unknown types.
+#[must_use]
+pub fn element_bits(data_type: i32) -> Option<usize> {
+    Some(match data_type {
+        1 | 6 | 12 => 32,              // FLOAT, INT32, UINT32
+        2 | 3 | 9 | 17..=20 | 24 => 8, // UINT8, INT8, BOOL, FLOAT8 variants, FLOAT8E8M0
+        4 | 5 | 10 | 16 => 16,         // UINT16, INT16, FLOAT16, BFLOAT16
+        7 | 11 | 13 | 14 => 64,        // INT64, DOUBLE, UINT64, COMPLEX64
+        15 => 128,                     // COMPLEX128
+        21..=23 => 4,                  // UINT4, INT4, FLOAT4E2M1 (packed two per byte)
+        25 | 26 => 2,                  // UINT2, INT2 (packed four per byte)
+        _ => return None,              // STRING, UNDEFINED, unknown
+    })
+}
+
+/// Bytes per element of byte-aligned ONNX data types; `None` for packed
+/// sub-byte types, strings and unknown types.
 #[must_use]
 pub fn element_size(data_type: i32) -> Option<usize> {
-    Some(match data_type {
-        1 | 6 | 12 => 4,          // FLOAT, INT32, UINT32
-        2 | 3 | 9 | 17..=20 => 1, // UINT8, INT8, BOOL, FLOAT8*
-        4 | 5 | 10 | 16 => 2,     // UINT16, INT16, FLOAT16, BFLOAT16
-        7 | 11 | 13 | 14 => 8,    // INT64, DOUBLE, UINT64, COMPLEX64
-        15 => 16,                 // COMPLEX128
-        _ => return None,         // STRING, UNDEFINED, 4-bit types (packed), unknown
-    })
+    element_bits(data_type)
+        .filter(|b| b % 8 == 0)
+        .map(|b| b / 8)
+}
+
+/// The byte size `n` elements of a type take, packed types rounded up to whole bytes.
+#[must_use]
+pub fn data_bytes(data_type: i32, n: usize) -> Option<usize> {
+    Some(n.checked_mul(element_bits(data_type)?)?.div_ceil(8))
 }
 
 /// The byte size a tensor's `dims` and `data_type` call for, when fixed.
 #[must_use]
 pub fn expected_bytes(t: &TensorProto) -> Option<usize> {
-    let elem = element_size(t.data_type)?;
     let mut n = 1usize;
     for &d in &t.dims {
         n = n.checked_mul(usize::try_from(d).ok()?)?;
     }
-    n.checked_mul(elem)
+    data_bytes(t.data_type, n)
 }
 
 #[cfg(test)]

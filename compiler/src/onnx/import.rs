@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use onnx_protobuf::{GraphProto, Message, ModelProto};
+use onnx_protobuf::{GraphProto, Message, ModelProto, NodeProto, TensorProto};
 use petgraph::stable_graph::NodeIndex;
 
 use super::external::{ExternalLoader, is_external};
@@ -97,6 +97,7 @@ pub fn import_proto(
             model: label.into(),
         });
     };
+    reject_nested_external(&proto, &gp, label)?;
     let graph = import_graph(gp, label, external)?;
     Ok(Model {
         header: proto,
@@ -267,4 +268,80 @@ fn check_outputs(
         }
     }
     Ok(())
+}
+
+/// Refuses external data anywhere but the main graph's dense initializers
+/// (subgraphs, attribute tensors, sparse initializers, functions, training
+/// info): those are not resolved yet, and writing them back with their old
+/// relative locations could silently break the output.
+fn reject_nested_external(model: &ModelProto, gp: &GraphProto, label: &str) -> Result<()> {
+    fn in_nodes<'a>(nodes: &'a [NodeProto], found: &mut Vec<(&'a str, &'static str)>) {
+        for n in nodes {
+            for a in &n.attribute {
+                for t in a.t.as_ref().into_iter().chain(&a.tensors) {
+                    check(t, "a node attribute", found);
+                }
+                for s in a
+                    .sparse_tensor
+                    .as_ref()
+                    .into_iter()
+                    .chain(&a.sparse_tensors)
+                {
+                    for t in s.values.as_ref().into_iter().chain(s.indices.as_ref()) {
+                        check(t, "a node attribute", found);
+                    }
+                }
+                for g in a.g.as_ref().into_iter().chain(&a.graphs) {
+                    in_graph(g, true, found);
+                }
+            }
+        }
+    }
+    fn in_graph<'a>(g: &'a GraphProto, nested: bool, found: &mut Vec<(&'a str, &'static str)>) {
+        if nested {
+            for t in &g.initializer {
+                check(t, "a subgraph", found);
+            }
+        }
+        for s in &g.sparse_initializer {
+            for t in s.values.as_ref().into_iter().chain(s.indices.as_ref()) {
+                check(t, "a sparse initializer", found);
+            }
+        }
+        in_nodes(&g.node, found);
+    }
+    fn check<'a>(
+        t: &'a TensorProto,
+        place: &'static str,
+        found: &mut Vec<(&'a str, &'static str)>,
+    ) {
+        if is_external(t) {
+            found.push((t.name.as_str(), place));
+        }
+    }
+    let mut found = Vec::new();
+    in_graph(gp, false, &mut found);
+    for f in &model.functions {
+        in_nodes(&f.node, &mut found);
+    }
+    for ti in &model.training_info {
+        for g in ti
+            .initialization
+            .as_ref()
+            .into_iter()
+            .chain(ti.algorithm.as_ref())
+        {
+            in_graph(g, true, &mut found);
+        }
+    }
+    match found.first() {
+        None => Ok(()),
+        Some((tensor, place)) => Err(Error::ExternalData {
+            model: label.into(),
+            tensor: (*tensor).to_string(),
+            reason: format!(
+                "it is in {place}; external data is supported for the main graph's initializers only"
+            ),
+        }),
+    }
 }

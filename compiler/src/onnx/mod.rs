@@ -2,7 +2,9 @@
 //!
 //! # The round-trip guarantee
 //! `export(import(m))` is the same model as `m`: the same messages, field by
-//! field, nodes in the same order, unknown fields included. One normalisation
+//! field, nodes in the same order (when the file lists them in topological
+//! order, as ONNX requires; otherwise they come back sorted), unknown fields
+//! included. One normalisation
 //! applies, inherited from the proto3 schema that `onnx-protobuf` compiles:
 //! a proto2 optional field explicitly set to its default value (for example
 //! `opset_import { domain: "" }` or `doc_string: ""`) is written back unset.

@@ -133,7 +133,24 @@ impl std::fmt::Display for CheckFailed {
 }
 impl std::error::Error for CheckFailed {}
 
+/// Panics inside dependencies (tract on unusual models) are caught by the
+/// libraries and reported as errors; the default hook would still print a
+/// backtrace for each. This one prints the first panic's message, once,
+/// unless `RUST_BACKTRACE` asks for the full story.
+fn quiet_panics() {
+    static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        if !SEEN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("laurelc: note: caught a panic: {info}");
+        }
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_panics();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -296,6 +313,15 @@ fn run(a: &RunArgs) -> Result<()> {
     if let Some(dir) = &a.out_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
+        let mut stems = std::collections::HashMap::new();
+        for (name, _) in &outputs {
+            if let Some(other) = stems.insert(file_stem(name), name) {
+                bail!(
+                    "outputs `{other}` and `{name}` would both be written to {}.npy",
+                    file_stem(name)
+                );
+            }
+        }
     }
     for (name, t) in &outputs {
         let s = laurel_runtime::summarize(t);
@@ -373,9 +399,16 @@ fn check(a: &CheckArgs) -> Result<()> {
 fn inspect(a: &InspectArgs) -> Result<()> {
     let model = laurelc::onnx::import_path(&a.model)?;
     let s = laurelc::inspect::summarize(&model);
+    // The residual analysis needs tract's shape inference; a model tract cannot
+    // analyse still gets its summary, with the reason in place of residuals.
     let analysis =
-        laurelc::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(&a.model))?;
+        laurelc::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(&a.model))
+            .unwrap_or_else(|e| laurelc::analysis::ResidualAnalysis {
+                residuals: Vec::new(),
+                shape_strategy: format!("unavailable: {e}"),
+            });
     if let Some(dot) = &a.dot {
+        laurelc::pipeline::guard_output(&a.model, dot, false)?;
         let name = a
             .model
             .file_stem()
