@@ -380,3 +380,17 @@ fn external_data_inside_a_subgraph_is_refused_not_written_broken() {
         "{err}"
     );
 }
+
+#[test]
+fn initializers_listed_as_inputs_are_defaults_not_duplicates() {
+    // IR < 4 style: dense W and sparse S are also graph inputs (overridable defaults).
+    let mut m = kitchen_sink();
+    let g = m.graph.as_mut().unwrap();
+    g.input.push(value("W", &[3, 3]));
+    g.input.push(value("S", &[3, 3]));
+    let model = import_bytes(&bytes(&m), "defaults").unwrap();
+    assert_eq!(
+        ModelProto::parse_from_bytes(&to_bytes(&model).unwrap()).unwrap(),
+        m
+    );
+}

@@ -37,9 +37,20 @@ pub fn read_npy(path: &Path) -> Result<Tensor, RuntimeError> {
 }
 
 /// Writes a tensor to an `.npy` file (version 1.0, little-endian, C order).
+///
+/// The file is written atomically: to a temporary file in the same directory,
+/// then renamed into place.
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), RuntimeError> {
+    use std::io::Write as _;
     let bytes = encode_npy(t, &path.display().to_string())?;
-    std::fs::write(path, bytes).map_err(io_err(path))
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(path))?;
+    tmp.write_all(&bytes).map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    Ok(())
 }
 
 /// Reads every array of an `.npz` archive, in archive order, named without the

@@ -189,8 +189,10 @@ fn producers(g: &Graph, label: &str) -> Result<HashMap<String, (NodeIndex, usize
                 continue;
             }
             if let Some(&(first, _)) = producer.get(name) {
-                let default_of_input = matches!(g.dag[first], Node::Initializer(_))
-                    && matches!(g.dag[n], Node::Input(_));
+                let default_of_input = matches!(
+                    g.dag[first],
+                    Node::Initializer(_) | Node::SparseInitializer(_)
+                ) && matches!(g.dag[n], Node::Input(_));
                 if !default_of_input {
                     return Err(Error::DuplicateValue {
                         model: label.into(),
