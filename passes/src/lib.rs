@@ -4,13 +4,45 @@
 //! and its analyses, rule tables grouped by topic, the cost model and
 //! DAG-aware extraction. This crate knows nothing of protobuf or of the
 //! compiler's IR: the compiler lowers its IR into this crate's terms and
-//! lifts the result back.
+//! lifts the result back. The design is `docs/egraph.md`.
 //!
-//! Today it holds what every later pass shares: [`Limits`], the iteration,
-//! node and time limits every runner is given, and [`StopReport`], the stop
-//! reason every runner reports. The tensor language, the augmentation rules
-//! and the fusion rules build on them in the next milestones.
+//! Modules:
+//! - [`lang`]: [`TensorLang`], the terms, and the textual forms of their
+//!   references ([`lang::ValueRef`], [`lang::ParamRef`], [`lang::OpRef`]);
+//! - [`scalar`]: [`scalar::Scalar`], exact rational constants;
+//! - [`shape`]: dims, shapes, element types, broadcasting, [`ShapeError`];
+//! - [`block`]: residual blocks and their channel layout;
+//! - [`analysis`]: [`analysis::TensorData`] per e-class (shape, type,
+//!   constant, block), the leaf table, merge-conflict records;
+//! - [`graph`]: [`TensorGraph`], the checked builder;
+//! - [`checked`]: [`checked::CheckedPattern`], rule right-hand sides that
+//!   only fire when well-shaped;
+//! - [`rules`]: the rule tables ([`rules::augment`], [`rules::expand`]);
+//! - [`cost`]: [`cost::CostModel`] and [`cost::AugmentCost`];
+//! - [`extract`]: [`extract::DagExtractor`], DAG-aware greedy extraction;
+//! - [`mod@augment`]: [`augment()`], the augmentation pass end to end;
+//! - [`limits`]: [`Limits`] every runner is given and the [`StopReport`] it
+//!   gives back.
 
+pub mod analysis;
+pub mod augment;
+pub mod block;
+pub mod checked;
+pub mod cost;
+pub mod extract;
+pub mod graph;
+pub mod lang;
 pub mod limits;
+pub mod rules;
+pub mod scalar;
+pub mod shape;
 
+pub use augment::{AugmentError, AugmentReport, augment};
+pub use graph::TensorGraph;
+pub use lang::TensorLang;
 pub use limits::{Limits, StopReport};
+pub use rules::Variant;
+pub use shape::ShapeError;
+
+#[cfg(test)]
+mod testing;

@@ -1,0 +1,284 @@
+//! The augmentation pass: every residual add becomes a `LAuReL` residual.
+//!
+//! [`augment()`] runs the augmentation rules of the chosen [`Variant`] and the
+//! expansion rules ([`crate::rules`]) on the lowered graph under [`Limits`],
+//! then extracts the roots with [`AugmentCost`] (no `resadd` may remain, and
+//! `LAuReL` terms are taken in their expanded, ONNX-liftable form) and
+//! reports what fired, what was refused, the e-graph's size and why the
+//! runner stopped.
+//!
+//! The rules terminate on their own (each `resadd` is augmented once, each
+//! `LAuReL` term expanded once), so the runner normally saturates in three
+//! iterations; the limits guard against the unexpected.
+//!
+//! Complexity: the runner is linear in the number of residual adds per
+//! iteration; extraction is [`crate::extract`]'s. Errors: [`AugmentError`].
+
+use std::collections::BTreeMap;
+
+use egg::{Id, RecExpr, Runner, SimpleScheduler};
+
+use crate::analysis::MergeConflict;
+use crate::cost::AugmentCost;
+use crate::extract::{DagExtractor, ExtractError};
+use crate::graph::{TensorGraph, is_id};
+use crate::lang::TensorLang;
+use crate::limits::{Limits, StopReport};
+use crate::rules::{RuleError, Variant, augment_rules, expand_rules};
+use crate::shape::ShapeError;
+
+/// What an augmentation did.
+#[derive(Debug, Clone)]
+pub struct AugmentReport {
+    /// The variant applied.
+    pub variant: Variant,
+    /// The extracted term holding every root.
+    pub expr: RecExpr<TensorLang>,
+    /// The roots' positions in `expr`, in the order given.
+    pub roots: Vec<Id>,
+    /// The extracted term's cost under [`AugmentCost`].
+    pub cost: f64,
+    /// How many times each rule fired (changed the e-graph), by name.
+    pub fired: BTreeMap<String, usize>,
+    /// How many distinct matches each rule refused, by name.
+    pub refused: BTreeMap<String, usize>,
+    /// The refusals, in words: `rule: reason`.
+    pub refusals: Vec<String>,
+    /// E-classes in the final e-graph.
+    pub classes: usize,
+    /// E-nodes in the final e-graph.
+    pub nodes: usize,
+    /// Why the runner stopped.
+    pub stop: StopReport,
+    /// Whether extraction reached its fixed point.
+    pub converged: bool,
+}
+
+/// Why an augmentation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AugmentError {
+    /// A rule table did not build (a bug).
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A root is not an e-class of the graph.
+    #[error("root {0} is not an e-class of the graph")]
+    UnknownRoot(Id),
+    /// Two classes with different known types were merged (a bug).
+    #[error("{count} merge conflict(s), the first: {first}")]
+    Conflict {
+        /// The first conflict.
+        first: Box<MergeConflict>,
+        /// How many.
+        count: usize,
+    },
+    /// A term entered the e-graph without the check and was ill-shaped (a bug).
+    #[error("{count} ill-shaped term(s) entered the e-graph, the first: {first}")]
+    IllShaped {
+        /// The first one.
+        first: Box<ShapeError>,
+        /// How many.
+        count: usize,
+    },
+    /// Extraction failed, typically a residual add that could not be
+    /// augmented (see the refusals).
+    #[error("extraction failed: {source}; refused: [{}]", .refusals.join("; "))]
+    Extract {
+        /// The extraction error.
+        source: ExtractError,
+        /// The refusals, `rule: reason`.
+        refusals: Vec<String>,
+    },
+}
+
+/// Augments every tagged residual add of `graph` with `variant` and extracts
+/// `roots`.
+///
+/// # Errors
+/// [`AugmentError`]; in particular [`AugmentError::Extract`] when a residual
+/// add could not be augmented (untagged, or the rule was refused), since no
+/// term without `resadd` exists for it.
+pub fn augment(
+    graph: TensorGraph,
+    roots: &[Id],
+    variant: Variant,
+    limits: Limits,
+) -> Result<AugmentReport, AugmentError> {
+    let egraph = graph.into_egraph();
+    if let Some(&bad) = roots.iter().find(|&&r| !is_id(&egraph, r)) {
+        return Err(AugmentError::UnknownRoot(bad));
+    }
+    let mut rules = augment_rules(variant)?;
+    rules.extend(expand_rules()?);
+    let runner = limits
+        .apply(
+            Runner::default()
+                .with_scheduler(SimpleScheduler)
+                .with_egraph(egraph),
+        )
+        .run(&rules);
+    let stop = StopReport::of(&runner);
+    let mut fired = BTreeMap::new();
+    for iteration in &runner.iterations {
+        for (rule, &n) in &iteration.applied {
+            if n > 0 {
+                *fired.entry(rule.to_string()).or_insert(0) += n;
+            }
+        }
+    }
+    let mut egraph = runner.egraph;
+    // A run stopped by a limit may end between an apply and its rebuild.
+    egraph.rebuild();
+    let egraph = &egraph;
+    let analysis = &egraph.analysis;
+    if let Some(first) = analysis.conflicts().first() {
+        return Err(AugmentError::Conflict {
+            first: Box::new(first.clone()),
+            count: analysis.conflicts().len(),
+        });
+    }
+    if let Some(first) = analysis.ill_shaped().first() {
+        return Err(AugmentError::IllShaped {
+            first: Box::new(first.clone()),
+            count: analysis.ill_shaped().len(),
+        });
+    }
+    let refusals: Vec<String> = analysis
+        .refusals()
+        .iter()
+        .map(|((rule, class), why)| format!("{rule} at e-class {class}: {why}"))
+        .collect();
+    let extract_err = |source| AugmentError::Extract {
+        source,
+        refusals: refusals.clone(),
+    };
+    let extractor = DagExtractor::new(egraph, &AugmentCost).map_err(extract_err)?;
+    let (expr, extracted) = extractor.extract_many(roots).map_err(extract_err)?;
+    let cost = extractor.dag_cost(roots).map_err(extract_err)?;
+    Ok(AugmentReport {
+        variant,
+        expr,
+        roots: extracted,
+        cost,
+        fired,
+        refused: analysis.refusal_counts(),
+        refusals,
+        classes: egraph.number_of_classes(),
+        nodes: egraph.total_number_of_nodes(),
+        stop,
+        converged: extractor.converged(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::float_cmp)] // the costs compared are small integers, exact in f64
+mod tests {
+    use std::num::NonZeroU64;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::extract::ExtractError;
+    use crate::shape::fixed;
+    use crate::testing::{add, block, f32, graph, op};
+
+    /// `x + conv(x)`, `x: [1, 8, 4, 4]`, block 0 with channel axis 1.
+    fn conv_block() -> (TensorGraph, Id) {
+        let mut g = graph(&[("x", fixed(&[1, 8, 4, 4])), ("w", fixed(&[8, 8, 3, 3]))]);
+        g.declare(op("onnx:Conv@n3.0"), f32(fixed(&[1, 8, 4, 4])))
+            .unwrap();
+        let root = add(&mut g, "(resadd $x (onnx:Conv@n3.0 $x $w))");
+        g.tag_block(root, block(0, 1)).unwrap();
+        (g, root)
+    }
+
+    #[test]
+    fn rw_turns_a_residual_into_weighted_terms() {
+        let (g, root) = conv_block();
+        let report = augment(g, &[root], Variant::Rw, Limits::default()).unwrap();
+        assert_eq!(
+            report.expr.to_string(),
+            "(+ (* laurel.0.alpha (onnx:Conv@n3.0 $x $w)) (* laurel.0.beta $x))"
+        );
+        assert!(
+            !report
+                .expr
+                .iter()
+                .any(|n| matches!(n, TensorLang::ResAdd(_)))
+        );
+        assert_eq!(report.fired.get("resadd-to-rw"), Some(&1));
+        assert_eq!(report.fired.get("expand-rw"), Some(&1));
+        assert!(report.refused.is_empty());
+        assert_eq!(report.stop, StopReport::Saturated);
+        assert_eq!(report.cost, 4.0, "conv, two products and a sum");
+        assert!(report.converged);
+        assert!(report.classes > 0 && report.nodes >= report.classes);
+    }
+
+    #[test]
+    fn lr_on_a_convolution_uses_conv1x1_factors() {
+        let (g, root) = conv_block();
+        let rank = NonZeroU64::new(2).unwrap();
+        let report = augment(g, &[root], Variant::Lr { rank }, Limits::default()).unwrap();
+        assert_eq!(
+            report.expr.to_string(),
+            "(+ (+ (onnx:Conv@n3.0 $x $w) $x) (conv1x1 (conv1x1 $x laurel.0.A) laurel.0.B))"
+        );
+        assert_eq!(report.fired.get("expand-lr-channel-first"), Some(&1));
+        assert_eq!(report.fired.get("expand-lr-channel-last"), None);
+    }
+
+    #[test]
+    fn a_chain_of_blocks_is_extracted_as_a_dag() {
+        // y = x + xW, z = y + yW: y is used three times in z's term.
+        let mut g = graph(&[("x", fixed(&[4, 8])), ("w", fixed(&[8, 8]))]);
+        let y = add(&mut g, "(resadd $x (matmul $x $w))");
+        let z = add(
+            &mut g,
+            "(resadd (resadd $x (matmul $x $w)) (matmul (resadd $x (matmul $x $w)) $w))",
+        );
+        g.tag_block(y, block(0, 1)).unwrap();
+        g.tag_block(z, block(1, 1)).unwrap();
+        let report = augment(g, &[z, y], Variant::Rw, Limits::default()).unwrap();
+        // z's term holds y's once: x, w, αs, βs, 2 matmuls, 4 products, 2 sums.
+        assert_eq!(report.expr.len(), 14, "{}", report.expr);
+        assert_eq!(report.cost, 8.0);
+        assert_eq!(report.fired.get("resadd-to-rw"), Some(&2));
+        let y_term = report.expr[report.roots[1]].to_string();
+        assert_eq!(y_term, "+");
+    }
+
+    #[test]
+    fn an_untagged_residual_fails_extraction_with_the_reason() {
+        let mut g = graph(&[("x", fixed(&[2, 8])), ("f", fixed(&[2, 8]))]);
+        let root = add(&mut g, "(resadd $x $f)");
+        let err = augment(g, &[root], Variant::Rw, Limits::default()).unwrap_err();
+        let AugmentError::Extract { source, refusals } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(*source, ExtractError::NoFiniteTerm(root));
+        assert_eq!(refusals.len(), 1);
+        assert!(err.to_string().contains("carries no block"), "{err}");
+    }
+
+    #[test]
+    fn a_run_cut_short_does_not_hide_a_residual() {
+        let (g, root) = conv_block();
+        let limits = Limits {
+            iterations: 1,
+            nodes: 10_000,
+            time: Duration::from_secs(5),
+        };
+        // One iteration augments but does not expand: nothing liftable.
+        let err = augment(g, &[root], Variant::Rw, limits).unwrap_err();
+        assert!(matches!(err, AugmentError::Extract { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_roots_are_refused() {
+        let (g, _) = conv_block();
+        let bad = Id::from(1000);
+        assert_eq!(
+            augment(g, &[bad], Variant::Rw, Limits::default()).unwrap_err(),
+            AugmentError::UnknownRoot(bad)
+        );
+    }
+}

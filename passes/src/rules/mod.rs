@@ -1,0 +1,105 @@
+//! Rule tables, one file per topic.
+//!
+//! Each table is an aligned list of rules, each with a kebab-case name, an
+//! equation comment and, when it needs one, a guard: a named function of the
+//! matched class (see [`Guard`]). Right-hand sides are [`CheckedPattern`]s,
+//! so a rule whose result would be ill-shaped does not fire.
+//!
+//! Policy (cranelift's): the right-hand side is never worse; no blanket
+//! commutativity or associativity.
+//!
+//! - [`mod@augment`]: `resadd` → a `LAuReL` term (one-directional; a model change,
+//!   the identity at the parameters' initial values).
+//! - [`expand`]: a `LAuReL` term → elementwise and low-rank terms (equalities).
+//!
+//! Complexity: building a table parses a handful of patterns. Errors:
+//! [`RuleError`] when a table entry does not parse (a bug, caught by tests).
+
+pub mod augment;
+pub mod expand;
+
+use egg::{Condition, ConditionalApplier, Id, Pattern, Rewrite, Subst};
+
+use crate::analysis::{TensorAnalysis, TensorEGraph};
+use crate::checked::CheckedPattern;
+use crate::lang::TensorLang;
+
+pub use augment::{Variant, augment_rules};
+pub use expand::expand_rules;
+
+/// A rewrite rule of this crate.
+pub type TensorRewrite = Rewrite<TensorLang, TensorAnalysis>;
+
+/// A rule table entry that does not build.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rule `{name}`: {message}")]
+pub struct RuleError {
+    /// The rule.
+    pub name: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl RuleError {
+    pub(crate) fn new(name: &str, message: &impl ToString) -> Self {
+        Self {
+            name: name.to_owned(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A guard: a named predicate on the matched e-class and substitution.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    /// The function's name, as the table writes it.
+    pub name: &'static str,
+    /// The predicate.
+    pub check: fn(&TensorEGraph, Id, &Subst) -> bool,
+}
+
+impl Condition<TensorLang, TensorAnalysis> for Guard {
+    fn check(&self, egraph: &mut TensorEGraph, eclass: Id, subst: &Subst) -> bool {
+        (self.check)(egraph, eclass, subst)
+    }
+}
+
+/// Builds a rule whose right-hand side is checked, optionally guarded.
+///
+/// # Errors
+/// [`RuleError`] when a pattern does not parse or the right-hand side uses a
+/// variable the left-hand side does not bind.
+pub fn checked_rule(
+    name: &str,
+    lhs: &str,
+    rhs: &str,
+    guard: Option<Guard>,
+) -> Result<TensorRewrite, RuleError> {
+    let searcher: Pattern<TensorLang> = lhs.parse().map_err(|e| RuleError::new(name, &e))?;
+    let applier: CheckedPattern = rhs.parse().map_err(|e| RuleError::new(name, &e))?;
+    match guard {
+        None => Rewrite::new(name, searcher, applier),
+        Some(condition) => Rewrite::new(name, searcher, ConditionalApplier { condition, applier }),
+    }
+    .map_err(|e| RuleError::new(name, &e))
+}
+
+/// `rule!("name"; "lhs" => "rhs")` or `rule!("name"; "lhs" => "rhs" if guard)`,
+/// egg's `rw!` for checked right-hand sides, returning a `Result`.
+macro_rules! rule {
+    ($name:literal; $lhs:literal => $rhs:literal) => {
+        $crate::rules::checked_rule($name, $lhs, $rhs, None)
+    };
+    ($name:literal; $lhs:literal => $rhs:literal if $guard:ident) => {
+        $crate::rules::checked_rule(
+            $name,
+            $lhs,
+            $rhs,
+            Some($crate::rules::Guard {
+                name: stringify!($guard),
+                check: $guard,
+            }),
+        )
+    };
+}
+pub(crate) use rule;

@@ -1,0 +1,286 @@
+//! Exact scalar constants.
+//!
+//! A [`Scalar`] is an arbitrary-precision rational kept canonical (reduced,
+//! positive denominator), so equal values hash-cons to one e-node: `(a/b)/c`
+//! and `a/(b·c)` fold to the same `Num`. Text forms: integers (`3`, `-7`),
+//! fractions (`-1/2`, `6/4` which reads as `3/2`) and finite decimals with an
+//! optional exponent (`0.5`, `-2.5e3`, `1e-5`), all read exactly. `Display`
+//! writes `p` or `p/q`, which reads back to the same value.
+//!
+//! Complexity: parsing is linear in the text plus the size of `10^|exponent|`;
+//! exponents are limited to ±[`MAX_EXPONENT`] so a short string cannot ask for
+//! a huge integer. Arithmetic is that of `num-rational`'s `BigRational`.
+//!
+//! Errors: [`ScalarError`] for text that is not a finite exact number.
+
+use std::fmt;
+use std::str::FromStr;
+
+use num_bigint::BigInt;
+use num_rational::BigRational;
+use num_traits::{ToPrimitive, Zero};
+
+/// The largest decimal exponent accepted when parsing (`1e4096`, `1e-4096`).
+pub const MAX_EXPONENT: u32 = 4096;
+
+/// An exact rational constant, always reduced with a positive denominator.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scalar(BigRational);
+
+/// Why a text is not a [`Scalar`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScalarError {
+    /// The text is not an integer, a fraction or a finite decimal.
+    #[error("`{0}` is not an exact number (expected `3`, `-1/2`, `0.5` or `1e-5`)")]
+    Syntax(String),
+    /// A fraction with a zero denominator.
+    #[error("`{0}` has a zero denominator")]
+    ZeroDenominator(String),
+    /// The decimal exponent is beyond ±[`MAX_EXPONENT`].
+    #[error("`{0}`: the exponent is beyond ±{MAX_EXPONENT}")]
+    Exponent(String),
+}
+
+impl Scalar {
+    /// Zero.
+    #[must_use]
+    pub fn zero() -> Self {
+        Self(BigRational::zero())
+    }
+
+    /// An integer.
+    #[must_use]
+    pub fn from_integer(n: i64) -> Self {
+        Self(BigRational::from_integer(BigInt::from(n)))
+    }
+
+    /// `numer / denom`, or `None` when `denom` is zero.
+    #[must_use]
+    pub fn fraction(numer: i64, denom: i64) -> Option<Self> {
+        (denom != 0).then(|| Self(BigRational::new(BigInt::from(numer), BigInt::from(denom))))
+    }
+
+    /// The exact value of a finite `f64` (every finite float is a dyadic
+    /// rational), or `None` for NaN and infinities.
+    #[must_use]
+    pub fn from_f64(x: f64) -> Option<Self> {
+        BigRational::from_float(x).map(Self)
+    }
+
+    /// The nearest `f64` (correctly rounded; ±infinity when out of range).
+    #[must_use]
+    pub fn to_f64(&self) -> f64 {
+        self.0.to_f64().unwrap_or(f64::NAN)
+    }
+
+    /// Whether this is zero.
+    #[must_use]
+    pub fn is_zero(&self) -> bool {
+        self.0.is_zero()
+    }
+
+    /// `self / rhs`, or `None` when `rhs` is zero.
+    #[must_use]
+    pub fn checked_div(&self, rhs: &Self) -> Option<Self> {
+        (!rhs.is_zero()).then(|| Self(&self.0 / &rhs.0))
+    }
+
+    /// The underlying rational.
+    #[must_use]
+    pub fn as_ratio(&self) -> &BigRational {
+        &self.0
+    }
+}
+
+macro_rules! scalar_op {
+    ($trait:ident, $method:ident, $op:tt) => {
+        impl std::ops::$trait<&Scalar> for &Scalar {
+            type Output = Scalar;
+            fn $method(self, rhs: &Scalar) -> Scalar {
+                Scalar(&self.0 $op &rhs.0)
+            }
+        }
+    };
+}
+scalar_op!(Add, add, +);
+scalar_op!(Sub, sub, -);
+scalar_op!(Mul, mul, *);
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_integer() {
+            write!(f, "{}", self.0.numer())
+        } else {
+            write!(f, "{}/{}", self.0.numer(), self.0.denom())
+        }
+    }
+}
+
+/// `[+-]digits` → a `BigInt`, for non-empty all-digit bodies.
+fn integer(text: &str) -> Option<BigInt> {
+    let body = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// `[+-] digits [. digits] [(e|E) [+-] digits]`, at least one mantissa digit.
+fn decimal(s: &str) -> Result<BigRational, ScalarError> {
+    let syntax = || ScalarError::Syntax(s.to_owned());
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (sign, unsigned) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (int_part, frac_part) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let digits_only = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if int_part.len() + frac_part.len() == 0 || !digits_only(int_part) || !digits_only(frac_part) {
+        return Err(syntax());
+    }
+    let exp: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let n = integer(e).ok_or_else(syntax)?;
+            n.to_i64()
+                .filter(|n| n.unsigned_abs() <= u64::from(MAX_EXPONENT))
+                .ok_or_else(|| ScalarError::Exponent(s.to_owned()))?
+        }
+    };
+    let digits: BigInt = format!("{sign}{int_part}{frac_part}")
+        .parse()
+        .map_err(|_| syntax())?;
+    let frac_len = i64::try_from(frac_part.len()).map_err(|_| syntax())?;
+    let shift = exp - frac_len;
+    let ten = BigInt::from(10);
+    let power = |n: i64| -> Result<BigInt, ScalarError> {
+        let n = u32::try_from(n.unsigned_abs())
+            .ok()
+            .filter(|&n| n <= 2 * MAX_EXPONENT)
+            .ok_or_else(|| ScalarError::Exponent(s.to_owned()))?;
+        Ok(num_traits::pow::pow(ten.clone(), n as usize))
+    };
+    Ok(if shift >= 0 {
+        BigRational::from_integer(digits * power(shift)?)
+    } else {
+        BigRational::new(digits, power(shift)?)
+    })
+}
+
+impl FromStr for Scalar {
+    type Err = ScalarError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some((p, q)) = s.split_once('/') {
+            let syntax = || ScalarError::Syntax(s.to_owned());
+            let numer = integer(p).ok_or_else(syntax)?;
+            if q.starts_with(['+', '-']) {
+                return Err(syntax());
+            }
+            let denom = integer(q).ok_or_else(syntax)?;
+            if denom.is_zero() {
+                return Err(ScalarError::ZeroDenominator(s.to_owned()));
+            }
+            return Ok(Self(BigRational::new(numer, denom)));
+        }
+        decimal(s).map(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(s: &str) -> Scalar {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn integers_fractions_and_decimals_read_exactly() {
+        assert_eq!(num("3"), Scalar::from_integer(3));
+        assert_eq!(num("-1/2"), Scalar::fraction(-1, 2).unwrap());
+        assert_eq!(num("6/4"), Scalar::fraction(3, 2).unwrap());
+        assert_eq!(num("0.5"), Scalar::fraction(1, 2).unwrap());
+        assert_eq!(num("1e-5"), Scalar::fraction(1, 100_000).unwrap());
+        assert_eq!(num("-2.5E3"), Scalar::from_integer(-2500));
+        assert_eq!(num("+.25"), Scalar::fraction(1, 4).unwrap());
+        assert_eq!(num("1."), Scalar::from_integer(1));
+        assert_eq!(num("0.1"), Scalar::fraction(1, 10).unwrap());
+        assert_ne!(
+            num("0.1"),
+            Scalar::from_f64(0.1).unwrap(),
+            "0.1 is exact, not the f64"
+        );
+    }
+
+    #[test]
+    fn display_is_canonical_and_round_trips() {
+        for (text, shown) in [
+            ("3", "3"),
+            ("-1/2", "-1/2"),
+            ("2/-4", ""),
+            ("0.5", "1/2"),
+            ("1e-5", "1/100000"),
+            ("-0", "0"),
+            ("10/5", "2"),
+        ] {
+            match text.parse::<Scalar>() {
+                Ok(x) => {
+                    assert_eq!(x.to_string(), shown, "{text}");
+                    assert_eq!(num(&x.to_string()), x, "{text} round-trips");
+                }
+                Err(_) => assert!(shown.is_empty(), "{text} should parse"),
+            }
+        }
+    }
+
+    #[test]
+    fn non_numbers_are_refused() {
+        for bad in [
+            "",
+            "-",
+            ".",
+            "e5",
+            "1e",
+            "1/0",
+            "1/2/3",
+            "inf",
+            "NaN",
+            "x",
+            "1 /2",
+            "0x10",
+            "1e+-3",
+            "laurel.0.alpha",
+            "%x",
+        ] {
+            assert!(bad.parse::<Scalar>().is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(
+            "1/0".parse::<Scalar>(),
+            Err(ScalarError::ZeroDenominator("1/0".into()))
+        );
+        assert_eq!(
+            "1e99999".parse::<Scalar>(),
+            Err(ScalarError::Exponent("1e99999".into()))
+        );
+    }
+
+    #[test]
+    fn arithmetic_is_exact() {
+        let third = Scalar::fraction(1, 3).unwrap();
+        let sum = &(&third + &third) + &third;
+        assert_eq!(sum, Scalar::from_integer(1));
+        assert_eq!(&num("0.1") + &num("0.2"), num("0.3"));
+        assert_eq!(num("1").checked_div(&Scalar::zero()), None);
+        assert_eq!(
+            num("1/2").checked_div(&num("3")),
+            Some(Scalar::fraction(1, 6).unwrap())
+        );
+        assert!((num("1/3").to_f64() - 1.0 / 3.0).abs() < 1e-17);
+        assert_eq!(Scalar::from_f64(f64::NAN), None);
+        assert_eq!(Scalar::from_f64(0.75), Some(num("3/4")));
+    }
+}

@@ -1,0 +1,251 @@
+//! A tiny reference evaluator for terms, on dense f64 tensors.
+//!
+//! Elementwise ops broadcast like numpy; `matmul` and `conv1x1` are linear
+//! maps along the last axis and axis 1; the `LAuReL` terms are evaluated from
+//! their definitions, not from their expansions: `laurel-lr` forms the
+//! `C×C` matrix of `(·a)·b` first and applies it along the channel axis.
+
+use std::collections::HashMap;
+
+use egg::{Id, RecExpr};
+
+use crate::block::Layout;
+use crate::lang::TensorLang;
+
+/// A dense row-major tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+impl Tensor {
+    pub fn scalar(v: f64) -> Self {
+        Self {
+            shape: vec![],
+            data: vec![v],
+        }
+    }
+
+    fn at(&self, idx: &[usize]) -> f64 {
+        let mut flat = 0;
+        for (i, &d) in idx.iter().zip(&self.shape) {
+            flat = flat * d + i;
+        }
+        self.data[flat]
+    }
+
+    /// The multi-index of each flat position.
+    fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
+        let n: usize = shape.iter().product();
+        (0..n)
+            .map(|mut flat| {
+                let mut idx = vec![0; shape.len()];
+                for (i, &d) in shape.iter().enumerate().rev() {
+                    idx[i] = flat % d;
+                    flat /= d;
+                }
+                idx
+            })
+            .collect()
+    }
+}
+
+/// `SplitMix64`: reproducible uniform values in [-1, 1).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // 52 random mantissa bits under exponent 0: a float in [1, 2).
+        (f64::from_bits(0x3FF0_0000_0000_0000 | (z >> 12)) - 1.0) * 2.0 - 1.0
+    }
+
+    pub fn tensor(&mut self, shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        Tensor {
+            shape: shape.to_vec(),
+            data: (0..n).map(|_| self.next()).collect(),
+        }
+    }
+}
+
+fn broadcast(a: &Tensor, b: &Tensor, op: impl Fn(f64, f64) -> f64) -> Tensor {
+    let rank = a.shape.len().max(b.shape.len());
+    let dim = |s: &[usize], i: usize| (i + s.len()).checked_sub(rank).map_or(1, |j| s[j]);
+    let shape: Vec<usize> = (0..rank)
+        .map(|i| {
+            let (x, y) = (dim(&a.shape, i), dim(&b.shape, i));
+            assert!(x == y || x == 1 || y == 1, "{:?} vs {:?}", a.shape, b.shape);
+            x.max(y)
+        })
+        .collect();
+    let pick = |t: &Tensor, idx: &[usize]| {
+        let off = rank - t.shape.len();
+        let local: Vec<usize> = t
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(j, &d)| if d == 1 { 0 } else { idx[off + j] })
+            .collect();
+        t.at(&local)
+    };
+    let data = Tensor::indices(&shape)
+        .iter()
+        .map(|idx| op(pick(a, idx), pick(b, idx)))
+        .collect();
+    Tensor { shape, data }
+}
+
+/// `out[.., k, ..] = Σ_c x[.., c, ..] · w(c, k)` along `axis`.
+pub fn along_axis(
+    x: &Tensor,
+    axis: usize,
+    out_dim: usize,
+    w: impl Fn(usize, usize) -> f64,
+) -> Tensor {
+    let mut shape = x.shape.clone();
+    shape[axis] = out_dim;
+    let data = Tensor::indices(&shape)
+        .iter()
+        .map(|idx| {
+            let mut src = idx.clone();
+            (0..x.shape[axis])
+                .map(|c| {
+                    src[axis] = c;
+                    x.at(&src) * w(c, idx[axis])
+                })
+                .sum()
+        })
+        .collect();
+    Tensor { shape, data }
+}
+
+fn matrix(t: &Tensor) -> impl Fn(usize, usize) -> f64 + '_ {
+    move |i, j| t.at(&[i, j])
+}
+
+/// Evaluates `expr`; leaves are looked up in `env` by their text, and
+/// `laurel-lr` acts along `channel_axis`.
+#[allow(clippy::many_single_char_names)] // f, x, a, b, r, c, k: the paper's names
+pub fn eval(
+    expr: &RecExpr<TensorLang>,
+    env: &HashMap<String, Tensor>,
+    channel_axis: usize,
+) -> Tensor {
+    let mut values: Vec<Tensor> = Vec::with_capacity(expr.len());
+    for node in expr {
+        let v = |id: &Id| &values[usize::from(*id)];
+        let out = match node {
+            TensorLang::Num(c) => Tensor::scalar(c.to_f64()),
+            TensorLang::Value(_) | TensorLang::Param(_) | TensorLang::Onnx(..) => env
+                .get(&node.to_string())
+                .unwrap_or_else(|| panic!("no value for {node}"))
+                .clone(),
+            TensorLang::Add([a, b]) | TensorLang::ResAdd([a, b]) => {
+                broadcast(v(a), v(b), |x, y| x + y)
+            }
+            TensorLang::Sub([a, b]) => broadcast(v(a), v(b), |x, y| x - y),
+            TensorLang::Mul([a, b]) => broadcast(v(a), v(b), |x, y| x * y),
+            TensorLang::Div([a, b]) => broadcast(v(a), v(b), |x, y| x / y),
+            TensorLang::Sigmoid(a) => {
+                let t = v(a);
+                Tensor {
+                    shape: t.shape.clone(),
+                    data: t.data.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect(),
+                }
+            }
+            TensorLang::MatMul([x, w]) => {
+                let (x, w) = (v(x), v(w));
+                along_axis(x, x.shape.len() - 1, w.shape[1], matrix(w))
+            }
+            TensorLang::Conv1x1([x, w]) => {
+                let (x, w) = (v(x), v(w));
+                along_axis(x, 1, w.shape[0], |c, k| w.at(&[k, c]))
+            }
+            TensorLang::LaurelRw([f, x, a, b]) => {
+                let af = broadcast(v(a), v(f), |p, q| p * q);
+                let bx = broadcast(v(b), v(x), |p, q| p * q);
+                broadcast(&af, &bx, |p, q| p + q)
+            }
+            TensorLang::LaurelLr([f, x, a, b]) => {
+                let (x, a, b) = (v(x), v(a), v(b));
+                let layout = Layout::of(channel_axis, x.shape.len()).expect("a layout");
+                let c = x.shape[channel_axis];
+                // The C×C matrix of the map x ↦ (x·a)·b along the channel axis.
+                let r = if layout == Layout::ChannelLast {
+                    a.shape[1]
+                } else {
+                    a.shape[0]
+                };
+                let m: Vec<Vec<f64>> = (0..c)
+                    .map(|i| {
+                        (0..c)
+                            .map(|k| {
+                                (0..r)
+                                    .map(|j| match layout {
+                                        Layout::ChannelLast => a.at(&[i, j]) * b.at(&[j, k]),
+                                        Layout::ChannelFirst => a.at(&[j, i]) * b.at(&[k, j]),
+                                    })
+                                    .sum()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let low = along_axis(x, channel_axis, c, |i, k| m[i][k]);
+                let fx = broadcast(v(f), x, |p, q| p + q);
+                broadcast(&fx, &low, |p, q| p + q)
+            }
+            TensorLang::LaurelPa(children) => {
+                use egg::LanguageChildren;
+                let ids = children.as_slice();
+                let mut acc = broadcast(v(&ids[0]), v(&ids[1]), |p, q| p + q);
+                for pair in ids[2..].chunks(2) {
+                    let gh = broadcast(v(&pair[0]), v(&pair[1]), |p, q| p * q);
+                    acc = broadcast(&acc, &gh, |p, q| p + q);
+                }
+                acc
+            }
+        };
+        values.push(out);
+    }
+    values.pop().expect("a non-empty term")
+}
+
+#[test]
+fn along_axis_is_a_matrix_product() {
+    // [[1, 2], [3, 4]] · [[1, 0, 1], [0, 1, 1]] = [[1, 2, 3], [3, 4, 7]]
+    let x = Tensor {
+        shape: vec![2, 2],
+        data: vec![1.0, 2.0, 3.0, 4.0],
+    };
+    let w = Tensor {
+        shape: vec![2, 3],
+        data: vec![1.0, 0.0, 1.0, 0.0, 1.0, 1.0],
+    };
+    let y = along_axis(&x, 1, 3, matrix(&w));
+    assert_eq!(y.shape, vec![2, 3]);
+    assert_eq!(y.data, vec![1.0, 2.0, 3.0, 3.0, 4.0, 7.0]);
+    // Along axis 0: xᵀ·w' with w' = [[1, 1], [0, 1]] → [[1, 2], [4, 6]]
+    let y0 = along_axis(&x, 0, 2, |c, k| [[1.0, 1.0], [0.0, 1.0]][c][k]);
+    assert_eq!(y0.data, vec![1.0, 2.0, 4.0, 6.0]);
+}
+
+#[test]
+fn broadcasting_follows_numpy() {
+    let a = Tensor {
+        shape: vec![2, 1],
+        data: vec![1.0, 2.0],
+    };
+    let b = Tensor {
+        shape: vec![3],
+        data: vec![10.0, 20.0, 30.0],
+    };
+    let s = broadcast(&a, &b, |x, y| x + y);
+    assert_eq!(s.shape, vec![2, 3]);
+    assert_eq!(s.data, vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
+}
