@@ -122,6 +122,12 @@ pub enum Error {
         /// The encoder's message.
         message: String,
     },
+    /// The augmentation pass failed.
+    #[error("augmentation failed: {message}")]
+    Augment {
+        /// What went wrong.
+        message: String,
+    },
     /// A runtime (tract) error, passed through with its context.
     #[error(transparent)]
     Runtime(#[from] laurel_runtime::RuntimeError),

@@ -41,7 +41,7 @@ pub struct ModelSummary {
     pub op_counts: BTreeMap<String, usize>,
     /// Ops holding subgraphs (`If`, `Loop`, `Scan`): their insides are not counted above.
     pub ops_with_subgraphs: usize,
-    /// Elements in all initializers (dense and sparse).
+    /// Elements in all initializers (dense and sparse) and `Constant` node tensors.
     pub parameter_count: u64,
     /// Bytes of initializer data.
     pub parameter_bytes: u64,
@@ -108,7 +108,23 @@ pub fn summarize(model: &Model) -> ModelSummary {
             Node::SparseInitializer(s) => s.values.as_ref(),
             _ => None,
         });
-    for t in tensors {
+    // Exporters from some frameworks keep weights in `Constant` nodes rather than initializers.
+    let constants: Vec<&onnx_protobuf::TensorProto> = g
+        .op_order
+        .iter()
+        .filter_map(|&n| g.dag[n].as_op())
+        .filter(|op| {
+            op.proto.op_type == "Constant" && crate::analysis::is_onnx_domain(&op.proto.domain)
+        })
+        .flat_map(|op| {
+            op.proto
+                .attribute
+                .iter()
+                .filter(|a| a.name == "value")
+                .filter_map(|a| a.t.as_ref())
+        })
+        .collect();
+    for t in tensors.chain(constants) {
         let elems = t.dims.iter().fold(1u64, |acc, &d| {
             acc.saturating_mul(u64::try_from(d).unwrap_or(0))
         });

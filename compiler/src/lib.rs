@@ -9,6 +9,7 @@
 //! shell around it.
 
 pub mod analysis;
+pub mod augment;
 pub mod check;
 pub mod error;
 pub mod fsutil;

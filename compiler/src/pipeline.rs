@@ -19,6 +19,8 @@ pub struct PipelineOptions {
     pub force: bool,
     /// How to write the output.
     pub export: ExportOptions,
+    /// What augmentation to apply.
+    pub augment: crate::augment::AugmentOptions,
 }
 
 /// What [`compile_file`] did.
@@ -32,6 +34,10 @@ pub struct PipelineReport {
     pub ops_after: usize,
     /// What the export wrote.
     pub export: ExportReport,
+    /// What the augmentation did (`None` with `no_passes`).
+    pub augment: Option<crate::augment::AugmentReport>,
+    /// Parameter elements of the input model.
+    pub parameters_before: u64,
 }
 
 /// Refuses an output that is the input file itself (same path, or another
@@ -85,10 +91,21 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
             }
         }
     }
+    let mut model = model;
     let ops_before = model.graph.op_count();
-    let passes = Vec::new();
+    let parameters_before = crate::inspect::summarize(&model).parameter_count;
+    let mut passes = Vec::new();
+    let mut augment = None;
     if !opts.no_passes {
-        // No passes exist yet; see the module documentation.
+        let analysis =
+            crate::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(input))?;
+        passes.push("residual-analysis".to_string());
+        augment = Some(crate::augment::augment_model(
+            &mut model,
+            &analysis.residuals,
+            &opts.augment,
+        )?);
+        passes.push("augment".to_string());
     }
     let ops_after = model.graph.op_count();
     let export = onnx::write_path(&model, output, &opts.export)?;
@@ -97,5 +114,7 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
         ops_before,
         ops_after,
         export,
+        augment,
+        parameters_before,
     })
 }

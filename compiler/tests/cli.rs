@@ -421,7 +421,7 @@ fn inspect_lists_residuals_as_json_and_draws_streams() {
         r[1],
         serde_json::json!({
             "node": "block2/add", "kind": "identity", "skip": "block1/relu_out", "branch": "block2/bn2",
-            "channels": 8, "axis": 1, "shape": ["1", "8", "16", "16"], "branch_ops": 5, "stream": 0, "index": 1
+            "channels": 8, "axis": 1, "shape": ["1", "8", "16", "16"], "dtype": "f32", "branch_ops": 5, "stream": 0, "index": 1
         })
     );
     assert_eq!(r[2]["kind"], "projection");
@@ -514,4 +514,63 @@ fn a_huge_declared_input_is_an_error_not_an_abort() {
     let o = laurelc(&["run", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("larger than"), "{}", stderr(&o));
+}
+
+#[test]
+fn unimplemented_and_unknown_variants_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let out = dir.path().join("o.onnx");
+    for (variant, says) in [
+        ("rw+lr+pa", "not implemented yet"),
+        ("xyz", "unknown variant"),
+    ] {
+        let o = laurelc(&[
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--variant",
+            variant,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn the_default_pipeline_augments_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny_preln_transformer.onnx");
+    let out = dir.path().join("o.onnx");
+    let report = dir.path().join("r.json");
+    let o = laurelc(&[
+        fixture.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--report-json",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("augmented 4 blocks (Rw): +8 parameters"),
+        "{stdout}"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(j["variant"], "rw");
+    assert_eq!(j["blocks"].as_array().unwrap().len(), 4);
+    assert_eq!(j["parameters_added"], 8);
+    assert_eq!(j["rules_fired"]["resadd-to-rw"], 4);
+    assert_eq!(j["rules_fired"]["expand-rw"], 4);
+    // Deterministic: the same flags give the same bytes.
+    let out2 = dir.path().join("o2.onnx");
+    assert_eq!(
+        laurelc(&[fixture.to_str().unwrap(), "-o", out2.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
 }

@@ -76,6 +76,8 @@ pub struct Residual {
     pub axis: usize,
     /// The operands' shape, as tract infers it.
     pub shape: Vec<String>,
+    /// The operands' element type (`f32`, …), when inferred.
+    pub dtype: Option<String>,
     /// The branch's last parametric op.
     #[serde(skip)]
     pub last_parametric: NodeIndex,
@@ -189,6 +191,10 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
             channels,
             axis,
             shape: sa.iter().map(dim_string).collect(),
+            dtype: shapes
+                .get(&value_name(g, a))
+                .and_then(|f| f.datum)
+                .map(|d| d.as_str().to_string()),
             last_parametric: last,
             branch_ops: branch_nodes.len(),
             stream: 0,

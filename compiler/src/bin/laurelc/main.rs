@@ -29,6 +29,7 @@ struct Cli {
 
 /// `laurelc MODEL -o OUT`: run the pipeline.
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line flags
 struct CompileArgs {
     /// The input model.
     #[arg(required = true)]
@@ -45,6 +46,27 @@ struct CompileArgs {
     /// Write initializers of at least 1 KiB to `OUT.data` (automatic above 2 GiB).
     #[arg(long)]
     external_data: bool,
+    /// The `LAuReL` variant: rw or lr (pa and the combinations are not implemented yet).
+    #[arg(long, default_value = "rw")]
+    variant: String,
+    /// The rank r of LR.
+    #[arg(long, default_value_t = 4)]
+    rank: u64,
+    /// How RW's α and β are parametrised: raw, softmax or sigmoid.
+    #[arg(long, default_value = "softmax")]
+    rw_param: String,
+    /// Initial values: identity (function-preserving) or random.
+    #[arg(long, default_value = "identity")]
+    init: String,
+    /// Seed of random initial values.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Augment projection shortcuts too.
+    #[arg(long)]
+    include_projection: bool,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +210,15 @@ fn compile(a: &CompileArgs) -> Result<()> {
     let (Some(model), Some(output)) = (&a.model, &a.output) else {
         bail!("usage: laurelc MODEL -o OUT (see --help)");
     };
+    let augment = laurelc::augment::AugmentOptions {
+        variant: a.variant.parse().map_err(anyhow::Error::msg)?,
+        rank: a.rank,
+        rw_param: a.rw_param.parse().map_err(anyhow::Error::msg)?,
+        init: a.init.parse().map_err(anyhow::Error::msg)?,
+        seed: a.seed,
+        include_projection: a.include_projection,
+        ..laurelc::augment::AugmentOptions::default()
+    };
     let opts = PipelineOptions {
         no_passes: a.no_passes,
         force: a.force,
@@ -195,6 +226,7 @@ fn compile(a: &CompileArgs) -> Result<()> {
             external_data: a.external_data,
             ..ExportOptions::default()
         },
+        augment,
     };
     let report = compile_file(model, output, &opts)?;
     let passes = if report.passes.is_empty() {
@@ -210,6 +242,32 @@ fn compile(a: &CompileArgs) -> Result<()> {
         report.ops_after,
         report.export.model_bytes
     );
+    if let Some(aug) = &report.augment {
+        #[allow(clippy::cast_precision_loss)]
+        let pct = if report.parameters_before == 0 {
+            0.0
+        } else {
+            100.0 * aug.parameters_added as f64 / report.parameters_before as f64
+        };
+        println!(
+            "augmented {} blocks ({:?}): +{} parameters ({pct:.4}% of {}), +{} FLOPs (estimated); e-graph {} classes / {} nodes, {}",
+            aug.blocks.len(),
+            aug.variant,
+            aug.parameters_added,
+            report.parameters_before,
+            aug.flops_added,
+            aug.egraph.0,
+            aug.egraph.1,
+            aug.stop
+        );
+        for (node, why) in &aug.skipped {
+            println!("  skipped {node}: {why}");
+        }
+        if let Some(path) = &a.report_json {
+            let json = serde_json::to_string_pretty(aug)?;
+            laurelc::fsutil::write_atomically(path, |w| w.write_all(json.as_bytes()))?;
+        }
+    }
     if let Some(side) = &report.export.external_file {
         println!(
             "external data: {} tensors, {} bytes in {}",

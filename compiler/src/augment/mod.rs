@@ -1,0 +1,245 @@
+//! `LAuReL` augmentation: the residual adds found by [`crate::analysis`]
+//! become `LAuReL` residuals.
+//!
+//! The pass has three steps, one file each:
+//! - [`lower`]: every selected residual add becomes a `(resadd $skip $branch)`
+//!   term in a [`laurel_passes::TensorGraph`], its operands opaque values typed
+//!   by tract's inference, its e-class tagged with the block number and
+//!   channel axis;
+//! - [`laurel_passes::augment::augment`] runs the variant's rule table and the
+//!   expansion rules in the e-graph and extracts terms without `resadd`;
+//! - [`lift`]: each extracted term replaces its `Add` in the IR with standard
+//!   ONNX ops, the parameters become initializers `laurel.<block>.<param>`
+//!   ([`init`] gives their values), and the add's output name is kept, so
+//!   every consumer and graph output reads the augmented value.
+//!
+//! At `--init identity` the result computes exactly what the original did:
+//! RW's α = β = 1 (raw), `a = b = 0` (softmax: α = 2σ(a−b), β = 2σ(b−a)) or
+//! `p = 0` (sigmoid: α = 2σ(p), β = 2σ(−p)); LR's `B` is zero.
+//!
+//! PA and the combined variants are not implemented yet; asking for them is
+//! an error ([`AugmentOptions::variant`]).
+
+pub mod init;
+pub mod lift;
+pub mod lower;
+
+use std::str::FromStr;
+
+use laurel_passes::{Limits, StopReport};
+use serde::Serialize;
+
+use crate::analysis::{Residual, ResidualKind};
+use crate::error::{Error, Result};
+use crate::ir::Model;
+
+/// The `LAuReL` variant to apply, as the CLI names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VariantName {
+    /// α·f + β·x.
+    Rw,
+    /// f + x + (x·A)·B.
+    Lr,
+}
+
+impl FromStr for VariantName {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "rw" => Ok(Self::Rw),
+            "lr" => Ok(Self::Lr),
+            "pa" | "rw+lr" | "rw+pa" | "lr+pa" | "rw+lr+pa" => Err(format!(
+                "variant `{s}` is not implemented yet (available: rw, lr)"
+            )),
+            _ => Err(format!(
+                "unknown variant `{s}` (expected rw, lr, pa, rw+lr, rw+pa, lr+pa or rw+lr+pa)"
+            )),
+        }
+    }
+}
+
+/// How RW's α and β are parametrised; all three are the identity at initialisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RwParam {
+    /// α and β themselves, initialised to 1: 2 parameters.
+    Raw,
+    /// (α, β) = 2·softmax(a, b), a = b = 0: 2 parameters.
+    #[default]
+    Softmax,
+    /// α = 2σ(p), β = 2(1 − σ(p)) = 2σ(−p), p = 0: 1 parameter.
+    Sigmoid,
+}
+
+impl FromStr for RwParam {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "raw" => Ok(Self::Raw),
+            "softmax" => Ok(Self::Softmax),
+            "sigmoid" => Ok(Self::Sigmoid),
+            _ => Err(format!(
+                "unknown --rw-param `{s}` (expected raw, softmax or sigmoid)"
+            )),
+        }
+    }
+}
+
+/// Initial parameter values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitMode {
+    /// Function-preserving values (see the module doc).
+    #[default]
+    Identity,
+    /// Seeded random values, for tests that need a non-trivial `LAuReL`.
+    Random,
+}
+
+impl FromStr for InitMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "identity" => Ok(Self::Identity),
+            "random" => Ok(Self::Random),
+            _ => Err(format!(
+                "unknown --init `{s}` (expected identity or random)"
+            )),
+        }
+    }
+}
+
+/// Options of [`augment_model`].
+#[derive(Debug, Clone)]
+pub struct AugmentOptions {
+    /// The variant.
+    pub variant: VariantName,
+    /// LR's rank `r`.
+    pub rank: u64,
+    /// RW's parametrisation.
+    pub rw_param: RwParam,
+    /// Initial values.
+    pub init: InitMode,
+    /// Seed of random values (A's Xavier values, and everything with `--init random`).
+    pub seed: u64,
+    /// Augment projection shortcuts too.
+    pub include_projection: bool,
+    /// E-graph runner limits.
+    pub limits: Limits,
+}
+
+impl Default for AugmentOptions {
+    fn default() -> Self {
+        Self {
+            variant: VariantName::Rw,
+            rank: 4,
+            rw_param: RwParam::default(),
+            init: InitMode::default(),
+            seed: 0,
+            include_projection: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One augmented block.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockReport {
+    /// The block number (`laurel.<block>.*`).
+    pub block: u32,
+    /// The residual add it replaced.
+    pub node: String,
+    /// Parameters added.
+    pub parameters: u64,
+    /// Estimated FLOPs added per inference.
+    pub flops: u64,
+}
+
+/// What [`augment_model`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct AugmentReport {
+    /// The variant.
+    pub variant: VariantName,
+    /// Blocks augmented.
+    pub blocks: Vec<BlockReport>,
+    /// Residuals not augmented, with the reason.
+    pub skipped: Vec<(String, String)>,
+    /// Parameters added in all.
+    pub parameters_added: u64,
+    /// Estimated FLOPs added in all.
+    pub flops_added: u64,
+    /// Rules that fired, with counts.
+    pub rules_fired: std::collections::BTreeMap<String, usize>,
+    /// E-graph size: classes and nodes.
+    pub egraph: (usize, usize),
+    /// Why the e-graph runner stopped.
+    pub stop: String,
+}
+
+/// Augments the given residuals of `model` in place.
+///
+/// # Errors
+/// [`Error::Augment`] when the e-graph pass fails.
+pub fn augment_model(
+    model: &mut Model,
+    residuals: &[Residual],
+    opts: &AugmentOptions,
+) -> Result<AugmentReport> {
+    let mut skipped = Vec::new();
+    let selected: Vec<&Residual> = residuals
+        .iter()
+        .filter(|r| {
+            let why = if r.kind == ResidualKind::Projection && !opts.include_projection {
+                Some("projection shortcut (pass --include-projection)")
+            } else if r.dtype.as_deref() != Some("f32") {
+                Some("not float32")
+            } else if opts.variant == VariantName::Lr && r.channels.is_none() {
+                Some("symbolic channel count")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                skipped.push((r.name.clone(), why.to_string()));
+            }
+            why.is_none()
+        })
+        .collect();
+    if selected.is_empty() {
+        return Ok(AugmentReport {
+            variant: opts.variant,
+            blocks: Vec::new(),
+            skipped,
+            parameters_added: 0,
+            flops_added: 0,
+            rules_fired: std::collections::BTreeMap::new(),
+            egraph: (0, 0),
+            stop: StopReport::NotRun.to_string(),
+        });
+    }
+    let lowered = lower::lower(&selected).map_err(|e| Error::Augment { message: e })?;
+    let variant = match opts.variant {
+        VariantName::Rw => laurel_passes::rules::Variant::Rw,
+        VariantName::Lr => laurel_passes::rules::Variant::Lr {
+            rank: std::num::NonZeroU64::new(opts.rank).ok_or_else(|| Error::Augment {
+                message: "--rank must be at least 1".into(),
+            })?,
+        },
+    };
+    let report =
+        laurel_passes::augment::augment(lowered.graph, &lowered.roots, variant, opts.limits)
+            .map_err(|e| Error::Augment {
+                message: e.to_string(),
+            })?;
+    let blocks = lift::lift(model, &selected, &report, opts)?;
+    Ok(AugmentReport {
+        variant: opts.variant,
+        parameters_added: blocks.iter().map(|b| b.parameters).sum(),
+        flops_added: blocks.iter().map(|b| b.flops).sum(),
+        blocks,
+        skipped,
+        rules_fired: report.fired.clone(),
+        egraph: (report.classes, report.nodes),
+        stop: report.stop.to_string(),
+    })
+}
