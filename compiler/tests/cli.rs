@@ -574,3 +574,48 @@ fn the_default_pipeline_augments_and_reports() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
 }
+
+#[test]
+fn blocks_selects_by_stream_range_or_name_and_keeps_block_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny_preln_transformer.onnx");
+    let out = dir.path().join("o.onnx");
+    let params = |select: &str| -> Vec<String> {
+        let o = laurelc(&[
+            fixture.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--blocks",
+            select,
+            "--rw-param",
+            "sigmoid",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let m = ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+        let mut names: Vec<String> = m
+            .graph
+            .initializer
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|n| n.rsplit('.').next() == Some("p"))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(params("0:1..3"), ["laurel.1.p", "laurel.2.p"]);
+    assert_eq!(params("0:3"), ["laurel.3.p"]);
+    assert_eq!(params("*residual2"), ["laurel.1.p", "laurel.3.p"]);
+    assert_eq!(
+        params("0"),
+        ["laurel.0.p", "laurel.1.p", "laurel.2.p", "laurel.3.p"]
+    );
+    let o = laurelc(&[
+        fixture.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--blocks",
+        "1:2:3",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -267,7 +267,7 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 /// [`Error::Augment`] on a term the lifting does not know (a bug).
 pub fn lift(
     model: &mut Model,
-    residuals: &[&Residual],
+    residuals: &[(usize, &Residual)],
     report: &laurel_passes::AugmentReport,
     opts: &AugmentOptions,
 ) -> Result<Vec<BlockReport>> {
@@ -288,7 +288,7 @@ pub fn lift(
     let expr = &report.expr;
     let mut lifted: HashMap<usize, String> = HashMap::new();
     let mut blocks = Vec::new();
-    for (k, (r, &root)) in residuals.iter().zip(&report.roots).enumerate() {
+    for (&(k, r), &root) in residuals.iter().zip(&report.roots) {
         // Take the add out, remembering its consumers and its place.
         let out_name = b.g.dag[r.node]
             .outputs()

@@ -32,15 +32,15 @@ fn dims(shape: &[String]) -> Vec<Dim> {
         .collect()
 }
 
-/// Lowers `residuals` (block `k` is `residuals[k]`).
+/// Lowers `residuals`, each with its block number.
 ///
 /// # Errors
 /// A message when a term is refused (a bug in the analysis: operands of a
 /// residual always have equal shapes).
-pub fn lower(residuals: &[&Residual]) -> Result<Lowered, String> {
+pub fn lower(residuals: &[(usize, &Residual)]) -> Result<Lowered, String> {
     let mut graph = TensorGraph::new();
     let mut roots = Vec::with_capacity(residuals.len());
-    for (k, r) in residuals.iter().enumerate() {
+    for &(k, r) in residuals {
         let ty = TensorType::new(dims(&r.shape), DType::F32);
         let mut leaf = |name: &str| -> Result<egg::Id, String> {
             let v = ValueRef::new(name).map_err(|e| e.to_string())?;

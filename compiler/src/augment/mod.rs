@@ -23,6 +23,7 @@
 pub mod init;
 pub mod lift;
 pub mod lower;
+pub mod select;
 
 use std::str::FromStr;
 
@@ -125,6 +126,8 @@ pub struct AugmentOptions {
     pub seed: u64,
     /// Augment projection shortcuts too.
     pub include_projection: bool,
+    /// Augment only these blocks (`--blocks`); all when `None`.
+    pub blocks: Option<select::Selection>,
     /// E-graph runner limits.
     pub limits: Limits,
 }
@@ -138,6 +141,7 @@ impl Default for AugmentOptions {
             init: InitMode::default(),
             seed: 0,
             include_projection: false,
+            blocks: None,
             limits: Limits::default(),
         }
     }
@@ -187,10 +191,15 @@ pub fn augment_model(
     opts: &AugmentOptions,
 ) -> Result<AugmentReport> {
     let mut skipped = Vec::new();
-    let selected: Vec<&Residual> = residuals
+    // Blocks are numbered by their position in the analysis, whatever the selection,
+    // so `laurel.<block>.*` names are stable across --blocks choices.
+    let selected: Vec<(usize, &Residual)> = residuals
         .iter()
-        .filter(|r| {
-            let why = if r.kind == ResidualKind::Projection && !opts.include_projection {
+        .enumerate()
+        .filter(|(_, r)| {
+            let why = if opts.blocks.as_ref().is_some_and(|s| !s.selects(r)) {
+                Some("not selected by --blocks")
+            } else if r.kind == ResidualKind::Projection && !opts.include_projection {
                 Some("projection shortcut (pass --include-projection)")
             } else if r.dtype.as_deref() != Some("f32") {
                 Some("not float32")

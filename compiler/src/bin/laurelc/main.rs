@@ -64,6 +64,9 @@ struct CompileArgs {
     /// Augment projection shortcuts too.
     #[arg(long)]
     include_projection: bool,
+    /// Augment only these blocks: STREAM, STREAM:INDEX, STREAM:FROM..TO or a node-name glob, comma-separated.
+    #[arg(long, value_name = "SELECT")]
+    blocks: Option<String>,
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     report_json: Option<PathBuf>,
@@ -217,6 +220,12 @@ fn compile(a: &CompileArgs) -> Result<()> {
         init: a.init.parse().map_err(anyhow::Error::msg)?,
         seed: a.seed,
         include_projection: a.include_projection,
+        blocks: a
+            .blocks
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
         ..laurelc::augment::AugmentOptions::default()
     };
     let opts = PipelineOptions {
