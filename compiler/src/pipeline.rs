@@ -97,8 +97,7 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
     let mut passes = Vec::new();
     let mut augment = None;
     if !opts.no_passes {
-        let analysis =
-            crate::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(input))?;
+        let analysis = crate::analysis::analyse_residuals(&model)?;
         passes.push("residual-analysis".to_string());
         augment = Some(crate::augment::augment_model(
             &mut model,

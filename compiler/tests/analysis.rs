@@ -32,7 +32,7 @@ fn residuals(
 )> {
     let path = fixture(name);
     let model = laurelc::onnx::import_path(&path).unwrap();
-    let a = analyse_residuals(&model, ModelSource::Path(&path)).unwrap();
+    let a = analyse_residuals(&model).unwrap();
     a.residuals
         .into_iter()
         .map(|r| {
@@ -147,7 +147,7 @@ fn negative_fixtures_have_no_residuals() {
 fn analyse(graph: GraphProto) -> Vec<(String, ResidualKind)> {
     let bytes = bytes(&model(graph));
     let m = laurelc::onnx::import_bytes(&bytes, "test").unwrap();
-    let a = analyse_residuals(&m, ModelSource::Bytes(&bytes)).unwrap();
+    let a = analyse_residuals(&m).unwrap();
     a.residuals.into_iter().map(|r| (r.name, r.kind)).collect()
 }
 
@@ -284,7 +284,7 @@ fn two_blocks(
     };
     let bytes = bytes(&model(g));
     let m = laurelc::onnx::import_bytes(&bytes, "test").unwrap();
-    let a = analyse_residuals(&m, ModelSource::Bytes(&bytes)).unwrap();
+    let a = analyse_residuals(&m).unwrap();
     a.residuals.iter().map(|r| (r.stream, r.index)).collect()
 }
 

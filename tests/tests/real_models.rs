@@ -142,11 +142,7 @@ fn residual_counts_on_real_models() {
     for (name, identity, projection, axis, first_d) in expected {
         let e = entries.iter().find(|e| e.name == name).unwrap();
         let model = import_path(&e.path).unwrap();
-        let a = laurelc::analysis::analyse_residuals(
-            &model,
-            laurel_runtime::ModelSource::Path(&e.path),
-        )
-        .unwrap();
+        let a = laurelc::analysis::analyse_residuals(&model).unwrap();
         let count = |k| a.residuals.iter().filter(|r| r.kind == k).count();
         let got = (
             count(laurelc::analysis::ResidualKind::Identity),
@@ -172,9 +168,7 @@ fn residual_counts_on_real_models() {
     // All 16 of ResNet-50's blocks form one stream, numbered 0..16.
     let e = entries.iter().find(|e| e.name == "light_resnet50").unwrap();
     let model = import_path(&e.path).unwrap();
-    let a =
-        laurelc::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(&e.path))
-            .unwrap();
+    let a = laurelc::analysis::analyse_residuals(&model).unwrap();
     let indices: Vec<(usize, usize)> = a.residuals.iter().map(|r| (r.stream, r.index)).collect();
     assert_eq!(indices, (0..16).map(|i| (0, i)).collect::<Vec<_>>());
 }

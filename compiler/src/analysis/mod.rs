@@ -31,13 +31,21 @@ pub struct ResidualAnalysis {
     pub shape_strategy: String,
 }
 
-/// Finds a model's residuals. `source` is the same model as `model`, for
-/// tract's shape inference (symbolic, so that equal shapes are equal for
-/// every input size). O(A · (V + E)) after inference.
+/// Float initializers of at least this many elements are left out of the
+/// model tract analyses (see [`crate::onnx::to_shape_probe_bytes`]): shapes
+/// never depend on weights that large, and decoding them would cost a copy of
+/// the model.
+pub const PROBE_MIN_ELEMENTS: u64 = 1024;
+
+/// Finds a model's residuals. Shapes come from tract's inference (symbolic,
+/// so that equal shapes are equal for every input size) on a shape probe of
+/// the model, without its large weights. O(A · (V + E)) after inference.
 ///
 /// # Errors
-/// Shape inference fails outright.
-pub fn analyse_residuals(model: &Model, source: ModelSource<'_>) -> Result<ResidualAnalysis> {
+/// The probe cannot be encoded, or shape inference fails outright.
+pub fn analyse_residuals(model: &Model) -> Result<ResidualAnalysis> {
+    let probe = crate::onnx::to_shape_probe_bytes(model, PROBE_MIN_ELEMENTS)?;
+    let source = ModelSource::Bytes(&probe);
     let symbolic = laurel_runtime::infer_symbolic_shapes(source, &LoadOptions::default())?;
     let (values, shape_strategy) = if symbolic.strategy.starts_with("symbolic") {
         (symbolic.values, symbolic.strategy)

@@ -79,12 +79,16 @@ enum Placement {
     InlineFromMap,
     /// To the side file at this offset.
     External { offset: u64 },
+    /// Not written: declared as a graph input instead (shape probes).
+    AsInput,
 }
 
 struct Plan {
     placements: Vec<Placement>,
     side_file_name: String,
     side_bytes: u64,
+    /// Graph inputs standing in for initializers placed [`Placement::AsInput`].
+    extra_inputs: Vec<onnx_protobuf::ValueInfoProto>,
 }
 
 /// Encodes the model with all tensor data inline.
@@ -200,6 +204,7 @@ fn inline_plan(g: &Graph) -> Plan {
         placements,
         side_file_name: String::new(),
         side_bytes: 0,
+        extra_inputs: Vec::new(),
     }
 }
 
@@ -230,6 +235,7 @@ fn external_plan(g: &Graph, threshold: usize, side_file_name: String) -> Plan {
         placements,
         side_file_name,
         side_bytes: offset,
+        extra_inputs: Vec::new(),
     }
 }
 
@@ -269,7 +275,8 @@ fn tensor_shell<'a>(
 ) -> Option<(TensorProto, Option<&'a [u8]>)> {
     let t = &init.proto;
     match p {
-        Placement::AsIs => None,
+        // Initializers placed as inputs are never written; callers skip them.
+        Placement::AsIs | Placement::AsInput => None,
         Placement::InlineFromMap => {
             let mut s = t.clone(); // raw_data is empty for a mapped tensor: a cheap clone
             s.external_data.clear();
@@ -348,6 +355,9 @@ fn graph_size(g: &Graph, plan: &Plan, order: &[petgraph::stable_graph::NodeIndex
         }
     }
     for (&n, p) in g.initializers.iter().zip(&plan.placements) {
+        if matches!(p, Placement::AsInput) {
+            continue;
+        }
         if let Node::Initializer(init) = &g.dag[n] {
             size += delimited(
                 GRAPH_INITIALIZER,
@@ -359,6 +369,9 @@ fn graph_size(g: &Graph, plan: &Plan, order: &[petgraph::stable_graph::NodeIndex
         if let Node::Input(v) = &g.dag[n] {
             size += delimited(GRAPH_INPUT, v.compute_size());
         }
+    }
+    for v in &plan.extra_inputs {
+        size += delimited(GRAPH_INPUT, v.compute_size());
     }
     for &n in &g.sparse_initializers {
         if let Node::SparseInitializer(s) = &g.dag[n] {
@@ -411,6 +424,9 @@ fn write_model(model: &Model, plan: &Plan, os: &mut CodedOutputStream<'_>) -> pr
         let Node::Initializer(init) = &g.dag[n] else {
             continue;
         };
+        if matches!(p, Placement::AsInput) {
+            continue;
+        }
         os.write_tag(GRAPH_INITIALIZER, WireType::LengthDelimited)?;
         match tensor_shell(init, p, &plan.side_file_name) {
             None => write_delimited(os, &init.proto)?,
@@ -431,6 +447,10 @@ fn write_model(model: &Model, plan: &Plan, os: &mut CodedOutputStream<'_>) -> pr
             write_delimited(os, v)?;
         }
     }
+    for v in &plan.extra_inputs {
+        os.write_tag(GRAPH_INPUT, WireType::LengthDelimited)?;
+        write_delimited(os, v)?;
+    }
     for &n in &g.sparse_initializers {
         if let Node::SparseInitializer(s) = &g.dag[n] {
             os.write_tag(GRAPH_SPARSE_INITIALIZER, WireType::LengthDelimited)?;
@@ -438,6 +458,75 @@ fn write_model(model: &Model, plan: &Plan, os: &mut CodedOutputStream<'_>) -> pr
         }
     }
     Ok(())
+}
+
+/// Encodes a *shape probe* of the model: the same graph, but every
+/// floating-point initializer of at least `min_elements` elements is
+/// declared as a graph input of its type and shape instead of carrying its
+/// data. Shape inference gives the same shapes on the probe, without a
+/// runtime having to decode (and copy) the weights.
+///
+/// # Errors
+/// As [`to_bytes`].
+pub fn to_shape_probe_bytes(model: &Model, min_elements: u64) -> Result<Vec<u8>> {
+    let g = &model.graph;
+    let mut plan = inline_plan(g);
+    let inputs: std::collections::HashSet<&str> =
+        g.inputs.iter().flat_map(|&n| g.dag[n].outputs()).collect();
+    for (&n, p) in g.initializers.iter().zip(plan.placements.iter_mut()) {
+        let Node::Initializer(init) = &g.dag[n] else {
+            continue;
+        };
+        let t = &init.proto;
+        let elements = t.dims.iter().fold(1u64, |a, &d| {
+            a.saturating_mul(u64::try_from(d).unwrap_or(0))
+        });
+        let float = matches!(t.data_type, 1 | 10 | 11 | 16);
+        if float && elements >= min_elements && t.segment.is_none() {
+            *p = Placement::AsInput;
+            if !inputs.contains(t.name.as_str()) {
+                plan.extra_inputs.push(tensor_input(t));
+            }
+        }
+    }
+    let mut buf = Vec::new();
+    {
+        let mut os = CodedOutputStream::vec(&mut buf);
+        write_model(model, &plan, &mut os).map_err(|e| encode_err(Path::new("<probe>"), &e))?;
+        os.flush()
+            .map_err(|e| encode_err(Path::new("<probe>"), &e))?;
+    }
+    Ok(buf)
+}
+
+/// A graph input declaring a tensor's type and shape.
+fn tensor_input(t: &TensorProto) -> onnx_protobuf::ValueInfoProto {
+    use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
+    use onnx_protobuf::type_proto::{Tensor as TensorType, Value as TypeValue};
+    let shape = onnx_protobuf::TensorShapeProto {
+        dim: t
+            .dims
+            .iter()
+            .map(|&d| Dimension {
+                value: Some(dimension::Value::DimValue(d)),
+                ..Dimension::default()
+            })
+            .collect(),
+        ..onnx_protobuf::TensorShapeProto::default()
+    };
+    onnx_protobuf::ValueInfoProto {
+        name: t.name.clone(),
+        type_: Some(onnx_protobuf::TypeProto {
+            value: Some(TypeValue::TensorType(TensorType {
+                elem_type: t.data_type,
+                shape: Some(shape).into(),
+                ..TensorType::default()
+            })),
+            ..onnx_protobuf::TypeProto::default()
+        })
+        .into(),
+        ..onnx_protobuf::ValueInfoProto::default()
+    }
 }
 
 /// Converts the model to a `ModelProto` with all data inline (by encoding

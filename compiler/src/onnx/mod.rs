@@ -18,5 +18,7 @@ pub mod external;
 pub mod import;
 pub mod subgraph;
 
-pub use export::{ExportOptions, ExportReport, to_bytes, to_proto, write_path};
+pub use export::{
+    ExportOptions, ExportReport, to_bytes, to_proto, to_shape_probe_bytes, write_path,
+};
 pub use import::{import_bytes, import_path, import_proto};

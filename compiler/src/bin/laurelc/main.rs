@@ -468,12 +468,12 @@ fn inspect(a: &InspectArgs) -> Result<()> {
     let s = laurelc::inspect::summarize(&model);
     // The residual analysis needs tract's shape inference; a model tract cannot
     // analyse still gets its summary, with the reason in place of residuals.
-    let analysis =
-        laurelc::analysis::analyse_residuals(&model, laurel_runtime::ModelSource::Path(&a.model))
-            .unwrap_or_else(|e| laurelc::analysis::ResidualAnalysis {
-                residuals: Vec::new(),
-                shape_strategy: format!("unavailable: {e}"),
-            });
+    let analysis = laurelc::analysis::analyse_residuals(&model).unwrap_or_else(|e| {
+        laurelc::analysis::ResidualAnalysis {
+            residuals: Vec::new(),
+            shape_strategy: format!("unavailable: {e}"),
+        }
+    });
     if let Some(dot) = &a.dot {
         laurelc::pipeline::guard_output(&a.model, dot, false)?;
         let name = a
