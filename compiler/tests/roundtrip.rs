@@ -394,3 +394,25 @@ fn initializers_listed_as_inputs_are_defaults_not_duplicates() {
         m
     );
 }
+
+#[test]
+fn a_shape_probe_declares_large_weights_as_inputs() {
+    let model = import_bytes(&bytes(&tiny()), "tiny").unwrap();
+    let probe =
+        ModelProto::parse_from_bytes(&laurelc::onnx::to_shape_probe_bytes(&model, 4).unwrap())
+            .unwrap();
+    let g = probe.graph.as_ref().unwrap();
+    assert!(
+        g.initializer.is_empty(),
+        "W (9 elements) must not be carried"
+    );
+    let inputs: Vec<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(inputs, ["x", "W"]);
+    assert_eq!(g.input[1], value("W", &[3, 3]));
+    assert_eq!(g.node, tiny().graph.node);
+    // Below the threshold, nothing changes.
+    let same =
+        ModelProto::parse_from_bytes(&laurelc::onnx::to_shape_probe_bytes(&model, 10).unwrap())
+            .unwrap();
+    assert_eq!(same, tiny());
+}
