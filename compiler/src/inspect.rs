@@ -49,6 +49,8 @@ pub struct ModelSummary {
     pub external_data: bool,
     /// Model-local functions.
     pub functions: usize,
+    /// LAuReL parameters (initializers named `laurel.<block>.<name>`), elements per block.
+    pub laurel_parameters: BTreeMap<u32, u64>,
 }
 
 /// Summarises a model. O(V + E).
@@ -135,7 +137,26 @@ pub fn summarize(model: &Model) -> ModelSummary {
             .map_or(t.raw_data.len() as u64, |b| b as u64);
         parameter_bytes = parameter_bytes.saturating_add(bytes);
     }
+    let mut laurel_parameters = BTreeMap::new();
+    for &n in &g.initializers {
+        let Node::Initializer(init) = &g.dag[n] else {
+            continue;
+        };
+        let block = init
+            .proto
+            .name
+            .strip_prefix("laurel.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(k, _)| k.parse::<u32>().ok());
+        if let Some(k) = block {
+            let elems = init.proto.dims.iter().fold(1u64, |acc, &d| {
+                acc.saturating_mul(u64::try_from(d).unwrap_or(0))
+            });
+            *laurel_parameters.entry(k).or_insert(0) += elems;
+        }
+    }
     ModelSummary {
+        laurel_parameters,
         ir_version: h.ir_version,
         opsets,
         producer,

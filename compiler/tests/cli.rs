@@ -619,3 +619,28 @@ fn blocks_selects_by_stream_range_or_name_and_keeps_block_numbers() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn inspect_reports_laurel_parameters_per_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny_resnet.onnx");
+    let out = dir.path().join("o.onnx");
+    let args = [
+        fixture.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--variant",
+        "lr",
+        "--rank",
+        "3",
+        "--include-projection",
+    ];
+    assert_eq!(laurelc(&args).status.code(), Some(0));
+    let o = laurelc(&["inspect", out.to_str().unwrap(), "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // 2·r·D: D = 8, 8 and 16 (the projection block).
+    assert_eq!(
+        j["laurel_parameters"],
+        serde_json::json!({"0": 48, "1": 48, "2": 96})
+    );
+}

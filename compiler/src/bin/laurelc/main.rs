@@ -527,6 +527,19 @@ fn inspect(a: &InspectArgs) -> Result<()> {
         "external data: {}",
         if s.external_data { "yes" } else { "no" }
     );
+    if !s.laurel_parameters.is_empty() {
+        let total: u64 = s.laurel_parameters.values().sum();
+        let per_block: Vec<String> = s
+            .laurel_parameters
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        println!(
+            "LAuReL parameters: {total} in {} blocks ({})",
+            s.laurel_parameters.len(),
+            per_block.join(", ")
+        );
+    }
     if s.functions > 0 {
         println!("functions: {}", s.functions);
     }
