@@ -49,7 +49,7 @@ pub struct ModelSummary {
     pub external_data: bool,
     /// Model-local functions.
     pub functions: usize,
-    /// LAuReL parameters (initializers named `laurel.<block>.<name>`), elements per block.
+    /// `LAuReL` parameters (initializers named `laurel.<block>.<name>`), elements per block.
     pub laurel_parameters: BTreeMap<u32, u64>,
 }
 
@@ -94,6 +94,27 @@ pub fn summarize(model: &Model) -> ModelSummary {
             ops_with_subgraphs += usize::from(has_subgraphs(&op.proto));
         }
     }
+    let (parameter_count, parameter_bytes, external_data) = parameters(g);
+    let laurel_parameters = laurel_parameters(g);
+    ModelSummary {
+        laurel_parameters,
+        ir_version: h.ir_version,
+        opsets,
+        producer,
+        inputs,
+        outputs,
+        node_count: g.op_count(),
+        op_counts,
+        ops_with_subgraphs,
+        parameter_count,
+        parameter_bytes,
+        external_data,
+        functions: h.functions.len(),
+    }
+}
+
+/// Parameter elements, bytes, and whether external data is used.
+fn parameters(g: &crate::ir::Graph) -> (u64, u64, bool) {
     // Counts saturate: a model may declare absurd dims; a summary must not overflow on them.
     let mut parameter_count = 0u64;
     let mut parameter_bytes = 0u64;
@@ -137,6 +158,11 @@ pub fn summarize(model: &Model) -> ModelSummary {
             .map_or(t.raw_data.len() as u64, |b| b as u64);
         parameter_bytes = parameter_bytes.saturating_add(bytes);
     }
+    (parameter_count, parameter_bytes, external_data)
+}
+
+/// Elements of the `laurel.<block>.*` initializers, per block.
+fn laurel_parameters(g: &crate::ir::Graph) -> BTreeMap<u32, u64> {
     let mut laurel_parameters = BTreeMap::new();
     for &n in &g.initializers {
         let Node::Initializer(init) = &g.dag[n] else {
@@ -155,21 +181,7 @@ pub fn summarize(model: &Model) -> ModelSummary {
             *laurel_parameters.entry(k).or_insert(0) += elems;
         }
     }
-    ModelSummary {
-        laurel_parameters,
-        ir_version: h.ir_version,
-        opsets,
-        producer,
-        inputs,
-        outputs,
-        node_count: g.op_count(),
-        op_counts,
-        ops_with_subgraphs,
-        parameter_count,
-        parameter_bytes,
-        external_data,
-        functions: h.functions.len(),
-    }
+    laurel_parameters
 }
 
 /// The summary of a value's declared type.

@@ -8,7 +8,6 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use laurel_runtime::ModelSource;
 use laurelc::analysis::{ResidualKind, analyse_residuals};
 use onnx_protobuf::GraphProto;
 

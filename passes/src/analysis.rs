@@ -219,6 +219,10 @@ pub struct TensorAnalysis {
     conflicts: Vec<MergeConflict>,
     ill_shaped: Vec<ShapeError>,
     refusals: BTreeMap<(String, Id), Refusal>,
+    /// Per block, the earlier states of its residual stream that PA reads
+    /// (`x_{i−1}, x_{i−2}, …`, nearest first), set by
+    /// [`crate::graph::TensorGraph::record_states`].
+    pub(crate) states: BTreeMap<crate::block::BlockId, Vec<Id>>,
 }
 
 impl TensorAnalysis {
@@ -255,6 +259,13 @@ impl TensorAnalysis {
             *counts.entry(rule.clone()).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// The earlier stream states recorded for `block` (nearest first); empty
+    /// when none were recorded.
+    #[must_use]
+    pub fn states(&self, block: crate::block::BlockId) -> &[Id] {
+        self.states.get(&block).map_or(&[], Vec::as_slice)
     }
 
     pub(crate) fn refuse(&mut self, rule: &str, eclass: Id, why: Refusal) {

@@ -247,6 +247,53 @@ mod tests {
     }
 
     #[test]
+    fn pa_reads_the_recorded_earlier_states() {
+        // y = x + xW (block 0), z = y + yW (block 1, whose earlier state is x).
+        let mut g = graph(&[("x", fixed(&[4, 8])), ("w", fixed(&[8, 8]))]);
+        let y = add(&mut g, "(resadd $x (matmul $x $w))");
+        let z = add(
+            &mut g,
+            "(resadd (resadd $x (matmul $x $w)) (matmul (resadd $x (matmul $x $w)) $w))",
+        );
+        g.tag_block(y, block(0, 1)).unwrap();
+        g.tag_block(z, block(1, 1)).unwrap();
+        let x = add(&mut g, "$x");
+        g.record_states(crate::block::BlockId(1), vec![x]).unwrap();
+        let variant = Variant::RwLrPa {
+            rank: NonZeroU64::new(2).unwrap(),
+        };
+        let report = augment(g, &[y], variant, Limits::default()).unwrap();
+        assert_eq!(
+            report.expr.to_string(),
+            "(+ (* laurel.0.alpha (matmul $x $w)) (* laurel.0.beta (+ $x (* laurel.0.gamma0 \
+             (matmul (matmul $x laurel.0.A0) laurel.0.B0)))))"
+        );
+        let (g, roots) = {
+            let mut g = graph(&[("x", fixed(&[4, 8])), ("w", fixed(&[8, 8]))]);
+            let y = add(&mut g, "(resadd $x (matmul $x $w))");
+            let z = add(
+                &mut g,
+                "(resadd (resadd $x (matmul $x $w)) (matmul (resadd $x (matmul $x $w)) $w))",
+            );
+            g.tag_block(y, block(0, 1)).unwrap();
+            g.tag_block(z, block(1, 1)).unwrap();
+            let x = add(&mut g, "$x");
+            g.record_states(crate::block::BlockId(1), vec![x]).unwrap();
+            (g, [z])
+        };
+        let report = augment(g, &roots, Variant::Pa { h_rank: None }, Limits::default()).unwrap();
+        let text = report.expr.to_string();
+        assert!(
+            text.contains("(* laurel.1.gamma1 $x)")
+                && text.contains("(* laurel.1.gamma0 (+ (+ (matmul $x $w) $x)"),
+            "{text}"
+        );
+        assert_eq!(report.fired.get("resadd-to-pa"), Some(&2));
+        assert_eq!(report.fired.get("expand-pa"), Some(&2));
+        assert!(report.refused.is_empty());
+    }
+
+    #[test]
     fn an_untagged_residual_fails_extraction_with_the_reason() {
         let mut g = graph(&[("x", fixed(&[2, 8])), ("f", fixed(&[2, 8]))]);
         let root = add(&mut g, "(resadd $x $f)");

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use egg::{ENodeOrVar, Id, Language, PatternAst, RecExpr, Subst};
 
 use crate::analysis::{Leaf, TensorAnalysis, TensorData, TensorEGraph, infer};
-use crate::block::Block;
+use crate::block::{Block, BlockId};
 use crate::lang::{OpRef, TensorLang};
 use crate::shape::{Mismatch, ShapeError, TensorType};
 
@@ -304,6 +304,20 @@ impl TensorGraph {
                 Ok(())
             }
         }
+    }
+
+    /// Records the earlier states of `block`'s residual stream that PA reads,
+    /// `x_{i−1}, x_{i−2}, …` (nearest first; `x_i`, the block's own skip, is
+    /// not among them). The rules check their shapes when they use them.
+    ///
+    /// # Errors
+    /// [`GraphError::UnknownId`] for an id that is not a class of this graph.
+    pub fn record_states(&mut self, block: BlockId, states: Vec<Id>) -> Result<(), GraphError> {
+        if let Some(&bad) = states.iter().find(|&&s| !is_id(&self.egraph, s)) {
+            return Err(GraphError::UnknownId(bad));
+        }
+        self.egraph.analysis.states.insert(block, states);
+        Ok(())
     }
 
     /// What the analysis knows of a class.

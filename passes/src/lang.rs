@@ -153,7 +153,7 @@ impl ParamRef {
     }
 
     /// A parameter with a name known to be an identifier (the rules' own).
-    pub(crate) fn named(block: BlockId, name: &'static str) -> Self {
+    pub(crate) fn named(block: BlockId, name: &str) -> Self {
         debug_assert!(is_identifier(name), "{name}");
         Self {
             block,

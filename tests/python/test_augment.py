@@ -1,6 +1,7 @@
 """LAuReL augmentation cross-checks.
 
-* Every augmented model (fixtures and real models, rw and lr at r=4, random
+* Every augmented model (fixtures and real models, every variant at r=4, PA
+  window 3 with h the identity, random
   initialisation so the LAuReL terms are not trivial) passes
   onnx.checker.check_model(full_check=True), and tract (`laurelc run`)
   agrees with onnxruntime on it to rtol 1e-4.
@@ -8,7 +9,16 @@
   from the original model's own activations (read with onnxruntime) and the
   parameters laurelc wrote, matches the augmented model's block output:
   RW  x' = α·f + β·x with (α, β) = 2·softmax(a, b),
-  LR  x' = f + x + B·A·x (channel-last matmuls, channel-first 1×1 convs).
+  LR  x' = f + x + B·A·x (channel-last matmuls, channel-first 1×1 convs),
+  RW+LR  x' = α·f + β·(x + B·A·x).
+* The same for block 2 of tiny_preln_transformer (stream 0, index 2, so PA
+  reads x_2 = its own skip and the skips x_1, x_0 of blocks 1 and 0), with
+  only block 2 augmented (`--blocks 0:2`) so that its inputs are the
+  original model's:
+  PA        x' = f + x + Σ_j γ_j·x_{2−j},
+  RW+PA     x' = α·f + β·(x + Σ_j γ_j·x_{2−j}),
+  LR+PA     x' = f + x + (x·A)·B + Σ_j γ_j·x_{2−j},
+  RW+LR+PA  x' = α·f + β·(x + Σ_j γ_j·(x_{2−j}·A_j)·B_j)   (paper Eq. 6).
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ import laurel_testlib as lt
 # Models with residuals (magika and silero_vad have none).
 AUGMENTABLE = [n for n in lt.all_model_names()
                if n not in ("magika", "silero_vad", "neg_bias_add", "neg_attention_mask_add", "neg_gelu_tanh_add")]
-VARIANTS = ["rw", "lr"]
+VARIANTS = ["rw", "lr", "pa", "rw+lr", "rw+pa", "lr+pa", "rw+lr+pa"]
 
 
 def augment(binary, model, out, variant, *extra):
@@ -65,7 +75,7 @@ def _sigmoid(v):
     return 1.0 / (1.0 + np.exp(-v))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ["rw", "lr", "rw+lr"])
 @pytest.mark.parametrize("name", ["tiny_preln_transformer", "mobilenetv2_block"])
 def test_block_zero_matches_the_papers_formula(name, variant, laurelc_bin, model_path, model_inputs, tmp_path):
     original = model_path(name)
@@ -83,17 +93,72 @@ def test_block_zero_matches_the_papers_formula(name, variant, laurelc_bin, model
     f = acts[block["branch"]].astype(np.float64)
     got = lt.ort_run(_with_outputs(aug, [out_name], tmp_path / "a.onnx"), feeds)[out_name]
     if variant == "rw":
-        a, b = params["laurel.0.a"], params["laurel.0.b"]
-        alpha, beta = 2 * _sigmoid(a - b), 2 * _sigmoid(b - a)   # 2·softmax(a, b)
-        assert abs(alpha + beta - 2) < 1e-12 and abs(alpha - 1) > 1e-3, "random init should move α off 1"
+        alpha, beta = _rw(params, 0)
         want = alpha * f + beta * x
+    elif variant == "lr":
+        want = f + x + _low_rank(params, 0, "A", "B", x, block["axis"])
     else:
-        A, B = params["laurel.0.A"], params["laurel.0.B"]
-        assert np.abs(B).max() > 0, "random init should make B non-zero"
-        if block["axis"] == x.ndim - 1:           # channel-last: x·A·B
-            want = f + x + (x @ A) @ B
-        else:                                      # channel-first: 1×1 convolutions
-            a2, b2 = A.reshape(A.shape[0], A.shape[1]), B.reshape(B.shape[0], B.shape[1])
-            down = np.einsum("rc,nc...->nr...", a2, x)
-            want = f + x + np.einsum("cr,nr...->nc...", b2, down)
+        alpha, beta = _rw(params, 0)
+        want = alpha * f + beta * (x + _low_rank(params, 0, "A", "B", x, block["axis"]))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _rw(params, k):
+    a, b = params[f"laurel.{k}.a"], params[f"laurel.{k}.b"]
+    alpha, beta = 2 * _sigmoid(a - b), 2 * _sigmoid(b - a)   # 2·softmax(a, b)
+    assert abs(alpha + beta - 2) < 1e-12 and abs(alpha - 1) > 1e-3, "random init should move α off 1"
+    return alpha, beta
+
+
+def _low_rank(params, k, a_name, b_name, v, axis):
+    """(v·A)·B along the channel axis: matmuls channel-last, 1×1 convs channel-first."""
+    A, B = params[f"laurel.{k}.{a_name}"], params[f"laurel.{k}.{b_name}"]
+    assert np.abs(B).max() > 0, "B should be non-zero"
+    if axis == v.ndim - 1:
+        return (v @ A) @ B
+    a2, b2 = A.reshape(A.shape[0], A.shape[1]), B.reshape(B.shape[0], B.shape[1])
+    down = np.einsum("rc,nc...->nr...", a2, v)
+    return np.einsum("cr,nr...->nc...", b2, down)
+
+
+@pytest.mark.parametrize("variant", ["pa", "rw+pa", "lr+pa", "rw+lr+pa"])
+def test_block_two_with_earlier_states_matches_the_papers_formula(variant, laurelc_bin, model_path, model_inputs,
+                                                                  tmp_path):
+    name = "tiny_preln_transformer"
+    original = model_path(name)
+    info = json.loads(lt.run_laurelc(laurelc_bin, ["inspect", original, "--json"]).stdout)
+    res = info["residuals"]
+    block = res[2]
+    assert (block["stream"], block["index"]) == (0, 2)
+    earlier = [r for r in res if r["stream"] == 0 and r["index"] < 2]
+    assert [r["index"] for r in earlier] == [0, 1] and all(r["shape"] == block["shape"] for r in earlier)
+    add = next(n for n in onnx.load(str(original)).graph.node if n.name == block["node"])
+    out_name = add.output[0]
+    aug = tmp_path / "aug.onnx"
+    augment(laurelc_bin, original, aug, variant, "--blocks", "0:2")
+    params = {t.name: numpy_helper.to_array(t).astype(np.float64)
+              for t in onnx.load(str(aug)).graph.initializer if t.name.startswith("laurel.")}
+    assert all(n.startswith("laurel.2.") or n == "laurel.two" for n in params), sorted(params)
+    feeds = model_inputs(name)
+    wanted = [block["skip"], block["branch"], res[1]["skip"], res[0]["skip"]]
+    acts = lt.ort_run(_with_outputs(original, wanted, tmp_path / "o.onnx"), feeds)
+    x, f, x1, x0 = (acts[n].astype(np.float64) for n in wanted)
+    states = [x, x1, x0]                      # x_{2−j}, j = 0, 1, 2
+    gammas = [params[f"laurel.2.gamma{j}"] for j in range(3)]
+    assert f"laurel.2.gamma3" not in params
+    assert all(abs(g) > 1e-4 for g in gammas), "random init should make γ non-zero"
+    got = lt.ort_run(_with_outputs(aug, [out_name], tmp_path / "a.onnx"), feeds)[out_name]
+    axis = block["axis"]
+    pa = sum(g * s for g, s in zip(gammas, states))
+    if variant == "pa":
+        want = f + x + pa
+    elif variant == "rw+pa":
+        alpha, beta = _rw(params, 2)
+        want = alpha * f + beta * (x + pa)
+    elif variant == "lr+pa":
+        want = f + x + _low_rank(params, 2, "A", "B", x, axis) + pa
+    else:
+        alpha, beta = _rw(params, 2)
+        eq6 = sum(g * _low_rank(params, 2, f"A{j}", f"B{j}", s, axis) for j, (g, s) in enumerate(zip(gammas, states)))
+        want = alpha * f + beta * (x + eq6)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -1,5 +1,6 @@
 //! `LAuReL` augmentation end to end: every fixture and every public real model,
-//! RW (all three parametrisations) and LR at r = 4. At identity
+//! RW (all three parametrisations), LR, PA (h the identity and low rank),
+//! RW+LR, RW+PA, LR+PA and RW+LR+PA at r = 4, PA window 3. At identity
 //! initialisation the augmented model computes what the original did
 //! (`check` at rtol 1e-4, atol 1e-5 on tract); at random initialisation it
 //! does not; parameter counts follow the paper's formulas.
@@ -99,21 +100,32 @@ fn models() -> Vec<(String, PathBuf, serde_json::Value)> {
 #[test]
 fn identity_initialisation_preserves_the_function() {
     let dir = tempfile::tempdir().unwrap();
+    // (variant, RW parametrisation, PA's h rank)
     let variants = [
-        (VariantName::Rw, RwParam::Softmax),
-        (VariantName::Rw, RwParam::Sigmoid),
-        (VariantName::Rw, RwParam::Raw),
-        (VariantName::Lr, RwParam::Softmax),
+        (VariantName::Rw, RwParam::Softmax, 0),
+        (VariantName::Rw, RwParam::Sigmoid, 0),
+        (VariantName::Rw, RwParam::Raw, 0),
+        (VariantName::Lr, RwParam::Softmax, 0),
+        (VariantName::Pa, RwParam::Softmax, 0),
+        (VariantName::Pa, RwParam::Softmax, 2),
+        (VariantName::RwLr, RwParam::Softmax, 0),
+        (VariantName::RwPa, RwParam::Sigmoid, 0),
+        (VariantName::RwPa, RwParam::Raw, 2),
+        (VariantName::LrPa, RwParam::Softmax, 0),
+        (VariantName::LrPa, RwParam::Softmax, 2),
+        (VariantName::RwLrPa, RwParam::Softmax, 0),
     ];
     for (name, path, run) in models() {
-        for (variant, rw_param) in variants {
+        for (variant, rw_param, pa_rank) in variants {
             let out = dir
                 .path()
-                .join(format!("{name}-{variant:?}-{rw_param:?}.onnx"));
+                .join(format!("{name}-{variant:?}-{rw_param:?}-{pa_rank}.onnx"));
             let opts = AugmentOptions {
                 variant,
                 rw_param,
                 rank: 4,
+                pa_window: 3,
+                pa_rank,
                 include_projection: true,
                 ..AugmentOptions::default()
             };
@@ -121,7 +133,7 @@ fn identity_initialisation_preserves_the_function() {
             assert!(!report.blocks.is_empty(), "{name}: nothing augmented");
             assert!(
                 same_function(&path, &out, &run),
-                "{name} {variant:?} {rw_param:?}: the function changed"
+                "{name} {variant:?} {rw_param:?} pa-rank {pa_rank}: the function changed"
             );
         }
     }
@@ -131,15 +143,27 @@ fn identity_initialisation_preserves_the_function() {
 fn random_initialisation_changes_the_function() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = laurel_tests::fixtures_dir();
-    for variant in [VariantName::Rw, VariantName::Lr] {
+    for (variant, pa_rank) in [
+        (VariantName::Rw, 0),
+        (VariantName::Lr, 0),
+        (VariantName::Pa, 0),
+        (VariantName::Pa, 2),
+        (VariantName::RwLr, 0),
+        (VariantName::RwPa, 0),
+        (VariantName::LrPa, 2),
+        (VariantName::RwLrPa, 0),
+    ] {
         for name in ["tiny_resnet", "tiny_preln_transformer"] {
             let path = fixtures.join(format!("{name}.onnx"));
-            let out = dir.path().join(format!("{name}-{variant:?}.onnx"));
+            let out = dir
+                .path()
+                .join(format!("{name}-{variant:?}-{pa_rank}.onnx"));
             augment(
                 &path,
                 &out,
                 AugmentOptions {
                     variant,
+                    pa_rank,
                     init: InitMode::Random,
                     seed: 7,
                     ..AugmentOptions::default()
@@ -147,7 +171,7 @@ fn random_initialisation_changes_the_function() {
             );
             assert!(
                 !same_function(&path, &out, &serde_json::Value::Null),
-                "{name} {variant:?}: random init changed nothing"
+                "{name} {variant:?} pa-rank {pa_rank}: random init changed nothing"
             );
         }
     }
@@ -213,4 +237,128 @@ fn parameter_counts_follow_the_formulas() {
             "laurel.2.B[16, 3, 1, 1]",
         ]
     );
+}
+
+#[test]
+fn pa_and_combined_parameter_counts_follow_the_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = laurel_tests::fixtures_dir().join("tiny_resnet.onnx");
+    let out = dir.path().join("o.onnx");
+    // tiny_resnet's identity blocks 0 and 1 are one stream at D = 8 with the
+    // same shape: block 0 has k = 1 PA term (its own skip), block 1 has
+    // k = 2 (its skip and block 0's) under a window of 3.
+    let count = |variant, rw_param, pa_window, pa_rank| {
+        let r = augment(
+            &path,
+            &out,
+            AugmentOptions {
+                variant,
+                rw_param,
+                rank: 4,
+                pa_window,
+                pa_rank,
+                ..AugmentOptions::default()
+            },
+        );
+        let per_block: Vec<u64> = r.blocks.iter().map(|b| b.parameters).collect();
+        assert_eq!(per_block.iter().sum::<u64>(), r.parameters_added);
+        per_block
+    };
+    let (d, r) = (8, 4);
+    let soft = RwParam::Softmax;
+    // PA, h = id: k.
+    assert_eq!(count(VariantName::Pa, soft, 3, 0), [1, 2]);
+    assert_eq!(count(VariantName::Pa, soft, 1, 0), [1, 1]);
+    // PA, low-rank h of rank 2 shared across j: k + 2·2·D.
+    assert_eq!(
+        count(VariantName::Pa, soft, 3, 2),
+        [1 + 2 * 2 * d, 2 + 2 * 2 * d]
+    );
+    // RW+LR: 2 + 2rD (1 + 2rD with a sigmoid).
+    assert_eq!(count(VariantName::RwLr, soft, 3, 0), [2 + 2 * r * d; 2]);
+    assert_eq!(
+        count(VariantName::RwLr, RwParam::Sigmoid, 3, 0),
+        [1 + 2 * r * d; 2]
+    );
+    // RW+PA: 2 + k (+ 2r'D).
+    assert_eq!(count(VariantName::RwPa, soft, 3, 0), [2 + 1, 2 + 2]);
+    assert_eq!(
+        count(VariantName::RwPa, RwParam::Sigmoid, 3, 0),
+        [1 + 1, 1 + 2]
+    );
+    assert_eq!(
+        count(VariantName::RwPa, RwParam::Raw, 3, 2),
+        [2 + 1 + 2 * 2 * d, 2 + 2 + 2 * 2 * d]
+    );
+    // LR+PA: 2rD + k (+ 2r'D).
+    assert_eq!(
+        count(VariantName::LrPa, soft, 3, 0),
+        [2 * r * d + 1, 2 * r * d + 2]
+    );
+    assert_eq!(
+        count(VariantName::LrPa, soft, 3, 2),
+        [2 * r * d + 1 + 2 * 2 * d, 2 * r * d + 2 + 2 * 2 * d]
+    );
+    // RW+LR+PA (Eq. 6): 2 + k + 2rkD (1 + k + 2rkD with a sigmoid).
+    assert_eq!(
+        count(VariantName::RwLrPa, soft, 3, 0),
+        [2 + 1 + 2 * r * d, 2 + 2 + 2 * r * 2 * d]
+    );
+    assert_eq!(
+        count(VariantName::RwLrPa, RwParam::Sigmoid, 2, 0),
+        [1 + 1 + 2 * r * d, 1 + 2 + 2 * r * 2 * d]
+    );
+    // The initializers of the last file, by name and shape.
+    let model = laurelc::onnx::import_path(&out).unwrap();
+    let mut names: Vec<String> = model
+        .graph
+        .initializers
+        .iter()
+        .filter_map(|&n| match &model.graph.dag[n] {
+            laurelc::ir::Node::Initializer(i) if i.proto.name.starts_with("laurel.") => {
+                Some(format!("{}{:?}", i.proto.name, i.proto.dims))
+            }
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "laurel.0.A0[4, 8, 1, 1]",
+            "laurel.0.B0[8, 4, 1, 1]",
+            "laurel.0.gamma0[]",
+            "laurel.0.p[]",
+            "laurel.1.A0[4, 8, 1, 1]",
+            "laurel.1.A1[4, 8, 1, 1]",
+            "laurel.1.B0[8, 4, 1, 1]",
+            "laurel.1.B1[8, 4, 1, 1]",
+            "laurel.1.gamma0[]",
+            "laurel.1.gamma1[]",
+            "laurel.1.p[]",
+            "laurel.two[]",
+        ]
+    );
+}
+
+#[test]
+fn pa_reads_earlier_states_of_the_same_stream() {
+    // tiny_preln_transformer: four blocks in one stream, all [1, 8, 16]:
+    // k = 1, 2, 3, 3 with a window of 3, 1, 2, 2, 2 with a window of 2.
+    let dir = tempfile::tempdir().unwrap();
+    let path = laurel_tests::fixtures_dir().join("tiny_preln_transformer.onnx");
+    let out = dir.path().join("o.onnx");
+    for (window, ks) in [(3, [1, 2, 3, 3]), (2, [1, 2, 2, 2]), (1, [1, 1, 1, 1])] {
+        let r = augment(
+            &path,
+            &out,
+            AugmentOptions {
+                variant: VariantName::Pa,
+                pa_window: window,
+                ..AugmentOptions::default()
+            },
+        );
+        let per_block: Vec<u64> = r.blocks.iter().map(|b| b.parameters).collect();
+        assert_eq!(per_block, ks, "window {window}");
+    }
 }

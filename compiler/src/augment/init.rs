@@ -7,6 +7,8 @@
 //! | RW sigmoid p | 0 | N(0, 0.5²) |
 //! | LR `A` (down-projection) | Xavier-uniform for conv nets (channel-first), column-orthogonal for channel-last (transformers): `A[i][j] = 1/√(rD)` when `i mod r = j`, else 0 | the same |
 //! | LR `B` (up-projection) | 0, as in `LoRA` | U(−0.1, 0.1) |
+//! | PA `γ_j` | 0 | U(−0.5, 0.5) |
+//! | PA's low-rank `h` (`A`/`B`, or `hA`/`hB` in LR+PA) and RW+LR+PA's `A_j`, `B_j` | `A` as LR's; `B` U(−0.1, 0.1) (γ = 0 keeps the function; a zero `B` too would leave γ no gradient) | the same |
 //!
 //! Every block draws from its own generator, seeded from the seed and the
 //! block number, so values do not depend on which other blocks exist.
@@ -45,6 +47,15 @@ pub fn rw_logit(mode: InitMode, rng: &mut StdRng) -> f32 {
     match mode {
         InitMode::Identity => 0.0,
         InitMode::Random => normal(rng, 0.5),
+    }
+}
+
+/// PA's `γ_j`.
+#[must_use]
+pub fn pa_gamma(mode: InitMode, rng: &mut StdRng) -> f32 {
+    match mode {
+        InitMode::Identity => 0.0,
+        InitMode::Random => rng.random_range(-0.5..0.5),
     }
 }
 
@@ -103,6 +114,8 @@ mod tests {
         let mut g = rng(0, 0, 0);
         assert_eq!(rw_raw(InitMode::Identity, &mut g), 1.0);
         assert_eq!(rw_logit(InitMode::Identity, &mut g), 0.0);
+        assert_eq!(pa_gamma(InitMode::Identity, &mut g), 0.0);
+        assert_ne!(pa_gamma(InitMode::Random, &mut g), 0.0);
         assert!(
             lr_up(3, 2, InitMode::Identity, &mut g)
                 .iter()

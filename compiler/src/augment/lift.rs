@@ -59,8 +59,8 @@ impl Builder<'_> {
             self.g.initializers.push(n);
             self.producers.insert(name.into(), (n, 0));
             if self.initializers_are_inputs {
-                let shape: Vec<String> = dims.iter().map(ToString::to_string).collect();
-                let input = self.g.dag.add_node(Node::Input(float_input(name, &shape)));
+                let decl = crate::onnx::export::tensor_input(&proto_decl(name, dims));
+                let input = self.g.dag.add_node(Node::Input(decl));
                 self.g.inputs.push(input);
                 self.producers.insert(name.into(), (input, 0));
             }
@@ -112,32 +112,13 @@ impl Builder<'_> {
     }
 }
 
-/// A float32 graph input declaration with a static shape.
-fn float_input(name: &str, dims: &[String]) -> onnx_protobuf::ValueInfoProto {
-    use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
-    use onnx_protobuf::type_proto::{Tensor as TensorType, Value as TypeValue};
-    let shape = onnx_protobuf::TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|d| Dimension {
-                value: Some(dimension::Value::DimValue(d.parse().unwrap_or(0))),
-                ..Dimension::default()
-            })
-            .collect(),
-        ..onnx_protobuf::TensorShapeProto::default()
-    };
-    onnx_protobuf::ValueInfoProto {
+/// A float32 tensor header (no data) named `name` with `dims`.
+fn proto_decl(name: &str, dims: &[i64]) -> TensorProto {
+    TensorProto {
         name: name.into(),
-        type_: Some(onnx_protobuf::TypeProto {
-            value: Some(TypeValue::TensorType(TensorType {
-                elem_type: 1,
-                shape: Some(shape).into(),
-                ..TensorType::default()
-            })),
-            ..onnx_protobuf::TypeProto::default()
-        })
-        .into(),
-        ..onnx_protobuf::ValueInfoProto::default()
+        dims: dims.to_vec(),
+        data_type: 1,
+        ..TensorProto::default()
     }
 }
 
@@ -163,8 +144,53 @@ fn param(
         return Ok(full);
     }
     let two = || -> [f32; 1] { [2.0] };
-    match (opts.variant, name) {
-        (VariantName::Rw, "alpha" | "beta") => match opts.rw_param {
+    let v = opts.variant;
+    if let Some(j) = name
+        .strip_prefix("gamma")
+        .and_then(|j| j.parse::<u64>().ok())
+    {
+        if !v.has_pa() {
+            return Err(err(format!("unexpected parameter `{full}`")));
+        }
+        let g = init::pa_gamma(opts.init, &mut init::rng(opts.seed, block, 100 + j));
+        return Ok(b.initializer(&full, &[], &[g]));
+    }
+    // Low-rank factors: (down?, rank, up factor zero at identity?, salt).
+    let pa_h = |down: bool| (down, opts.pa_rank, false, if down { 40 } else { 41 });
+    let factor = match (name, v) {
+        ("A" | "B", VariantName::Lr | VariantName::RwLr | VariantName::LrPa) => Some((
+            name == "A",
+            opts.rank,
+            true,
+            if name == "A" { 30 } else { 31 },
+        )),
+        ("A" | "B", VariantName::Pa | VariantName::RwPa) => Some(pa_h(name == "A")),
+        ("hA" | "hB", VariantName::LrPa) => Some(pa_h(name == "hA")),
+        (_, VariantName::RwLrPa) if name != "alpha" && name != "beta" => {
+            let (down, j) = match name.split_at(1) {
+                ("A", j) => (true, j.parse::<u64>().ok()),
+                ("B", j) => (false, j.parse::<u64>().ok()),
+                _ => (false, None),
+            };
+            let j = j.ok_or_else(|| err(format!("unexpected parameter `{full}`")))?;
+            Some((down, opts.rank, false, 200 + 2 * j + u64::from(!down)))
+        }
+        _ => None,
+    };
+    if let Some((down, rank, lora_zero, salt)) = factor {
+        return low_rank_factor(
+            b,
+            ctx,
+            &full,
+            down,
+            rank,
+            lora_zero,
+            &mut init::rng(opts.seed, block, salt),
+            opts,
+        );
+    }
+    match name {
+        "alpha" | "beta" if v.has_rw() => match opts.rw_param {
             RwParam::Raw => {
                 let v = init::rw_raw(
                     opts.init,
@@ -198,58 +224,65 @@ fn param(
                 Ok(b.op(k, "Mul", &[&s, &two], Some(&full))?.1)
             }
         },
-        (VariantName::Lr, "A" | "B") => {
-            let (c, r) = (
-                ctx.channels,
-                usize::try_from(opts.rank).map_err(|_| err("rank too large"))?,
-            );
-            let (ci, ri) = (
-                i64::try_from(c).map_err(|_| err("D too large"))?,
-                i64::try_from(r).map_err(|_| err("rank too large"))?,
-            );
-            let mut rng = init::rng(opts.seed, block, if name == "A" { 30 } else { 31 });
-            match ctx.layout {
-                Some(Layout::ChannelLast) => {
-                    // x·A: A is [D, r]; (x·A)·B: B is [r, D].
-                    if name == "A" {
-                        Ok(b.initializer(&full, &[ci, ri], &init::lr_down(c, r, true, &mut rng)))
-                    } else {
-                        Ok(
-                            b.initializer(
-                                &full,
-                                &[ri, ci],
-                                &init::lr_up(c, r, opts.init, &mut rng),
-                            ),
-                        )
-                    }
-                }
-                Some(Layout::ChannelFirst) => {
-                    // 1×1 convolutions: weights [out, in, 1, …, 1].
-                    let spatial = ctx.residual.shape.len().saturating_sub(2);
-                    let (out, inp, values) = if name == "A" {
-                        (
-                            ri,
-                            ci,
-                            transpose(&init::lr_down(c, r, false, &mut rng), c, r),
-                        )
-                    } else {
-                        (
-                            ci,
-                            ri,
-                            transpose(&init::lr_up(c, r, opts.init, &mut rng), r, c),
-                        )
-                    };
-                    let mut dims = vec![out, inp];
-                    dims.extend(std::iter::repeat_n(1, spatial));
-                    Ok(b.initializer(&full, &dims, &values))
-                }
-                None => Err(err(format!(
-                    "block {k}: no low-rank layout for axis {}",
-                    ctx.residual.axis
-                ))),
+        _ => Err(err(format!("unexpected parameter `{full}`"))),
+    }
+}
+
+/// A low-rank factor of rank `r`: the down-projection `A` (`down`) or the
+/// up-projection `B`, zero at identity init when `lora_zero` (LR's `B`),
+/// else small seeded values (PA's factors, whose γ are zero).
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+fn low_rank_factor(
+    b: &mut Builder<'_>,
+    ctx: &BlockCtx<'_>,
+    full: &str,
+    down: bool,
+    rank: u64,
+    lora_zero: bool,
+    rng: &mut rand::rngs::StdRng,
+    opts: &AugmentOptions,
+) -> Result<String> {
+    let (c, r) = (
+        ctx.channels,
+        usize::try_from(rank).map_err(|_| err("rank too large"))?,
+    );
+    if r == 0 {
+        return Err(err(format!("{full}: rank 0")));
+    }
+    let (ci, ri) = (
+        i64::try_from(c).map_err(|_| err("D too large"))?,
+        i64::try_from(r).map_err(|_| err("rank too large"))?,
+    );
+    let up_mode = if lora_zero {
+        opts.init
+    } else {
+        super::InitMode::Random
+    };
+    match ctx.layout {
+        Some(Layout::ChannelLast) => {
+            // x·A: A is [D, r]; (x·A)·B: B is [r, D].
+            if down {
+                Ok(b.initializer(full, &[ci, ri], &init::lr_down(c, r, true, rng)))
+            } else {
+                Ok(b.initializer(full, &[ri, ci], &init::lr_up(c, r, up_mode, rng)))
             }
         }
-        _ => Err(err(format!("unexpected parameter `{full}`"))),
+        Some(Layout::ChannelFirst) => {
+            // 1×1 convolutions: weights [out, in, 1, …, 1].
+            let spatial = ctx.residual.shape.len().saturating_sub(2);
+            let (out, inp, values) = if down {
+                (ri, ci, transpose(&init::lr_down(c, r, false, rng), c, r))
+            } else {
+                (ci, ri, transpose(&init::lr_up(c, r, up_mode, rng), r, c))
+            };
+            let mut dims = vec![out, inp];
+            dims.extend(std::iter::repeat_n(1, spatial));
+            Ok(b.initializer(full, &dims, &values))
+        }
+        None => Err(err(format!(
+            "block {}: no low-rank layout for axis {}",
+            ctx.k, ctx.residual.axis
+        ))),
     }
 }
 
@@ -258,6 +291,27 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols * rows)
         .map(|k| m[(k % rows) * cols + k / rows])
         .collect()
+}
+
+/// Estimated FLOPs a block adds: `e` elements, `k` PA terms; a low-rank
+/// map of rank `r` costs `4·e·r` (two products), an elementwise op `e`.
+fn flops(opts: &AugmentOptions, e: u64, k: u64) -> u64 {
+    let lr = |r: u64| 4 * e * r;
+    let h = if opts.pa_rank > 0 {
+        lr(opts.pa_rank)
+    } else {
+        0
+    };
+    let pa = k * (2 * e + h);
+    match opts.variant {
+        VariantName::Rw => 2 * e,
+        VariantName::Lr => lr(opts.rank) + e,
+        VariantName::Pa => pa,
+        VariantName::RwLr => 2 * e + lr(opts.rank) + e,
+        VariantName::RwPa => 2 * e + e + pa,
+        VariantName::LrPa => lr(opts.rank) + e + pa,
+        VariantName::RwLrPa => 2 * e + e + k * (2 * e + lr(opts.rank)),
+    }
 }
 
 /// Replaces each residual's add by its extracted term; returns per-block reports.
@@ -396,10 +450,14 @@ pub fn lift(
             .iter()
             .map(|d| d.parse::<u64>().unwrap_or(1))
             .product();
-        let flops = match opts.variant {
-            VariantName::Rw => 2 * elems,
-            VariantName::Lr => 4 * elems * opts.rank + elems,
-        };
+        let pa_terms = b.g.initializers[before..]
+            .iter()
+            .filter(|&&n| {
+                matches!(&b.g.dag[n], Node::Initializer(i)
+                    if i.proto.name.starts_with(&format!("laurel.{k}.gamma")))
+            })
+            .count() as u64;
+        let flops = flops(opts, elems, pa_terms);
         blocks.push(BlockReport {
             block: u32::try_from(k).unwrap_or(u32::MAX),
             node: r.name.clone(),

@@ -15,10 +15,28 @@
 //!
 //! At `--init identity` the result computes exactly what the original did:
 //! RW's α = β = 1 (raw), `a = b = 0` (softmax: α = 2σ(a−b), β = 2σ(b−a)) or
-//! `p = 0` (sigmoid: α = 2σ(p), β = 2σ(−p)); LR's `B` is zero.
+//! `p = 0` (sigmoid: α = 2σ(p), β = 2σ(−p)); LR's `B` is zero; PA's γ are
+//! zero (so PA's low-rank `B` factors need not be, and are not: a zero γ
+//! next to a zero `B` would have no gradient).
 //!
-//! PA and the combined variants are not implemented yet; asking for them is
-//! an error ([`AugmentOptions::variant`]).
+//! PA reads earlier states of the block's residual stream: the skip inputs
+//! of the earlier residuals of the same stream (by the analysis's `stream`
+//! and `index`, selected or not) with the same shape and element type,
+//! nearest first, at most `pa_window − 1` of them ([`lower`]).
+//!
+//! Parameters per block (D channels, r = `rank`, r' = `pa_rank`, k the
+//! block's number of PA terms, at most `pa_window`; RW is 2 scalars, 1 with
+//! `--rw-param sigmoid`):
+//!
+//! | variant | parameters |
+//! |---|---|
+//! | rw | 2 (1) |
+//! | lr | 2rD |
+//! | pa | k, or k + 2r'D |
+//! | rw+lr | 2 + 2rD |
+//! | rw+pa | 2 + k, or 2 + k + 2r'D |
+//! | lr+pa | 2rD + k, or 2rD + k + 2r'D |
+//! | rw+lr+pa | 2 + k + 2rkD |
 
 pub mod init;
 pub mod lift;
@@ -36,12 +54,71 @@ use crate::ir::Model;
 
 /// The `LAuReL` variant to apply, as the CLI names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
 pub enum VariantName {
     /// α·f + β·x.
+    #[serde(rename = "rw")]
     Rw,
     /// f + x + (x·A)·B.
+    #[serde(rename = "lr")]
     Lr,
+    /// `f + x + Σ_j γ_j·h(x_{i−j})`.
+    #[serde(rename = "pa")]
+    Pa,
+    /// α·f + β·(x + (x·A)·B).
+    #[serde(rename = "rw+lr")]
+    RwLr,
+    /// `α·f + β·(x + Σ_j γ_j·h(x_{i−j}))`.
+    #[serde(rename = "rw+pa")]
+    RwPa,
+    /// `f + x + (x·A)·B + Σ_j γ_j·h(x_{i−j})`.
+    #[serde(rename = "lr+pa")]
+    LrPa,
+    /// `α·f + β·(x + Σ_j γ_j·(x_{i−j}·A_j)·B_j)` (the paper's Eq. 6).
+    #[serde(rename = "rw+lr+pa")]
+    RwLrPa,
+}
+
+impl std::fmt::Display for VariantName {
+    /// The CLI's name of the variant (`rw`, `rw+lr+pa`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Rw => "rw",
+            Self::Lr => "lr",
+            Self::Pa => "pa",
+            Self::RwLr => "rw+lr",
+            Self::RwPa => "rw+pa",
+            Self::LrPa => "lr+pa",
+            Self::RwLrPa => "rw+lr+pa",
+        })
+    }
+}
+
+impl VariantName {
+    /// Whether the variant has RW's α and β.
+    #[must_use]
+    pub fn has_rw(self) -> bool {
+        matches!(self, Self::Rw | Self::RwLr | Self::RwPa | Self::RwLrPa)
+    }
+
+    /// Whether the variant reads earlier stream states (PA).
+    #[must_use]
+    pub fn has_pa(self) -> bool {
+        matches!(self, Self::Pa | Self::RwPa | Self::LrPa | Self::RwLrPa)
+    }
+
+    /// Whether the variant has LR's `A`, `B` on `x` (not RW+LR+PA, whose
+    /// factors are per state).
+    #[must_use]
+    pub fn has_lr(self) -> bool {
+        matches!(self, Self::Lr | Self::RwLr | Self::LrPa)
+    }
+
+    /// Whether the variant needs low-rank factors with `opts`, hence a
+    /// known channel count and a layout.
+    #[must_use]
+    pub fn needs_channels(self, opts: &AugmentOptions) -> bool {
+        self.has_lr() || self == Self::RwLrPa || (self.has_pa() && opts.pa_rank > 0)
+    }
 }
 
 impl FromStr for VariantName {
@@ -50,9 +127,11 @@ impl FromStr for VariantName {
         match s {
             "rw" => Ok(Self::Rw),
             "lr" => Ok(Self::Lr),
-            "pa" | "rw+lr" | "rw+pa" | "lr+pa" | "rw+lr+pa" => Err(format!(
-                "variant `{s}` is not implemented yet (available: rw, lr)"
-            )),
+            "pa" => Ok(Self::Pa),
+            "rw+lr" => Ok(Self::RwLr),
+            "rw+pa" => Ok(Self::RwPa),
+            "lr+pa" => Ok(Self::LrPa),
+            "rw+lr+pa" => Ok(Self::RwLrPa),
             _ => Err(format!(
                 "unknown variant `{s}` (expected rw, lr, pa, rw+lr, rw+pa, lr+pa or rw+lr+pa)"
             )),
@@ -116,8 +195,14 @@ impl FromStr for InitMode {
 pub struct AugmentOptions {
     /// The variant.
     pub variant: VariantName,
-    /// LR's rank `r`.
+    /// LR's rank `r` (also the rank of RW+LR+PA's per-state `A_j`, `B_j`).
     pub rank: u64,
+    /// PA's window `k`: the block's own skip and at most `k − 1` earlier
+    /// states of its stream (`--pa-window`, at least 1).
+    pub pa_window: usize,
+    /// PA's `h`: 0 for the identity, else the rank of the low-rank map
+    /// shared across `j` (`--pa-rank`; not used by RW+LR+PA).
+    pub pa_rank: u64,
     /// RW's parametrisation.
     pub rw_param: RwParam,
     /// Initial values.
@@ -137,6 +222,8 @@ impl Default for AugmentOptions {
         Self {
             variant: VariantName::Rw,
             rank: 4,
+            pa_window: 3,
+            pa_rank: 0,
             rw_param: RwParam::default(),
             init: InitMode::default(),
             seed: 0,
@@ -181,6 +268,35 @@ pub struct AugmentReport {
     pub stop: String,
 }
 
+/// The e-graph pass's variant for `opts`.
+fn passes_variant(opts: &AugmentOptions) -> Result<laurel_passes::rules::Variant> {
+    use laurel_passes::rules::Variant;
+    use std::num::NonZeroU64;
+    let rank = || {
+        NonZeroU64::new(opts.rank).ok_or_else(|| Error::Augment {
+            message: "--rank must be at least 1".into(),
+        })
+    };
+    if opts.variant.has_pa() && opts.pa_window == 0 {
+        return Err(Error::Augment {
+            message: "--pa-window must be at least 1".into(),
+        });
+    }
+    let h_rank = NonZeroU64::new(opts.pa_rank);
+    Ok(match opts.variant {
+        VariantName::Rw => Variant::Rw,
+        VariantName::Lr => Variant::Lr { rank: rank()? },
+        VariantName::Pa => Variant::Pa { h_rank },
+        VariantName::RwLr => Variant::RwLr { rank: rank()? },
+        VariantName::RwPa => Variant::RwPa { h_rank },
+        VariantName::LrPa => Variant::LrPa {
+            rank: rank()?,
+            h_rank,
+        },
+        VariantName::RwLrPa => Variant::RwLrPa { rank: rank()? },
+    })
+}
+
 /// Augments the given residuals of `model` in place.
 ///
 /// # Errors
@@ -203,7 +319,7 @@ pub fn augment_model(
                 Some("projection shortcut (pass --include-projection)")
             } else if r.dtype.as_deref() != Some("f32") {
                 Some("not float32")
-            } else if opts.variant == VariantName::Lr && r.channels.is_none() {
+            } else if opts.variant.needs_channels(opts) && r.channels.is_none() {
                 Some("symbolic channel count")
             } else {
                 None
@@ -226,15 +342,9 @@ pub fn augment_model(
             stop: StopReport::NotRun.to_string(),
         });
     }
-    let lowered = lower::lower(&selected).map_err(|e| Error::Augment { message: e })?;
-    let variant = match opts.variant {
-        VariantName::Rw => laurel_passes::rules::Variant::Rw,
-        VariantName::Lr => laurel_passes::rules::Variant::Lr {
-            rank: std::num::NonZeroU64::new(opts.rank).ok_or_else(|| Error::Augment {
-                message: "--rank must be at least 1".into(),
-            })?,
-        },
-    };
+    let lowered =
+        lower::lower(&selected, residuals, opts).map_err(|e| Error::Augment { message: e })?;
+    let variant = passes_variant(opts)?;
     let report =
         laurel_passes::augment::augment(lowered.graph, &lowered.roots, variant, opts.limits)
             .map_err(|e| Error::Augment {

@@ -500,7 +500,8 @@ pub fn to_shape_probe_bytes(model: &Model, min_elements: u64) -> Result<Vec<u8>>
 }
 
 /// A graph input declaring a tensor's type and shape.
-fn tensor_input(t: &TensorProto) -> onnx_protobuf::ValueInfoProto {
+#[must_use]
+pub fn tensor_input(t: &TensorProto) -> onnx_protobuf::ValueInfoProto {
     use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
     use onnx_protobuf::type_proto::{Tensor as TensorType, Value as TypeValue};
     let shape = onnx_protobuf::TensorShapeProto {

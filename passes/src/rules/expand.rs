@@ -5,15 +5,137 @@
 //! of the block the term belongs to (its class's block tag and rank, see
 //! [`Layout::of`]): [`channel_axis_is_last`] and [`channel_axis_is_first`]
 //! are the guards. A `LAuReL` term without a block tag does not expand to a
-//! low-rank form. `laurel-pa` has no expansion yet (it is not produced yet).
+//! low-rank form.
 //!
-//! Complexity: O(1) per match plus the checked instantiation.
+//! `expand-pa` is variadic (`laurel-pa` has `2 + 2k` children), which a
+//! pattern cannot say, so it is a searcher of its own ([`LaurelPaSearcher`],
+//! binding child `i` to the numbered variable `i`) with a checked applier
+//! ([`ExpandPa`]):
+//!
+//! ```text
+//! expand-pa  (laurel-pa ?f ?x ?g0 ?h0 … ?gk ?hk)  =>  (+ (+ ?f ?x) (+ … (+ (* ?g0 ?h0) (* ?g1 ?h1)) … (* ?gk ?hk)))
+//!            f + x + Σ_j γ_j·h_j                     (+ ?f ?x) when k = 0
+//! ```
+//!
+//! Complexity: O(1) per match (O(k) for `expand-pa`) plus the checked
+//! instantiation.
 
-use egg::{Id, Subst};
+use std::borrow::Cow;
+
+use egg::{
+    Applier, ENodeOrVar, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol,
+    Var,
+};
 
 use super::{RuleError, TensorRewrite, rule};
-use crate::analysis::TensorEGraph;
+use crate::analysis::{Refusal, TensorAnalysis, TensorEGraph};
 use crate::block::Layout;
+use crate::checked::apply_checked;
+use crate::lang::TensorLang;
+
+/// Matches every `laurel-pa` e-node, binding child `i` to `Var::from(i)`.
+#[derive(Debug, Clone, Copy)]
+pub struct LaurelPaSearcher;
+
+fn child_var(i: usize) -> Var {
+    Var::from(u32::try_from(i).unwrap_or(u32::MAX))
+}
+
+impl Searcher<TensorLang, TensorAnalysis> for LaurelPaSearcher {
+    fn search_eclass_with_limit(
+        &self,
+        egraph: &TensorEGraph,
+        eclass: Id,
+        limit: usize,
+    ) -> Option<SearchMatches<'_, TensorLang>> {
+        let substs: Vec<Subst> = egraph[eclass]
+            .nodes
+            .iter()
+            .filter(|n| matches!(n, TensorLang::LaurelPa(_)))
+            .take(limit)
+            .map(|n| {
+                let mut subst = Subst::default();
+                for (i, &c) in n.children().iter().enumerate() {
+                    subst.insert(child_var(i), c);
+                }
+                subst
+            })
+            .collect();
+        (!substs.is_empty()).then_some(SearchMatches {
+            eclass,
+            substs,
+            ast: None::<Cow<'_, PatternAst<TensorLang>>>,
+        })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![child_var(0), child_var(1)]
+    }
+}
+
+/// `f + x + Σ_j γ_j·h_j`, instantiated through the check.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpandPa;
+
+impl ExpandPa {
+    /// The expansion of a match with `n` children.
+    #[allow(clippy::many_single_char_names)] // the paper's names: f, x, γ (g), h
+    fn rhs(n: usize) -> PatternAst<TensorLang> {
+        let mut ast = PatternAst::default();
+        let f = ast.add(ENodeOrVar::Var(child_var(0)));
+        let x = ast.add(ENodeOrVar::Var(child_var(1)));
+        let fx = ast.add(ENodeOrVar::ENode(TensorLang::Add([f, x])));
+        let mut sum: Option<Id> = None;
+        for j in 0..(n.saturating_sub(2) / 2) {
+            let g = ast.add(ENodeOrVar::Var(child_var(2 + 2 * j)));
+            let h = ast.add(ENodeOrVar::Var(child_var(3 + 2 * j)));
+            let t = ast.add(ENodeOrVar::ENode(TensorLang::Mul([g, h])));
+            sum = Some(match sum {
+                Some(s) => ast.add(ENodeOrVar::ENode(TensorLang::Add([s, t]))),
+                None => t,
+            });
+        }
+        if let Some(s) = sum {
+            ast.add(ENodeOrVar::ENode(TensorLang::Add([fx, s])));
+        }
+        ast
+    }
+}
+
+impl Applier<TensorLang, TensorAnalysis> for ExpandPa {
+    fn apply_one(
+        &self,
+        egraph: &mut TensorEGraph,
+        eclass: Id,
+        subst: &Subst,
+        _searcher_ast: Option<&PatternAst<TensorLang>>,
+        rule_name: Symbol,
+    ) -> Vec<Id> {
+        // `laurel-pa` has at most u32::MAX children: the variables are u32s.
+        let n = (0..=u32::MAX as usize)
+            .take_while(|&i| subst.get(child_var(i)).is_some())
+            .count();
+        match apply_checked(egraph, eclass, &Self::rhs(n), subst) {
+            Ok(true) => vec![eclass],
+            Ok(false) => vec![],
+            Err(e) => {
+                egraph
+                    .analysis
+                    .refuse(rule_name.as_str(), eclass, Refusal::IllShaped(e));
+                vec![]
+            }
+        }
+    }
+}
+
+/// `expand-pa`: `(laurel-pa f x γ_0 h_0 …) ⇒ f + x + Σ_j γ_j·h_j`.
+///
+/// # Errors
+/// [`RuleError`] if the rule does not build (a bug).
+pub fn expand_pa() -> Result<TensorRewrite, RuleError> {
+    Rewrite::new("expand-pa", LaurelPaSearcher, ExpandPa)
+        .map_err(|e| RuleError::new("expand-pa", &e))
+}
 
 /// The layout of the block `eclass` belongs to, from its tag and rank.
 fn layout(egraph: &TensorEGraph, eclass: Id) -> Option<Layout> {
@@ -48,6 +170,8 @@ pub fn expand_rules() -> Result<Vec<TensorRewrite>, RuleError> {
         // f + x + conv1x1(conv1x1(x, a), b), with a: [r, C], b: [C, r] on axis 1
         rule!("expand-lr-channel-first"; "(laurel-lr ?f ?x ?a ?b)" => "(+ (+ ?f ?x) (conv1x1 (conv1x1 ?x ?a) ?b))"
                                                                        if channel_axis_is_first)?,
+        // f + x + Σ_j γ_j·h_j (variadic: a searcher and a checked applier of its own)
+        expand_pa()?,
     ])
 }
 
@@ -158,7 +282,8 @@ mod tests {
             [
                 "expand-rw",
                 "expand-lr-channel-last",
-                "expand-lr-channel-first"
+                "expand-lr-channel-first",
+                "expand-pa"
             ]
         );
     }
@@ -206,6 +331,34 @@ mod tests {
     fn expand_lr_channel_last_is_numerically_exact() {
         numerically_equal(&[2, 3, 8], &[8, 3], &[3, 8], 2, LR, LAST);
         numerically_equal(&[5, 6], &[6, 2], &[2, 6], 1, LR, LAST);
+    }
+
+    #[test]
+    fn expand_pa_sums_the_weighted_states() {
+        let s = fixed(&[2, 4]);
+        let pa = "(laurel-pa $f $x $a $f $b $x)";
+        let (egraph, root) = expand(&s, fixed(&[]), fixed(&[]), None, pa);
+        assert!(holds(
+            &egraph,
+            root,
+            "(+ (+ $f $x) (+ (* $a $f) (* $b $x)))"
+        ));
+        let (egraph, root) = expand(&s, fixed(&[]), fixed(&[]), None, "(laurel-pa $f $x)");
+        assert!(holds(&egraph, root, "(+ $f $x)"));
+        // Not on other terms.
+        let (egraph, root) = expand(&s, fixed(&[]), fixed(&[]), None, "(+ $f $x)");
+        assert_eq!(egraph[root].nodes.len(), 1);
+    }
+
+    #[test]
+    fn expand_pa_is_numerically_exact() {
+        let lhs = "(laurel-pa $f $x $a $f $b $x)";
+        let form = "(+ (+ $f $x) (+ (* $a $f) (* $b $x)))";
+        numerically_equal(&[2, 3, 4], &[], &[], 2, lhs, form);
+        numerically_equal(&[3, 5], &[], &[1, 5], 1, lhs, form);
+        let lhs = "(laurel-pa $f $x $a $x)";
+        numerically_equal(&[3, 5], &[], &[], 1, lhs, "(+ (+ $f $x) (* $a $x))");
+        numerically_equal(&[3, 5], &[], &[], 1, "(laurel-pa $f $x)", "(+ $f $x)");
     }
 
     #[test]

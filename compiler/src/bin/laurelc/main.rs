@@ -46,12 +46,18 @@ struct CompileArgs {
     /// Write initializers of at least 1 KiB to `OUT.data` (automatic above 2 GiB).
     #[arg(long)]
     external_data: bool,
-    /// The `LAuReL` variant: rw or lr (pa and the combinations are not implemented yet).
+    /// The `LAuReL` variant: rw, lr, pa, rw+lr, rw+pa, lr+pa or rw+lr+pa.
     #[arg(long, default_value = "rw")]
     variant: String,
-    /// The rank r of LR.
+    /// The rank r of LR (and of rw+lr+pa's per-state maps).
     #[arg(long, default_value_t = 4)]
     rank: u64,
+    /// PA's window k: the block's own input and up to k − 1 earlier states of its stream.
+    #[arg(long, default_value_t = 3)]
+    pa_window: usize,
+    /// The rank of PA's shared map h; 0 makes h the identity.
+    #[arg(long, default_value_t = 0)]
+    pa_rank: u64,
     /// How RW's α and β are parametrised: raw, softmax or sigmoid.
     #[arg(long, default_value = "softmax")]
     rw_param: String,
@@ -216,6 +222,8 @@ fn compile(a: &CompileArgs) -> Result<()> {
     let augment = laurelc::augment::AugmentOptions {
         variant: a.variant.parse().map_err(anyhow::Error::msg)?,
         rank: a.rank,
+        pa_window: a.pa_window,
+        pa_rank: a.pa_rank,
         rw_param: a.rw_param.parse().map_err(anyhow::Error::msg)?,
         init: a.init.parse().map_err(anyhow::Error::msg)?,
         seed: a.seed,
@@ -259,7 +267,7 @@ fn compile(a: &CompileArgs) -> Result<()> {
             100.0 * aug.parameters_added as f64 / report.parameters_before as f64
         };
         println!(
-            "augmented {} blocks ({:?}): +{} parameters ({pct:.4}% of {}), +{} FLOPs (estimated); e-graph {} classes / {} nodes, {}",
+            "augmented {} blocks ({}): +{} parameters ({pct:.4}% of {}), +{} FLOPs (estimated); e-graph {} classes / {} nodes, {}",
             aug.blocks.len(),
             aug.variant,
             aug.parameters_added,
@@ -490,7 +498,17 @@ fn inspect(a: &InspectArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
-    println!("model: {}", a.model.display());
+    print_summary(&a.model, &s, &analysis);
+    Ok(())
+}
+
+/// The text form of `laurelc inspect`.
+fn print_summary(
+    path: &Path,
+    s: &laurelc::inspect::ModelSummary,
+    analysis: &laurelc::analysis::ResidualAnalysis,
+) {
+    println!("model: {}", path.display());
     println!("ir_version: {}", s.ir_version);
     let opsets: Vec<String> = s
         .opsets
@@ -568,5 +586,4 @@ fn inspect(a: &InspectArgs) -> Result<()> {
             r.branch_ops
         );
     }
-    Ok(())
 }
