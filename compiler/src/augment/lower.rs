@@ -3,7 +3,8 @@
 //! Each selected residual becomes `(resadd $skip $branch)` with its two
 //! operands as opaque value leaves, typed by tract's inferred shape and
 //! element type, and its e-class tagged as block `k` (its position in the
-//! selection) with the residual's channel axis. Nothing else of the graph is
+//! residual analysis, whatever `--blocks` selects) with the residual's
+//! channel axis. Nothing else of the graph is
 //! lowered: augmentation rewrites the adds only.
 //!
 //! For a variant with PA, each block's earlier stream states are lowered
