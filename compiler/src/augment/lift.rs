@@ -315,10 +315,10 @@ fn flops(opts: &AugmentOptions, e: u64, k: u64) -> u64 {
 }
 
 /// Replaces each residual's add by its extracted term; returns per-block reports.
-#[allow(clippy::too_many_lines)] // one pass over the blocks; each step is commented
 ///
 /// # Errors
 /// [`Error::Augment`] on a term the lifting does not know (a bug).
+#[allow(clippy::too_many_lines)] // one pass over the blocks; each step is commented
 pub fn lift(
     model: &mut Model,
     residuals: &[(usize, &Residual)],
