@@ -641,3 +641,69 @@ fn inspect_reports_laurel_parameters_per_block() {
         serde_json::json!({"0": 48, "1": 48, "2": 96})
     );
 }
+
+#[test]
+fn models_augmentation_would_break_are_refused_and_duplicate_adds_augmented_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.onnx");
+    let run = |m: &ModelProto, name: &str| {
+        let p = write(dir.path(), name, &bytes(m));
+        let o = laurelc(&[p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        (p, o)
+    };
+    // A value already in laurelc's namespace would be taken for a parameter.
+    let mut clash = tiny();
+    let g = clash.graph.as_mut().unwrap();
+    g.initializer[0].name = "laurel.two".into();
+    g.node[0].input[1] = "laurel.two".into();
+    let (_, o) = run(&clash, "clash.onnx");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("laurel.two") && stderr(&o).contains("reserves"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    // Opsets below 7 need broadcast attributes the lifted ops do not carry.
+    let mut old = tiny();
+    old.opset_import[0].version = 6;
+    let (_, o) = run(&old, "old.onnx");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("opset 6"), "{}", stderr(&o));
+    // Two adds of the same operands: one is augmented, the other reported, the function kept.
+    let mut dup = tiny();
+    let g = dup.graph.as_mut().unwrap();
+    g.node.push(node("Add", "add_again", &["h", "x"], &["s2"]));
+    g.output.push(value("s2", &[2, 3]));
+    let (p, o) = run(&dup, "dup.onnx");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("augmented 1 blocks") && stdout.contains("computes the same sum as add"),
+        "{stdout}"
+    );
+    let o = laurelc(&["check", p.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn a_report_in_a_missing_directory_fails_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let out = dir.path().join("o.onnx");
+    let report = dir.path().join("nope/r.json");
+    let o = laurelc(&[
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--report-json",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!out.exists());
+}

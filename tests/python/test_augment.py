@@ -104,10 +104,37 @@ def test_block_zero_matches_the_papers_formula(name, variant, laurelc_bin, model
 
 
 def _rw(params, k):
-    a, b = params[f"laurel.{k}.a"], params[f"laurel.{k}.b"]
-    alpha, beta = 2 * _sigmoid(a - b), 2 * _sigmoid(b - a)   # 2·softmax(a, b)
-    assert abs(alpha + beta - 2) < 1e-12 and abs(alpha - 1) > 1e-3, "random init should move α off 1"
+    """α and β from whichever parametrisation laurelc wrote (the paper's RW)."""
+    if f"laurel.{k}.a" in params:                     # softmax: (α, β) = 2·softmax(a, b)
+        a, b = params[f"laurel.{k}.a"], params[f"laurel.{k}.b"]
+        alpha, beta = 2 * _sigmoid(a - b), 2 * _sigmoid(b - a)
+        assert abs(alpha + beta - 2) < 1e-12
+    elif f"laurel.{k}.p" in params:                   # sigmoid: α = 2σ(p), β = 2(1 − σ(p))
+        p = params[f"laurel.{k}.p"]
+        alpha, beta = 2 * _sigmoid(p), 2 * (1 - _sigmoid(p))
+    else:                                             # raw α, β
+        alpha, beta = params[f"laurel.{k}.alpha"], params[f"laurel.{k}.beta"]
+    assert abs(alpha - 1) > 1e-3 or abs(beta - 1) > 1e-3, "random init should move α, β off 1"
     return alpha, beta
+
+
+@pytest.mark.parametrize("rw_param", ["raw", "sigmoid"])
+def test_block_zero_rw_parametrisations(rw_param, laurelc_bin, model_path, model_inputs, tmp_path):
+    name = "tiny_preln_transformer"
+    original = model_path(name)
+    block = json.loads(lt.run_laurelc(laurelc_bin, ["inspect", original, "--json"]).stdout)["residuals"][0]
+    out_name = next(n for n in onnx.load(str(original)).graph.node if n.name == block["node"]).output[0]
+    aug = tmp_path / "aug.onnx"
+    augment(laurelc_bin, original, aug, "rw", "--rw-param", rw_param)
+    params = {t.name: numpy_helper.to_array(t).astype(np.float64)
+              for t in onnx.load(str(aug)).graph.initializer if t.name.startswith("laurel.0.")}
+    assert sorted(params) == (["laurel.0.alpha", "laurel.0.beta"] if rw_param == "raw" else ["laurel.0.p"])
+    feeds = model_inputs(name)
+    acts = lt.ort_run(_with_outputs(original, [block["skip"], block["branch"]], tmp_path / "o.onnx"), feeds)
+    got = lt.ort_run(_with_outputs(aug, [out_name], tmp_path / "a.onnx"), feeds)[out_name]
+    alpha, beta = _rw(params, 0)
+    want = alpha * acts[block["branch"]].astype(np.float64) + beta * acts[block["skip"]].astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def _low_rank(params, k, a_name, b_name, v, axis):

@@ -297,6 +297,47 @@ fn passes_variant(opts: &AugmentOptions) -> Result<laurel_passes::rules::Variant
     })
 }
 
+/// Refuses models the lifted ops would break: value names already in the
+/// `laurel.` namespace (laurelc names its parameters and ops there; a clash
+/// would silently rewire the model), and default-domain opsets below 7
+/// (whose `Add`/`Mul` need an explicit `broadcast` attribute for the scalar
+/// parameters).
+///
+/// # Errors
+/// [`Error::Augment`] naming the clash or the opset.
+pub fn check_model_can_be_augmented(model: &Model) -> Result<()> {
+    let g = &model.graph;
+    let mut names: Vec<&str> = g
+        .dag
+        .node_indices()
+        .flat_map(|n| g.dag[n].outputs())
+        .filter(|name| name.starts_with("laurel."))
+        .collect();
+    names.sort_unstable();
+    if let Some(first) = names.first() {
+        return Err(Error::Augment {
+            message: format!(
+                "the model already has {} value(s) named `laurel.*` (first: `{first}`); laurelc reserves that prefix for the parameters and ops it adds (is the model already augmented?)",
+                names.len()
+            ),
+        });
+    }
+    let opset = model
+        .header
+        .opset_import
+        .iter()
+        .find(|o| crate::analysis::is_onnx_domain(&o.domain))
+        .map(|o| o.version);
+    if let Some(v) = opset.filter(|&v| v < 7) {
+        return Err(Error::Augment {
+            message: format!(
+                "default-domain opset {v} is below 7, whose Add/Mul do not broadcast without an attribute; upgrade the model's opset first"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Augments the given residuals of `model` in place.
 ///
 /// # Errors
@@ -306,28 +347,43 @@ pub fn augment_model(
     residuals: &[Residual],
     opts: &AugmentOptions,
 ) -> Result<AugmentReport> {
+    check_model_can_be_augmented(model)?;
     let mut skipped = Vec::new();
+    // Two adds of the same operands compute one value; the e-graph holds one term for
+    // both, so only the first is augmented.
+    let mut sums: std::collections::HashMap<(&str, &str), &str> = std::collections::HashMap::new();
     // Blocks are numbered by their position in the analysis, whatever the selection,
     // so `laurel.<block>.*` names are stable across --blocks choices.
     let selected: Vec<(usize, &Residual)> = residuals
         .iter()
         .enumerate()
         .filter(|(_, r)| {
+            let duplicate = sums
+                .get(&(r.skip.as_str(), r.branch.as_str()))
+                .map(|first| format!("computes the same sum as {first}"));
             let why = if opts.blocks.as_ref().is_some_and(|s| !s.selects(r)) {
-                Some("not selected by --blocks")
+                Some("not selected by --blocks".to_string())
+            } else if let Some(d) = duplicate {
+                Some(d)
             } else if r.kind == ResidualKind::Projection && !opts.include_projection {
-                Some("projection shortcut (pass --include-projection)")
+                Some("projection shortcut (pass --include-projection)".to_string())
             } else if r.dtype.as_deref() != Some("f32") {
-                Some("not float32")
+                Some("not float32".to_string())
             } else if opts.variant.needs_channels(opts) && r.channels.is_none() {
-                Some("symbolic channel count")
+                Some("symbolic channel count".to_string())
             } else {
                 None
             };
-            if let Some(why) = why {
-                skipped.push((r.name.clone(), why.to_string()));
+            match why {
+                Some(why) => {
+                    skipped.push((r.name.clone(), why));
+                    false
+                }
+                None => {
+                    sums.insert((r.skip.as_str(), r.branch.as_str()), r.name.as_str());
+                    true
+                }
             }
-            why.is_none()
         })
         .collect();
     if selected.is_empty() {

@@ -62,7 +62,7 @@ fn parse_item(t: &str) -> Result<Item, String> {
         Some(r) => match r.split_once("..") {
             None => {
                 let i: usize = r.parse().map_err(|_| bad())?;
-                (i, Some(i + 1))
+                (i, Some(i.checked_add(1).ok_or_else(bad)?))
             }
             Some((a, b)) => (
                 if a.is_empty() {
@@ -78,6 +78,9 @@ fn parse_item(t: &str) -> Result<Item, String> {
             ),
         },
     };
+    if to.is_some_and(|t| t < from) {
+        return Err(format!("--blocks: `{t}` is an empty range (FROM > TO)"));
+    }
     Ok(Item::Stream { stream, from, to })
 }
 
@@ -173,5 +176,10 @@ mod tests {
         assert!("".parse::<Selection>().is_err());
         assert!("1:x".parse::<Selection>().is_ok(), "not numeric: a glob");
         assert!("1:2:3".parse::<Selection>().is_err());
+        assert!("0:3..1".parse::<Selection>().is_err(), "reversed range");
+        assert!(
+            "0:18446744073709551615".parse::<Selection>().is_err(),
+            "no overflow"
+        );
     }
 }

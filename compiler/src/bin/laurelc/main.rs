@@ -245,6 +245,16 @@ fn compile(a: &CompileArgs) -> Result<()> {
         },
         augment,
     };
+    if let Some(path) = &a.report_json {
+        // Fail before writing the model, not after.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            bail!("{}: the report's directory does not exist", path.display());
+        }
+    }
     let report = compile_file(model, output, &opts)?;
     let passes = if report.passes.is_empty() {
         "none".to_string()
@@ -267,7 +277,7 @@ fn compile(a: &CompileArgs) -> Result<()> {
             100.0 * aug.parameters_added as f64 / report.parameters_before as f64
         };
         println!(
-            "augmented {} blocks ({}): +{} parameters ({pct:.4}% of {}), +{} FLOPs (estimated); e-graph {} classes / {} nodes, {}",
+            "augmented {} blocks ({}): +{} parameters ({pct:.4}% of {}), +{} FLOPs (estimated, symbolic dims counted as 1); e-graph {} classes / {} nodes, {}",
             aug.blocks.len(),
             aug.variant,
             aug.parameters_added,
