@@ -374,15 +374,12 @@ pub fn augment_model(
             } else {
                 None
             };
-            match why {
-                Some(why) => {
-                    skipped.push((r.name.clone(), why));
-                    false
-                }
-                None => {
-                    sums.insert((r.skip.as_str(), r.branch.as_str()), r.name.as_str());
-                    true
-                }
+            if let Some(why) = why {
+                skipped.push((r.name.clone(), why));
+                false
+            } else {
+                sums.insert((r.skip.as_str(), r.branch.as_str()), r.name.as_str());
+                true
             }
         })
         .collect();
