@@ -13,6 +13,7 @@ pub mod augment;
 pub mod check;
 pub mod error;
 pub mod fsutil;
+pub mod fuse;
 pub mod inspect;
 pub mod ir;
 pub mod onnx;

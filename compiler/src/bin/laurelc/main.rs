@@ -86,6 +86,21 @@ enum Command {
     Check(CheckArgs),
     /// Print a summary of a model.
     Inspect(InspectArgs),
+    /// Fuse a `LAuReL` model for inference. This milestone: constant folding of
+    /// parameter-only subgraphs (the e-graph fusion rules come next).
+    Fuse(FuseArgs),
+}
+
+#[derive(Debug, Args)]
+struct FuseArgs {
+    /// The model.
+    model: PathBuf,
+    /// Where to write the result.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Allow OUT to be the input file.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +226,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Run(a)) => run(&a),
         Some(Command::Check(a)) => check(&a),
         Some(Command::Inspect(a)) => inspect(&a),
+        Some(Command::Fuse(a)) => fuse(&a),
         None => compile(&cli.compile),
     }
 }
@@ -303,6 +319,26 @@ fn compile(a: &CompileArgs) -> Result<()> {
             side.display()
         );
     }
+    Ok(())
+}
+
+fn fuse(a: &FuseArgs) -> Result<()> {
+    laurelc::pipeline::guard_output(&a.model, &a.output, a.force)?;
+    let mut model = laurelc::onnx::import_path(&a.model)?;
+    let before = model.graph.op_count();
+    let report = laurelc::fuse::fold_constants(&mut model)?;
+    laurelc::onnx::write_path(&model, &a.output, &ExportOptions::default())?;
+    println!(
+        "{} -> {}: {} ops in, {} ops out; constant folding: {} values folded, {} ops and {} initializers removed, {} large values kept",
+        a.model.display(),
+        a.output.display(),
+        before,
+        model.graph.op_count(),
+        report.folded_values,
+        report.removed_ops,
+        report.removed_initializers,
+        report.kept_large
+    );
     Ok(())
 }
 
