@@ -128,6 +128,12 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A fusion pass failed.
+    #[error("fusion failed: {message}")]
+    Fuse {
+        /// What went wrong.
+        message: String,
+    },
     /// A runtime (tract) error, passed through with its context.
     #[error(transparent)]
     Runtime(#[from] laurel_runtime::RuntimeError),

@@ -77,7 +77,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Any import, validation or export error; [`Error::WouldOverwriteInput`].
 pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Result<PipelineReport> {
     guard_output(input, output, opts.force)?;
-    let model = onnx::import_path(input)?;
+    let mut model = onnx::import_path(input)?;
     if !opts.force {
         // The input's external data files are part of the input, too.
         let side = onnx::export::side_path(output);
@@ -91,7 +91,6 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
             }
         }
     }
-    let mut model = model;
     let ops_before = model.graph.op_count();
     let parameters_before = crate::inspect::summarize(&model).parameter_count;
     let mut passes = Vec::new();

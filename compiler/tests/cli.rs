@@ -6,17 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 use onnx_protobuf::{GraphProto, Message, ModelProto, StringStringEntryProto};
-
-fn laurelc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_laurelc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -5,17 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use common::*;
 use onnx_protobuf::{GraphProto, Message, ModelProto};
-
-fn laurelc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_laurelc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn ops(path: &Path) -> Vec<String> {
     let m = ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap();

@@ -41,7 +41,7 @@ pub struct FoldReport {
 }
 
 fn err(message: impl Into<String>) -> Error {
-    Error::Augment {
+    Error::Fuse {
         message: format!("constant folding: {}", message.into()),
     }
 }
@@ -58,7 +58,7 @@ fn tensor_bytes(t: &TensorProto) -> usize {
 /// Folds the model's constant subgraphs in place.
 ///
 /// # Errors
-/// [`Error::Augment`] when tract cannot evaluate the constant ops.
+/// [`Error::Fuse`] when tract cannot evaluate the constant ops.
 pub fn fold_constants(model: &mut Model) -> Result<FoldReport> {
     let g = &model.graph;
     let constant = constant_nodes(g);

@@ -101,3 +101,11 @@ pub fn graph_attr(name: &str, g: GraphProto) -> AttributeProto {
         ..Default::default()
     }
 }
+
+/// Runs the `laurelc` binary under test.
+pub fn laurelc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_laurelc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
