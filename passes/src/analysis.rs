@@ -32,13 +32,14 @@
 //! Complexity: `make` is linear in the operands' ranks (plus a hash lookup
 //! for leaves); `merge` is linear in the ranks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use egg::{Analysis, DidMerge, EGraph, Id, Language};
 
 use crate::block::Block;
 use crate::lang::{OpRef, ParamRef, Scalar, TensorLang, ValueRef};
+use crate::semantics::OpSemantics;
 use crate::shape::{DType, Mismatch, Shape, ShapeError, TensorType, broadcast};
 
 /// The e-graph of this crate.
@@ -55,6 +56,11 @@ pub struct TensorData {
     pub constant: Option<Scalar>,
     /// The residual block, for a `resadd` class (and what it is rewritten to).
     pub block: Option<Block>,
+    /// Whether the class is computed from constants alone (declared weight
+    /// values and `Num`s, through `+ - * /`, `sigmoid`, `matmul`,
+    /// `conv1x1`): a weight the compiler can materialise, which costs
+    /// nothing at inference.
+    pub weight: bool,
 }
 
 impl TensorData {
@@ -115,6 +121,7 @@ impl fmt::Display for Leaf {
 #[derive(Debug, Clone, Default)]
 pub struct LeafTable {
     types: HashMap<Leaf, TensorType>,
+    weights: HashSet<ValueRef>,
 }
 
 impl LeafTable {
@@ -132,6 +139,17 @@ impl LeafTable {
     /// Removes a declaration (an applier undoing its own).
     pub(crate) fn remove(&mut self, leaf: &Leaf) -> Option<TensorType> {
         self.types.remove(leaf)
+    }
+
+    /// Declares `value` a weight: a constant the compiler may compute with.
+    pub fn insert_weight(&mut self, value: ValueRef) {
+        self.weights.insert(value);
+    }
+
+    /// Whether `value` is a declared weight.
+    #[must_use]
+    pub fn is_weight(&self, value: &ValueRef) -> bool {
+        self.weights.contains(value)
     }
 
     /// How many leaves are declared.
@@ -223,6 +241,13 @@ pub struct TensorAnalysis {
     /// (`x_{i−1}, x_{i−2}, …`, nearest first), set by
     /// [`crate::graph::TensorGraph::record_states`].
     pub(crate) states: BTreeMap<crate::block::BlockId, Vec<Id>>,
+    /// What fusion may assume of each generic op output, set by
+    /// [`crate::graph::TensorGraph::declare_semantics`].
+    pub(crate) semantics: HashMap<OpRef, OpSemantics>,
+    /// Floating-point operations of each generic op output, when the
+    /// lowering could count them (set by
+    /// [`crate::graph::TensorGraph::declare_flops`]).
+    pub(crate) flops: HashMap<OpRef, f64>,
 }
 
 impl TensorAnalysis {
@@ -259,6 +284,18 @@ impl TensorAnalysis {
             *counts.entry(rule.clone()).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// The declared semantics of a generic op output (`None`: opaque).
+    #[must_use]
+    pub fn semantics(&self, op: &OpRef) -> Option<&OpSemantics> {
+        self.semantics.get(op)
+    }
+
+    /// The declared floating-point operations of a generic op output.
+    #[must_use]
+    pub fn flops(&self, op: &OpRef) -> Option<f64> {
+        self.flops.get(op).copied()
     }
 
     /// The earlier stream states recorded for `block` (nearest first); empty
@@ -323,10 +360,14 @@ impl Analysis<TensorLang> for TensorAnalysis {
 
     fn merge(&mut self, to: &mut TensorData, from: TensorData) -> DidMerge {
         let c = &mut self.conflicts;
+        // One value, two ways to compute it: a weight if either way is.
+        let weight = DidMerge(from.weight && !to.weight, to.weight && !from.weight);
+        to.weight |= from.weight;
         merge_field(&mut to.shape, from.shape, c, MergeConflict::Shape)
             | merge_field(&mut to.dtype, from.dtype, c, MergeConflict::DType)
             | merge_field(&mut to.constant, from.constant, c, MergeConflict::Constant)
             | merge_field(&mut to.block, from.block, c, MergeConflict::Block)
+            | weight
     }
 
     fn modify(egraph: &mut TensorEGraph, id: Id) {
@@ -530,6 +571,21 @@ fn fold(node: &TensorLang, operands: &[&TensorData]) -> Option<Scalar> {
     }
 }
 
+/// Whether `node` computes a weight from its operands' data.
+fn computes_weights(node: &TensorLang, operands: &[&TensorData]) -> bool {
+    match node {
+        TensorLang::Num(_) => true,
+        TensorLang::Add(_)
+        | TensorLang::Sub(_)
+        | TensorLang::Mul(_)
+        | TensorLang::Div(_)
+        | TensorLang::Sigmoid(_)
+        | TensorLang::MatMul(_)
+        | TensorLang::Conv1x1(_) => operands.iter().all(|d| d.weight),
+        _ => false,
+    }
+}
+
 /// The data of the term `node` whose operands (in `node.children()` order)
 /// have the data `operands`; leaves and generic ops read `leaves`. The
 /// result carries no block tag.
@@ -552,10 +608,12 @@ pub fn infer(
         }));
     }
     if let Some(leaf) = Leaf::of(node) {
-        return Ok(leaves
+        let mut data = leaves
             .get(&leaf)
             .map(TensorData::of_type)
-            .unwrap_or_default());
+            .unwrap_or_default();
+        data.weight = matches!(node, TensorLang::Value(v) if leaves.is_weight(v));
+        return Ok(data);
     }
     let dtype = agree(operands).map_err(fail)?;
     let shapes = Shapes(operands.iter().map(|d| d.shape.as_ref()).collect());
@@ -564,6 +622,7 @@ pub fn infer(
         dtype,
         constant: fold(node, operands),
         block: None,
+        weight: computes_weights(node, operands),
     })
 }
 

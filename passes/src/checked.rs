@@ -14,7 +14,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use egg::{Applier, Id, Pattern, PatternAst, SearchMatches, Subst, Symbol, Var};
+use egg::{Applier, ENodeOrVar, Id, Pattern, PatternAst, SearchMatches, Subst, Symbol, Var};
 
 use crate::analysis::{Refusal, TensorAnalysis, TensorData, TensorEGraph};
 use crate::graph::{check_term, pattern_entries};
@@ -89,6 +89,58 @@ pub(crate) fn apply_or_refuse(
                 .analysis
                 .refuse(rule.as_str(), eclass, Refusal::IllShaped(e));
             vec![]
+        }
+    }
+}
+
+/// A right-hand side built at match time: new e-nodes over existing
+/// classes, each existing class bound to a fresh variable. Appliers that
+/// compute their result from the matched e-nodes (the fusion rules over
+/// generic ONNX ops) build one and apply it with [`Rhs::apply`], through the
+/// same check as [`CheckedPattern`].
+#[derive(Debug, Clone, Default)]
+pub struct Rhs {
+    ast: PatternAst<TensorLang>,
+    subst: Subst,
+    vars: u32,
+}
+
+impl Rhs {
+    /// An empty right-hand side.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The existing class `id`, as a node of the right-hand side.
+    pub fn class(&mut self, id: Id) -> Id {
+        let v = Var::from(self.vars);
+        self.vars += 1;
+        self.subst.insert(v, id);
+        self.ast.add(ENodeOrVar::Var(v))
+    }
+
+    /// A new e-node whose children are nodes of this right-hand side.
+    pub fn node(&mut self, node: TensorLang) -> Id {
+        self.ast.add(ENodeOrVar::ENode(node))
+    }
+
+    /// The right-hand side as text (for tests and reports).
+    #[must_use]
+    pub fn text(&self) -> String {
+        self.ast.to_string()
+    }
+
+    /// Checks the right-hand side (its last node is the root) and, when
+    /// well-shaped and of the class's type, adds it to `eclass`; otherwise
+    /// records a refusal for `rule`. Returns whether the e-graph changed.
+    pub fn apply(&self, egraph: &mut TensorEGraph, eclass: Id, rule: &str) -> bool {
+        match apply_checked(egraph, eclass, &self.ast, &self.subst) {
+            Ok(changed) => changed,
+            Err(e) => {
+                egraph.analysis.refuse(rule, eclass, Refusal::IllShaped(e));
+                false
+            }
         }
     }
 }

@@ -13,6 +13,8 @@
 //!
 //! Complexity: O(1) per node.
 
+use egg::Language as _;
+
 use crate::analysis::TensorEGraph;
 use crate::lang::TensorLang;
 
@@ -46,6 +48,132 @@ impl CostModel for AugmentCost {
             | TensorLang::MatMul(_)
             | TensorLang::Conv1x1(_)
             | TensorLang::Onnx(..) => 1.0,
+        }
+    }
+}
+
+/// Fusion's cost: an estimate of inference time in microseconds on tract,
+/// from a per-op overhead and a per-element cost of the result.
+///
+/// - Leaves (`Num`, `Value`, `Param`) are free.
+/// - A weight term (computed from constants alone: the compiler folds it) costs
+///   [`FuseCost::weight`], a tie-breaker that prefers fewer new weights.
+/// - Every other op costs `overhead + per_element · elements + per_flop ·
+///   flops`, with symbolic dimensions counted as 1 and the FLOPs of a
+///   generic op as the lowering declared them (matrix products and
+///   convolutions; 0 otherwise).
+/// - An e-node that was not in the lowered graph costs [`FuseCost::novelty`]
+///   more, so that among equally cheap terms the original is kept: the graph
+///   only changes where that is strictly better.
+/// - `resadd` and the `LAuReL` terms are forbidden (fusion lifts standard ops).
+///
+/// The constants are calibrated on tract (see `docs/egraph.md`).
+#[derive(Debug, Clone)]
+pub struct FuseCost {
+    /// Microseconds per op.
+    pub overhead: f64,
+    /// Microseconds per element of an op's result.
+    pub per_element: f64,
+    /// Microseconds per floating-point operation.
+    pub per_flop: f64,
+    /// The cost of a weight term.
+    pub weight: f64,
+    /// The extra cost of an e-node the rules created.
+    pub novelty: f64,
+    originals: std::collections::HashSet<TensorLang>,
+    /// Classes whose value later windows read: a scale on them is carried
+    /// into the next window rather than paid for here.
+    carried: std::collections::HashSet<egg::Id>,
+}
+
+impl FuseCost {
+    /// The calibrated model, with `originals` the e-nodes of the lowered
+    /// graph (canonicalised against `egraph`).
+    #[must_use]
+    pub fn new(originals: &[TensorLang], egraph: &TensorEGraph) -> Self {
+        Self {
+            overhead: 2.0,
+            per_element: 0.000_5,
+            per_flop: 0.000_05,
+            weight: 1e-6,
+            novelty: 1e-4,
+            originals: originals
+                .iter()
+                .map(|n| n.clone().map_children(|c| egraph.find(c)))
+                .collect(),
+            carried: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Marks `classes` as read by later windows: a scalar product `c·x` in
+    /// one of them costs only [`FuseCost::novelty`], since the next window
+    /// may move or absorb the scale.
+    #[must_use]
+    pub fn with_carried(mut self, classes: &[egg::Id], egraph: &TensorEGraph) -> Self {
+        self.carried = classes.iter().map(|&c| egraph.find(c)).collect();
+        self
+    }
+
+    /// Whether `node` is a scalar product in a carried class.
+    fn is_carried_scale(&self, node: &TensorLang, egraph: &TensorEGraph) -> bool {
+        if self.carried.is_empty() {
+            return false;
+        }
+        matches!(node, TensorLang::Mul([c, _]) if egraph[*c].data.constant.is_some())
+            && egraph
+                .lookup(node.clone())
+                .is_some_and(|class| self.carried.contains(&egraph.find(class)))
+    }
+
+    #[allow(clippy::cast_precision_loss)] // element counts as estimates
+    fn elements(egraph: &TensorEGraph, node: &TensorLang) -> f64 {
+        let shape = match node {
+            TensorLang::Onnx(op, _) => egraph
+                .analysis
+                .leaves()
+                .get(&crate::analysis::Leaf::Op(*op))
+                .and_then(|t| t.shape.clone()),
+            _ => node
+                .children()
+                .iter()
+                .filter_map(|&c| egraph[c].data.shape.clone())
+                .max_by_key(Vec::len),
+        };
+        shape.map_or(1.0, |s| {
+            s.iter()
+                .map(|d| match d {
+                    crate::shape::Dim::Fixed(n) => *n as f64,
+                    crate::shape::Dim::Sym(_) => 1.0,
+                })
+                .product()
+        })
+    }
+}
+
+impl CostModel for FuseCost {
+    #[allow(clippy::cast_precision_loss)] // element counts as estimates
+    fn node_cost(&self, node: &TensorLang, egraph: &TensorEGraph) -> f64 {
+        let novelty = if self.originals.contains(node) {
+            0.0
+        } else {
+            self.novelty
+        };
+        match node {
+            TensorLang::ResAdd(_)
+            | TensorLang::LaurelRw(_)
+            | TensorLang::LaurelLr(_)
+            | TensorLang::LaurelPa(_) => f64::INFINITY,
+            TensorLang::Num(_) | TensorLang::Param(_) | TensorLang::Value(_) => 0.0,
+            TensorLang::Onnx(op, _) => {
+                let flops = egraph.analysis.flops(op).unwrap_or(0.0);
+                self.overhead
+                    + self.per_element * Self::elements(egraph, node)
+                    + self.per_flop * flops
+                    + novelty
+            }
+            _ if node.children().iter().all(|&c| egraph[c].data.weight) => self.weight + novelty,
+            _ if self.is_carried_scale(node, egraph) => self.novelty,
+            _ => self.overhead + self.per_element * Self::elements(egraph, node) + novelty,
         }
     }
 }

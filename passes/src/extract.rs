@@ -83,6 +83,9 @@ struct Best {
     set: Vec<u64>,
 }
 
+/// An extracted term, the roots' positions in it, and each position's e-class.
+pub type Extracted = (RecExpr<TensorLang>, Vec<Id>, Vec<Id>);
+
 /// Per-class choices minimising DAG cost, computed once, extracted per root.
 #[derive(Debug)]
 pub struct DagExtractor<'a> {
@@ -287,6 +290,11 @@ impl<'a> DagExtractor<'a> {
         self.best.get(c)?.as_ref().map(|b| b.cost)
     }
 
+    /// Every class's chosen e-node (classes without a finite term are left out).
+    pub fn choices(&self) -> impl Iterator<Item = (Id, TensorLang)> + '_ {
+        (0..self.classes.len()).filter_map(|c| Some((self.classes[c], self.choice(c)?.clone())))
+    }
+
     /// The chosen e-node of a class.
     fn choice(&self, class: usize) -> Option<&'a TensorLang> {
         let best = self.best.get(class)?.as_ref()?;
@@ -304,6 +312,20 @@ impl<'a> DagExtractor<'a> {
         &self,
         roots: &[Id],
     ) -> Result<(RecExpr<TensorLang>, Vec<Id>), ExtractError> {
+        self.extract_with_classes(roots)
+            .map(|(expr, roots, _)| (expr, roots))
+    }
+
+    /// Like [`DagExtractor::extract_many`], also giving the (canonical)
+    /// e-class of every node of the term, by position.
+    ///
+    /// # Errors
+    /// As [`DagExtractor::extract_many`].
+    pub fn extract_with_classes(
+        &self,
+        roots: &[Id],
+    ) -> Result<crate::extract::Extracted, ExtractError> {
+        let mut classes_of = Vec::new();
         let mut expr = RecExpr::default();
         let mut memo: Vec<Option<Id>> = vec![None; self.classes.len()];
         let mut on_path = vec![false; self.classes.len()];
@@ -333,6 +355,7 @@ impl<'a> DagExtractor<'a> {
                         return Err(ExtractError::NoFiniteTerm(ch));
                     }
                     memo[c] = Some(expr.add(built));
+                    classes_of.push(id);
                     on_path[c] = false;
                     continue;
                 }
@@ -350,7 +373,7 @@ impl<'a> DagExtractor<'a> {
             }
             out.push(memo[r].ok_or(ExtractError::NoFiniteTerm(root))?);
         }
-        Ok((expr, out))
+        Ok((expr, out, classes_of))
     }
 
     /// Extracts the term of one root (the last node of the result).

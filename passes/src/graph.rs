@@ -16,7 +16,8 @@ use egg::{ENodeOrVar, Id, Language, PatternAst, RecExpr, Subst};
 
 use crate::analysis::{Leaf, TensorAnalysis, TensorData, TensorEGraph, infer};
 use crate::block::{Block, BlockId};
-use crate::lang::{OpRef, TensorLang};
+use crate::lang::{OpRef, TensorLang, ValueRef};
+use crate::semantics::OpSemantics;
 use crate::shape::{Mismatch, ShapeError, TensorType};
 
 /// Why a declaration or a block tag was refused.
@@ -219,6 +220,35 @@ impl TensorGraph {
         }
         self.egraph.analysis.leaves.insert(leaf, ty);
         Ok(())
+    }
+
+    /// Declares `value` a weight: a constant (an initializer) that fusion
+    /// may scale, to be materialised by the compiler. Declare it before
+    /// adding it.
+    ///
+    /// # Errors
+    /// [`GraphError::DeclaredAfterUse`] when the value is already in the e-graph.
+    pub fn declare_weight(&mut self, value: ValueRef) -> Result<(), GraphError> {
+        if self.egraph.analysis.leaves.is_weight(&value) {
+            return Ok(());
+        }
+        if self.egraph.lookup(TensorLang::Value(value)).is_some() {
+            return Err(GraphError::DeclaredAfterUse(Leaf::Value(value)));
+        }
+        self.egraph.analysis.leaves.insert_weight(value);
+        Ok(())
+    }
+
+    /// Declares what fusion may assume of a generic op output (see
+    /// [`OpSemantics`]); an op without a declaration is opaque to the rules.
+    pub fn declare_semantics(&mut self, op: OpRef, semantics: OpSemantics) {
+        self.egraph.analysis.semantics.insert(op, semantics);
+    }
+
+    /// Declares how many floating-point operations a generic op output
+    /// costs (multiply-adds count two), for the cost model.
+    pub fn declare_flops(&mut self, op: OpRef, flops: f64) {
+        self.egraph.analysis.flops.insert(op, flops);
     }
 
     /// Whether an e-node for `leaf` is in the e-graph (for a generic op: with

@@ -12,6 +12,8 @@
 //! - [`scalar`]: [`scalar::Scalar`], exact rational constants;
 //! - [`shape`]: dims, shapes, element types, broadcasting, [`ShapeError`];
 //! - [`block`]: residual blocks and their channel layout;
+//! - [`semantics`]: [`semantics::OpSemantics`], what fusion may assume of a
+//!   generic ONNX op;
 //! - [`analysis`]: [`analysis::TensorData`] per e-class (shape, type,
 //!   constant, block), the leaf table, merge-conflict records;
 //! - [`graph`]: [`TensorGraph`], the checked builder;
@@ -20,7 +22,9 @@
 //! - [`rules`]: the rule tables ([`rules::augment`], [`rules::expand`]);
 //! - [`cost`]: [`cost::CostModel`] and [`cost::AugmentCost`];
 //! - [`extract`]: [`extract::DagExtractor`], DAG-aware greedy extraction;
+//! - [`refine`]: [`refine::Choices`], local search on the exact DAG cost;
 //! - [`mod@augment`]: [`augment()`], the augmentation pass end to end;
+//! - [`mod@fuse`]: [`fuse()`], the fusion pass end to end;
 //! - [`limits`]: [`Limits`] every runner is given and the [`StopReport`] it
 //!   gives back.
 
@@ -30,14 +34,18 @@ pub mod block;
 pub mod checked;
 pub mod cost;
 pub mod extract;
+pub mod fuse;
 pub mod graph;
 pub mod lang;
 pub mod limits;
+pub mod refine;
 pub mod rules;
 pub mod scalar;
+pub mod semantics;
 pub mod shape;
 
 pub use augment::{AugmentError, AugmentReport, augment};
+pub use fuse::{FuseError, FuseReport, fuse};
 pub use graph::TensorGraph;
 pub use lang::TensorLang;
 pub use limits::{Limits, StopReport};

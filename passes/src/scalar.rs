@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use num_bigint::BigInt;
 use num_rational::BigRational;
-use num_traits::{ToPrimitive, Zero};
+use num_traits::{One, Pow, Signed, ToPrimitive, Zero};
 
 /// The largest decimal exponent accepted when parsing (`1e4096`, `1e-4096`).
 pub const MAX_EXPONENT: u32 = 4096;
@@ -83,6 +83,49 @@ impl Scalar {
     #[must_use]
     pub fn checked_div(&self, rhs: &Self) -> Option<Self> {
         (!rhs.is_zero()).then(|| Self(&self.0 / &rhs.0))
+    }
+
+    /// Whether this is greater than zero.
+    #[must_use]
+    pub fn is_positive(&self) -> bool {
+        self.0.is_positive()
+    }
+
+    /// Whether this is one.
+    #[must_use]
+    pub fn is_one(&self) -> bool {
+        self.0.is_one()
+    }
+
+    /// `1 / self`, or `None` for zero.
+    #[must_use]
+    pub fn recip(&self) -> Option<Self> {
+        (!self.is_zero()).then(|| Self(self.0.recip()))
+    }
+
+    /// `self^n`, or `None` for zero to a negative power.
+    #[must_use]
+    pub fn powi(&self, n: i32) -> Option<Self> {
+        if n < 0 && self.is_zero() {
+            return None;
+        }
+        Some(Self(Pow::pow(&self.0, n)))
+    }
+
+    /// The exact square root, when this is a non-negative rational whose
+    /// numerator and denominator are perfect squares.
+    #[must_use]
+    pub fn sqrt_exact(&self) -> Option<Self> {
+        if self.0.is_negative() {
+            return None;
+        }
+        let exact = |n: &BigInt| {
+            let r = n.sqrt();
+            (&r * &r == *n).then_some(r)
+        };
+        let numer = exact(self.0.numer())?;
+        let denom = exact(self.0.denom())?;
+        Some(Self(BigRational::new(numer, denom)))
     }
 
     /// The underlying rational.

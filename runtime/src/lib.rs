@@ -24,6 +24,7 @@
 //! [`npy`] and [`tensor_pb`] (tensor files), [`random`], [`stats`], [`compare`](mod@compare),
 //! [`ops`] (custom op registration), [`error`].
 
+pub mod bench;
 pub mod compare;
 pub mod datum;
 pub mod error;
@@ -43,6 +44,7 @@ mod values;
 pub use tract_onnx;
 pub use tract_onnx::prelude::Tensor;
 
+pub use bench::{BenchOptions, BenchReport, bench, bench_files};
 pub use compare::{Comparison, compare};
 pub use datum::{DatumKind, DimSpec, InputSpec};
 pub use error::RuntimeError;

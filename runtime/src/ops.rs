@@ -4,18 +4,20 @@
 //! [`crate::infer_shapes`]) on a fresh `tract_onnx::onnx()` framework, so whatever it
 //! registers is available to every model laurel-runtime loads.
 //!
-//! It registers nothing yet. Later work registers the `LaurelResidual` op of domain
-//! `ai.laurel` here, with
-//! `onnx.op_register.insert("LaurelResidual", builder)` where `builder` has type
-//! `fn(&tract_onnx::model::ParsingContext, &tract_onnx::pb::NodeProto)
-//!     -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>`.
+//! Registered ops, one module each:
+//!
+//! - [`laurel_residual`]: `ai.laurel::LaurelResidual` (since version 1), the fused
+//!   `LAuReL` residual `y = Σᵢ cᵢ·tᵢ`, normatively defined in `docs/laurel-op.md`.
 //!
 //! Note that tract-onnx 0.23 looks ops up by `op_type` only: the node's `domain` is
-//! not consulted, so a custom op's `op_type` must not collide with a standard one (a
-//! builder may still check `node.domain` itself and `bail!` on a foreign domain).
+//! not consulted, so a custom op's `op_type` must not collide with a standard one, and
+//! each builder here checks `node.domain` itself and refuses a foreign domain.
 
-/// Registers laurelc's custom operators with a tract-onnx framework. Currently none.
+pub mod laurel_residual;
+
+/// Registers laurelc's custom operators with a tract-onnx framework:
+/// `LaurelResidual` with its [`laurel_residual::Implementation::REGISTERED`]
+/// implementation.
 pub fn register(onnx: &mut tract_onnx::Onnx) {
-    // Nothing registered yet; see the module documentation.
-    let _ = onnx;
+    laurel_residual::register(onnx, laurel_residual::Implementation::REGISTERED);
 }

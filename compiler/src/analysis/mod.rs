@@ -44,6 +44,25 @@ pub const PROBE_MIN_ELEMENTS: u64 = 1024;
 /// # Errors
 /// The probe cannot be encoded, or shape inference fails outright.
 pub fn analyse_residuals(model: &Model) -> Result<ResidualAnalysis> {
+    let (values, shape_strategy) = infer_values(model)?;
+    let mut residuals = find_residuals(&model.graph, &values);
+    assign_streams(&model.graph, &mut residuals);
+    Ok(ResidualAnalysis {
+        residuals,
+        shape_strategy,
+    })
+}
+
+/// The inferred element type and shape of every value, and how they were
+/// inferred: tract's symbolic inference on a shape probe of the model
+/// (without its large weights), or, when that fails, concrete inference at
+/// two sizes keeping only the dimensions both agree on.
+///
+/// # Errors
+/// The probe cannot be encoded, or shape inference fails outright.
+pub fn infer_values(
+    model: &Model,
+) -> Result<(std::collections::BTreeMap<String, InferredValue>, String)> {
     let probe = crate::onnx::to_shape_probe_bytes(model, PROBE_MIN_ELEMENTS)?;
     let source = ModelSource::Bytes(&probe);
     let symbolic = laurel_runtime::infer_symbolic_shapes(source, &LoadOptions::default())?;
@@ -70,12 +89,7 @@ pub fn analyse_residuals(model: &Model) -> Result<ResidualAnalysis> {
         );
         (agreeing_shapes(a.values, &b.values), strategy)
     };
-    let mut residuals = find_residuals(&model.graph, &values);
-    assign_streams(&model.graph, &mut residuals);
-    Ok(ResidualAnalysis {
-        residuals,
-        shape_strategy,
-    })
+    Ok((values, shape_strategy))
 }
 
 /// Shapes from two inferences at different sizes: a dimension that differs

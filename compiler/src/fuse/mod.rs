@@ -1,11 +1,346 @@
 //! Fusion for inference (`laurelc fuse`).
 //!
-//! This milestone has one pass, [`fold`]: constant folding of
-//! parameter-only subgraphs, such as the `Sub`/`Sigmoid`/`Mul` that compute
-//! RW's α and β from their softmax or sigmoid parametrisation. The e-graph
-//! fusion rules (scales folded into weights, norm scale invariance, merged
-//! low-rank products) build on it in the next increments.
+//! [`fuse_model`] runs, in order:
+//! 1. [`fold`]: constant folding of parameter-only subgraphs (the Softmax or
+//!    Sigmoid of an RW parametrisation becomes the scalars α and β);
+//! 2. [`lower`]: the whole graph into the e-graph's terms, with what each op
+//!    allows ([`semantics`]);
+//! 3. equality saturation with the fusion rules and DAG-aware extraction
+//!    ([`laurel_passes::fuse()`]);
+//! 4. [`lift`]: the extracted term back into ONNX ops;
+//! 5. constant folding again, which computes the scaled weights (`c·W`) into
+//!    initializers, and removal of what nothing reads any more.
+//!
+//! Every rule is an equality, so the fused model computes the input's
+//! function, whatever the limits cut short.
 
 pub mod fold;
+pub mod lift;
+pub mod lower;
+pub mod semantics;
 
 pub use fold::{FoldReport, fold_constants};
+
+use std::collections::{BTreeMap, HashSet};
+
+use petgraph::stable_graph::NodeIndex;
+use std::time::Duration;
+
+use laurel_passes::{FuseReport, Limits, StopReport};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ir::Model;
+
+/// The default window: enough for several transformer or `ResNet` blocks, small
+/// enough that the scaled forms of a stream do not pile up.
+pub const DEFAULT_WINDOW_OPS: usize = 64;
+
+/// How many levels of producers before a window join it.
+pub const REACH_BACK: usize = 2;
+
+/// Options of [`fuse_model`].
+#[derive(Debug, Clone, Copy)]
+pub struct FuseOptions {
+    /// The e-graph runner's limits, per window.
+    pub limits: Limits,
+    /// Ops per saturation window, in topological order (0: the whole graph
+    /// at once). A scale left on a window's outputs is carried into the
+    /// next window as the `Mul` it was extracted as.
+    pub window_ops: usize,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits {
+                iterations: 60,
+                nodes: 40_000,
+                time: Duration::from_secs(5),
+            },
+            window_ops: DEFAULT_WINDOW_OPS,
+        }
+    }
+}
+
+/// What [`fuse_model`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FuseSummary {
+    /// Ops before and after.
+    pub ops_before: usize,
+    /// Ops after.
+    pub ops_after: usize,
+    /// Op counts by type, before.
+    pub histogram_before: BTreeMap<String, usize>,
+    /// Op counts by type, after.
+    pub histogram_after: BTreeMap<String, usize>,
+    /// The first constant folding.
+    pub fold: FoldReport,
+    /// The materialisation of scaled weights (the second folding).
+    pub materialised: FoldReport,
+    /// Initializers removed because nothing reads them any more.
+    pub removed_initializers: usize,
+    /// Windows saturated (one for a small graph).
+    pub windows: usize,
+    /// Rules that fired, with counts.
+    pub fired: BTreeMap<String, usize>,
+    /// Rules refused (ill-shaped right-hand sides), with counts.
+    pub refused: BTreeMap<String, usize>,
+    /// E-classes at the end of saturation (the largest window's).
+    pub classes: usize,
+    /// E-nodes at the end of saturation (the largest window's).
+    pub nodes: usize,
+    /// Rewrite iterations (over all windows).
+    pub iterations: usize,
+    /// Why saturation stopped (the first window a limit stopped, if any).
+    pub stop: String,
+    /// Whether a limit cut saturation short (the result is correct, maybe not optimal).
+    pub hit_limit: bool,
+    /// The cost model's estimate of the lowered ops before, summed over
+    /// windows (microseconds on tract; a scale carried between windows is
+    /// counted in both).
+    pub cost_before: f64,
+    /// The estimate after, summed likewise.
+    pub cost_after: f64,
+    /// Seconds spent saturating.
+    pub saturation_seconds: f64,
+    /// Seconds spent extracting.
+    pub extraction_seconds: f64,
+}
+
+/// Per-window reports, summed.
+#[derive(Debug, Default)]
+struct Accumulated {
+    windows: usize,
+    fired: BTreeMap<String, usize>,
+    refused: BTreeMap<String, usize>,
+    classes: usize,
+    nodes: usize,
+    iterations: usize,
+    hit_limit: bool,
+    stop: String,
+    cost_before: f64,
+    cost_after: f64,
+    saturation_seconds: f64,
+    extraction_seconds: f64,
+}
+
+impl Accumulated {
+    fn add(&mut self, r: &FuseReport) {
+        self.windows += 1;
+        for (k, v) in &r.fired {
+            *self.fired.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &r.refused {
+            *self.refused.entry(k.clone()).or_insert(0) += v;
+        }
+        self.classes = self.classes.max(r.classes);
+        self.nodes = self.nodes.max(r.nodes);
+        self.iterations += r.iterations;
+        if r.stop.hit_limit() && !self.hit_limit {
+            self.hit_limit = true;
+            self.stop = format!("window {}: {}", self.windows, r.stop);
+        } else if !self.hit_limit {
+            self.stop = r.stop.to_string();
+        }
+        self.cost_before += r.cost_before;
+        self.cost_after += r.cost_after;
+        self.saturation_seconds += r.saturation_time.as_secs_f64();
+        self.extraction_seconds += r.extraction_time.as_secs_f64();
+    }
+}
+
+fn histogram(model: &Model) -> BTreeMap<String, usize> {
+    let mut h = BTreeMap::new();
+    for &n in &model.graph.op_order {
+        if let Some(op) = model.graph.dag[n].as_op() {
+            *h.entry(op.proto.op_type.clone()).or_insert(0) += 1;
+        }
+    }
+    h
+}
+
+/// Fuses `model` in place.
+///
+/// # Errors
+/// [`Error::Fuse`] when a step fails (tract cannot fold, a term cannot be
+/// lowered or lifted, or the e-graph reports a bug).
+#[allow(clippy::too_many_lines)] // the window loop and the summary
+pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> {
+    let ops_before = model.graph.op_count();
+    let histogram_before = histogram(model);
+    let fold = fold_constants(model)?;
+    let mut types = lower::value_types(model)?;
+    let mut acc = Accumulated::default();
+    let mut carried: HashSet<NodeIndex> = HashSet::new();
+    let mut done: HashSet<NodeIndex> = HashSet::new();
+    loop {
+        let order = model.graph.topo_ops().map_err(|e| Error::Fuse {
+            message: e.to_string(),
+        })?;
+        let mut window: HashSet<NodeIndex> = carried.iter().copied().collect();
+        let mut fresh = 0usize;
+        for &n in &order {
+            if done.contains(&n) || carried.contains(&n) || !lower::lowerable(&model.graph, n) {
+                continue;
+            }
+            if opts.window_ops > 0 && fresh >= opts.window_ops {
+                break;
+            }
+            window.insert(n);
+            fresh += 1;
+        }
+        if fresh == 0 {
+            break;
+        }
+        // Reach back: the producers of the window's inputs, two levels up,
+        // join it again, so a scale at the window's start can still be
+        // absorbed by the op that produced its operand (`α·(x·W + b)`).
+        for _ in 0..REACH_BACK {
+            let back: Vec<NodeIndex> = window
+                .iter()
+                .flat_map(|&n| {
+                    model
+                        .graph
+                        .dag
+                        .neighbors_directed(n, petgraph::Direction::Incoming)
+                })
+                .filter(|&p| !window.contains(&p) && lower::lowerable(&model.graph, p))
+                .collect();
+            window.extend(back);
+        }
+        let mut lowered = lower::lower(model, &types, Some(&window))?;
+        let graph = std::mem::take(&mut lowered.graph);
+        let keep: Vec<egg::Id> = lowered.named.iter().map(|(_, id)| *id).collect();
+        // Roots that ops after this window read: their scale may be carried.
+        let pending_readers: HashSet<&str> = order
+            .iter()
+            .filter(|n| !done.contains(n) && !window.contains(n))
+            .flat_map(|&n| {
+                model
+                    .graph
+                    .dag
+                    .edges_directed(n, petgraph::Direction::Incoming)
+            })
+            .map(|e| e.weight().name.as_str())
+            .collect();
+        let carry: Vec<egg::Id> = lowered
+            .root_names
+            .iter()
+            .zip(&lowered.roots)
+            .filter(|(name, _)| pending_readers.contains(name.as_str()))
+            .map(|(_, &id)| id)
+            .collect();
+        let report: FuseReport =
+            laurel_passes::fuse(graph, &lowered.roots, &keep, &carry, opts.limits).map_err(
+                |e| Error::Fuse {
+                    message: format!("e-graph: {e}"),
+                },
+            )?;
+        let lifted = lift::lift(model, &lowered, &report)?;
+        types.extend(lifted.types);
+        done.extend(window.iter().copied());
+        carried = lifted.carried.iter().copied().collect();
+        done.extend(
+            lifted
+                .created
+                .iter()
+                .copied()
+                .filter(|n| !carried.contains(n)),
+        );
+        acc.add(&report);
+    }
+    let materialised = fold_constants(model)?;
+    let removed_initializers = lift::remove_unread_initializers(&mut model.graph);
+    Ok(FuseSummary {
+        ops_before,
+        ops_after: model.graph.op_count(),
+        histogram_before,
+        histogram_after: histogram(model),
+        fold,
+        materialised,
+        removed_initializers,
+        windows: acc.windows,
+        fired: acc.fired,
+        refused: acc.refused,
+        classes: acc.classes,
+        nodes: acc.nodes,
+        iterations: acc.iterations,
+        hit_limit: acc.hit_limit,
+        stop: acc.stop,
+        cost_before: acc.cost_before,
+        cost_after: acc.cost_after,
+        saturation_seconds: acc.saturation_seconds,
+        extraction_seconds: acc.extraction_seconds,
+    })
+}
+
+/// The `--explain` text of a summary.
+#[must_use]
+pub fn explain(s: &FuseSummary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "constant folding: {} values folded, {} ops removed, {} large values kept",
+        s.fold.folded_values, s.fold.removed_ops, s.fold.kept_large
+    );
+    let _ = writeln!(
+        out,
+        "e-graph: {} window(s), at most {} classes, {} nodes; {} iterations; stopped: {}{}",
+        s.windows,
+        s.classes,
+        s.nodes,
+        s.iterations,
+        s.stop,
+        if s.hit_limit {
+            " (a limit: not a fixed point)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "time: saturation {:.3} s, extraction {:.3} s",
+        s.saturation_seconds, s.extraction_seconds
+    );
+    let _ = writeln!(out, "rules fired:");
+    for (rule, n) in &s.fired {
+        let _ = writeln!(out, "  {rule:<32} {n}");
+    }
+    if !s.refused.is_empty() {
+        let _ = writeln!(out, "rules refused (ill-shaped right-hand side):");
+        for (rule, n) in &s.refused {
+            let _ = writeln!(out, "  {rule:<32} {n}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "cost (estimated µs on tract): {:.1} -> {:.1}",
+        s.cost_before, s.cost_after
+    );
+    let _ = writeln!(
+        out,
+        "weights materialised: {}; initializers removed: {}",
+        s.materialised.folded_values, s.removed_initializers
+    );
+    let _ = write!(out, "ops by type (before -> after):");
+    let types: std::collections::BTreeSet<&String> = s
+        .histogram_before
+        .keys()
+        .chain(s.histogram_after.keys())
+        .collect();
+    for t in types {
+        let b = s.histogram_before.get(t).copied().unwrap_or(0);
+        let a = s.histogram_after.get(t).copied().unwrap_or(0);
+        let _ = write!(out, "\n  {t:<24} {b:>5} -> {a}");
+    }
+    out
+}
+
+/// The stop reason of a report, for callers that only need to know whether
+/// a limit was hit.
+#[must_use]
+pub fn hit_limit(stop: &StopReport) -> bool {
+    stop.hit_limit()
+}

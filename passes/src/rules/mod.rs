@@ -11,12 +11,23 @@
 //! - [`mod@augment`]: `resadd` → a `LAuReL` term (one-directional; a model change,
 //!   the identity at the parameters' initial values).
 //! - [`expand`]: a `LAuReL` term → elementwise and low-rank terms (equalities).
+//! - [`scale`]: scalar algebra on elementwise terms (fusion).
+//! - [`homogeneous`]: scale through positively homogeneous and linear ONNX ops.
+//! - [`weights`]: scalars into the weights of linear ONNX ops.
+//! - [`norm`]: norm scale invariance, whole and decomposed.
+//!
+//! [`fusion_rules`] is every fusion table together.
 //!
 //! Complexity: building a table parses a handful of patterns. Errors:
 //! [`RuleError`] when a table entry does not parse (a bug, caught by tests).
 
 pub mod augment;
+pub mod class;
 pub mod expand;
+pub mod homogeneous;
+pub mod norm;
+pub mod scale;
+pub mod weights;
 
 use egg::{Condition, ConditionalApplier, Id, Pattern, Rewrite, Subst};
 
@@ -26,6 +37,28 @@ use crate::lang::TensorLang;
 
 pub use augment::{Variant, augment_rules};
 pub use expand::expand_rules;
+pub use scale::scale_rules;
+
+/// Every fusion rule: [`scale`], [`homogeneous`], [`weights`], [`norm`].
+///
+/// # Errors
+/// [`RuleError`] if a rule does not build (a bug, caught by the tests).
+pub fn fusion_rules() -> Result<Vec<TensorRewrite>, RuleError> {
+    let mut rules = scale_rules()?;
+    for r in [
+        homogeneous::SCALE_OUT_OF_HOMOGENEOUS,
+        homogeneous::SCALE_OUT_OF_UNIFORM,
+        weights::SCALE_INTO_WEIGHTS,
+        weights::ABSORB_INPUT_SCALE,
+        norm::NORM_ABSORBS_SCALE,
+        norm::POW_OF_SCALED,
+        norm::SQRT_OF_SCALED,
+        norm::RECIPROCAL_OF_SCALED,
+    ] {
+        rules.push(r.rewrite()?);
+    }
+    Ok(rules)
+}
 
 /// A rewrite rule of this crate.
 pub type TensorRewrite = Rewrite<TensorLang, TensorAnalysis>;

@@ -125,6 +125,80 @@ pub fn along_axis(
     Tensor { shape, data }
 }
 
+/// The ONNX ops the evaluator knows (all over the last axis where an axis
+/// matters); any other `Onnx` term is looked up in the environment.
+fn onnx_op(op_type: &str) -> bool {
+    matches!(
+        op_type,
+        "Relu"
+            | "Sqrt"
+            | "Reciprocal"
+            | "Pow"
+            | "ReduceMean"
+            | "LayerNormalization"
+            | "MatMul"
+            | "Concat"
+    )
+}
+
+fn map(t: &Tensor, f: impl Fn(f64) -> f64) -> Tensor {
+    Tensor {
+        shape: t.shape.clone(),
+        data: t.data.iter().map(|&x| f(x)).collect(),
+    }
+}
+
+/// The mean over the last axis, kept as an axis of size 1.
+#[allow(clippy::cast_precision_loss)] // small test tensors
+fn mean_last(t: &Tensor) -> Tensor {
+    let n = *t.shape.last().unwrap();
+    let mut shape = t.shape.clone();
+    *shape.last_mut().unwrap() = 1;
+    Tensor {
+        shape,
+        data: t
+            .data
+            .chunks(n)
+            .map(|c| c.iter().sum::<f64>() / n as f64)
+            .collect(),
+    }
+}
+
+fn eval_onnx(op_type: &str, a: &[&Tensor]) -> Tensor {
+    match op_type {
+        "Relu" => map(a[0], |x| x.max(0.0)),
+        "Sqrt" => map(a[0], f64::sqrt),
+        "Reciprocal" => map(a[0], |x| 1.0 / x),
+        "Pow" => broadcast(a[0], a[1], f64::powf),
+        "ReduceMean" => mean_last(a[0]),
+        "MatMul" => {
+            let k = a[1].shape[1];
+            along_axis(a[0], a[0].shape.len() - 1, k, matrix(a[1]))
+        }
+        "Concat" => {
+            // Along axis 0.
+            let mut shape = a[0].shape.clone();
+            shape[0] = a.iter().map(|t| t.shape[0]).sum();
+            Tensor {
+                shape,
+                data: a.iter().flat_map(|t| t.data.iter().copied()).collect(),
+            }
+        }
+        "LayerNormalization" => {
+            // x, scale, bias, ε (the last child).
+            let x = a[0];
+            let eps = a[a.len() - 1].data[0];
+            let mean = mean_last(x);
+            let centred = broadcast(x, &mean, |p, q| p - q);
+            let var = mean_last(&map(&centred, |d| d * d));
+            let normed = broadcast(&centred, &var, |d, v| d / (v + eps).sqrt());
+            let scaled = broadcast(&normed, a[1], |p, q| p * q);
+            broadcast(&scaled, a[2], |p, q| p + q)
+        }
+        other => panic!("no evaluator for {other}"),
+    }
+}
+
 fn matrix(t: &Tensor) -> impl Fn(usize, usize) -> f64 + '_ {
     move |i, j| t.at(&[i, j])
 }
@@ -142,6 +216,10 @@ pub fn eval(
         let v = |id: &Id| &values[usize::from(*id)];
         let out = match node {
             TensorLang::Num(c) => Tensor::scalar(c.to_f64()),
+            TensorLang::Onnx(op, ch) if onnx_op(op.op_type()) => {
+                let args: Vec<&Tensor> = ch.iter().map(|c| &values[usize::from(*c)]).collect();
+                eval_onnx(op.op_type(), &args)
+            }
             TensorLang::Value(_) | TensorLang::Param(_) | TensorLang::Onnx(..) => env
                 .get(&node.to_string())
                 .unwrap_or_else(|| panic!("no value for {node}"))

@@ -89,6 +89,42 @@ enum Command {
     /// Fuse a `LAuReL` model for inference. This milestone: constant folding of
     /// parameter-only subgraphs (the e-graph fusion rules come next).
     Fuse(FuseArgs),
+    /// Time models on tract, interleaved (A B C A B C …), against the first one.
+    Bench(BenchArgs),
+}
+
+/// `laurelc bench BASELINE OTHER...`.
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// The baseline model: ratios are to its median.
+    baseline: PathBuf,
+    /// The models to compare with it; they must have the baseline's inputs.
+    #[arg(required = true)]
+    others: Vec<PathBuf>,
+    /// Timed rounds; each round runs every model once.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Untimed rounds before the timed ones.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Seed for random inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Start round r at model r mod N (A B C, B C A, …) instead of always at the baseline.
+    #[arg(long)]
+    rotate: bool,
+    /// The value of a symbolic dimension, as NAME=VALUE (default 1).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    dims: Vec<String>,
+    /// The shape of a random input, as NAME=1x3x224x224.
+    #[arg(long = "shape", value_name = "NAME=SHAPE")]
+    shapes: Vec<String>,
+    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
+    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
+    inputs: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +137,12 @@ struct FuseArgs {
     /// Allow OUT to be the input file.
     #[arg(long)]
     force: bool,
+    /// Print what fusion did: rules fired, e-graph size and stop reason, cost before and after.
+    #[arg(long)]
+    explain: bool,
+    /// Ops per saturation window (0: the whole graph at once).
+    #[arg(long, default_value_t = laurelc::fuse::DEFAULT_WINDOW_OPS)]
+    window_ops: usize,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +269,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Check(a)) => check(&a),
         Some(Command::Inspect(a)) => inspect(&a),
         Some(Command::Fuse(a)) => fuse(&a),
+        Some(Command::Bench(a)) => bench(&a),
         None => compile(&cli.compile),
     }
 }
@@ -325,20 +368,74 @@ fn compile(a: &CompileArgs) -> Result<()> {
 fn fuse(a: &FuseArgs) -> Result<()> {
     laurelc::pipeline::guard_output(&a.model, &a.output, a.force)?;
     let mut model = laurelc::onnx::import_path(&a.model)?;
-    let before = model.graph.op_count();
-    let report = laurelc::fuse::fold_constants(&mut model)?;
+    let opts = laurelc::fuse::FuseOptions {
+        window_ops: a.window_ops,
+        ..laurelc::fuse::FuseOptions::default()
+    };
+    let summary = laurelc::fuse::fuse_model(&mut model, &opts)?;
     laurelc::onnx::write_path(&model, &a.output, &ExportOptions::default())?;
     println!(
-        "{} -> {}: {} ops in, {} ops out; constant folding: {} values folded, {} ops and {} initializers removed, {} large values kept",
+        "{} -> {}: {} ops in, {} ops out; e-graph: {} classes, {} nodes, {} iterations, {}; cost {:.1} -> {:.1}",
         a.model.display(),
         a.output.display(),
-        before,
-        model.graph.op_count(),
-        report.folded_values,
-        report.removed_ops,
-        report.removed_initializers,
-        report.kept_large
+        summary.ops_before,
+        summary.ops_after,
+        summary.classes,
+        summary.nodes,
+        summary.iterations,
+        summary.stop,
+        summary.cost_before,
+        summary.cost_after,
     );
+    if a.explain {
+        println!("{}", laurelc::fuse::explain(&summary));
+    }
+    if summary.hit_limit {
+        eprintln!(
+            "warning: a limit stopped saturation before a fixed point ({}): the result is correct but may not be fully fused",
+            summary.stop
+        );
+    }
+    Ok(())
+}
+
+/// `laurelc bench`: the runtime's interleaved benchmark, printed as a table or JSON.
+fn bench(a: &BenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let mut given: Vec<(String, laurel_runtime::Tensor)> = Vec::new();
+    for s in &a.inputs {
+        let loaded = if s.contains('=') {
+            laurelc::check::read_inputs(&parse_inputs(std::slice::from_ref(s))?)?
+        } else {
+            laurel_runtime::read_npz(Path::new(s))?
+        };
+        for (name, t) in loaded {
+            given.retain(|(n, _)| *n != name);
+            given.push((name, t));
+        }
+    }
+    let load = laurel_runtime::LoadOptions {
+        dims: parse_dims(&a.dims)?,
+        shapes: parse_shapes(&a.shapes)?,
+        ..laurel_runtime::LoadOptions::default()
+    };
+    let opts = laurel_runtime::BenchOptions {
+        runs: a.runs,
+        warmup: a.warmup,
+        seed: a.seed,
+        rotate: a.rotate,
+    };
+    let paths: Vec<&Path> = std::iter::once(a.baseline.as_path())
+        .chain(a.others.iter().map(PathBuf::as_path))
+        .collect();
+    let report = laurel_runtime::bench_files(&paths, &load, &given, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_table());
+    }
     Ok(())
 }
 

@@ -1,0 +1,547 @@
+//! Lifting for fusion: the extracted term → ONNX ops in the IR.
+//!
+//! The lowered ops are removed and the extracted term is built in their
+//! place:
+//! - an `Onnx(OpRef, children)` node is a copy of the IR node `OpRef` names
+//!   (type, domain, attributes, name) reading the children's values at its
+//!   present input positions; a norm's last child is written back as its
+//!   `epsilon` attribute. Two e-nodes of one IR node with the same children
+//!   are one node with several outputs;
+//! - `+ - * /` are `Add`, `Sub`, `Mul`, `Div`, named `fuse/<Op>_<k>`;
+//! - a `Num` operand is a 0-d initializer of its consumer's element type,
+//!   `fuse.const_<k>`, shared by equal values;
+//! - a value keeps the name of an original value of its e-class when one is
+//!   free (every graph output keeps its name, by an `Identity` if two outputs
+//!   share a class); a new value is named after its op's original output or
+//!   its first operand, plus `.fused`.
+//!
+//! Weight terms (`c·W`) are lifted as ops too; constant folding
+//! ([`super::fold_constants`]) then computes them into initializers named
+//! `<W>.fused`. New ops take the place of the op they come from in the
+//! preferred node order. O(size of the term).
+
+use std::collections::{HashMap, HashSet};
+
+use egg::{Id, Language as _};
+use laurel_passes::lang::Scalar;
+use laurel_passes::semantics::OpSemantics;
+use laurel_passes::shape::DType;
+use laurel_passes::{FuseReport, TensorLang};
+use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
+use petgraph::stable_graph::NodeIndex;
+
+use super::lower::Lowered;
+use crate::error::{Error, Result};
+use crate::ir::{Edge, Graph, Initializer, Model, Node, OpNode};
+
+fn err(message: impl Into<String>) -> Error {
+    Error::Fuse {
+        message: format!("lifting: {}", message.into()),
+    }
+}
+
+/// The ONNX `TensorProto.DataType` of an element type, and the bytes of a
+/// scalar of that type.
+fn scalar_bytes(dtype: Option<&DType>, value: &Scalar) -> Result<(i32, Vec<u8>)> {
+    let v = value.to_f64();
+    #[allow(clippy::cast_possible_truncation)] // rounding to the model's precision
+    match dtype {
+        Some(DType::F32) | None => Ok((1, (v as f32).to_le_bytes().to_vec())),
+        Some(DType::F64) => Ok((11, v.to_le_bytes().to_vec())),
+        Some(other) => Err(err(format!(
+            "a scalar of element type {other} cannot be materialised"
+        ))),
+    }
+}
+
+struct Lifter<'a> {
+    g: &'a mut Graph,
+    producers: HashMap<String, (NodeIndex, usize)>,
+    used: HashSet<String>,
+    consts: HashMap<(Scalar, i32), String>,
+    counter: usize,
+    /// New op nodes with their order anchors.
+    anchors: Vec<(NodeIndex, usize)>,
+    initializers_are_inputs: bool,
+    /// Node names in use.
+    node_names: HashSet<String>,
+}
+
+impl Lifter<'_> {
+    /// `base` if unused, else `base.fused<k>` for the first free `k ≥ 2`.
+    fn node_name(&mut self, base: &str) -> String {
+        let mut name = base.to_owned();
+        let mut k = 2;
+        while self.node_names.contains(&name) {
+            name = format!("{base}.fused{k}");
+            k += 1;
+        }
+        self.node_names.insert(name.clone());
+        name
+    }
+
+    /// `fuse/<op>_<k>` for the first free `k`.
+    fn new_node_name(&mut self, op_type: &str) -> String {
+        loop {
+            self.counter += 1;
+            let name = format!("fuse/{op_type}_{}", self.counter);
+            if self.node_names.insert(name.clone()) {
+                return name;
+            }
+        }
+    }
+
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = format!("{base}.fused");
+        let mut k = 2;
+        while self.used.contains(&name) {
+            name = format!("{base}.fused.{k}");
+            k += 1;
+        }
+        self.used.insert(name.clone());
+        name
+    }
+
+    fn constant(&mut self, value: &Scalar, dtype: Option<&DType>) -> Result<String> {
+        let (data_type, raw) = scalar_bytes(dtype, value)?;
+        if let Some(name) = self.consts.get(&(value.clone(), data_type)) {
+            return Ok(name.clone());
+        }
+        let mut k = self.consts.len();
+        let mut name = format!("fuse.const_{k}");
+        while self.used.contains(&name) {
+            k += 1;
+            name = format!("fuse.const_{k}");
+        }
+        self.used.insert(name.clone());
+        let proto = TensorProto {
+            name: name.clone(),
+            data_type,
+            raw_data: raw,
+            ..TensorProto::default()
+        };
+        if self.initializers_are_inputs {
+            let decl = crate::onnx::export::tensor_input(&TensorProto {
+                raw_data: Vec::new(),
+                ..proto.clone()
+            });
+            let input = self.g.dag.add_node(Node::Input(decl));
+            self.g.inputs.push(input);
+        }
+        let n = self.g.dag.add_node(Node::Initializer(Initializer {
+            proto,
+            external: None,
+        }));
+        self.g.initializers.push(n);
+        self.producers.insert(name.clone(), (n, 0));
+        self.consts.insert((value.clone(), data_type), name.clone());
+        Ok(name)
+    }
+
+    fn add_op(&mut self, proto: NodeProto, inputs: &[String], anchor: usize) -> Result<NodeIndex> {
+        let n = self.g.dag.add_node(Node::Op(OpNode {
+            proto,
+            num_inputs: inputs.len(),
+        }));
+        for (slot, name) in inputs.iter().enumerate() {
+            if name.is_empty() {
+                continue;
+            }
+            let &(src, src_slot) = self
+                .producers
+                .get(name)
+                .ok_or_else(|| err(format!("no producer for `{name}`")))?;
+            self.g.dag.add_edge(
+                src,
+                n,
+                Edge {
+                    name: name.clone(),
+                    src_slot,
+                    dst_slot: Some(slot),
+                },
+            );
+        }
+        self.anchors.push((n, anchor));
+        Ok(n)
+    }
+}
+
+/// What [`lift`] built.
+#[derive(Debug, Clone, Default)]
+pub struct Lifted {
+    /// The new op nodes.
+    pub created: Vec<NodeIndex>,
+    /// Among them, the scalar products (`c·x`) whose values leave the
+    /// lowered ops: a scale the next window may still move or absorb.
+    pub carried: Vec<NodeIndex>,
+    /// The type of every value the new ops produce.
+    pub types: Vec<(String, laurel_passes::shape::TensorType)>,
+}
+
+/// Replaces the lowered ops of `model` with the extracted term of `report`.
+///
+/// # Errors
+/// [`Error::Fuse`] for a term with no ONNX form (a bug) or a scalar of an
+/// element type that cannot be materialised.
+#[allow(clippy::too_many_lines)] // one walk over the term, in order
+pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result<Lifted> {
+    let mut lifted = Lifted::default();
+    let root_positions: HashSet<usize> = report.roots.iter().map(|&r| usize::from(r)).collect();
+    let initializers_are_inputs = model.header.ir_version < 4;
+    let g = &mut model.graph;
+    // Edges from lowered ops to ops that stay: re-attached to the new
+    // producers of the same names at the end.
+    let removed_set: HashSet<NodeIndex> = lowered.ops.values().map(|o| o.node).collect();
+    let mut outgoing: Vec<(NodeIndex, Edge)> = Vec::new();
+    for &n in &removed_set {
+        for e in g.dag.edges_directed(n, petgraph::Direction::Outgoing) {
+            use petgraph::visit::EdgeRef as _;
+            if !removed_set.contains(&e.target()) {
+                outgoing.push((e.target(), e.weight().clone()));
+            }
+        }
+    }
+    // Take the lowered ops out, keeping their protos.
+    let mut protos: HashMap<u32, (NodeProto, usize, Vec<Option<String>>)> = HashMap::new();
+    for (&no, op) in &lowered.ops {
+        if let Some(Node::Op(o)) = g.dag.remove_node(op.node) {
+            protos.insert(no, (o.proto, op.position, op.inputs.clone()));
+        }
+    }
+    let removed: HashSet<NodeIndex> = lowered.ops.values().map(|o| o.node).collect();
+    let kept_order: Vec<(NodeIndex, usize)> = g
+        .op_order
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !removed.contains(n))
+        .map(|(i, &n)| (n, i))
+        .collect();
+    let producers: HashMap<String, (NodeIndex, usize)> = g
+        .producers()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let used: HashSet<String> = producers.keys().cloned().collect();
+    let node_names: HashSet<String> = g
+        .op_order
+        .iter()
+        .filter(|n| !removed.contains(n))
+        .filter_map(|&n| g.dag[n].as_op().map(|o| o.proto.name.clone()))
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut l = Lifter {
+        node_names,
+        g,
+        producers,
+        used,
+        consts: HashMap::new(),
+        counter: 0,
+        anchors: Vec::new(),
+        initializers_are_inputs,
+    };
+
+    // Original names by final class, in lowering order.
+    let mut names_of: HashMap<Id, Vec<&str>> = HashMap::new();
+    for ((name, _), &class) in lowered.named.iter().zip(&report.kept) {
+        names_of.entry(class).or_default().push(name);
+    }
+    // Anchors of original names: the position of the op that produced them.
+    let mut origin: HashMap<&str, usize> = HashMap::new();
+    for (proto, pos, _) in protos.values() {
+        for o in &proto.output {
+            origin.insert(o.as_str(), *pos);
+        }
+    }
+
+    let expr = report.expr.as_ref();
+    let mut value_names: Vec<Option<String>> = vec![None; expr.len()];
+    // Graph outputs and other roots claim their names first.
+    let mut identities: Vec<(usize, String)> = Vec::new();
+    for (k, &root) in report.roots.iter().enumerate() {
+        let i = usize::from(root);
+        let want = &lowered.root_names[k];
+        match &expr[i] {
+            TensorLang::Value(v) if v.name() == want => {}
+            TensorLang::Value(_) | TensorLang::Num(_) => identities.push((i, want.clone())),
+            _ if value_names[i].is_none() => {
+                l.used.insert(want.clone());
+                value_names[i] = Some(want.clone());
+            }
+            _ if value_names[i].as_deref() == Some(want.as_str()) => {}
+            _ => identities.push((i, want.clone())),
+        }
+    }
+    let mut anchor_of: Vec<usize> = vec![0; expr.len()];
+    // IR nodes built from `Onnx` e-nodes: (node, children) → IR node.
+    let mut built: HashMap<(u32, Vec<Id>), NodeIndex> = HashMap::new();
+
+    for (i, node) in expr.iter().enumerate() {
+        let child_anchor = node
+            .children()
+            .iter()
+            .map(|&c| anchor_of[usize::from(c)])
+            .max()
+            .unwrap_or(0);
+        // The value's name: a free original name of its class, or a new one.
+        let class = report.classes_of[i];
+        if value_names[i].is_none() && !matches!(node, TensorLang::Value(_) | TensorLang::Num(_)) {
+            let free = names_of
+                .get(&class)
+                .and_then(|ns| ns.iter().find(|n| !l.used.contains(**n)));
+            let name = if let Some(n) = free {
+                l.used.insert((*n).to_owned());
+                (*n).to_owned()
+            } else {
+                let base = match node {
+                    TensorLang::Onnx(op, _) => protos
+                        .get(&op.node())
+                        .and_then(|(p, _, _)| p.output.get(op.slot() as usize))
+                        .cloned()
+                        .unwrap_or_else(|| op.op_type().to_owned()),
+                    _ => node
+                        .children()
+                        .iter()
+                        .find_map(|&c| value_names[usize::from(c)].clone())
+                        .unwrap_or_else(|| "fuse".to_owned()),
+                };
+                l.fresh(&base)
+            };
+            value_names[i] = Some(name);
+        }
+        let own_anchor = value_names[i]
+            .as_deref()
+            .and_then(|n| origin.get(n).copied());
+        match node {
+            TensorLang::Value(v) => {
+                if !l.producers.contains_key(v.name()) {
+                    return Err(err(format!("no producer for `{}`", v.name())));
+                }
+                value_names[i] = Some(v.name().to_owned());
+            }
+            TensorLang::Num(_) => {}
+            TensorLang::Add(ch)
+            | TensorLang::Sub(ch)
+            | TensorLang::Mul(ch)
+            | TensorLang::Div(ch) => {
+                let op_type = match node {
+                    TensorLang::Add(_) => "Add",
+                    TensorLang::Sub(_) => "Sub",
+                    TensorLang::Mul(_) => "Mul",
+                    _ => "Div",
+                };
+                let dtype = report.data[i].dtype.clone();
+                let mut inputs = Vec::with_capacity(2);
+                for &c in ch {
+                    let c = usize::from(c);
+                    inputs.push(match &expr[c] {
+                        TensorLang::Num(q) => l.constant(q, dtype.as_ref())?,
+                        _ => value_names[c]
+                            .clone()
+                            .ok_or_else(|| err("an operand has no name"))?,
+                    });
+                }
+                let out = value_names[i].clone().unwrap_or_default();
+                let proto = NodeProto {
+                    op_type: op_type.into(),
+                    name: l.new_node_name(op_type),
+                    output: vec![out.clone()],
+                    ..NodeProto::default()
+                };
+                let anchor = own_anchor.unwrap_or(child_anchor);
+                let n = l.add_op(proto, &inputs, anchor)?;
+                let scale = matches!(node, TensorLang::Mul([c, _]) if matches!(expr[usize::from(*c)], TensorLang::Num(_)));
+                if scale && !report.data[i].weight && root_positions.contains(&i) {
+                    lifted.carried.push(n);
+                }
+                lifted.types.push((out.clone(), report.data[i].ty()));
+                l.producers.insert(out, (n, 0));
+                anchor_of[i] = anchor;
+            }
+            TensorLang::Onnx(op, ch) => {
+                let (proto, position, orig_inputs) = protos
+                    .get(&op.node())
+                    .ok_or_else(|| err(format!("{op} is not a lowered op")))?;
+                let slot = op.slot() as usize;
+                let out = value_names[i].clone().unwrap_or_default();
+                let key = (op.node(), ch.clone());
+                if let Some(&n) = built.get(&key) {
+                    if let Node::Op(o) = &mut l.g.dag[n]
+                        && let Some(s) = o.proto.output.get_mut(slot)
+                    {
+                        s.clone_from(&out);
+                    }
+                    lifted.types.push((out.clone(), report.data[i].ty()));
+                    l.producers.insert(out, (n, slot));
+                    anchor_of[i] = *position;
+                    continue;
+                }
+                let mut new = proto.clone();
+                let mut children: Vec<Id> = ch.clone();
+                if let Some(OpSemantics::Norm { eps, .. }) = lowered.semantics.get(op)
+                    && *eps + 1 == children.len()
+                {
+                    let e = children.pop().map(usize::from);
+                    let Some(TensorLang::Num(q)) = e.map(|e| &expr[e]) else {
+                        return Err(err(format!("{op}: epsilon is not a number")));
+                    };
+                    #[allow(clippy::cast_possible_truncation)] // the attribute is a float
+                    let value = q.to_f64() as f32;
+                    new.attribute.retain(|a| a.name != "epsilon");
+                    new.attribute.push(AttributeProto {
+                        name: "epsilon".into(),
+                        f: value,
+                        type_: onnx_protobuf::attribute_proto::AttributeType::FLOAT.into(),
+                        ..AttributeProto::default()
+                    });
+                    new.attribute.sort_by(|a, b| a.name.cmp(&b.name));
+                }
+                let dtype = report.data[i].dtype.clone();
+                let mut kids = children.iter();
+                let mut inputs = Vec::with_capacity(orig_inputs.len());
+                for orig in orig_inputs {
+                    if orig.is_none() {
+                        inputs.push(String::new());
+                        continue;
+                    }
+                    let c = usize::from(
+                        *kids
+                            .next()
+                            .ok_or_else(|| err(format!("{op}: too few children")))?,
+                    );
+                    inputs.push(match &expr[c] {
+                        TensorLang::Num(q) => {
+                            l.constant(q, report.data[c].dtype.as_ref().or(dtype.as_ref()))?
+                        }
+                        _ => value_names[c]
+                            .clone()
+                            .ok_or_else(|| err("an operand has no name"))?,
+                    });
+                }
+                // Every output slot gets a name: the extracted one, or a fresh one.
+                let outputs: Vec<String> = proto
+                    .output
+                    .iter()
+                    .enumerate()
+                    .map(|(s, o)| {
+                        if s == slot {
+                            out.clone()
+                        } else if o.is_empty() {
+                            String::new()
+                        } else {
+                            l.fresh(o)
+                        }
+                    })
+                    .collect();
+                new.output = outputs;
+                if !new.name.is_empty() {
+                    new.name = l.node_name(&proto.name);
+                }
+                let n = l.add_op(new, &inputs, *position)?;
+                lifted.types.push((out.clone(), report.data[i].ty()));
+                l.producers.insert(out, (n, slot));
+                built.insert(key, n);
+                anchor_of[i] = *position;
+            }
+            other => {
+                return Err(err(format!("`{other}` has no ONNX form")));
+            }
+        }
+    }
+    for (i, want) in identities {
+        let input = match &report.expr.as_ref()[i] {
+            TensorLang::Num(q) => l.constant(q, report.data[i].dtype.as_ref())?,
+            _ => value_names[i]
+                .clone()
+                .ok_or_else(|| err("a root has no name"))?,
+        };
+        let proto = NodeProto {
+            op_type: "Identity".into(),
+            name: l.new_node_name("Identity"),
+            output: vec![want.clone()],
+            ..NodeProto::default()
+        };
+        let anchor = anchor_of[i];
+        let n = l.add_op(proto, &[input], anchor)?;
+        lifted.types.push((want.clone(), report.data[i].ty()));
+        l.producers.insert(want, (n, 0));
+    }
+    for (target, edge) in outgoing {
+        let &(src, src_slot) = l.producers.get(&edge.name).ok_or_else(|| {
+            err(format!(
+                "`{}` is read by an op that stays but was not rebuilt",
+                edge.name
+            ))
+        })?;
+        l.g.dag.add_edge(src, target, Edge { src_slot, ..edge });
+    }
+    // The preferred order: kept ops where they were, new ops at their anchors.
+    let mut order: Vec<(usize, usize, NodeIndex)> =
+        kept_order.into_iter().map(|(n, pos)| (pos, 0, n)).collect();
+    for (k, &(n, anchor)) in l.anchors.iter().enumerate() {
+        order.push((anchor, k + 1, n));
+    }
+    order.sort_unstable();
+    l.g.op_order = order.into_iter().map(|(_, _, n)| n).collect();
+    lifted.created = l.anchors.iter().map(|&(n, _)| n).collect();
+    Ok(lifted)
+}
+
+/// Removes initializers nothing reads any more (not graph outputs), and
+/// their graph-input declarations. Returns how many were removed.
+pub fn remove_unread_initializers(g: &mut Graph) -> usize {
+    let outputs: HashSet<String> = g.header.output.iter().map(|o| o.name.clone()).collect();
+    // An initializer that is also a graph input (IR < 4) is read through the
+    // input node: it is alive while that is.
+    let read_inputs: HashSet<String> = g
+        .inputs
+        .iter()
+        .filter(|&&n| {
+            g.dag
+                .edges_directed(n, petgraph::Direction::Outgoing)
+                .next()
+                .is_some()
+        })
+        .flat_map(|&n| g.dag[n].outputs().into_iter().map(str::to_owned))
+        .collect();
+    let dead: Vec<NodeIndex> = g
+        .initializers
+        .iter()
+        .copied()
+        .filter(|&n| {
+            g.dag
+                .edges_directed(n, petgraph::Direction::Outgoing)
+                .next()
+                .is_none()
+                && g.dag[n]
+                    .outputs()
+                    .iter()
+                    .all(|o| !outputs.contains(*o) && !read_inputs.contains(*o))
+        })
+        .collect();
+    let dead_names: HashSet<String> = dead
+        .iter()
+        .flat_map(|&n| g.dag[n].outputs().into_iter().map(str::to_owned))
+        .collect();
+    for &n in &dead {
+        g.dag.remove_node(n);
+    }
+    g.initializers.retain(|n| !dead.contains(n));
+    // An initializer's graph-input declaration (IR < 4), now unread too.
+    let inputs: Vec<NodeIndex> = g
+        .inputs
+        .iter()
+        .copied()
+        .filter(|&n| {
+            g.dag[n].outputs().iter().any(|o| dead_names.contains(*o))
+                && g.dag
+                    .edges_directed(n, petgraph::Direction::Outgoing)
+                    .next()
+                    .is_none()
+        })
+        .collect();
+    for &n in &inputs {
+        g.dag.remove_node(n);
+    }
+    g.inputs.retain(|n| !inputs.contains(n));
+    dead.len()
+}

@@ -1,0 +1,497 @@
+//! Lowering for fusion: the whole graph → terms.
+//!
+//! Every op of the main graph becomes a term, except ops holding subgraphs
+//! (`If`, `Loop`, `Scan`), whose outputs stay opaque values:
+//! - `Add`, `Sub`, `Mul`, `Div` of floating-point values become `+ - * /`; a
+//!   one-element float initializer operand that broadcasts without changing
+//!   the other operand's shape becomes an exact `Num` (every float is a
+//!   dyadic rational);
+//! - every other op becomes `Onnx(OpRef, present inputs…)`, one e-node per
+//!   named output, with its [`OpSemantics`] declared
+//!   ([`super::semantics::semantics_of`]); a norm gets its ε as a last
+//!   `Num` child.
+//!
+//! Graph inputs, initializers and opaque outputs are `Value` leaves; an
+//! initializer that is not also a graph input is declared a weight. Types
+//! come from tract's inference ([`crate::analysis::infer_values`]) and, for
+//! initializers, from the tensors themselves. The roots are the graph
+//! outputs and the values read by ops that are not lowered (including
+//! subgraph captures).
+//!
+//! Complexity: O(V + E) plus shape inference.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use egg::Id;
+use laurel_passes::analysis::Leaf;
+use laurel_passes::lang::{OpRef, Scalar, ValueRef};
+use laurel_passes::semantics::OpSemantics;
+use laurel_passes::shape::{DType, Dim, TensorType, broadcast};
+use laurel_passes::{TensorGraph, TensorLang};
+use laurel_runtime::{DatumKind, DimSpec, InferredValue};
+use onnx_protobuf::TensorProto;
+use petgraph::stable_graph::NodeIndex;
+
+use super::semantics::{InputKind, norm_epsilon, semantics_of};
+use crate::error::{Error, Result};
+use crate::ir::{Graph, Initializer, Model, Node};
+
+fn err(message: impl Into<String>) -> Error {
+    Error::Fuse {
+        message: format!("lowering: {}", message.into()),
+    }
+}
+
+/// One lowered op: what lifting needs to rebuild it.
+#[derive(Debug, Clone)]
+pub struct LoweredOp {
+    /// The IR node.
+    pub node: NodeIndex,
+    /// Its input names by slot (`None`: absent).
+    pub inputs: Vec<Option<String>>,
+    /// Its position in the preferred node order.
+    pub position: usize,
+}
+
+/// The lowered graph and what lifting needs.
+pub struct Lowered {
+    /// The e-graph.
+    pub graph: TensorGraph,
+    /// The root classes, one per root name.
+    pub roots: Vec<Id>,
+    /// The values the roots stand for (graph outputs first).
+    pub root_names: Vec<String>,
+    /// Every lowered value's name and class (of the lowered graph), in
+    /// lowering order.
+    pub named: Vec<(String, Id)>,
+    /// The lowered ops, by IR node number (the `OpRef` node).
+    pub ops: BTreeMap<u32, LoweredOp>,
+    /// The semantics declared for each op output.
+    pub semantics: HashMap<OpRef, OpSemantics>,
+}
+
+/// The element type of an ONNX `TensorProto.DataType`.
+fn dtype_of_onnx(t: i32) -> Option<DType> {
+    Some(match t {
+        1 => DType::F32,
+        10 => DType::F16,
+        11 => DType::F64,
+        16 => DType::BF16,
+        6 => DType::I32,
+        7 => DType::I64,
+        9 => DType::Bool,
+        _ => return None,
+    })
+}
+
+fn dtype_of_kind(k: DatumKind) -> DType {
+    match k {
+        DatumKind::F16 => DType::F16,
+        DatumKind::F32 => DType::F32,
+        DatumKind::F64 => DType::F64,
+        DatumKind::I32 => DType::I32,
+        DatumKind::I64 => DType::I64,
+        DatumKind::Bool => DType::Bool,
+        other => DType::Other(format!("{other:?}")),
+    }
+}
+
+fn is_float(d: Option<&DType>) -> bool {
+    matches!(d, Some(DType::F16 | DType::F32 | DType::F64 | DType::BF16))
+}
+
+fn type_of(v: &InferredValue) -> TensorType {
+    TensorType {
+        shape: v.shape.as_ref().map(|s| {
+            s.iter()
+                .map(|d| match d {
+                    DimSpec::Fixed(n) => Dim::Fixed(*n as u64),
+                    DimSpec::Symbol(s) => Dim::Sym(s.clone()),
+                })
+                .collect()
+        }),
+        dtype: v.datum.map(dtype_of_kind),
+    }
+}
+
+fn initializer_type(t: &TensorProto) -> TensorType {
+    TensorType {
+        shape: Some(
+            t.dims
+                .iter()
+                .map(|&d| Dim::Fixed(u64::try_from(d).unwrap_or(0)))
+                .collect(),
+        ),
+        dtype: dtype_of_onnx(t.data_type),
+    }
+}
+
+/// The values of a `float` or `double` initializer (inline, external or in
+/// `float_data`/`double_data`); `None` for other element types.
+fn element_values(init: &Initializer) -> Option<Vec<f64>> {
+    let t = &init.proto;
+    let raw: &[u8] = match &init.external {
+        Some(e) => e.bytes(),
+        None => &t.raw_data,
+    };
+    match t.data_type {
+        1 if !raw.is_empty() => Some(
+            raw.chunks_exact(4)
+                .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+        ),
+        1 => Some(t.float_data.iter().map(|&v| f64::from(v)).collect()),
+        11 if !raw.is_empty() => Some(
+            raw.chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        ),
+        11 => Some(t.double_data.clone()),
+        _ => None,
+    }
+}
+
+/// The value of a one-element float initializer.
+fn scalar_value(init: &Initializer) -> Option<f64> {
+    let n: i64 = init.proto.dims.iter().product();
+    if n != 1 {
+        return None;
+    }
+    match element_values(init)?.as_slice() {
+        [v] if v.is_finite() => Some(*v),
+        _ => None,
+    }
+}
+
+/// The elements of a shape, symbolic dimensions counted as 1.
+#[allow(clippy::cast_precision_loss)] // an estimate
+fn elements(t: &TensorType) -> Option<f64> {
+    Some(
+        t.shape
+            .as_ref()?
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => *n as f64,
+                Dim::Sym(_) => 1.0,
+            })
+            .product(),
+    )
+}
+
+/// The floating-point operations of a matrix product or convolution
+/// (multiply-adds count two), from the shapes.
+#[allow(clippy::cast_precision_loss)] // an estimate
+fn flops(
+    op: &onnx_protobuf::NodeProto,
+    inputs: &[Option<String>],
+    out: &TensorType,
+    type_of: &dyn Fn(&str) -> TensorType,
+) -> Option<f64> {
+    let input = |i: usize| inputs.get(i)?.as_deref().map(type_of);
+    let dim = |t: &TensorType, i: usize| match t.shape.as_ref()?.get(i)? {
+        Dim::Fixed(n) => Some(*n as f64),
+        Dim::Sym(_) => Some(1.0),
+    };
+    let trailing = |t: &TensorType| -> Option<f64> {
+        let shape = t.shape.as_ref()?;
+        Some(
+            shape
+                .iter()
+                .skip(1)
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n as f64,
+                    Dim::Sym(_) => 1.0,
+                })
+                .product(),
+        )
+    };
+    match op.op_type.as_str() {
+        "MatMul" => {
+            let a = input(0)?;
+            let k = dim(&a, a.shape.as_ref()?.len().checked_sub(1)?)?;
+            Some(2.0 * elements(out)? * k)
+        }
+        "Gemm" => {
+            let a = input(0)?;
+            let trans = op.attribute.iter().any(|x| x.name == "transA" && x.i != 0);
+            let k = dim(&a, usize::from(!trans))?;
+            Some(2.0 * elements(out)? * k)
+        }
+        "Conv" => Some(2.0 * elements(out)? * trailing(&input(1)?)?),
+        "ConvTranspose" => Some(2.0 * elements(&input(0)?)? * trailing(&input(1)?)?),
+        _ => None,
+    }
+}
+
+/// The type of every value, by name, as far as known.
+pub type ValueTypes = HashMap<String, TensorType>;
+
+/// The types of the model's values from tract's inference.
+///
+/// # Errors
+/// As [`crate::analysis::infer_values`].
+pub fn value_types(model: &Model) -> Result<ValueTypes> {
+    let (values, _) = crate::analysis::infer_values(model)?;
+    Ok(values
+        .iter()
+        .map(|(k, v)| (k.clone(), type_of(v)))
+        .collect())
+}
+
+/// Whether fusion can lower an op: no subgraphs, an identifier op type.
+#[must_use]
+pub fn lowerable(g: &Graph, n: NodeIndex) -> bool {
+    g.dag[n].as_op().is_some_and(|op| {
+        crate::onnx::subgraph::subgraphs(&op.proto).next().is_none()
+            && OpRef::new(&op.proto.op_type, 0, 0).is_ok()
+    })
+}
+
+/// Lowers the ops of `window` (all lowerable ops when `None`), with value
+/// types from `types`.
+///
+/// # Errors
+/// [`Error::Fuse`] for a cycle, or a term the shape check refuses (a bug or
+/// shapes tract inferred inconsistently).
+#[allow(clippy::too_many_lines)] // one pass over the ops, in order
+pub fn lower(
+    model: &Model,
+    types: &ValueTypes,
+    window: Option<&HashSet<NodeIndex, impl std::hash::BuildHasher>>,
+) -> Result<Lowered> {
+    let g: &Graph = &model.graph;
+    let order = g.topo_ops().map_err(|e| err(e.to_string()))?;
+    let position: HashMap<NodeIndex, usize> = g
+        .op_order
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (n, i))
+        .collect();
+    let producers = g.producers();
+    let input_names: HashSet<&str> = g.inputs.iter().flat_map(|&n| g.dag[n].outputs()).collect();
+
+    let lowered: HashSet<NodeIndex> = order
+        .iter()
+        .copied()
+        .filter(|&n| lowerable(g, n) && window.is_none_or(|w| w.contains(&n)))
+        .collect();
+
+    let mut tg = TensorGraph::new();
+    let mut classes: HashMap<String, Id> = HashMap::new();
+    let mut named: Vec<(String, Id)> = Vec::new();
+    let mut ops = BTreeMap::new();
+    let mut semantics = HashMap::new();
+
+    let type_of_value = |name: &str| -> TensorType {
+        if let Some(&(p, _)) = producers.get(name)
+            && !input_names.contains(name)
+            && let Node::Initializer(i) = &g.dag[p]
+        {
+            return initializer_type(&i.proto);
+        }
+        types.get(name).cloned().unwrap_or_else(TensorType::unknown)
+    };
+    let initializer = |name: &str| -> Option<&Initializer> {
+        if input_names.contains(name) {
+            return None;
+        }
+        match producers.get(name).map(|&(p, _)| &g.dag[p]) {
+            Some(Node::Initializer(i)) => Some(i),
+            _ => None,
+        }
+    };
+
+    // A leaf for a value no lowered op produces.
+    let leaf =
+        |tg: &mut TensorGraph, classes: &mut HashMap<String, Id>, name: &str| -> Result<Id> {
+            if let Some(&id) = classes.get(name) {
+                return Ok(id);
+            }
+            let v = ValueRef::new(name).map_err(|e| err(e.to_string()))?;
+            let ty = type_of_value(name);
+            let weight = initializer(name).is_some() && is_float(ty.dtype.as_ref());
+            tg.declare(Leaf::Value(v), ty)
+                .map_err(|e| err(e.to_string()))?;
+            if weight {
+                tg.declare_weight(v).map_err(|e| err(e.to_string()))?;
+            }
+            let id = tg
+                .add_checked(TensorLang::Value(v))
+                .map_err(|e| err(e.to_string()))?;
+            classes.insert(name.to_owned(), id);
+            Ok(id)
+        };
+
+    for &n in &order {
+        if !lowered.contains(&n) {
+            continue;
+        }
+        let Node::Op(op) = &g.dag[n] else { continue };
+        let node_no = u32::try_from(n.index()).map_err(|_| err("too many nodes"))?;
+        let inputs: Vec<Option<String>> = g
+            .op_inputs(n)
+            .into_iter()
+            .map(|s| s.map(|(_, e)| e.name.clone()))
+            .collect();
+        let mut children = Vec::new();
+        for name in inputs.iter().flatten() {
+            children.push(leaf(&mut tg, &mut classes, name)?);
+        }
+        let out_types: Vec<TensorType> = op.proto.output.iter().map(|o| type_of_value(o)).collect();
+        let elementwise = match op.proto.op_type.as_str() {
+            "Add" => Some(TensorLang::Add as fn([Id; 2]) -> TensorLang),
+            "Sub" => Some(TensorLang::Sub as fn([Id; 2]) -> TensorLang),
+            "Mul" => Some(TensorLang::Mul as fn([Id; 2]) -> TensorLang),
+            "Div" => Some(TensorLang::Div as fn([Id; 2]) -> TensorLang),
+            _ => None,
+        }
+        .filter(|_| {
+            crate::analysis::is_onnx_domain(&op.proto.domain)
+                && children.len() == 2
+                && inputs.len() == 2
+                && out_types
+                    .first()
+                    .is_some_and(|t| is_float(t.dtype.as_ref()))
+        });
+        if let Some(make) = elementwise {
+            // Scalar initializers become exact numbers where that keeps the shape.
+            let mut operands = [children[0], children[1]];
+            for i in 0..2 {
+                let Some(name) = inputs[i].as_deref() else {
+                    continue;
+                };
+                let Some(init) = initializer(name) else {
+                    continue;
+                };
+                let Some(v) = scalar_value(init) else {
+                    continue;
+                };
+                let other = type_of_value(inputs[1 - i].as_deref().unwrap_or_default());
+                let own = initializer_type(&init.proto);
+                let keeps = match (&other.shape, &own.shape) {
+                    (Some(o), Some(s)) => broadcast(o, s).is_ok_and(|b| b == *o),
+                    _ => false,
+                };
+                if keeps && let Some(q) = Scalar::from_f64(v) {
+                    operands[i] = tg
+                        .add_checked(TensorLang::Num(q))
+                        .map_err(|e| err(e.to_string()))?;
+                }
+            }
+            // Types tract inferred inconsistently (say f32 + f64) make the
+            // term ill-shaped: the op is then lowered as an opaque op below.
+            if let Ok(id) = tg.add_checked(make(operands)) {
+                if let Some(out) = op.proto.output.first() {
+                    classes.insert(out.clone(), id);
+                    named.push((out.clone(), id));
+                }
+                ops.insert(
+                    node_no,
+                    LoweredOp {
+                        node: n,
+                        inputs,
+                        position: position.get(&n).copied().unwrap_or(usize::MAX),
+                    },
+                );
+                continue;
+            }
+        }
+        {
+            let kinds: Vec<InputKind> = inputs
+                .iter()
+                .map(|i| match i.as_deref() {
+                    None => InputKind::Absent,
+                    Some(name) if initializer(name).is_some() => InputKind::Weight,
+                    Some(_) => InputKind::Computed,
+                })
+                .collect();
+            let exponent = (op.proto.op_type == "Pow")
+                .then(|| {
+                    inputs
+                        .get(1)?
+                        .as_deref()
+                        .and_then(initializer)
+                        .and_then(scalar_value)
+                })
+                .flatten();
+            for (slot, out) in op.proto.output.iter().enumerate() {
+                if out.is_empty() {
+                    continue;
+                }
+                let slot_no = u32::try_from(slot).map_err(|_| err("too many outputs"))?;
+                let r = OpRef::new(&op.proto.op_type, node_no, slot_no)
+                    .map_err(|e| err(e.to_string()))?;
+                tg.declare(Leaf::Op(r), out_types[slot].clone())
+                    .map_err(|e| err(e.to_string()))?;
+                if let Some(f) = flops(&op.proto, &inputs, &out_types[slot], &type_of_value) {
+                    tg.declare_flops(r, f);
+                }
+                let mut term_children = children.clone();
+                let sem = semantics_of(&op.proto, slot, &kinds, exponent);
+                if let Some(OpSemantics::Norm { eps, .. }) = &sem {
+                    let e = Scalar::from_f64(f64::from(norm_epsilon(&op.proto)))
+                        .ok_or_else(|| err("a norm's epsilon is not finite"))?;
+                    debug_assert_eq!(*eps, term_children.len());
+                    term_children.push(
+                        tg.add_checked(TensorLang::Num(e))
+                            .map_err(|e| err(e.to_string()))?,
+                    );
+                }
+                if let Some(sem) = sem {
+                    tg.declare_semantics(r, sem.clone());
+                    semantics.insert(r, sem);
+                }
+                let id = tg
+                    .add_checked(TensorLang::Onnx(r, term_children))
+                    .map_err(|e| err(format!("{}: {e}", g.display_name(n))))?;
+                classes.insert(out.clone(), id);
+                named.push((out.clone(), id));
+            }
+        }
+        ops.insert(
+            node_no,
+            LoweredOp {
+                node: n,
+                inputs,
+                position: position.get(&n).copied().unwrap_or(usize::MAX),
+            },
+        );
+    }
+
+    // Roots: the graph outputs and the values read by ops that stay, among
+    // the values the lowered ops produce.
+    let produced: HashSet<&str> = lowered
+        .iter()
+        .flat_map(|&n| g.dag[n].outputs())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let mut root_names: Vec<String> = Vec::new();
+    for o in &g.header.output {
+        if produced.contains(o.name.as_str()) && !root_names.contains(&o.name) {
+            root_names.push(o.name.clone());
+        }
+    }
+    for &n in &order {
+        if lowered.contains(&n) {
+            continue;
+        }
+        for e in g.dag.edges_directed(n, petgraph::Direction::Incoming) {
+            let name = &e.weight().name;
+            if produced.contains(name.as_str()) && !root_names.contains(name) {
+                root_names.push(name.clone());
+            }
+        }
+    }
+    let mut roots = Vec::with_capacity(root_names.len());
+    for name in &root_names {
+        roots.push(leaf(&mut tg, &mut classes, name)?);
+    }
+    Ok(Lowered {
+        graph: tg,
+        roots,
+        root_names,
+        named,
+        ops,
+        semantics,
+    })
+}

@@ -1,0 +1,41 @@
+"""`laurelc fuse` cross-checks on onnxruntime.
+
+Every fixture and real model with residuals, augmented with each variant at
+random initialisation (so the LAuReL terms are not trivial), then fused for
+the default (ONNX) target:
+
+* the fused model passes onnx.checker.check_model(full_check=True);
+* onnxruntime gives the fused model's outputs equal to the augmented
+  model's (rtol 1e-4, atol 1e-5): fusion keeps the function on a second
+  runtime, not only on tract, which `tests/tests/fuse.rs` checks;
+* the fused model has no more ops than the augmented one.
+"""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+import laurel_testlib as lt
+
+AUGMENTABLE = [n for n in lt.all_model_names()
+               if n not in ("magika", "silero_vad", "neg_bias_add", "neg_attention_mask_add", "neg_gelu_tanh_add")]
+VARIANTS = ["rw", "lr", "pa", "rw+lr", "rw+pa", "lr+pa", "rw+lr+pa"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", AUGMENTABLE)
+def test_fused_model_is_valid_and_ort_agrees(name, variant, laurelc_bin, model_path, model_inputs, tmp_path):
+    aug = tmp_path / f"{name}.{variant}.onnx"
+    fused = tmp_path / f"{name}.{variant}.fused.onnx"
+    lt.run_laurelc(laurelc_bin, [model_path(name), "-o", aug, "--variant", variant, "--rank", "4",
+                                 "--init", "random", "--seed", "3"])
+    lt.run_laurelc(laurelc_bin, ["fuse", aug, "-o", fused])
+    onnx.checker.check_model(str(fused), full_check=True)
+    feeds = model_inputs(name)
+    want = lt.ort_run(aug, feeds)
+    got = lt.ort_run(fused, feeds)
+    problems = {k: m for k, w in want.items()
+                if (m := lt.compare_close(got[k], w, rtol=1e-4, atol=1e-5))}
+    assert not problems, problems
+    assert len(onnx.load(str(fused)).graph.node) <= len(onnx.load(str(aug)).graph.node)

@@ -1,0 +1,275 @@
+//! `laurelc fuse` end to end: every fixture and every public real model,
+//! augmented with each variant at random initialisation, then fused: the
+//! fused model computes what the augmented one did (`check` at rtol 1e-4,
+//! atol 1e-5 on tract). RW fuses to the baseline's op counts; a model with
+//! the same math but not made by laurelc fuses too; scales that may not
+//! move (negative through Relu, per-channel before a norm, values other
+//! outputs read) stay.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use laurelc::augment::{AugmentOptions, InitMode, VariantName};
+use laurelc::check::{CheckOptions, check_models};
+use laurelc::fuse::{FuseOptions, FuseSummary, fuse_model};
+use laurelc::pipeline::{PipelineOptions, compile_file};
+
+fn augment(input: &Path, out: &Path, variant: VariantName, seed: u64) {
+    let opts = PipelineOptions {
+        augment: AugmentOptions {
+            variant,
+            init: InitMode::Random,
+            seed,
+            ..AugmentOptions::default()
+        },
+        ..PipelineOptions::default()
+    };
+    compile_file(input, out, &opts).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+}
+
+fn fuse(input: &Path, out: &Path, window_ops: usize) -> FuseSummary {
+    let mut model = laurelc::onnx::import_path(input).unwrap();
+    let opts = FuseOptions {
+        window_ops,
+        ..FuseOptions::default()
+    };
+    let summary =
+        fuse_model(&mut model, &opts).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+    laurelc::onnx::write_path(&model, out, &laurelc::onnx::ExportOptions::default()).unwrap();
+    summary
+}
+
+fn check_opts(run: &serde_json::Value) -> CheckOptions {
+    let map = |v: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
+        v.as_object()
+            .map(|o| o.clone().into_iter().collect())
+            .unwrap_or_default()
+    };
+    CheckOptions {
+        rtol: 1e-4,
+        atol: 1e-5,
+        runs: 2,
+        dims: map(&run["dims"])
+            .into_iter()
+            .map(|(k, v)| (k, v.as_i64().unwrap()))
+            .collect(),
+        shapes: map(&run["shapes"])
+            .into_iter()
+            .map(|(k, v)| {
+                let dims = v.as_array().unwrap().iter();
+                (
+                    k,
+                    dims.map(|d| usize::try_from(d.as_u64().unwrap()).unwrap())
+                        .collect(),
+                )
+            })
+            .collect(),
+        ..CheckOptions::default()
+    }
+}
+
+fn same_function(a: &Path, b: &Path, run: &serde_json::Value) {
+    let report =
+        check_models(a, b, &check_opts(run)).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
+    assert!(
+        report.passed,
+        "{} differs from {}: {report:?}",
+        b.display(),
+        a.display()
+    );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    laurel_tests::fixtures_dir().join(format!("{name}.onnx"))
+}
+
+/// Every augmentable model with its manifest `run` entry (fixtures have none).
+fn models() -> Vec<(String, PathBuf, serde_json::Value)> {
+    let mut out: Vec<(String, PathBuf, serde_json::Value)> = [
+        "tiny_resnet",
+        "tiny_preln_transformer",
+        "tiny_postln_bert",
+        "mobilenetv2_block",
+    ]
+    .iter()
+    .map(|n| ((*n).to_string(), fixture(n), serde_json::Value::Null))
+    .collect();
+    let fixtures = laurel_tests::fixtures_dir();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("models.json")).unwrap())
+            .unwrap();
+    let cache = laurel_tests::require("models");
+    for m in manifest["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap().to_string();
+        // No residuals to augment (see tests/tests/augment.rs).
+        if name == "silero_vad" || name == "magika" {
+            continue;
+        }
+        out.push((
+            name.clone(),
+            cache.join(format!("{name}.onnx")),
+            m["run"].clone(),
+        ));
+    }
+    out
+}
+
+fn histogram(path: &Path) -> BTreeMap<String, usize> {
+    let model = laurelc::onnx::import_path(path).unwrap();
+    let mut h = BTreeMap::new();
+    for &n in &model.graph.op_order {
+        if let Some(op) = model.graph.dag[n].as_op() {
+            *h.entry(op.proto.op_type.clone()).or_insert(0) += 1;
+        }
+    }
+    h
+}
+
+fn variant_keeps_the_function(variant: VariantName) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, path, run) in models() {
+        let aug = dir.path().join(format!("{name}.aug.onnx"));
+        let fused = dir.path().join(format!("{name}.fused.onnx"));
+        augment(&path, &aug, variant, 11);
+        let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+        // RW must saturate; the other variants may stop at a limit (their
+        // sums of several scaled terms have many factorings), and are still
+        // correct: that is what the check below shows.
+        if variant == VariantName::Rw {
+            assert!(!summary.hit_limit, "{name} {variant:?}: {}", summary.stop);
+        }
+        assert!(
+            summary.ops_after <= summary.ops_before,
+            "{name} {variant:?}"
+        );
+        same_function(&aug, &fused, &run);
+    }
+}
+
+macro_rules! variant_tests {
+    ($($test:ident => $variant:expr,)*) => {$(
+        #[test]
+        fn $test() {
+            variant_keeps_the_function($variant);
+        }
+    )*};
+}
+
+variant_tests! {
+    fused_rw_keeps_the_function => VariantName::Rw,
+    fused_lr_keeps_the_function => VariantName::Lr,
+    fused_pa_keeps_the_function => VariantName::Pa,
+    fused_rw_lr_keeps_the_function => VariantName::RwLr,
+    fused_rw_pa_keeps_the_function => VariantName::RwPa,
+    fused_lr_pa_keeps_the_function => VariantName::LrPa,
+    fused_rw_lr_pa_keeps_the_function => VariantName::RwLrPa,
+}
+
+#[test]
+fn rw_fuses_to_the_baseline_op_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let minilm = laurel_tests::require("models").join("paraphrase_minilm_l3.onnx");
+    for (name, path) in [
+        ("tiny_resnet", fixture("tiny_resnet")),
+        ("tiny_preln_transformer", fixture("tiny_preln_transformer")),
+        ("tiny_postln_bert", fixture("tiny_postln_bert")),
+        ("paraphrase_minilm_l3", minilm),
+    ] {
+        let aug = dir.path().join(format!("{name}.aug.onnx"));
+        let fused = dir.path().join(format!("{name}.fused.onnx"));
+        let fused_base = dir.path().join(format!("{name}.base.onnx"));
+        augment(&path, &aug, VariantName::Rw, 5);
+        fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+        fuse(&path, &fused_base, laurelc::fuse::DEFAULT_WINDOW_OPS);
+        let (base, got, base_fused) = (histogram(&path), histogram(&fused), histogram(&fused_base));
+        // Fusion may also simplify the baseline's own ops (a GELU's ½ into the
+        // next weights; Constant ops into initializers), so the augmented
+        // model must fuse to exactly what the baseline fuses to, and never
+        // have more of any op than the baseline.
+        assert_eq!(got, base_fused, "{name}: fused RW vs fused baseline");
+        for (op, n) in &got {
+            assert!(
+                base.get(op).is_some_and(|b| n <= b),
+                "{name}: {n} × {op}, baseline {base:?}"
+            );
+        }
+        same_function(&aug, &fused, &serde_json::Value::Null);
+    }
+    // The two small ones fuse to the baseline itself.
+    for name in ["tiny_resnet", "tiny_preln_transformer"] {
+        assert_eq!(
+            histogram(&dir.path().join(format!("{name}.fused.onnx"))),
+            histogram(&fixture(name)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn windows_give_the_whole_graph_result_on_a_small_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let aug = dir.path().join("aug.onnx");
+    augment(&fixture("tiny_preln_transformer"), &aug, VariantName::Rw, 7);
+    let whole = dir.path().join("whole.onnx");
+    let windowed = dir.path().join("windowed.onnx");
+    let s = fuse(&aug, &whole, 0);
+    assert_eq!(s.windows, 1);
+    let s = fuse(&aug, &windowed, 24);
+    assert!(s.windows > 1, "{}", s.windows);
+    assert_eq!(histogram(&whole), histogram(&windowed));
+    same_function(&aug, &windowed, &serde_json::Value::Null);
+}
+
+fn count(h: &BTreeMap<String, usize>, op: &str) -> usize {
+    h.get(op).copied().unwrap_or(0)
+}
+
+#[test]
+fn a_model_not_made_by_laurelc_fuses_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("pytorch_laurel_rw");
+    let out = dir.path().join("fused.onnx");
+    fuse(&input, &out, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert_eq!(count(&histogram(&input), "Mul"), 6);
+    assert_eq!(count(&histogram(&out), "Mul"), 0, "{:?}", histogram(&out));
+    same_function(&input, &out, &serde_json::Value::Null);
+    // Decomposed LayerNorm and RMSNorm absorb the scale through Pow, Sqrt, Reciprocal.
+    let input = fixture("decomposed_norm_rw");
+    let out = dir.path().join("norm.onnx");
+    let s = fuse(&input, &out, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert!(
+        count(&histogram(&out), "Mul") + 8 <= count(&histogram(&input), "Mul"),
+        "{s:?}"
+    );
+    assert!(
+        s.fired.contains_key("pow-of-scaled") && s.fired.contains_key("sqrt-of-scaled"),
+        "{:?}",
+        s.fired
+    );
+    same_function(&input, &out, &serde_json::Value::Null);
+}
+
+#[test]
+fn scales_that_may_not_move_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    // β = −0.7 before a Relu and α = −0.6 after one: two sign flips remain.
+    let input = fixture("neg_fuse_negative_scale");
+    let out = dir.path().join("neg.onnx");
+    fuse(&input, &out, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert_eq!(count(&histogram(&out), "Mul"), 2, "{:?}", histogram(&out));
+    same_function(&input, &out, &serde_json::Value::Null);
+    // Per-channel and per-row scales before norms over other axes: untouched.
+    let input = fixture("neg_fuse_norm_axis");
+    let out = dir.path().join("axis.onnx");
+    fuse(&input, &out, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert_eq!(histogram(&out), histogram(&input));
+    same_function(&input, &out, &serde_json::Value::Null);
+    // Values other outputs read keep their values (check compares every output).
+    let input = fixture("neg_fuse_shared_consumer");
+    let out = dir.path().join("shared.onnx");
+    fuse(&input, &out, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert!(count(&histogram(&out), "Mul") >= 1);
+    same_function(&input, &out, &serde_json::Value::Null);
+}
