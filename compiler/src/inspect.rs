@@ -81,19 +81,12 @@ pub fn summarize(model: &Model) -> ModelSummary {
         })
         .collect();
     let outputs = g.header.output.iter().map(value_summary).collect();
-    let mut op_counts = BTreeMap::new();
-    let mut ops_with_subgraphs = 0;
-    for &n in &g.op_order {
-        if let Node::Op(op) = &g.dag[n] {
-            let key = if op.proto.domain.is_empty() || op.proto.domain == "ai.onnx" {
-                op.proto.op_type.clone()
-            } else {
-                format!("{}:{}", op.proto.domain, op.proto.op_type)
-            };
-            *op_counts.entry(key).or_insert(0) += 1;
-            ops_with_subgraphs += usize::from(has_subgraphs(&op.proto));
-        }
-    }
+    let op_counts = g.op_counts();
+    let ops_with_subgraphs = g
+        .op_order
+        .iter()
+        .filter(|&&n| matches!(&g.dag[n], Node::Op(op) if has_subgraphs(&op.proto)))
+        .count();
     let (parameter_count, parameter_bytes, external_data) = parameters(g);
     let laurel_parameters = laurel_parameters(g);
     ModelSummary {

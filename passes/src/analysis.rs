@@ -195,6 +195,28 @@ impl fmt::Display for MergeConflict {
     }
 }
 
+/// A bug the analysis recorded: a merge of disagreeing classes, or an
+/// ill-shaped term that entered without the check. Passes fail on either.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecordedBug {
+    /// Two classes with different known types were merged.
+    #[error("{count} merge conflict(s), the first: {first}")]
+    Conflict {
+        /// The first conflict.
+        first: Box<MergeConflict>,
+        /// How many.
+        count: usize,
+    },
+    /// A term entered the e-graph without the check and was ill-shaped.
+    #[error("{count} ill-shaped term(s) entered the e-graph, the first: {first}")]
+    IllShaped {
+        /// The first one.
+        first: Box<ShapeError>,
+        /// How many.
+        count: usize,
+    },
+}
+
 /// Why a rule application was refused (see [`crate::checked`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -261,6 +283,26 @@ impl TensorAnalysis {
     #[must_use]
     pub fn conflicts(&self) -> &[MergeConflict] {
         &self.conflicts
+    }
+
+    /// The first recorded bug, if any: conflicts first, then ill-shaped terms.
+    ///
+    /// # Errors
+    /// [`RecordedBug`] when either record is not empty.
+    pub fn check_records(&self) -> Result<(), RecordedBug> {
+        if let Some(first) = self.conflicts.first() {
+            return Err(RecordedBug::Conflict {
+                first: Box::new(first.clone()),
+                count: self.conflicts.len(),
+            });
+        }
+        if let Some(first) = self.ill_shaped.first() {
+            return Err(RecordedBug::IllShaped {
+                first: Box::new(first.clone()),
+                count: self.ill_shaped.len(),
+            });
+        }
+        Ok(())
     }
 
     /// Terms added without the check whose shapes did not fit (each one a bug).

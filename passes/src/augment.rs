@@ -18,14 +18,13 @@ use std::collections::BTreeMap;
 
 use egg::{Id, RecExpr, Runner, SimpleScheduler};
 
-use crate::analysis::MergeConflict;
+use crate::analysis::RecordedBug;
 use crate::cost::AugmentCost;
 use crate::extract::{DagExtractor, ExtractError};
 use crate::graph::{TensorGraph, is_id};
 use crate::lang::TensorLang;
 use crate::limits::{Limits, StopReport};
 use crate::rules::{RuleError, Variant, augment_rules, expand_rules};
-use crate::shape::ShapeError;
 
 /// What an augmentation did.
 #[derive(Debug, Clone)]
@@ -63,22 +62,9 @@ pub enum AugmentError {
     /// A root is not an e-class of the graph.
     #[error("root {0} is not an e-class of the graph")]
     UnknownRoot(Id),
-    /// Two classes with different known types were merged (a bug).
-    #[error("{count} merge conflict(s), the first: {first}")]
-    Conflict {
-        /// The first conflict.
-        first: Box<MergeConflict>,
-        /// How many.
-        count: usize,
-    },
-    /// A term entered the e-graph without the check and was ill-shaped (a bug).
-    #[error("{count} ill-shaped term(s) entered the e-graph, the first: {first}")]
-    IllShaped {
-        /// The first one.
-        first: Box<ShapeError>,
-        /// How many.
-        count: usize,
-    },
+    /// The analysis recorded a bug (a merge conflict or an ill-shaped term).
+    #[error(transparent)]
+    Bug(#[from] RecordedBug),
     /// Extraction failed, typically a residual add that could not be
     /// augmented (see the refusals).
     #[error("extraction failed: {source}; refused: [{}]", .refusals.join("; "))]
@@ -117,31 +103,13 @@ pub fn augment(
         )
         .run(&rules);
     let stop = StopReport::of(&runner);
-    let mut fired = BTreeMap::new();
-    for iteration in &runner.iterations {
-        for (rule, &n) in &iteration.applied {
-            if n > 0 {
-                *fired.entry(rule.to_string()).or_insert(0) += n;
-            }
-        }
-    }
+    let fired = crate::limits::fired(&runner);
     let mut egraph = runner.egraph;
     // A run stopped by a limit may end between an apply and its rebuild.
     egraph.rebuild();
     let egraph = &egraph;
     let analysis = &egraph.analysis;
-    if let Some(first) = analysis.conflicts().first() {
-        return Err(AugmentError::Conflict {
-            first: Box::new(first.clone()),
-            count: analysis.conflicts().len(),
-        });
-    }
-    if let Some(first) = analysis.ill_shaped().first() {
-        return Err(AugmentError::IllShaped {
-            first: Box::new(first.clone()),
-            count: analysis.ill_shaped().len(),
-        });
-    }
+    analysis.check_records()?;
     let refusals: Vec<String> = analysis
         .refusals()
         .iter()

@@ -125,7 +125,6 @@ impl FuseCost {
                 .is_some_and(|class| self.carried.contains(&egraph.find(class)))
     }
 
-    #[allow(clippy::cast_precision_loss)] // element counts as estimates
     fn elements(egraph: &TensorEGraph, node: &TensorLang) -> f64 {
         let shape = match node {
             TensorLang::Onnx(op, _) => egraph
@@ -139,19 +138,11 @@ impl FuseCost {
                 .filter_map(|&c| egraph[c].data.shape.clone())
                 .max_by_key(Vec::len),
         };
-        shape.map_or(1.0, |s| {
-            s.iter()
-                .map(|d| match d {
-                    crate::shape::Dim::Fixed(n) => *n as f64,
-                    crate::shape::Dim::Sym(_) => 1.0,
-                })
-                .product()
-        })
+        shape.map_or(1.0, |s| crate::shape::estimated_elements(&s))
     }
 }
 
 impl CostModel for FuseCost {
-    #[allow(clippy::cast_precision_loss)] // element counts as estimates
     fn node_cost(&self, node: &TensorLang, egraph: &TensorEGraph) -> f64 {
         let novelty = if self.originals.contains(node) {
             0.0

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use egg::{Id, RecExpr, Runner, SimpleScheduler};
 
-use crate::analysis::{MergeConflict, TensorData};
+use crate::analysis::{RecordedBug, TensorData};
 use crate::cost::FuseCost;
 use crate::extract::{DagExtractor, ExtractError};
 use crate::graph::{TensorGraph, is_id};
@@ -24,7 +24,6 @@ use crate::lang::TensorLang;
 use crate::limits::{Limits, StopReport};
 use crate::refine::Choices;
 use crate::rules::{RuleError, fusion_rules};
-use crate::shape::ShapeError;
 
 /// Passes of local search over the extraction (see [`crate::refine`]).
 pub const REFINE_PASSES: usize = 8;
@@ -75,22 +74,9 @@ pub enum FuseError {
     /// A root is not an e-class of the graph.
     #[error("root {0} is not an e-class of the graph")]
     UnknownRoot(Id),
-    /// Two classes with different known types were merged (a bug).
-    #[error("{count} merge conflict(s), the first: {first}")]
-    Conflict {
-        /// The first conflict.
-        first: Box<MergeConflict>,
-        /// How many.
-        count: usize,
-    },
-    /// A term entered the e-graph without the check and was ill-shaped (a bug).
-    #[error("{count} ill-shaped term(s) entered the e-graph, the first: {first}")]
-    IllShaped {
-        /// The first one.
-        first: Box<ShapeError>,
-        /// How many.
-        count: usize,
-    },
+    /// The analysis recorded a bug (a merge conflict or an ill-shaped term).
+    #[error(transparent)]
+    Bug(#[from] RecordedBug),
     /// Extraction failed.
     #[error("extraction failed: {0}")]
     Extract(#[from] ExtractError),
@@ -142,30 +128,12 @@ pub fn fuse(
     let saturation_time = start.elapsed();
     let stop = StopReport::of(&runner);
     let iterations = runner.iterations.len();
-    let mut fired = BTreeMap::new();
-    for iteration in &runner.iterations {
-        for (rule, &n) in &iteration.applied {
-            if n > 0 {
-                *fired.entry(rule.to_string()).or_insert(0) += n;
-            }
-        }
-    }
+    let fired = crate::limits::fired(&runner);
     let mut egraph = runner.egraph;
     // A run stopped by a limit may end between an apply and its rebuild.
     egraph.rebuild();
     let analysis = &egraph.analysis;
-    if let Some(first) = analysis.conflicts().first() {
-        return Err(FuseError::Conflict {
-            first: Box::new(first.clone()),
-            count: analysis.conflicts().len(),
-        });
-    }
-    if let Some(first) = analysis.ill_shaped().first() {
-        return Err(FuseError::IllShaped {
-            first: Box::new(first.clone()),
-            count: analysis.ill_shaped().len(),
-        });
-    }
+    analysis.check_records()?;
     let start = Instant::now();
     let cost = FuseCost::new(&originals, &egraph).with_carried(carried, &egraph);
     let extractor = DagExtractor::new(&egraph, &cost)?;

@@ -45,6 +45,23 @@ impl Limits {
     }
 }
 
+/// How many times each rule changed the e-graph over a runner's
+/// iterations, by name (rules that never did are left out).
+#[must_use]
+pub fn fired<L: Language, N: Analysis<L>>(
+    runner: &Runner<L, N>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut fired = std::collections::BTreeMap::new();
+    for iteration in &runner.iterations {
+        for (rule, &n) in &iteration.applied {
+            if n > 0 {
+                *fired.entry(rule.to_string()).or_insert(0) += n;
+            }
+        }
+    }
+    fired
+}
+
 /// Why a runner stopped, in a form reports can print and serialise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReport {

@@ -274,6 +274,19 @@ impl fmt::Display for ShowOperands<'_> {
     }
 }
 
+/// The number of elements of `dims`, counting a symbolic dimension as 1: an
+/// estimate for cost models, exact for fixed shapes.
+#[must_use]
+#[allow(clippy::cast_precision_loss)] // an estimate
+pub fn estimated_elements(dims: &[Dim]) -> f64 {
+    dims.iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => *n as f64,
+            Dim::Sym(_) => 1.0,
+        })
+        .product()
+}
+
 /// numpy broadcasting of two shapes. A symbol broadcasts only with itself or
 /// a fixed 1.
 ///

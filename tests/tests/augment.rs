@@ -7,11 +7,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use laurelc::augment::{AugmentOptions, InitMode, RwParam, VariantName};
-use laurelc::check::{CheckOptions, check_models};
+use laurelc::check::check_models;
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
 fn augment(input: &Path, out: &Path, augment: AugmentOptions) -> laurelc::augment::AugmentReport {
@@ -26,75 +25,14 @@ fn augment(input: &Path, out: &Path, augment: AugmentOptions) -> laurelc::augmen
 }
 
 fn same_function(a: &Path, b: &Path, run: &serde_json::Value) -> bool {
-    let map = |v: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
-        v.as_object()
-            .map(|o| o.clone().into_iter().collect())
-            .unwrap_or_default()
-    };
-    let dims = map(&run["dims"])
-        .into_iter()
-        .map(|(k, v)| (k, v.as_i64().unwrap()))
-        .collect();
-    let shapes = map(&run["shapes"])
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                v.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| usize::try_from(d.as_u64().unwrap()).unwrap())
-                    .collect(),
-            )
-        })
-        .collect();
-    let opts = CheckOptions {
-        rtol: 1e-4,
-        atol: 1e-5,
-        runs: 2,
-        dims,
-        shapes,
-        ..CheckOptions::default()
-    };
-    let report = check_models(a, b, &opts).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
+    let report = check_models(a, b, &laurel_tests::check_options(run))
+        .unwrap_or_else(|e| panic!("{}: {e}", b.display()));
     report.passed
 }
 
 /// Every model with its manifest `run` entry (fixtures have none).
 fn models() -> Vec<(String, PathBuf, serde_json::Value)> {
-    let fixtures = laurel_tests::fixtures_dir();
-    let mut out: Vec<(String, PathBuf, serde_json::Value)> = [
-        "tiny_resnet",
-        "tiny_preln_transformer",
-        "tiny_postln_bert",
-        "mobilenetv2_block",
-    ]
-    .iter()
-    .map(|n| {
-        (
-            (*n).to_string(),
-            fixtures.join(format!("{n}.onnx")),
-            serde_json::Value::Null,
-        )
-    })
-    .collect();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("models.json")).unwrap())
-            .unwrap();
-    let cache = laurel_tests::require("models");
-    for m in manifest["models"].as_array().unwrap() {
-        let name = m["name"].as_str().unwrap().to_string();
-        // silero_vad's `sr` must be 16000; its residual count is 0 anyway, so nothing to check.
-        if name == "silero_vad" || name == "magika" {
-            continue;
-        }
-        out.push((
-            name.clone(),
-            cache.join(format!("{name}.onnx")),
-            m["run"].clone(),
-        ));
-    }
-    out
+    laurel_tests::augmentable_models()
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use laurelc::augment::{AugmentOptions, InitMode, VariantName};
-use laurelc::check::{CheckOptions, check_models};
+use laurelc::check::check_models;
 use laurelc::fuse::{FuseOptions, FuseSummary, fuse_model};
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
@@ -41,38 +41,9 @@ fn fuse(input: &Path, out: &Path, window_ops: usize) -> FuseSummary {
     summary
 }
 
-fn check_opts(run: &serde_json::Value) -> CheckOptions {
-    let map = |v: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
-        v.as_object()
-            .map(|o| o.clone().into_iter().collect())
-            .unwrap_or_default()
-    };
-    CheckOptions {
-        rtol: 1e-4,
-        atol: 1e-5,
-        runs: 2,
-        dims: map(&run["dims"])
-            .into_iter()
-            .map(|(k, v)| (k, v.as_i64().unwrap()))
-            .collect(),
-        shapes: map(&run["shapes"])
-            .into_iter()
-            .map(|(k, v)| {
-                let dims = v.as_array().unwrap().iter();
-                (
-                    k,
-                    dims.map(|d| usize::try_from(d.as_u64().unwrap()).unwrap())
-                        .collect(),
-                )
-            })
-            .collect(),
-        ..CheckOptions::default()
-    }
-}
-
 fn same_function(a: &Path, b: &Path, run: &serde_json::Value) {
-    let report =
-        check_models(a, b, &check_opts(run)).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
+    let report = check_models(a, b, &laurel_tests::check_options(run))
+        .unwrap_or_else(|e| panic!("{}: {e}", b.display()));
     assert!(
         report.passed,
         "{} differs from {}: {report:?}",
@@ -85,51 +56,13 @@ fn fixture(name: &str) -> PathBuf {
     laurel_tests::fixtures_dir().join(format!("{name}.onnx"))
 }
 
-/// Every augmentable model with its manifest `run` entry (fixtures have none).
-fn models() -> Vec<(String, PathBuf, serde_json::Value)> {
-    let mut out: Vec<(String, PathBuf, serde_json::Value)> = [
-        "tiny_resnet",
-        "tiny_preln_transformer",
-        "tiny_postln_bert",
-        "mobilenetv2_block",
-    ]
-    .iter()
-    .map(|n| ((*n).to_string(), fixture(n), serde_json::Value::Null))
-    .collect();
-    let fixtures = laurel_tests::fixtures_dir();
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("models.json")).unwrap())
-            .unwrap();
-    let cache = laurel_tests::require("models");
-    for m in manifest["models"].as_array().unwrap() {
-        let name = m["name"].as_str().unwrap().to_string();
-        // No residuals to augment (see tests/tests/augment.rs).
-        if name == "silero_vad" || name == "magika" {
-            continue;
-        }
-        out.push((
-            name.clone(),
-            cache.join(format!("{name}.onnx")),
-            m["run"].clone(),
-        ));
-    }
-    out
-}
-
 fn histogram(path: &Path) -> BTreeMap<String, usize> {
-    let model = laurelc::onnx::import_path(path).unwrap();
-    let mut h = BTreeMap::new();
-    for &n in &model.graph.op_order {
-        if let Some(op) = model.graph.dag[n].as_op() {
-            *h.entry(op.proto.op_type.clone()).or_insert(0) += 1;
-        }
-    }
-    h
+    laurelc::onnx::import_path(path).unwrap().graph.op_counts()
 }
 
 fn variant_keeps_the_function(variant: VariantName) {
     let dir = tempfile::tempdir().unwrap();
-    for (name, path, run) in models() {
+    for (name, path, run) in laurel_tests::augmentable_models() {
         let aug = dir.path().join(format!("{name}.aug.onnx"));
         let fused = dir.path().join(format!("{name}.fused.onnx"));
         augment(&path, &aug, variant, 11);

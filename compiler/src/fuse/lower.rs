@@ -26,7 +26,7 @@ use egg::Id;
 use laurel_passes::analysis::Leaf;
 use laurel_passes::lang::{OpRef, Scalar, ValueRef};
 use laurel_passes::semantics::OpSemantics;
-use laurel_passes::shape::{DType, Dim, TensorType, broadcast};
+use laurel_passes::shape::{DType, Dim, TensorType, broadcast, estimated_elements};
 use laurel_passes::{TensorGraph, TensorLang};
 use laurel_runtime::{DatumKind, DimSpec, InferredValue};
 use onnx_protobuf::TensorProto;
@@ -70,18 +70,15 @@ pub struct Lowered {
     pub semantics: HashMap<OpRef, OpSemantics>,
 }
 
-/// The element type of an ONNX `TensorProto.DataType`.
+/// The element type of an ONNX `TensorProto.DataType`, by the runtime's
+/// table (plus `bfloat16`, which the runtime does not run), so an
+/// initializer's type reads like the inferred type of the same value.
 fn dtype_of_onnx(t: i32) -> Option<DType> {
-    Some(match t {
-        1 => DType::F32,
-        10 => DType::F16,
-        11 => DType::F64,
-        16 => DType::BF16,
-        6 => DType::I32,
-        7 => DType::I64,
-        9 => DType::Bool,
-        _ => return None,
-    })
+    const BFLOAT16: i32 = 16;
+    if t == BFLOAT16 {
+        return Some(DType::BF16);
+    }
+    DatumKind::from_onnx_code(t).map(dtype_of_kind)
 }
 
 fn dtype_of_kind(k: DatumKind) -> DType {
@@ -164,18 +161,8 @@ fn scalar_value(init: &Initializer) -> Option<f64> {
 }
 
 /// The elements of a shape, symbolic dimensions counted as 1.
-#[allow(clippy::cast_precision_loss)] // an estimate
 fn elements(t: &TensorType) -> Option<f64> {
-    Some(
-        t.shape
-            .as_ref()?
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => *n as f64,
-                Dim::Sym(_) => 1.0,
-            })
-            .product(),
-    )
+    t.shape.as_deref().map(estimated_elements)
 }
 
 /// The floating-point operations of a matrix product or convolution
@@ -192,18 +179,10 @@ fn flops(
         Dim::Fixed(n) => Some(*n as f64),
         Dim::Sym(_) => Some(1.0),
     };
-    let trailing = |t: &TensorType| -> Option<f64> {
-        let shape = t.shape.as_ref()?;
-        Some(
-            shape
-                .iter()
-                .skip(1)
-                .map(|d| match d {
-                    Dim::Fixed(n) => *n as f64,
-                    Dim::Sym(_) => 1.0,
-                })
-                .product(),
-        )
+    let trailing = |t: &TensorType| {
+        t.shape
+            .as_deref()
+            .map(|s| estimated_elements(s.get(1..).unwrap_or(&[])))
     };
     match op.op_type.as_str() {
         "MatMul" => {

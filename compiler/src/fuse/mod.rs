@@ -64,13 +64,13 @@ impl Default for FuseOptions {
 }
 
 /// What [`fuse_model`] did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct FuseSummary {
     /// Ops before and after.
     pub ops_before: usize,
     /// Ops after.
     pub ops_after: usize,
-    /// Op counts by type, before.
+    /// Op counts by type ([`crate::ir::Graph::op_counts`]), before.
     pub histogram_before: BTreeMap<String, usize>,
     /// Op counts by type, after.
     pub histogram_after: BTreeMap<String, usize>,
@@ -108,24 +108,9 @@ pub struct FuseSummary {
     pub extraction_seconds: f64,
 }
 
-/// Per-window reports, summed.
-#[derive(Debug, Default)]
-struct Accumulated {
-    windows: usize,
-    fired: BTreeMap<String, usize>,
-    refused: BTreeMap<String, usize>,
-    classes: usize,
-    nodes: usize,
-    iterations: usize,
-    hit_limit: bool,
-    stop: String,
-    cost_before: f64,
-    cost_after: f64,
-    saturation_seconds: f64,
-    extraction_seconds: f64,
-}
-
-impl Accumulated {
+impl FuseSummary {
+    /// Adds one window's report: counts summed, sizes the largest, the stop
+    /// reason of the first window a limit stopped (else the last window's).
     fn add(&mut self, r: &FuseReport) {
         self.windows += 1;
         for (k, v) in &r.fired {
@@ -150,16 +135,6 @@ impl Accumulated {
     }
 }
 
-fn histogram(model: &Model) -> BTreeMap<String, usize> {
-    let mut h = BTreeMap::new();
-    for &n in &model.graph.op_order {
-        if let Some(op) = model.graph.dag[n].as_op() {
-            *h.entry(op.proto.op_type.clone()).or_insert(0) += 1;
-        }
-    }
-    h
-}
-
 /// Fuses `model` in place.
 ///
 /// # Errors
@@ -168,10 +143,15 @@ fn histogram(model: &Model) -> BTreeMap<String, usize> {
 #[allow(clippy::too_many_lines)] // the window loop and the summary
 pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> {
     let ops_before = model.graph.op_count();
-    let histogram_before = histogram(model);
+    let histogram_before = model.graph.op_counts();
     let fold = fold_constants(model)?;
     let mut types = lower::value_types(model)?;
-    let mut acc = Accumulated::default();
+    let mut summary = FuseSummary {
+        ops_before,
+        histogram_before,
+        fold,
+        ..FuseSummary::default()
+    };
     let mut carried: HashSet<NodeIndex> = HashSet::new();
     let mut done: HashSet<NodeIndex> = HashSet::new();
     loop {
@@ -248,31 +228,15 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
                 .copied()
                 .filter(|n| !carried.contains(n)),
         );
-        acc.add(&report);
+        summary.add(&report);
     }
     let materialised = fold_constants(model)?;
     let removed_initializers = lift::remove_unread_initializers(&mut model.graph);
-    Ok(FuseSummary {
-        ops_before,
-        ops_after: model.graph.op_count(),
-        histogram_before,
-        histogram_after: histogram(model),
-        fold,
-        materialised,
-        removed_initializers,
-        windows: acc.windows,
-        fired: acc.fired,
-        refused: acc.refused,
-        classes: acc.classes,
-        nodes: acc.nodes,
-        iterations: acc.iterations,
-        hit_limit: acc.hit_limit,
-        stop: acc.stop,
-        cost_before: acc.cost_before,
-        cost_after: acc.cost_after,
-        saturation_seconds: acc.saturation_seconds,
-        extraction_seconds: acc.extraction_seconds,
-    })
+    summary.ops_after = model.graph.op_count();
+    summary.histogram_after = model.graph.op_counts();
+    summary.materialised = materialised;
+    summary.removed_initializers = removed_initializers;
+    Ok(summary)
 }
 
 /// The `--explain` text of a summary.

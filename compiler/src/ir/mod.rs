@@ -250,6 +250,24 @@ impl Graph {
         files
     }
 
+    /// Op nodes by type: `OpType` in the default ONNX domain,
+    /// `domain:OpType` elsewhere. O(V).
+    #[must_use]
+    pub fn op_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for &n in &self.op_order {
+            if let Node::Op(op) = &self.dag[n] {
+                let key = if op.proto.domain.is_empty() || op.proto.domain == "ai.onnx" {
+                    op.proto.op_type.clone()
+                } else {
+                    format!("{}:{}", op.proto.domain, op.proto.op_type)
+                };
+                *counts.entry(key).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     /// Number of op nodes.
     #[must_use]
     pub fn op_count(&self) -> usize {
