@@ -7,6 +7,14 @@
 //! optional exponent (`0.5`, `-2.5e3`, `1e-5`), all read exactly. `Display`
 //! writes `p` or `p/q`, which reads back to the same value.
 //!
+//! Arithmetic results stay exact while their numerator and denominator fit in
+//! [`EXACT_BITS`] bits; a larger result is rounded to the nearest rational
+//! with a [`ROUNDED_BITS`]-bit numerator over a power of two. Products of
+//! a few hundred `f32` factors (a scale carried down a deep residual stream,
+//! `ε/c²` of its norms) would otherwise grow to thousands of bits, and their
+//! arithmetic came to dominate fusion's time; 256 bits are far below what any
+//! materialised `f32`/`f64` can tell apart.
+//!
 //! Complexity: parsing is linear in the text plus the size of `10^|exponent|`;
 //! exponents are limited to ±[`MAX_EXPONENT`] so a short string cannot ask for
 //! a huge integer. Arithmetic is that of `num-rational`'s `BigRational`.
@@ -23,9 +31,83 @@ use num_traits::{One, Pow, Signed, ToPrimitive, Zero};
 /// The largest decimal exponent accepted when parsing (`1e4096`, `1e-4096`).
 pub const MAX_EXPONENT: u32 = 4096;
 
+/// Numerator and denominator sizes up to which arithmetic stays exact.
+pub const EXACT_BITS: u64 = 512;
+
+/// Significant bits of a rounded result (see the module doc).
+pub const ROUNDED_BITS: u64 = 256;
+
+/// `q` itself when small enough, else `q` rounded to `ROUNDED_BITS`
+/// significant bits over a power of two.
+fn bounded(q: BigRational) -> BigRational {
+    if q.numer().bits() <= EXACT_BITS && q.denom().bits() <= EXACT_BITS {
+        return q;
+    }
+    // q = n/d; choose k with n·2^k/d ≈ 2^ROUNDED_BITS, round, divide by 2^k.
+    let bits = |v: &BigInt| i64::try_from(v.bits()).unwrap_or(i64::MAX);
+    let k = i64::try_from(ROUNDED_BITS).unwrap_or(256) + bits(q.denom()) - bits(q.numer());
+    let shift = |v: &BigInt, by: i64| -> BigInt {
+        let by = usize::try_from(by.unsigned_abs()).unwrap_or(usize::MAX);
+        v << by
+    };
+    let (num, den) = if k >= 0 {
+        (shift(q.numer(), k), q.denom().clone())
+    } else {
+        (q.numer().clone(), shift(q.denom(), k))
+    };
+    let rounded = BigRational::new(num, den).round().to_integer();
+    let scale = shift(&BigInt::from(1), k);
+    if k >= 0 {
+        BigRational::new(rounded, scale)
+    } else {
+        BigRational::from_integer(rounded * scale)
+    }
+}
+
 /// An exact rational constant, always reduced with a positive denominator.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Equality, hashing and ordering read the reduced numerator and denominator
+/// directly. `BigRational`'s own `Hash`, `Eq` and `Ord` expand values into
+/// continued fractions (chains of big divisions) so that unreduced ratios
+/// compare alike; a `Scalar` is always reduced, and those expansions
+/// dominated fusion's time (every `Num` e-node is hashed, compared and
+/// sorted by the e-graph and the cost model). The order is therefore a total
+/// order on the representation, not the numeric order: compare values with
+/// arithmetic and [`Scalar::is_positive`].
+#[derive(Debug, Clone)]
 pub struct Scalar(BigRational);
+
+impl Scalar {
+    fn parts(&self) -> (&BigInt, &BigInt) {
+        (self.0.numer(), self.0.denom())
+    }
+}
+
+impl PartialEq for Scalar {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Scalar {}
+
+impl std::hash::Hash for Scalar {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialOrd for Scalar {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scalar {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
 
 /// Why a text is not a [`Scalar`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +164,7 @@ impl Scalar {
     /// `self / rhs`, or `None` when `rhs` is zero.
     #[must_use]
     pub fn checked_div(&self, rhs: &Self) -> Option<Self> {
-        (!rhs.is_zero()).then(|| Self(&self.0 / &rhs.0))
+        (!rhs.is_zero()).then(|| Self(bounded(&self.0 / &rhs.0)))
     }
 
     /// Whether this is greater than zero.
@@ -109,7 +191,7 @@ impl Scalar {
         if n < 0 && self.is_zero() {
             return None;
         }
-        Some(Self(Pow::pow(&self.0, n)))
+        Some(Self(bounded(Pow::pow(&self.0, n))))
     }
 
     /// The exact square root, when this is a non-negative rational whose
@@ -140,7 +222,7 @@ macro_rules! scalar_op {
         impl std::ops::$trait<&Scalar> for &Scalar {
             type Output = Scalar;
             fn $method(self, rhs: &Scalar) -> Scalar {
-                Scalar(&self.0 $op &rhs.0)
+                Scalar(bounded(&self.0 $op &rhs.0))
             }
         }
     };
@@ -239,6 +321,41 @@ mod tests {
 
     fn num(s: &str) -> Scalar {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn huge_results_are_rounded_to_256_bits_and_small_ones_stay_exact() {
+        let num = |t: &str| t.parse::<Scalar>().unwrap();
+        let third = num("1/3");
+        assert_eq!(&third * &third, num("1/9"), "small: exact");
+        // (1/3)^400 has a 634-bit denominator: rounded to a 256-bit numerator over a
+        // power of two, within 2^-250 relatively.
+        let p = third.powi(400).unwrap();
+        assert!(p.as_ratio().numer().bits() <= ROUNDED_BITS + 1, "{p}");
+        let d = p.as_ratio().denom();
+        assert_eq!(
+            d & (d - BigInt::from(1)),
+            BigInt::from(0),
+            "a power of two: {p}"
+        );
+        let exact = BigRational::new(BigInt::from(1), Pow::pow(BigInt::from(3), 400u32));
+        let rel = ((p.as_ratio() - &exact) / &exact).abs();
+        let bound = BigRational::new(BigInt::from(1), Pow::pow(BigInt::from(2), 250u32));
+        assert!(rel < bound, "{rel}");
+        // Deterministic: the same inputs give the same value.
+        assert_eq!(third.powi(400), third.powi(400));
+        // Products of many f32 factors stay bounded.
+        let f = Scalar::from_f64(f64::from(0.83_f32)).unwrap();
+        let mut acc = Scalar::from_integer(1);
+        for _ in 0..300 {
+            acc = &acc * &f;
+        }
+        assert!(acc.as_ratio().numer().bits() <= EXACT_BITS);
+        let want = f64::from(0.83_f32).powi(300);
+        assert!(
+            (acc.to_f64() - want).abs() <= want * 1e-12,
+            "{acc} vs {want}"
+        );
     }
 
     #[test]

@@ -39,3 +39,27 @@ def test_fused_model_is_valid_and_ort_agrees(name, variant, laurelc_bin, model_p
                 if (m := lt.compare_close(got[k], w, rtol=1e-4, atol=1e-5))}
     assert not problems, problems
     assert len(onnx.load(str(fused)).graph.node) <= len(onnx.load(str(aug)).graph.node)
+
+
+@pytest.mark.parametrize("kind", ["resnet", "preln"])
+def test_deep_chains_fuse_to_the_baseline_across_windows(kind, laurelc_bin, tmp_path):
+    """A 25-block chain in windows of 24 ops crosses many window boundaries;
+    the scale carried from one window to the next must still reach the ops
+    already fused that read it, so RW leaves no op the baseline does not
+    have (without that, a Mul per boundary stayed)."""
+    import subprocess
+    import sys
+    from collections import Counter
+
+    base = tmp_path / f"{kind}.onnx"
+    subprocess.run([sys.executable, str(lt.REPO / "bench" / "chains.py"), "--kind", kind,
+                    "--blocks", "25", "--out", str(base)], check=True, capture_output=True)
+    aug = tmp_path / f"{kind}.rw.onnx"
+    fused = tmp_path / f"{kind}.fused.onnx"
+    lt.run_laurelc(laurelc_bin, [base, "-o", aug, "--variant", "rw", "--init", "random", "--seed", "1"])
+    out = lt.run_laurelc(laurelc_bin, ["fuse", aug, "-o", fused, "--explain", "--window-ops", "24"])
+    windows = int(out.stdout.split("e-graph: ")[2].split(" window")[0])
+    assert windows > 1, out.stdout
+    ops = lambda p: Counter(n.op_type for n in onnx.load(str(p)).graph.node)
+    assert ops(fused) == ops(base), out.stdout
+    lt.run_laurelc(laurelc_bin, ["check", aug, fused])

@@ -173,6 +173,20 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
         if fresh == 0 {
             break;
         }
+        // The ops already fused that read a carried scale join again, so the
+        // scale can still go into them (a norm's ε, a convolution's weights)
+        // rather than stay because they were fused before it arrived.
+        let readers: Vec<NodeIndex> = carried
+            .iter()
+            .flat_map(|&n| {
+                model
+                    .graph
+                    .dag
+                    .neighbors_directed(n, petgraph::Direction::Outgoing)
+            })
+            .filter(|&c| !window.contains(&c) && lower::lowerable(&model.graph, c))
+            .collect();
+        window.extend(readers);
         // Reach back: the producers of the window's inputs, two levels up,
         // join it again, so a scale at the window's start can still be
         // absorbed by the op that produced its operand (`α·(x·W + b)`).
