@@ -45,6 +45,14 @@ Details:
   row whose ratios differ from 1 by less than that says little.
 * The fuse time is the median wall time of `--fuse-reps` runs of `laurelc fuse`
   (the whole process: import, fusion, export).
+* "LAuReL FLOPs / model" is `laurel_flops_fraction` = (FLOPs(augmented) -
+  FLOPs(baseline)) / FLOPs(baseline), from `laurelc inspect --json` (matrix
+  products and convolutions only, multiply-add = 2) on copies of both models whose
+  inputs are fixed to the benchmark's input shapes at that batch size (so symbolic
+  sizes are not counted as 1). "LR target" is the fusion issue's bound on LR's
+  fused / baseline time, 1 + 1.2 x fraction + 0.01; it is printed for every
+  variant but only means something for variants with an LR part. Both are "–"
+  when a FLOPs count is unavailable or leaves ops out for unknown shapes.
 """
 from __future__ import annotations
 
@@ -132,6 +140,39 @@ def batch_symbolic(src: Path, dst: Path) -> Path:
     del model.graph.value_info[:]
     onnx.save(model, str(dst))
     return dst
+
+
+def fixed_shape_copy(src: Path, feeds: dict[str, np.ndarray], dst: Path) -> Path:
+    """A copy of `src` at `dst` whose inputs have the shapes of `feeds` and whose
+    outputs and intermediate values declare no shape, so that shape inference sees
+    the benchmark's sizes rather than symbols."""
+    model = onnx.load(str(src))
+    inits = {t.name for t in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in inits or vi.name not in feeds:
+            continue
+        tt = vi.type.tensor_type
+        tt.ClearField("shape")
+        for d in feeds[vi.name].shape:
+            tt.shape.dim.add().dim_value = int(d)
+    for vi in model.graph.output:
+        if vi.type.HasField("tensor_type"):
+            vi.type.tensor_type.ClearField("shape")
+    del model.graph.value_info[:]
+    try:
+        onnx.save(model, str(dst))
+    except ValueError:  # over protobuf's 2 GiB limit
+        onnx.save(model, str(dst), save_as_external_data=True, location=f"{dst.name}.data")
+    return dst
+
+
+def model_flops(exe: str, path: Path) -> float | None:
+    """The FLOPs `laurelc inspect --json` estimates for `path`, or None when it has
+    none or leaves ops out because their shapes are unknown."""
+    flops = json.loads(sh([exe, "inspect", str(path), "--json"]).stdout).get("flops")
+    if not flops or flops.get("unknown_ops", 0) > 0:
+        return None
+    return float(flops["total"])
 
 
 def make_inputs(model_path: Path, run: dict, batch: int, seed: int) -> dict[str, np.ndarray]:
@@ -253,8 +294,10 @@ def main():
             run = run_entry(stem)
             base = batch_symbolic(src, tmp / f"{stem}.base.onnx")
             inputs = {}
+            base_flops = {}
             for b in batches:
                 feeds = make_inputs(base, run, b, args.seed)
+                base_flops[b] = model_flops(exe, fixed_shape_copy(base, feeds, tmp / f"{stem}.b{b}.fixed.onnx"))
                 npz = tmp / f"{stem}.b{b}.npz"
                 np.savez(npz, **feeds)
                 npys = []
@@ -275,6 +318,12 @@ def main():
                     for _ in range(max(args.fuse_reps, 1)))
                 for b in batches:
                     feeds, npz, npys = inputs[b]
+                    aug_flops = model_flops(exe, fixed_shape_copy(aug, feeds, tmp / f"{stem}.{tag}.b{b}.fixed.onnx"))
+                    fraction = None
+                    if base_flops[b] and aug_flops is not None:
+                        fraction = (aug_flops - base_flops[b]) / base_flops[b]
+                    else:
+                        notes.add(f"{stem} {v} batch {b}: no FLOPs fraction (shapes unknown to `laurelc inspect`)")
                     check = subprocess.run(
                         [exe, "check", str(aug), str(fused), "--json", *[x for n in npys for x in ("--input", n)]],
                         capture_output=True, text=True, check=False)
@@ -302,11 +351,15 @@ def main():
                         "tract_spread": max(m["iqr_ms"] / m["median_ms"] for m in tm),
                         "ort_base_ms": ort[0].get("median_ms"),
                         "ort_unfused": ort[1].get("round_ratio"), "ort_fused": ort[2].get("round_ratio"),
+                        "flops_baseline": base_flops[b], "flops_augmented": aug_flops,
+                        "laurel_flops_fraction": fraction,
+                        "lr_target": None if fraction is None else 1 + 1.2 * fraction + 0.01,
                     })
                     r = rows[-1]
                     print(f"{stem} {v} batch {b}: tract {r['tract_base_ms']:.3f} ms, unfused x{r['tract_unfused']:.3f}, "
                           f"fused x{r['tract_fused']:.3f}; ort {fmt(r['ort_base_ms'], '.3f')} ms, unfused x"
                           f"{fmt(r['ort_unfused'], '.3f')}, fused x{fmt(r['ort_fused'], '.3f')}; fuse {fuse_s:.3f} s"
+                          f"; LAuReL FLOPs / model {fmt(r['laurel_flops_fraction'], '.4f')}"
                           f"{'' if check_ok else '; FUSED OUTPUTS DIFFER'}", file=sys.stderr, flush=True)
     print(f"\n{args.reps} interleaved rounds (baseline, unfused, fused) after {args.warmup} warm-up rounds; "
           "ratios are medians of per-round ratios to the baseline (same round); baseline times are medians; "
@@ -314,15 +367,16 @@ def main():
           f"that); onnxruntime single-threaded; fuse: median wall time of {args.fuse_reps} runs of "
           f"`laurelc fuse{' --target tract' if fuse_target else ''}`.\n")
     print("| model | variant | batch | tract baseline ms | tract unfused / baseline | tract fused / baseline "
-          "| tract spread | ORT baseline ms | ORT unfused / baseline | ORT fused / baseline | fuse s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| tract spread | ORT baseline ms | ORT unfused / baseline | ORT fused / baseline | fuse s "
+          "| LAuReL FLOPs / model | LR target |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         variant = f"{r['variant']} (r = {r['rank']})" if r["rank"] else r["variant"]
         fused_ort = fmt(r["ort_fused"]) if r["ort_fused"] is not None else "n/a"
         fused_tract = fmt(r["tract_fused"]) + ("" if r["fused_matches_unfused"] else " (differs!)")
         print(f"| {r['model']} | `{variant}` | {r['batch']} | {r['tract_base_ms']:.3f} | {r['tract_unfused']:.2f} "
               f"| **{fused_tract}** | {r['tract_spread']:.2f} | {fmt(r['ort_base_ms'], '.3f')} | {fmt(r['ort_unfused'])} | {fused_ort} "
-              f"| {r['fuse_s']:.3f} |")
+              f"| {r['fuse_s']:.3f} | {fmt(r['laurel_flops_fraction'], '.4f')} | {fmt(r['lr_target'], '.3f')} |")
     for n in sorted(notes):
         print(f"\n- {n}")
     if any(not r["fused_matches_unfused"] for r in rows):

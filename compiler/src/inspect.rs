@@ -7,6 +7,7 @@ use onnx_protobuf::type_proto;
 use onnx_protobuf::{TypeProto, ValueInfoProto};
 use serde::Serialize;
 
+use crate::analysis::flops::{ModelFlops, estimate_model_flops};
 use crate::ir::{Model, Node};
 use crate::onnx::external::data_bytes;
 use crate::onnx::subgraph::has_subgraphs;
@@ -51,11 +52,39 @@ pub struct ModelSummary {
     pub functions: usize,
     /// `LAuReL` parameters (initializers named `laurel.<block>.<name>`), elements per block.
     pub laurel_parameters: BTreeMap<u32, u64>,
+    /// Estimated FLOPs of the matrix products and convolutions, symbolic
+    /// dimensions counted as 1 (see [`crate::analysis::flops`]); `None` when
+    /// tract's shape inference fails, or from [`summarize_without_flops`].
+    pub flops: Option<ModelFlops>,
 }
 
-/// Summarises a model. O(V + E).
+/// The line `laurelc inspect` prints for the FLOPs estimate:
+/// `FLOPs (matmul/conv, symbolic dims = 1): 1.75 M`, or `unavailable` when
+/// shape inference failed. O(1).
+#[must_use]
+pub fn flops_line(s: &ModelSummary) -> String {
+    let value = s.flops.as_ref().map_or_else(
+        || "unavailable (shape inference failed)".to_string(),
+        ToString::to_string,
+    );
+    format!("FLOPs (matmul/conv, symbolic dims = 1): {value}")
+}
+
+/// Summarises a model, with the FLOPs estimate
+/// ([`crate::analysis::flops::estimate_model_flops`]; `None` when shape
+/// inference fails, which never fails the summary). O(V + E) plus tract's
+/// shape inference on a probe of the model without its large weights.
 #[must_use]
 pub fn summarize(model: &Model) -> ModelSummary {
+    let mut s = summarize_without_flops(model);
+    s.flops = estimate_model_flops(model).ok();
+    s
+}
+
+/// Summarises a model without the FLOPs estimate (`flops` is `None`), so
+/// without running shape inference. O(V + E).
+#[must_use]
+pub fn summarize_without_flops(model: &Model) -> ModelSummary {
     let g = &model.graph;
     let h = &model.header;
     let opsets = h
@@ -103,6 +132,7 @@ pub fn summarize(model: &Model) -> ModelSummary {
         parameter_bytes,
         external_data,
         functions: h.functions.len(),
+        flops: None,
     }
 }
 

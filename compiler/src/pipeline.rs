@@ -92,7 +92,7 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
         }
     }
     let ops_before = model.graph.op_count();
-    let parameters_before = crate::inspect::summarize(&model).parameter_count;
+    let parameters_before = crate::inspect::summarize_without_flops(&model).parameter_count;
     let mut passes = Vec::new();
     let mut augment = None;
     if !opts.no_passes {

@@ -39,8 +39,8 @@ use egg::{Analysis, DidMerge, EGraph, Id, Language};
 
 use crate::block::Block;
 use crate::lang::{OpRef, ParamRef, Scalar, TensorLang, ValueRef};
-use crate::semantics::OpSemantics;
-use crate::shape::{DType, Mismatch, Shape, ShapeError, TensorType, broadcast};
+use crate::semantics::{ChannelMap, OpSemantics};
+use crate::shape::{DType, Dim, Mismatch, Shape, ShapeError, TensorType, broadcast};
 
 /// The e-graph of this crate.
 pub type TensorEGraph = EGraph<TensorLang, TensorAnalysis>;
@@ -270,6 +270,9 @@ pub struct TensorAnalysis {
     /// lowering could count them (set by
     /// [`crate::graph::TensorGraph::declare_flops`]).
     pub(crate) flops: HashMap<OpRef, f64>,
+    /// Generic ops that are channel maps (set by
+    /// [`crate::graph::TensorGraph::declare_channel_map`]).
+    pub(crate) channel_maps: HashMap<OpRef, ChannelMap>,
 }
 
 impl TensorAnalysis {
@@ -338,6 +341,12 @@ impl TensorAnalysis {
     #[must_use]
     pub fn flops(&self, op: &OpRef) -> Option<f64> {
         self.flops.get(op).copied()
+    }
+
+    /// The channel map a generic op output was declared to be.
+    #[must_use]
+    pub fn channel_map(&self, op: &OpRef) -> Option<ChannelMap> {
+        self.channel_maps.get(op).copied()
     }
 
     /// The earlier stream states recorded for `block` (nearest first); empty
@@ -550,6 +559,89 @@ fn conv1x1(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
     Ok(Some(out))
 }
 
+/// A channel-map weight: `[in, out]` (rank 2) or `[out, in, 1, 1]` (rank 4);
+/// its (in, out) dims.
+pub(crate) fn map_dims(w: &Shape) -> Option<(&Dim, &Dim)> {
+    match w.as_slice() {
+        [i, o] | [o, i, Dim::Fixed(1), Dim::Fixed(1)] => Some((i, o)),
+        _ => None,
+    }
+}
+
+/// `compose [w1 w2]`: `w1` then `w2`, both `[in, out]` or both
+/// `[out, in, 1, 1]`.
+fn compose(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
+    s.rank(0, "2 or 4", |r| r == 2 || r == 4)?;
+    s.rank(1, "2 or 4", |r| r == 2 || r == 4)?;
+    let (Some(w1), Some(w2)) = (s.get(0), s.get(1)) else {
+        return Ok(None);
+    };
+    if w1.len() != w2.len() {
+        return Err(Mismatch::Rank {
+            operand: 1,
+            expected: "the rank of operand 0",
+            got: w2.len(),
+        });
+    }
+    let bad = |operand| Mismatch::Rank {
+        operand,
+        expected: "a channel-map weight ([in, out] or [out, in, 1, 1])",
+        got: 4,
+    };
+    let (i1, o1) = map_dims(w1).ok_or(bad(0))?;
+    let (i2, o2) = map_dims(w2).ok_or(bad(1))?;
+    if o1 != i2 {
+        return Err(Mismatch::Contraction {
+            input: o1.clone(),
+            weight: i2.clone(),
+        });
+    }
+    Ok(Some(if w1.len() == 2 {
+        vec![i1.clone(), o2.clone()]
+    } else {
+        vec![o2.clone(), i1.clone(), Dim::Fixed(1), Dim::Fixed(1)]
+    }))
+}
+
+/// `add-eye w`: a square channel-map weight.
+fn add_eye(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
+    s.rank(0, "2 or 4", |r| r == 2 || r == 4)?;
+    let Some(w) = s.get(0) else {
+        return Ok(None);
+    };
+    match map_dims(w) {
+        Some((i, o)) if i == o && matches!(i, Dim::Fixed(_)) => Ok(Some(w.clone())),
+        _ => Err(Mismatch::Rank {
+            operand: 0,
+            expected: "a square channel-map weight of fixed size",
+            got: w.len(),
+        }),
+    }
+}
+
+/// `laurel-residual [c₀ t₀ c₁ t₁ …]`: scalar coefficients, terms that
+/// broadcast together (at least two of them).
+fn laurel_residual(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
+    let n = s.0.len();
+    if n < 4 || !n.is_multiple_of(2) {
+        return Err(Mismatch::Arity {
+            expected: "an even number, at least 4",
+            got: n,
+        });
+    }
+    let mut out: Option<Shape> = Some(Vec::new());
+    for i in (0..n).step_by(2) {
+        if s.get(i).is_some_and(|c| !c.is_empty()) {
+            return Err(Mismatch::Coefficient { operand: i });
+        }
+        out = match (out, s.get(i + 1)) {
+            (Some(a), Some(b)) => Some(broadcast(&a, b)?),
+            _ => None,
+        };
+    }
+    Ok(out)
+}
+
 /// `laurel-lr [f x a b]`: `a`, `b` are `[p, q]`, `[q, p]` acting on `x`'s
 /// last axis (`p = C`) or axis 1 (`q = C`).
 fn laurel_lr(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
@@ -585,6 +677,9 @@ fn shape(node: &TensorLang, s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
             Ok(s.of_f())
         }
         TensorLang::LaurelLr(_) => laurel_lr(s),
+        TensorLang::Compose(_) => compose(s),
+        TensorLang::AddEye(_) => add_eye(s),
+        TensorLang::LaurelResidual(_) => laurel_residual(s),
         TensorLang::LaurelPa(_) => {
             s.equal_to_f(1)?;
             for i in (2..s.0.len()).step_by(2) {
@@ -623,7 +718,9 @@ fn computes_weights(node: &TensorLang, operands: &[&TensorData]) -> bool {
         | TensorLang::Div(_)
         | TensorLang::Sigmoid(_)
         | TensorLang::MatMul(_)
-        | TensorLang::Conv1x1(_) => operands.iter().all(|d| d.weight),
+        | TensorLang::Conv1x1(_)
+        | TensorLang::Compose(_)
+        | TensorLang::AddEye(_) => operands.iter().all(|d| d.weight),
         _ => false,
     }
 }
@@ -718,6 +815,59 @@ mod tests {
             Err(Mismatch::Broadcast { .. })
         ));
         assert_eq!(shape_of(&mut g, "(/ $x $unknown)"), Ok(None));
+    }
+
+    #[test]
+    fn fusion_terms_have_their_shapes() {
+        let mut g = graph(&[
+            ("a", fixed(&[8, 2])),
+            ("b", fixed(&[2, 8])),
+            ("k", fixed(&[2, 8, 1, 1])),
+            ("j", fixed(&[8, 2, 1, 1])),
+            ("x", fixed(&[3, 8])),
+            ("y", fixed(&[1, 8])),
+        ]);
+        assert_eq!(
+            shape_of(&mut g, "(compose $a $b)"),
+            Ok(Some(fixed(&[8, 8])))
+        );
+        assert_eq!(
+            shape_of(&mut g, "(compose $b $a)"),
+            Ok(Some(fixed(&[2, 2])))
+        );
+        // Kernels: k (8 → 2) then j (2 → 8) is [8, 8, 1, 1].
+        assert_eq!(
+            shape_of(&mut g, "(compose $k $j)"),
+            Ok(Some(fixed(&[8, 8, 1, 1])))
+        );
+        assert!(matches!(
+            shape_of(&mut g, "(compose $a $a)"),
+            Err(Mismatch::Contraction { .. })
+        ));
+        assert!(matches!(
+            shape_of(&mut g, "(compose $a $k)"),
+            Err(Mismatch::Rank { .. })
+        ));
+        assert_eq!(
+            shape_of(&mut g, "(add-eye (compose $a $b))"),
+            Ok(Some(fixed(&[8, 8])))
+        );
+        assert!(matches!(
+            shape_of(&mut g, "(add-eye $a)"),
+            Err(Mismatch::Rank { .. })
+        ));
+        assert_eq!(
+            shape_of(&mut g, "(laurel-residual 1 $x 1/2 $y)"),
+            Ok(Some(fixed(&[3, 8])))
+        );
+        assert!(matches!(
+            shape_of(&mut g, "(laurel-residual $y $x 1 $x)"),
+            Err(Mismatch::Coefficient { operand: 0 })
+        ));
+        assert!(matches!(
+            shape_of(&mut g, "(laurel-residual 1 $x 1)"),
+            Err(Mismatch::Arity { got: 3, .. })
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 use egg::Language as _;
 
 use crate::analysis::TensorEGraph;
-use crate::lang::TensorLang;
+use crate::lang::{OpRef, TensorLang};
 
 /// The price of one e-node.
 pub trait CostModel {
@@ -47,6 +47,9 @@ impl CostModel for AugmentCost {
             | TensorLang::Sigmoid(_)
             | TensorLang::MatMul(_)
             | TensorLang::Conv1x1(_)
+            | TensorLang::Compose(_)
+            | TensorLang::AddEye(_)
+            | TensorLang::LaurelResidual(_)
             | TensorLang::Onnx(..) => 1.0,
         }
     }
@@ -140,6 +143,23 @@ impl FuseCost {
         };
         shape.map_or(1.0, |s| crate::shape::estimated_elements(&s))
     }
+
+    /// A generic op's FLOPs: a channel map's from its weight child (the
+    /// low-rank rules give an op other children), any other op's as the
+    /// lowering declared them.
+    fn flops(egraph: &TensorEGraph, node: &TensorLang, op: OpRef, children: &[egg::Id]) -> f64 {
+        let from_children = egraph.analysis.channel_map(&op).and_then(|m| {
+            let w = egraph[*children.get(m.weight)?].data.shape.clone()?;
+            let inputs = match w.as_slice() {
+                [i, _] | [_, i, _, _] => crate::shape::estimated_elements(std::slice::from_ref(i)),
+                _ => return None,
+            };
+            Some(2.0 * Self::elements(egraph, node) * inputs)
+        });
+        from_children
+            .or_else(|| egraph.analysis.flops(&op))
+            .unwrap_or(0.0)
+    }
 }
 
 impl CostModel for FuseCost {
@@ -155,12 +175,21 @@ impl CostModel for FuseCost {
             | TensorLang::LaurelLr(_)
             | TensorLang::LaurelPa(_) => f64::INFINITY,
             TensorLang::Num(_) | TensorLang::Param(_) | TensorLang::Value(_) => 0.0,
-            TensorLang::Onnx(op, _) => {
-                let flops = egraph.analysis.flops(op).unwrap_or(0.0);
+            TensorLang::Onnx(op, children) => {
+                let flops = Self::flops(egraph, node, *op, children);
                 self.overhead
                     + self.per_element * Self::elements(egraph, node)
                     + self.per_flop * flops
                     + novelty
+            }
+            // One pass over n terms: reads n, writes one; an `Add` reads two.
+            // Never cheaper than the plain `Add` of two unscaled terms.
+            TensorLang::LaurelResidual(children) => {
+                #[allow(clippy::cast_precision_loss)] // a handful of terms
+                let terms = (children.len() / 2) as f64;
+                self.overhead
+                    + self.per_element * Self::elements(egraph, node) * terms.max(2.0) / 2.0
+                    + 2.0 * self.novelty
             }
             _ if node.children().iter().all(|&c| egraph[c].data.weight) => self.weight + novelty,
             _ if self.is_carried_scale(node, egraph) => self.novelty,

@@ -23,6 +23,7 @@ use crate::graph::{TensorGraph, is_id};
 use crate::lang::TensorLang;
 use crate::limits::{Limits, StopReport};
 use crate::refine::Choices;
+use crate::rules::laurel_residual::SUM_TO_LAUREL_RESIDUAL;
 use crate::rules::{RuleError, fusion_rules};
 
 /// Passes of local search over the extraction (see [`crate::refine`]).
@@ -65,6 +66,17 @@ pub struct FuseReport {
     pub extraction_time: Duration,
 }
 
+/// What the fused graph may contain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Standard ONNX ops only, for any runtime (onnxruntime).
+    #[default]
+    Onnx,
+    /// Standard ONNX ops and laurel-runtime's `ai.laurel` ops
+    /// (`LaurelResidual`), for tract through laurel-runtime.
+    Tract,
+}
+
 /// Why a fusion failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FuseError {
@@ -86,7 +98,10 @@ pub enum FuseError {
 /// lowered graph whose final classes the caller wants back
 /// ([`FuseReport::kept`]), to name the extracted values; `carried` are
 /// roots later windows read, where a scale is carried rather than paid for
-/// (see [`FuseCost::with_carried`]).
+/// (see [`FuseCost::with_carried`]). For [`Target::Tract`], once the rules
+/// saturate (or a limit stops them), one more pass of
+/// [`crate::rules::laurel_residual`] offers each weighted sum as one
+/// `LaurelResidual` op, under the same time limit.
 ///
 /// # Errors
 /// [`FuseError`].
@@ -97,6 +112,7 @@ pub fn fuse(
     keep: &[Id],
     carried: &[Id],
     limits: Limits,
+    target: Target,
 ) -> Result<FuseReport, FuseError> {
     let egraph = graph.into_egraph();
     if let Some(&bad) = roots.iter().chain(keep).find(|&&r| !is_id(&egraph, r)) {
@@ -128,8 +144,24 @@ pub fn fuse(
     let saturation_time = start.elapsed();
     let stop = StopReport::of(&runner);
     let iterations = runner.iterations.len();
-    let fired = crate::limits::fired(&runner);
+    let mut fired = crate::limits::fired(&runner);
     let mut egraph = runner.egraph;
+    if target == Target::Tract {
+        egraph.rebuild();
+        // One pass: it adds at most one term per class.
+        let nodes = egraph.total_number_of_nodes();
+        let post = Runner::default()
+            .with_scheduler(SimpleScheduler)
+            .with_egraph(egraph)
+            .with_iter_limit(1)
+            .with_node_limit(nodes + limits.nodes)
+            .with_time_limit(limits.time)
+            .run(&[SUM_TO_LAUREL_RESIDUAL.rewrite()?]);
+        for (rule, n) in crate::limits::fired(&post) {
+            *fired.entry(rule).or_default() += n;
+        }
+        egraph = post.egraph;
+    }
     // A run stopped by a limit may end between an apply and its rebuild.
     egraph.rebuild();
     let analysis = &egraph.analysis;
@@ -282,7 +314,7 @@ mod tests {
     #[test]
     fn rw_with_positive_scalars_fuses_into_weights() {
         let (g, root) = resnet_like("1/2", "3/2");
-        let report = fuse(g, &[root], &[], &[], Limits::default()).unwrap();
+        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Onnx).unwrap();
         assert_eq!(computed_muls(&report), 0, "{}", report.expr);
         assert_eq!(report.stop, StopReport::Saturated);
         assert!(report.cost_after < report.cost_before);
@@ -296,7 +328,25 @@ mod tests {
     #[test]
     fn a_negative_skip_scale_keeps_one_mul() {
         let (g, root) = resnet_like("1/2", "-3/2");
-        let report = fuse(g, &[root], &[], &[], Limits::default()).unwrap();
+        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Onnx).unwrap();
         assert_eq!(computed_muls(&report), 1, "{}", report.expr);
+    }
+
+    #[test]
+    fn for_tract_a_scale_nothing_absorbs_joins_a_laurel_residual() {
+        let (g, root) = resnet_like("1/2", "-3/2");
+        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Tract).unwrap();
+        assert_eq!(computed_muls(&report), 0, "{}", report.expr);
+        let text = report.expr.to_string();
+        assert!(text.contains("(laurel-residual "), "{text}");
+        assert!(text.contains(" -3/2 "), "{text}");
+        assert_eq!(
+            report
+                .fired
+                .get("sum-to-laurel-residual")
+                .copied()
+                .map(|n| n > 0),
+            Some(true)
+        );
     }
 }

@@ -17,7 +17,7 @@ use egg::{ENodeOrVar, Id, Language, PatternAst, RecExpr, Subst};
 use crate::analysis::{Leaf, TensorAnalysis, TensorData, TensorEGraph, infer};
 use crate::block::{Block, BlockId};
 use crate::lang::{OpRef, TensorLang, ValueRef};
-use crate::semantics::OpSemantics;
+use crate::semantics::{ChannelMap, OpSemantics};
 use crate::shape::{Mismatch, ShapeError, TensorType};
 
 /// Why a declaration or a block tag was refused.
@@ -249,6 +249,12 @@ impl TensorGraph {
     /// costs (multiply-adds count two), for the cost model.
     pub fn declare_flops(&mut self, op: OpRef, flops: f64) {
         self.egraph.analysis.flops.insert(op, flops);
+    }
+
+    /// Declares a generic op output to be a channel map (see [`ChannelMap`]):
+    /// the low-rank rules may give it other children of the same layout.
+    pub fn declare_channel_map(&mut self, op: OpRef, map: ChannelMap) {
+        self.egraph.analysis.channel_maps.insert(op, map);
     }
 
     /// Whether an e-node for `leaf` is in the e-graph (for a generic op: with

@@ -321,7 +321,12 @@ mod terms {
         /// `matmul [x w]` (over the last axis), `conv1x1 [x w]` (over axis 1,
         /// `w` is `[out, in]`), `laurel-rw [f x α β]` (`α·f + β·x`),
         /// `laurel-lr [f x a b]` (`f + x + (x·a)·b` along the channel axis),
-        /// `laurel-pa [f x γ h …]` (`f + x + Σ γ_j·h_j`). Leaves: `Num`,
+        /// `laurel-pa [f x γ h …]` (`f + x + Σ γ_j·h_j`), `compose [w1 w2]`
+        /// (the channel-map weight of `w1` then `w2`: `w1·w2` for `[in, out]`
+        /// matrices, `w2·w1` for `[out, in, 1, 1]` kernels), `add-eye w`
+        /// (`w + I` for a square channel-map weight), `laurel-residual [c₀ t₀
+        /// c₁ t₁ …]` (`Σ cᵢ·tᵢ` with scalar `cᵢ`: the `ai.laurel`
+        /// `LaurelResidual` op of `docs/laurel-op.md`). Leaves: `Num`,
         /// `Param`, `Value`; `Onnx` is a generic op with any number of inputs.
         pub enum TensorLang {
             "resadd" = ResAdd([Id; 2]),
@@ -335,6 +340,9 @@ mod terms {
             "laurel-rw" = LaurelRw([Id; 4]),
             "laurel-lr" = LaurelLr([Id; 4]),
             "laurel-pa" = LaurelPa(PaChildren),
+            "compose" = Compose([Id; 2]),
+            "add-eye" = AddEye(Id),
+            "laurel-residual" = LaurelResidual(Vec<Id>),
             Num(Scalar),
             Param(ParamRef),
             Value(ValueRef),

@@ -45,7 +45,7 @@ pub mod semantics;
 pub mod shape;
 
 pub use augment::{AugmentError, AugmentReport, augment};
-pub use fuse::{FuseError, FuseReport, fuse};
+pub use fuse::{FuseError, FuseReport, Target, fuse};
 pub use graph::TensorGraph;
 pub use lang::TensorLang;
 pub use limits::{Limits, StopReport};

@@ -15,6 +15,8 @@
 //!
 //! Complexity: O(1) lookups.
 
+use crate::block::Layout;
+
 /// How a scalar factor `c` moves through a generic op (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpSemantics {
@@ -88,4 +90,22 @@ impl OpSemantics {
             OpSemantics::Reciprocal => "reciprocal",
         }
     }
+}
+
+/// A per-position linear map along the channel axis with a constant weight,
+/// `y = x ·_C W`: `MatMul(x, W)` with `W: [in, out]` ([`Layout::ChannelLast`])
+/// or a 1×1 `Conv(x, W)` with `W: [out, in, 1, 1]`, unit strides, no
+/// padding, one group and no bias ([`Layout::ChannelFirst`]). The lowering
+/// declares it ([`crate::graph::TensorGraph::declare_channel_map`]) next to
+/// the op's [`OpSemantics`]; the low-rank rules ([`crate::rules::low_rank`])
+/// compose such maps and fold a skip into them. A reused op's FLOPs follow
+/// its children: `2 · elements(y) · in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelMap {
+    /// The data input's child.
+    pub input: usize,
+    /// The weight's child.
+    pub weight: usize,
+    /// Where the channel axis is, which fixes the weight's layout.
+    pub layout: Layout,
 }

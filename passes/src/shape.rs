@@ -198,6 +198,13 @@ pub enum Mismatch {
         /// The operand's position.
         operand: usize,
     },
+    /// A variadic term with a number of operands it does not take.
+    Arity {
+        /// The operand counts the term takes, in words.
+        expected: &'static str,
+        /// The operands it has.
+        got: usize,
+    },
 }
 
 impl fmt::Display for Mismatch {
@@ -240,6 +247,9 @@ impl fmt::Display for Mismatch {
             }
             Mismatch::UnknownOperand { operand } => {
                 write!(f, "operand {operand} is not an e-class of this e-graph")
+            }
+            Mismatch::Arity { expected, got } => {
+                write!(f, "{got} operands, expected {expected}")
             }
         }
     }

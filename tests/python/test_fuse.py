@@ -9,6 +9,11 @@ the default (ONNX) target:
   model's (rtol 1e-4, atol 1e-5): fusion keeps the function on a second
   runtime, not only on tract, which `tests/tests/fuse.rs` checks;
 * the fused model has no more ops than the augmented one.
+
+For `--target tract` the fused model may hold laurel-runtime's
+`ai.laurel::LaurelResidual`, which onnxruntime does not know: the checker
+must still accept it (a declared custom domain), and `laurelc check` shows
+on tract that it keeps the function.
 """
 
 from __future__ import annotations
@@ -39,6 +44,26 @@ def test_fused_model_is_valid_and_ort_agrees(name, variant, laurelc_bin, model_p
                 if (m := lt.compare_close(got[k], w, rtol=1e-4, atol=1e-5))}
     assert not problems, problems
     assert len(onnx.load(str(fused)).graph.node) <= len(onnx.load(str(aug)).graph.node)
+
+
+@pytest.mark.parametrize("variant", ["pa", "rw+lr+pa"])
+@pytest.mark.parametrize("name", AUGMENTABLE)
+def test_tract_target_is_valid_onnx_with_a_declared_custom_domain(name, variant, laurelc_bin, model_path, tmp_path):
+    aug = tmp_path / f"{name}.{variant}.onnx"
+    fused = tmp_path / f"{name}.{variant}.tract.onnx"
+    lt.run_laurelc(laurelc_bin, [model_path(name), "-o", aug, "--variant", variant, "--rank", "4",
+                                 "--init", "random", "--seed", "3"])
+    lt.run_laurelc(laurelc_bin, ["fuse", aug, "-o", fused, "--target", "tract"])
+    onnx.checker.check_model(str(fused), full_check=True)
+    model = onnx.load(str(fused))
+    custom = [n for n in model.graph.node if n.domain == "ai.laurel"]
+    assert all(n.op_type == "LaurelResidual" for n in custom)
+    if custom:
+        assert any(o.domain == "ai.laurel" and o.version == 1 for o in model.opset_import)
+        for n in custom:
+            (attr,) = n.attribute
+            assert attr.name == "coefficients" and len(attr.floats) == len(n.input) >= 2
+    lt.run_laurelc(laurelc_bin, ["check", aug, fused])
 
 
 @pytest.mark.parametrize("kind", ["resnet", "preln"])

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use laurelc::augment::{AugmentOptions, InitMode, VariantName};
 use laurelc::check::check_models;
-use laurelc::fuse::{FuseOptions, FuseSummary, fuse_model};
+use laurelc::fuse::{FuseOptions, FuseSummary, Target, fuse_model};
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
 fn augment(input: &Path, out: &Path, variant: VariantName, seed: u64) {
@@ -30,9 +30,14 @@ fn augment(input: &Path, out: &Path, variant: VariantName, seed: u64) {
 }
 
 fn fuse(input: &Path, out: &Path, window_ops: usize) -> FuseSummary {
+    fuse_for(input, out, window_ops, Target::Onnx)
+}
+
+fn fuse_for(input: &Path, out: &Path, window_ops: usize, target: Target) -> FuseSummary {
     let mut model = laurelc::onnx::import_path(input).unwrap();
     let opts = FuseOptions {
         window_ops,
+        target,
         ..FuseOptions::default()
     };
     let summary =
@@ -64,20 +69,27 @@ fn variant_keeps_the_function(variant: VariantName) {
     let dir = tempfile::tempdir().unwrap();
     for (name, path, run) in laurel_tests::augmentable_models() {
         let aug = dir.path().join(format!("{name}.aug.onnx"));
-        let fused = dir.path().join(format!("{name}.fused.onnx"));
         augment(&path, &aug, variant, 11);
-        let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
-        // RW must saturate; the other variants may stop at a limit (their
-        // sums of several scaled terms have many factorings), and are still
-        // correct: that is what the check below shows.
-        if variant == VariantName::Rw {
-            assert!(!summary.hit_limit, "{name} {variant:?}: {}", summary.stop);
+        for target in [Target::Onnx, Target::Tract] {
+            let fused = dir.path().join(format!("{name}.{target:?}.onnx"));
+            let summary = fuse_for(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS, target);
+            // RW must saturate; the other variants may stop at a limit (their
+            // sums of several scaled terms have many factorings), and are still
+            // correct: that is what the check below shows.
+            if variant == VariantName::Rw {
+                assert!(!summary.hit_limit, "{name} {variant:?}: {}", summary.stop);
+            }
+            assert!(
+                summary.ops_after <= summary.ops_before,
+                "{name} {variant:?} {target:?}"
+            );
+            // Only the tract target may use laurel-runtime's op.
+            let custom = histogram(&fused)
+                .keys()
+                .any(|op| op.starts_with("ai.laurel:"));
+            assert!(target == Target::Tract || !custom, "{name} {variant:?}");
+            same_function(&aug, &fused, &run);
         }
-        assert!(
-            summary.ops_after <= summary.ops_before,
-            "{name} {variant:?}"
-        );
-        same_function(&aug, &fused, &run);
     }
 }
 
@@ -205,4 +217,78 @@ fn scales_that_may_not_move_stay() {
     fuse(&input, &out, laurelc::fuse::DEFAULT_WINDOW_OPS);
     assert!(count(&histogram(&out), "Mul") >= 1);
     same_function(&input, &out, &serde_json::Value::Null);
+}
+
+#[test]
+fn a_wide_low_rank_map_folds_into_one_conv_with_its_skip() {
+    // tiny ResNet has 8 channels: at rank 16, A·B (8×8) is smaller than A
+    // and B, so each augmented block's (x·A)·B + x becomes x·(I + A·B): one
+    // 1×1 Conv where the baseline had the identity skip, and no extra Add.
+    let dir = tempfile::tempdir().unwrap();
+    let base = fixture("tiny_resnet");
+    let aug = dir.path().join("lr.onnx");
+    let fused = dir.path().join("lr.fused.onnx");
+    let opts = PipelineOptions {
+        augment: AugmentOptions {
+            variant: VariantName::Lr,
+            rank: 16,
+            init: InitMode::Random,
+            seed: 3,
+            ..AugmentOptions::default()
+        },
+        ..PipelineOptions::default()
+    };
+    compile_file(&base, &aug, &opts).unwrap();
+    let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert_eq!(summary.fired.get("reassociate-channel-maps"), Some(&2));
+    let (want, got) = (histogram(&base), histogram(&fused));
+    // Two augmented blocks (identity skips; the projection block is left alone).
+    assert_eq!(got["Conv"], want["Conv"] + 2, "{got:?}");
+    assert_eq!(got["Add"], want["Add"], "{got:?}");
+    assert_eq!(got.get("Mul"), None, "{got:?}");
+    assert_eq!(
+        got.values().sum::<usize>(),
+        want.values().sum::<usize>() + 2
+    );
+    same_function(&aug, &fused, &serde_json::Value::Null);
+}
+
+#[test]
+fn for_tract_pa_sums_become_laurel_residual_ops() {
+    // tiny ResNet with PA: each augmented block's f + x + Σ γ_j·s_j becomes
+    // one LaurelResidual in place of the baseline's residual Add.
+    let dir = tempfile::tempdir().unwrap();
+    let base = fixture("tiny_resnet");
+    let aug = dir.path().join("pa.onnx");
+    augment(&base, &aug, VariantName::Pa, 4);
+    let onnx = dir.path().join("pa.onnx.onnx");
+    let tract = dir.path().join("pa.tract.onnx");
+    fuse_for(&aug, &onnx, laurelc::fuse::DEFAULT_WINDOW_OPS, Target::Onnx);
+    let summary = fuse_for(
+        &aug,
+        &tract,
+        laurelc::fuse::DEFAULT_WINDOW_OPS,
+        Target::Tract,
+    );
+    assert!(
+        summary
+            .fired
+            .get("sum-to-laurel-residual")
+            .is_some_and(|&n| n > 0)
+    );
+    let (want, got) = (histogram(&base), histogram(&tract));
+    assert_eq!(got.get("ai.laurel:LaurelResidual"), Some(&2), "{got:?}");
+    assert_eq!(got["Add"] + 2, want["Add"], "{got:?}");
+    assert_eq!(got.get("Mul"), None, "{got:?}");
+    assert_eq!(got.values().sum::<usize>(), want.values().sum::<usize>());
+    assert!(histogram(&onnx).values().sum::<usize>() > want.values().sum::<usize>());
+    let model = laurelc::onnx::import_path(&tract).unwrap();
+    assert!(
+        model
+            .header
+            .opset_import
+            .iter()
+            .any(|o| o.domain == "ai.laurel" && o.version == 1)
+    );
+    same_function(&aug, &tract, &serde_json::Value::Null);
 }

@@ -6,9 +6,11 @@
 //! - [`residual`]: canonical (identity) residual adds and projection shortcuts.
 //! - [`stream`]: residual streams, the chains of blocks PA needs.
 //! - [`dot`]: a Graphviz picture of the streams.
+//! - [`flops`]: FLOPs estimates of matrix products and convolutions.
 
 pub mod constants;
 pub mod dot;
+pub mod flops;
 pub mod reach;
 pub mod residual;
 pub mod stream;

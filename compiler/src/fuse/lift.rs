@@ -27,6 +27,7 @@ use laurel_passes::lang::Scalar;
 use laurel_passes::semantics::OpSemantics;
 use laurel_passes::shape::DType;
 use laurel_passes::{FuseReport, TensorLang};
+use laurel_runtime::ops::laurel_residual;
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 use petgraph::stable_graph::NodeIndex;
 
@@ -59,6 +60,7 @@ struct Lifter<'a> {
     producers: HashMap<String, (NodeIndex, usize)>,
     used: HashSet<String>,
     consts: HashMap<(Scalar, i32), String>,
+    eyes: HashMap<(Vec<i64>, i32), String>,
     counter: usize,
     /// New op nodes with their order anchors.
     anchors: Vec<(NodeIndex, usize)>,
@@ -92,6 +94,19 @@ impl Lifter<'_> {
     }
 
     fn fresh(&mut self, base: &str) -> String {
+        // A value computed from a fused one is fused too: `w.fused`, not `w.fused.fused`.
+        let base = match base.rsplit_once(".fused") {
+            Some((stem, rest))
+                if rest.is_empty()
+                    || rest
+                        .trim_start_matches('.')
+                        .bytes()
+                        .all(|b| b.is_ascii_digit()) =>
+            {
+                stem
+            }
+            _ => base,
+        };
         let mut name = format!("{base}.fused");
         let mut k = 2;
         while self.used.contains(&name) {
@@ -107,19 +122,64 @@ impl Lifter<'_> {
         if let Some(name) = self.consts.get(&(value.clone(), data_type)) {
             return Ok(name.clone());
         }
-        let mut k = self.consts.len();
-        let mut name = format!("fuse.const_{k}");
-        while self.used.contains(&name) {
-            k += 1;
-            name = format!("fuse.const_{k}");
-        }
-        self.used.insert(name.clone());
-        let proto = TensorProto {
+        let name = self.free_name("fuse.const", self.consts.len());
+        self.add_initializer(TensorProto {
             name: name.clone(),
             data_type,
             raw_data: raw,
             ..TensorProto::default()
-        };
+        });
+        self.consts.insert((value.clone(), data_type), name.clone());
+        Ok(name)
+    }
+
+    /// `base_k` for the first `k ≥ start` not in use, now in use.
+    fn free_name(&mut self, base: &str, start: usize) -> String {
+        let mut k = start;
+        let mut name = format!("{base}_{k}");
+        while self.used.contains(&name) {
+            k += 1;
+            name = format!("{base}_{k}");
+        }
+        self.used.insert(name.clone());
+        name
+    }
+
+    /// The identity channel-map weight of shape `dims` (`[d, d]` or
+    /// `[d, d, 1, 1]`), an initializer shared by equal requests.
+    fn eye(&mut self, dims: &[i64], dtype: Option<&DType>) -> Result<String> {
+        let (data_type, one) = scalar_bytes(dtype, &Scalar::from_integer(1))?;
+        let (_, zero) = scalar_bytes(dtype, &Scalar::zero())?;
+        let key = (dims.to_vec(), data_type);
+        if let Some(name) = self.eyes.get(&key) {
+            return Ok(name.clone());
+        }
+        let d = dims
+            .first()
+            .and_then(|&d| usize::try_from(d).ok())
+            .ok_or_else(|| err("an identity weight of unknown size"))?;
+        let mut raw = Vec::with_capacity(d * d * one.len());
+        for i in 0..d {
+            for j in 0..d {
+                raw.extend_from_slice(if i == j { &one } else { &zero });
+            }
+        }
+        let name = self.free_name(&format!("fuse.eye{d}"), 0);
+        self.add_initializer(TensorProto {
+            name: name.clone(),
+            data_type,
+            dims: dims.to_vec(),
+            raw_data: raw,
+            ..TensorProto::default()
+        });
+        self.eyes.insert(key, name.clone());
+        Ok(name)
+    }
+
+    /// Adds `proto` as an initializer (and as a graph input where the
+    /// model declares its initializers as inputs).
+    fn add_initializer(&mut self, proto: TensorProto) {
+        let name = proto.name.clone();
         if self.initializers_are_inputs {
             let decl = crate::onnx::export::tensor_input(&TensorProto {
                 raw_data: Vec::new(),
@@ -133,9 +193,7 @@ impl Lifter<'_> {
             external: None,
         }));
         self.g.initializers.push(n);
-        self.producers.insert(name.clone(), (n, 0));
-        self.consts.insert((value.clone(), data_type), name.clone());
-        Ok(name)
+        self.producers.insert(name, (n, 0));
     }
 
     fn add_op(&mut self, proto: NodeProto, inputs: &[String], anchor: usize) -> Result<NodeIndex> {
@@ -235,6 +293,7 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
         producers,
         used,
         consts: HashMap::new(),
+        eyes: HashMap::new(),
         counter: 0,
         anchors: Vec::new(),
         initializers_are_inputs,
@@ -356,6 +415,116 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                 lifted.types.push((out.clone(), report.data[i].ty()));
                 l.producers.insert(out, (n, 0));
                 anchor_of[i] = anchor;
+            }
+            TensorLang::Compose([first, then]) => {
+                // Weights only: constant folding computes the product.
+                let (first, then) = (usize::from(*first), usize::from(*then));
+                let name = |c: usize| {
+                    value_names[c]
+                        .clone()
+                        .ok_or_else(|| err("an operand has no name"))
+                };
+                let rank4 = report.data[i].shape.as_ref().is_some_and(|s| s.len() == 4);
+                let proto = if rank4 {
+                    // [o, i, 1, 1] = Σ_m b[o, m] · a[m, i]
+                    NodeProto {
+                        op_type: "Einsum".into(),
+                        name: l.new_node_name("Einsum"),
+                        output: vec![value_names[i].clone().unwrap_or_default()],
+                        attribute: vec![AttributeProto {
+                            name: "equation".into(),
+                            s: b"omab,micd->oiab".to_vec(),
+                            type_: onnx_protobuf::attribute_proto::AttributeType::STRING.into(),
+                            ..AttributeProto::default()
+                        }],
+                        ..NodeProto::default()
+                    }
+                } else {
+                    NodeProto {
+                        op_type: "MatMul".into(),
+                        name: l.new_node_name("MatMul"),
+                        output: vec![value_names[i].clone().unwrap_or_default()],
+                        ..NodeProto::default()
+                    }
+                };
+                let inputs = if rank4 {
+                    [name(then)?, name(first)?]
+                } else {
+                    [name(first)?, name(then)?]
+                };
+                let out = value_names[i].clone().unwrap_or_default();
+                let n = l.add_op(proto, &inputs, child_anchor)?;
+                lifted.types.push((out.clone(), report.data[i].ty()));
+                l.producers.insert(out, (n, 0));
+                anchor_of[i] = child_anchor;
+            }
+            TensorLang::LaurelResidual(ch) => {
+                let mut inputs = Vec::with_capacity(ch.len() / 2);
+                let mut coefficients = Vec::with_capacity(ch.len() / 2);
+                for pair in ch.chunks(2) {
+                    let (coef, term) = (usize::from(pair[0]), usize::from(pair[1]));
+                    let TensorLang::Num(q) = &expr[coef] else {
+                        return Err(err("a LaurelResidual coefficient is not a number"));
+                    };
+                    #[allow(clippy::cast_possible_truncation)] // the attribute is a float
+                    coefficients.push(q.to_f64() as f32);
+                    inputs.push(match &expr[term] {
+                        TensorLang::Num(q) => l.constant(q, report.data[i].dtype.as_ref())?,
+                        _ => value_names[term]
+                            .clone()
+                            .ok_or_else(|| err("an operand has no name"))?,
+                    });
+                }
+                let out = value_names[i].clone().unwrap_or_default();
+                let proto = NodeProto {
+                    op_type: laurel_residual::OP_TYPE.into(),
+                    domain: laurel_residual::DOMAIN.into(),
+                    name: l.new_node_name(laurel_residual::OP_TYPE),
+                    output: vec![out.clone()],
+                    attribute: vec![AttributeProto {
+                        name: laurel_residual::COEFFICIENTS.into(),
+                        floats: coefficients,
+                        type_: onnx_protobuf::attribute_proto::AttributeType::FLOATS.into(),
+                        ..AttributeProto::default()
+                    }],
+                    ..NodeProto::default()
+                };
+                let anchor = own_anchor.unwrap_or(child_anchor);
+                let n = l.add_op(proto, &inputs, anchor)?;
+                lifted.types.push((out.clone(), report.data[i].ty()));
+                l.producers.insert(out, (n, 0));
+                anchor_of[i] = anchor;
+            }
+            TensorLang::AddEye(w) => {
+                let w = usize::from(*w);
+                let dims: Vec<i64> = report.data[i]
+                    .shape
+                    .iter()
+                    .flatten()
+                    .map(|d| match d {
+                        laurel_passes::shape::Dim::Fixed(n) => {
+                            i64::try_from(*n).map_err(|_| err("a huge identity"))
+                        }
+                        laurel_passes::shape::Dim::Sym(_) => {
+                            Err(err("an identity weight of symbolic size"))
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+                let eye = l.eye(&dims, report.data[i].dtype.as_ref())?;
+                let input = value_names[w]
+                    .clone()
+                    .ok_or_else(|| err("an operand has no name"))?;
+                let out = value_names[i].clone().unwrap_or_default();
+                let proto = NodeProto {
+                    op_type: "Add".into(),
+                    name: l.new_node_name("Add"),
+                    output: vec![out.clone()],
+                    ..NodeProto::default()
+                };
+                let n = l.add_op(proto, &[input, eye], child_anchor)?;
+                lifted.types.push((out.clone(), report.data[i].ty()));
+                l.producers.insert(out, (n, 0));
+                anchor_of[i] = child_anchor;
             }
             TensorLang::Onnx(op, ch) => {
                 let (proto, position, orig_inputs) = protos

@@ -26,13 +26,13 @@ use egg::Id;
 use laurel_passes::analysis::Leaf;
 use laurel_passes::lang::{OpRef, Scalar, ValueRef};
 use laurel_passes::semantics::OpSemantics;
-use laurel_passes::shape::{DType, Dim, TensorType, broadcast, estimated_elements};
+use laurel_passes::shape::{DType, Dim, TensorType, broadcast};
 use laurel_passes::{TensorGraph, TensorLang};
 use laurel_runtime::{DatumKind, DimSpec, InferredValue};
 use onnx_protobuf::TensorProto;
 use petgraph::stable_graph::NodeIndex;
 
-use super::semantics::{InputKind, norm_epsilon, semantics_of};
+use super::semantics::{InputKind, channel_map_of, norm_epsilon, semantics_of};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Initializer, Model, Node};
 
@@ -156,48 +156,6 @@ fn scalar_value(init: &Initializer) -> Option<f64> {
     }
     match element_values(init)?.as_slice() {
         [v] if v.is_finite() => Some(*v),
-        _ => None,
-    }
-}
-
-/// The elements of a shape, symbolic dimensions counted as 1.
-fn elements(t: &TensorType) -> Option<f64> {
-    t.shape.as_deref().map(estimated_elements)
-}
-
-/// The floating-point operations of a matrix product or convolution
-/// (multiply-adds count two), from the shapes.
-#[allow(clippy::cast_precision_loss)] // an estimate
-fn flops(
-    op: &onnx_protobuf::NodeProto,
-    inputs: &[Option<String>],
-    out: &TensorType,
-    type_of: &dyn Fn(&str) -> TensorType,
-) -> Option<f64> {
-    let input = |i: usize| inputs.get(i)?.as_deref().map(type_of);
-    let dim = |t: &TensorType, i: usize| match t.shape.as_ref()?.get(i)? {
-        Dim::Fixed(n) => Some(*n as f64),
-        Dim::Sym(_) => Some(1.0),
-    };
-    let trailing = |t: &TensorType| {
-        t.shape
-            .as_deref()
-            .map(|s| estimated_elements(s.get(1..).unwrap_or(&[])))
-    };
-    match op.op_type.as_str() {
-        "MatMul" => {
-            let a = input(0)?;
-            let k = dim(&a, a.shape.as_ref()?.len().checked_sub(1)?)?;
-            Some(2.0 * elements(out)? * k)
-        }
-        "Gemm" => {
-            let a = input(0)?;
-            let trans = op.attribute.iter().any(|x| x.name == "transA" && x.i != 0);
-            let k = dim(&a, usize::from(!trans))?;
-            Some(2.0 * elements(out)? * k)
-        }
-        "Conv" => Some(2.0 * elements(out)? * trailing(&input(1)?)?),
-        "ConvTranspose" => Some(2.0 * elements(&input(0)?)? * trailing(&input(1)?)?),
         _ => None,
     }
 }
@@ -402,7 +360,12 @@ pub fn lower(
                     .map_err(|e| err(e.to_string()))?;
                 tg.declare(Leaf::Op(r), out_types[slot].clone())
                     .map_err(|e| err(e.to_string()))?;
-                if let Some(f) = flops(&op.proto, &inputs, &out_types[slot], &type_of_value) {
+                if let Some(f) = crate::analysis::flops::op_flops(
+                    &op.proto,
+                    &inputs,
+                    &out_types[slot],
+                    &type_of_value,
+                ) {
                     tg.declare_flops(r, f);
                 }
                 let mut term_children = children.clone();
@@ -415,6 +378,13 @@ pub fn lower(
                         tg.add_checked(TensorLang::Num(e))
                             .map_err(|e| err(e.to_string()))?,
                     );
+                }
+                let weight_shape = inputs
+                    .get(1)
+                    .and_then(Option::as_deref)
+                    .and_then(|w| type_of_value(w).shape);
+                if let Some(map) = channel_map_of(&op.proto, &kinds, weight_shape.as_ref()) {
+                    tg.declare_channel_map(r, map);
                 }
                 if let Some(sem) = sem {
                     tg.declare_semantics(r, sem.clone());

@@ -20,6 +20,7 @@ pub mod lower;
 pub mod semantics;
 
 pub use fold::{FoldReport, fold_constants};
+pub use laurel_passes::Target;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -27,6 +28,7 @@ use petgraph::stable_graph::NodeIndex;
 use std::time::Duration;
 
 use laurel_passes::{FuseReport, Limits, StopReport};
+use laurel_runtime::ops::laurel_residual;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -48,6 +50,9 @@ pub struct FuseOptions {
     /// at once). A scale left on a window's outputs is carried into the
     /// next window as the `Mul` it was extracted as.
     pub window_ops: usize,
+    /// What the fused model may contain: standard ONNX ops only, or also
+    /// laurel-runtime's `LaurelResidual` (see [`Target`]).
+    pub target: Target,
 }
 
 impl Default for FuseOptions {
@@ -59,6 +64,7 @@ impl Default for FuseOptions {
                 time: Duration::from_secs(5),
             },
             window_ops: DEFAULT_WINDOW_OPS,
+            target: Target::Onnx,
         }
     }
 }
@@ -225,12 +231,17 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
             .filter(|(name, _)| pending_readers.contains(name.as_str()))
             .map(|(_, &id)| id)
             .collect();
-        let report: FuseReport =
-            laurel_passes::fuse(graph, &lowered.roots, &keep, &carry, opts.limits).map_err(
-                |e| Error::Fuse {
-                    message: format!("e-graph: {e}"),
-                },
-            )?;
+        let report: FuseReport = laurel_passes::fuse(
+            graph,
+            &lowered.roots,
+            &keep,
+            &carry,
+            opts.limits,
+            opts.target,
+        )
+        .map_err(|e| Error::Fuse {
+            message: format!("e-graph: {e}"),
+        })?;
         let lifted = lift::lift(model, &lowered, &report)?;
         types.extend(lifted.types);
         done.extend(window.iter().copied());
@@ -243,6 +254,16 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
                 .filter(|n| !carried.contains(n)),
         );
         summary.add(&report);
+    }
+    if model.graph.op_order.iter().any(|&n| {
+        matches!(&model.graph.dag[n], crate::ir::Node::Op(op) if op.proto.domain == laurel_residual::DOMAIN)
+    }) && !model.header.opset_import.iter().any(|o| o.domain == laurel_residual::DOMAIN)
+    {
+        model.header.opset_import.push(onnx_protobuf::OperatorSetIdProto {
+            domain: laurel_residual::DOMAIN.into(),
+            version: laurel_residual::SINCE_VERSION,
+            ..onnx_protobuf::OperatorSetIdProto::default()
+        });
     }
     let materialised = fold_constants(model)?;
     let removed_initializers = lift::remove_unread_initializers(&mut model.graph);

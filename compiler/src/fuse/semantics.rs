@@ -18,9 +18,14 @@
 //! | `Pow` with a constant integer exponent | power |
 //! | `Sqrt`, `Reciprocal` | sqrt, reciprocal |
 //!
+//! [`channel_map_of`] says, besides, which `MatMul`s and 1×1 `Conv`s are
+//! channel maps, for the low-rank rules.
+//!
 //! Complexity: O(attributes) per op.
 
-use laurel_passes::semantics::OpSemantics;
+use laurel_passes::block::Layout;
+use laurel_passes::semantics::{ChannelMap, OpSemantics};
+use laurel_passes::shape::{Dim, Shape};
 use onnx_protobuf::NodeProto;
 
 /// What the lowering knows of an op's inputs.
@@ -176,6 +181,56 @@ pub fn semantics_of(
         }
         "Sqrt" => Some(OpSemantics::Sqrt),
         "Reciprocal" => Some(OpSemantics::Reciprocal),
+        _ => None,
+    }
+}
+
+/// Whether every entry of the ints attribute `name` (absent: none) is `value`.
+fn ints_all(node: &NodeProto, name: &str, value: i64) -> bool {
+    node.attribute
+        .iter()
+        .find(|a| a.name == name)
+        .is_none_or(|a| a.ints.iter().all(|&v| v == value))
+}
+
+/// Whether `node` is a channel map ([`ChannelMap`]): `MatMul(x, W)` with a
+/// rank-2 weight `W`, or a 2-D `Conv(x, W)` with a `[out, in, 1, 1]` weight,
+/// no bias, one group, unit strides and no explicit padding (with a 1×1
+/// kernel and unit strides, `auto_pad` pads nothing). `weight_shape` is the
+/// type of input 1.
+#[must_use]
+pub fn channel_map_of(
+    node: &NodeProto,
+    inputs: &[InputKind],
+    weight_shape: Option<&Shape>,
+) -> Option<ChannelMap> {
+    if !crate::analysis::is_onnx_domain(&node.domain)
+        || inputs.first() != Some(&InputKind::Computed)
+        || inputs.get(1) != Some(&InputKind::Weight)
+    {
+        return None;
+    }
+    let one = Dim::Fixed(1);
+    match (node.op_type.as_str(), weight_shape?.as_slice()) {
+        ("MatMul", [_, _]) if inputs.len() == 2 => Some(ChannelMap {
+            input: 0,
+            weight: 1,
+            layout: Layout::ChannelLast,
+        }),
+        ("Conv", [_, _, h, w])
+            if *h == one
+                && *w == one
+                && inputs.iter().skip(2).all(|k| *k == InputKind::Absent)
+                && int_attr(node, "group").is_none_or(|g| g == 1)
+                && ints_all(node, "strides", 1)
+                && ints_all(node, "pads", 0) =>
+        {
+            Some(ChannelMap {
+                input: 0,
+                weight: 1,
+                layout: Layout::ChannelFirst,
+            })
+        }
         _ => None,
     }
 }

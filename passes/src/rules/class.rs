@@ -173,7 +173,7 @@ pub(crate) mod tests {
     use super::ClassRule;
     use crate::analysis::TensorEGraph;
     use crate::lang::{OpRef, TensorLang, ValueRef};
-    use crate::semantics::OpSemantics;
+    use crate::semantics::{ChannelMap, OpSemantics};
     use crate::shape::Shape;
     use crate::testing::eval::{Rng, eval};
     use crate::testing::{add, expr, f32, graph, op};
@@ -199,6 +199,33 @@ pub(crate) mod tests {
             if let Some(sem) = sem {
                 g.declare_semantics(text.parse::<OpRef>().unwrap(), sem.clone());
             }
+        }
+        let root = add(&mut g, lhs);
+        let runner = Runner::default()
+            .with_egraph(g.into_egraph())
+            .with_iter_limit(1)
+            .run(&[rule.rewrite().unwrap()]);
+        assert!(runner.egraph.analysis.refusals().is_empty());
+        (runner.egraph, root)
+    }
+
+    /// Runs `rule` once on `lhs` over `values` (weights: names starting with
+    /// `w`), with `ops` declared channel maps.
+    pub fn run_class_rule_with(
+        rule: ClassRule,
+        values: &[(&str, Shape)],
+        ops: &[(&str, ChannelMap, Shape)],
+        lhs: &str,
+    ) -> (TensorEGraph, Id) {
+        let mut g = graph(values);
+        for (name, _) in values {
+            if name.starts_with('w') {
+                g.declare_weight(ValueRef::new(name).unwrap()).unwrap();
+            }
+        }
+        for (text, map, shape) in ops {
+            g.declare(op(text), f32(shape.clone())).unwrap();
+            g.declare_channel_map(text.parse::<OpRef>().unwrap(), *map);
         }
         let root = add(&mut g, lhs);
         let runner = Runner::default()

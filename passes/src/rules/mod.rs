@@ -15,6 +15,9 @@
 //! - [`homogeneous`]: scale through positively homogeneous and linear ONNX ops.
 //! - [`weights`]: scalars into the weights of linear ONNX ops.
 //! - [`norm`]: norm scale invariance, whole and decomposed.
+//! - [`low_rank`]: products of channel maps and skips folded into them.
+//! - [`laurel_residual`]: weighted sums into the fused `LaurelResidual` op
+//!   (run once after saturation, for tract only).
 //!
 //! [`fusion_rules`] is every fusion table together.
 //!
@@ -25,6 +28,8 @@ pub mod augment;
 pub mod class;
 pub mod expand;
 pub mod homogeneous;
+pub mod laurel_residual;
+pub mod low_rank;
 pub mod norm;
 pub mod scale;
 pub mod weights;
@@ -39,7 +44,8 @@ pub use augment::{Variant, augment_rules};
 pub use expand::expand_rules;
 pub use scale::scale_rules;
 
-/// Every fusion rule: [`scale`], [`homogeneous`], [`weights`], [`norm`].
+/// Every fusion rule: [`scale`], [`homogeneous`], [`weights`], [`norm`],
+/// [`low_rank`].
 ///
 /// # Errors
 /// [`RuleError`] if a rule does not build (a bug, caught by the tests).
@@ -54,6 +60,8 @@ pub fn fusion_rules() -> Result<Vec<TensorRewrite>, RuleError> {
         norm::POW_OF_SCALED,
         norm::SQRT_OF_SCALED,
         norm::RECIPROCAL_OF_SCALED,
+        low_rank::REASSOCIATE_CHANNEL_MAPS,
+        low_rank::SKIP_INTO_CHANNEL_MAP,
     ] {
         rules.push(r.rewrite()?);
     }

@@ -137,6 +137,7 @@ fn onnx_op(op_type: &str) -> bool {
             | "ReduceMean"
             | "LayerNormalization"
             | "MatMul"
+            | "Conv"
             | "Concat"
     )
 }
@@ -175,6 +176,11 @@ fn eval_onnx(op_type: &str, a: &[&Tensor]) -> Tensor {
             let k = a[1].shape[1];
             along_axis(a[0], a[0].shape.len() - 1, k, matrix(a[1]))
         }
+        "Conv" => {
+            // 1×1 kernels, unit strides, no padding, one group, no bias.
+            let w = a[1];
+            along_axis(a[0], 1, w.shape[0], |c, k| w.at(&[k, c, 0, 0]))
+        }
         "Concat" => {
             // Along axis 0.
             let mut shape = a[0].shape.clone();
@@ -201,6 +207,25 @@ fn eval_onnx(op_type: &str, a: &[&Tensor]) -> Tensor {
 
 fn matrix(t: &Tensor) -> impl Fn(usize, usize) -> f64 + '_ {
     move |i, j| t.at(&[i, j])
+}
+
+/// The channel-map weight of `w1` then `w2` (`[in, out]` matrices or
+/// `[out, in, 1, 1]` kernels).
+fn compose(w1: &Tensor, w2: &Tensor) -> Tensor {
+    if w1.shape.len() == 2 {
+        return along_axis(w1, 1, w2.shape[1], matrix(w2));
+    }
+    let (o, m, i) = (w2.shape[0], w2.shape[1], w1.shape[1]);
+    let shape = vec![o, i, 1, 1];
+    let data = Tensor::indices(&shape)
+        .iter()
+        .map(|idx| {
+            (0..m)
+                .map(|k| w2.at(&[idx[0], k, 0, 0]) * w1.at(&[k, idx[1], 0, 0]))
+                .sum()
+        })
+        .collect();
+    Tensor { shape, data }
 }
 
 /// Evaluates `expr`; leaves are looked up in `env` by their text, and
@@ -244,6 +269,25 @@ pub fn eval(
             TensorLang::Conv1x1([x, w]) => {
                 let (x, w) = (v(x), v(w));
                 along_axis(x, 1, w.shape[0], |c, k| w.at(&[k, c]))
+            }
+            TensorLang::Compose([w1, w2]) => compose(v(w1), v(w2)),
+            TensorLang::LaurelResidual(ch) => {
+                let mut acc = Tensor::scalar(0.0);
+                for pair in ch.chunks(2) {
+                    let ct = broadcast(v(&pair[0]), v(&pair[1]), |p, q| p * q);
+                    acc = broadcast(&acc, &ct, |p, q| p + q);
+                }
+                acc
+            }
+            TensorLang::AddEye(w) => {
+                let w = v(w);
+                let mut out = w.clone();
+                let n = w.shape[0];
+                // Square, trailing dims 1: (i, i, 0, 0) is at i·n + i.
+                for i in 0..n {
+                    out.data[i * n + i] += 1.0;
+                }
+                out
             }
             TensorLang::LaurelRw([f, x, a, b]) => {
                 let af = broadcast(v(a), v(f), |p, q| p * q);

@@ -86,8 +86,8 @@ enum Command {
     Check(CheckArgs),
     /// Print a summary of a model.
     Inspect(InspectArgs),
-    /// Fuse a `LAuReL` model for inference. This milestone: constant folding of
-    /// parameter-only subgraphs (the e-graph fusion rules come next).
+    /// Fuse a `LAuReL` model for inference: fold its scalars into weights and
+    /// norms, merge its low-rank maps, and extract the cheapest equivalent graph.
     Fuse(FuseArgs),
     /// Time models on tract, interleaved (A B C A B C …), against the first one.
     Bench(BenchArgs),
@@ -143,6 +143,19 @@ struct FuseArgs {
     /// Ops per saturation window (0: the whole graph at once).
     #[arg(long, default_value_t = laurelc::fuse::DEFAULT_WINDOW_OPS)]
     window_ops: usize,
+    /// What the result may contain: `onnx`, standard ONNX ops for any runtime; `tract`,
+    /// also the `ai.laurel` `LaurelResidual` op that laurel-runtime registers with tract.
+    #[arg(long, value_enum, default_value_t = TargetArg::Onnx)]
+    target: TargetArg,
+}
+
+/// `--target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TargetArg {
+    /// Standard ONNX ops (onnxruntime runs the result).
+    Onnx,
+    /// Standard ops and `ai.laurel::LaurelResidual` (tract through laurel-runtime).
+    Tract,
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +383,10 @@ fn fuse(a: &FuseArgs) -> Result<()> {
     let mut model = laurelc::onnx::import_path(&a.model)?;
     let opts = laurelc::fuse::FuseOptions {
         window_ops: a.window_ops,
+        target: match a.target {
+            TargetArg::Onnx => laurelc::fuse::Target::Onnx,
+            TargetArg::Tract => laurelc::fuse::Target::Tract,
+        },
         ..laurelc::fuse::FuseOptions::default()
     };
     let summary = laurelc::fuse::fuse_model(&mut model, &opts)?;
@@ -684,6 +701,7 @@ fn print_summary(
         "parameters: {} ({} bytes)",
         s.parameter_count, s.parameter_bytes
     );
+    println!("{}", laurelc::inspect::flops_line(s));
     println!(
         "external data: {}",
         if s.external_data { "yes" } else { "no" }

@@ -1,0 +1,286 @@
+//! Low-rank rules: products and sums of channel maps.
+//!
+//! A channel map ([`ChannelMap`]) is `MatMul(x, W)` with a constant
+//! `W: [in, out]` or a bias-free 1×1 `Conv(x, W)` with `W: [out, in, 1, 1]`.
+//! LR's branch `(x·A)·B` is two of them.
+//!
+//! | rule | rewrite | guard |
+//! |---|---|---|
+//! | `reassociate-channel-maps` | `L₂(L₁(x, w₁), w₂) ⇒ L₂(x, compose(w₁, w₂))` | one layout; the product no larger than `w₁` and `w₂` |
+//! | `skip-into-channel-map` | `x + L(x, w) ⇒ L(x, add-eye(w))` and `(u + x) + L(x, w) ⇒ u + L(x, add-eye(w))` | `w` square, `L(x, w)` of `x`'s shape |
+//!
+//! Equations: `(x·A)·B = x·(A·B)` and `x + x·M = x·(I + M)`, along the
+//! channel axis. Both sides stay in the e-graph and the cost model chooses:
+//! `x·(A·B)` costs `2·C_in·C_out` FLOPs per position against
+//! `2·r·(C_in + C_out)`, one op against two. The size guard keeps the
+//! product a contraction (rank `r ≥ C_in·C_out / (C_in + C_out)`), so it is
+//! never more FLOPs and its weight is never larger: the compiler computes
+//! `compose`/`add-eye` terms once, into initializers. Folding the skip
+//! removes the residual `Add` and LR's own `Add` at once.
+//!
+//! The nested form of `skip-into-channel-map` looks one sum deep, because
+//! LR expands to `(f + x) + LR(x)`: it is the one reassociation of a sum the
+//! rules make, and only where it lets a skip fold (no blanket
+//! associativity).
+//!
+//! Examples (before → after), `x: [1, 8, 4, 4]`, `A: [16, 8, 1, 1]`, `B: [8, 16, 1, 1]`:
+//! - `(onnx:Conv@n2.0 (onnx:Conv@n1.0 $x $A) $B)` → `(onnx:Conv@n2.0 $x (compose $A $B))`;
+//! - `(+ (+ $f $x) (onnx:Conv@n2.0 $x $M))` → `(+ $f (onnx:Conv@n2.0 $x (add-eye $M)))`.
+//!
+//! Complexity: per class, linear in its e-nodes and their children's e-nodes.
+
+use egg::Id;
+
+use super::class::{Child, ClassRule, onnx_node};
+use crate::analysis::{TensorEGraph, map_dims};
+use crate::checked::Rhs;
+use crate::lang::{OpRef, TensorLang};
+use crate::semantics::ChannelMap;
+use crate::shape::{Dim, Shape, estimated_elements};
+
+/// The channel-map e-nodes of `id`'s class.
+fn maps(egraph: &TensorEGraph, id: Id) -> Vec<(OpRef, Vec<Id>, ChannelMap)> {
+    egraph[id]
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            TensorLang::Onnx(op, children) => egraph
+                .analysis
+                .channel_map(op)
+                .filter(|m| m.input < children.len() && m.weight < children.len())
+                .map(|m| (*op, children.clone(), m)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn shape(egraph: &TensorEGraph, id: Id) -> Option<&Shape> {
+    egraph[id].data.shape.as_ref()
+}
+
+/// `op(children)` with the input and the weight replaced.
+fn map_node(rhs: &mut Rhs, op: OpRef, children: &[Id], m: ChannelMap, x: Child, w: Id) -> Id {
+    let args: Vec<Child> = children
+        .iter()
+        .enumerate()
+        .map(|(j, &k)| {
+            if j == m.input {
+                x
+            } else if j == m.weight {
+                Child::Built(w)
+            } else {
+                Child::Class(k)
+            }
+        })
+        .collect();
+    onnx_node(rhs, op, &args)
+}
+
+#[allow(clippy::many_single_char_names)] // the equation's names: x, y, w, i, o
+fn reassociate(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let mut out = Vec::new();
+    for (op2, ch2, m2) in maps(egraph, id) {
+        let (y, w2) = (ch2[m2.input], ch2[m2.weight]);
+        for (_, ch1, m1) in maps(egraph, y) {
+            let (x, w1) = (ch1[m1.input], ch1[m1.weight]);
+            let (Some(s1), Some(s2)) = (shape(egraph, w1), shape(egraph, w2)) else {
+                continue;
+            };
+            let (Some((i, _)), Some((_, o))) = (map_dims(s1), map_dims(s2)) else {
+                continue;
+            };
+            let product = estimated_elements(&[i.clone(), o.clone()]);
+            let factors = estimated_elements(s1) + estimated_elements(s2);
+            if m1.layout != m2.layout || s1.len() != s2.len() || product > factors {
+                continue;
+            }
+            let mut rhs = Rhs::new();
+            let (a, b) = (rhs.class(w1), rhs.class(w2));
+            let w = rhs.node(TensorLang::Compose([a, b]));
+            map_node(&mut rhs, op2, &ch2, m2, Child::Class(x), w);
+            out.push(rhs);
+        }
+    }
+    out
+}
+
+#[allow(clippy::many_single_char_names)] // the equation's names: x, w, u, v
+fn skip_into(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let mut out = Vec::new();
+    for node in &egraph[id].nodes {
+        let TensorLang::Add([p, q]) = node else {
+            continue;
+        };
+        for (s, t) in [(*p, *q), (*q, *p)] {
+            for (op, ch, m) in maps(egraph, t) {
+                let (x, w) = (egraph.find(ch[m.input]), ch[m.weight]);
+                let square = shape(egraph, w)
+                    .and_then(map_dims)
+                    .is_some_and(|(i, o)| i == o && matches!(i, Dim::Fixed(_)));
+                if !square || shape(egraph, x).is_none() || shape(egraph, x) != shape(egraph, t) {
+                    continue;
+                }
+                let folded = |rhs: &mut Rhs| {
+                    let w = rhs.class(w);
+                    let w = rhs.node(TensorLang::AddEye(w));
+                    map_node(rhs, op, &ch, m, Child::Class(x), w)
+                };
+                if egraph.find(s) == x {
+                    let mut rhs = Rhs::new();
+                    folded(&mut rhs);
+                    out.push(rhs);
+                    continue;
+                }
+                for inner in &egraph[s].nodes {
+                    let TensorLang::Add([a, b]) = inner else {
+                        continue;
+                    };
+                    for (u, v) in [(*a, *b), (*b, *a)] {
+                        if egraph.find(v) == x {
+                            let mut rhs = Rhs::new();
+                            let u = rhs.class(u);
+                            let l = folded(&mut rhs);
+                            rhs.node(TensorLang::Add([u, l]));
+                            out.push(rhs);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `reassociate-channel-maps`: `(x·A)·B ⇒ x·(A·B)`.
+pub const REASSOCIATE_CHANNEL_MAPS: ClassRule = ClassRule {
+    name: "reassociate-channel-maps",
+    find: reassociate,
+};
+
+/// `skip-into-channel-map`: `x + x·M ⇒ x·(I + M)`.
+pub const SKIP_INTO_CHANNEL_MAP: ClassRule = ClassRule {
+    name: "skip-into-channel-map",
+    find: skip_into,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::Layout;
+    use crate::rules::class::tests::{holds, numerically_equal, run_class_rule_with};
+    use crate::shape::fixed;
+
+    fn conv() -> ChannelMap {
+        ChannelMap {
+            input: 0,
+            weight: 1,
+            layout: Layout::ChannelFirst,
+        }
+    }
+
+    fn matmul() -> ChannelMap {
+        ChannelMap {
+            input: 0,
+            weight: 1,
+            layout: Layout::ChannelLast,
+        }
+    }
+
+    #[test]
+    fn a_wide_low_rank_pair_becomes_one_conv() {
+        // C = 8 < r = 16: A·B (8×8) is smaller than A and B (2·128).
+        let values = [
+            ("x", fixed(&[1, 8, 3, 3])),
+            ("wa", fixed(&[16, 8, 1, 1])),
+            ("wb", fixed(&[8, 16, 1, 1])),
+        ];
+        let ops = [
+            ("onnx:Conv@n1.0", conv(), fixed(&[1, 16, 3, 3])),
+            ("onnx:Conv@n2.0", conv(), fixed(&[1, 8, 3, 3])),
+        ];
+        let lhs = "(onnx:Conv@n2.0 (onnx:Conv@n1.0 $x $wa) $wb)";
+        let rhs = "(onnx:Conv@n2.0 $x (compose $wa $wb))";
+        let (e, root) = run_class_rule_with(REASSOCIATE_CHANNEL_MAPS, &values, &ops, lhs);
+        assert!(holds(&e, root, rhs));
+        numerically_equal(&values, lhs, rhs);
+    }
+
+    #[test]
+    fn a_narrow_low_rank_pair_stays_apart() {
+        // C = 8 > 2r = 4: A·B (64) would be larger than A and B (2·16).
+        let values = [
+            ("x", fixed(&[2, 8])),
+            ("wa", fixed(&[8, 2])),
+            ("wb", fixed(&[2, 8])),
+        ];
+        let ops = [
+            ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 2])),
+            ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 8])),
+        ];
+        let lhs = "(onnx:MatMul@n2.0 (onnx:MatMul@n1.0 $x $wa) $wb)";
+        let (e, root) = run_class_rule_with(REASSOCIATE_CHANNEL_MAPS, &values, &ops, lhs);
+        assert_eq!(e[e.find(root)].nodes.len(), 1);
+    }
+
+    #[test]
+    fn matmul_pairs_reassociate_too() {
+        let values = [
+            ("x", fixed(&[2, 3, 4])),
+            ("wa", fixed(&[4, 5])),
+            ("wb", fixed(&[5, 4])),
+        ];
+        let ops = [
+            ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 3, 5])),
+            ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 3, 4])),
+        ];
+        let lhs = "(onnx:MatMul@n2.0 (onnx:MatMul@n1.0 $x $wa) $wb)";
+        let rhs = "(onnx:MatMul@n2.0 $x (compose $wa $wb))";
+        let (e, root) = run_class_rule_with(REASSOCIATE_CHANNEL_MAPS, &values, &ops, lhs);
+        assert!(holds(&e, root, rhs));
+        numerically_equal(&values, lhs, rhs);
+    }
+
+    #[test]
+    fn a_skip_folds_into_a_square_map() {
+        let values = [("x", fixed(&[2, 3, 4])), ("wm", fixed(&[4, 4]))];
+        let ops = [("onnx:MatMul@n1.0", matmul(), fixed(&[2, 3, 4]))];
+        let lhs = "(+ $x (onnx:MatMul@n1.0 $x $wm))";
+        let rhs = "(onnx:MatMul@n1.0 $x (add-eye $wm))";
+        let (e, root) = run_class_rule_with(SKIP_INTO_CHANNEL_MAP, &values, &ops, lhs);
+        assert!(holds(&e, root, rhs));
+        numerically_equal(&values, lhs, rhs);
+    }
+
+    #[test]
+    fn a_skip_one_sum_deep_folds_too() {
+        let values = [
+            ("f", fixed(&[1, 4, 2, 2])),
+            ("x", fixed(&[1, 4, 2, 2])),
+            ("wm", fixed(&[4, 4, 1, 1])),
+        ];
+        let ops = [("onnx:Conv@n1.0", conv(), fixed(&[1, 4, 2, 2]))];
+        let lhs = "(+ (+ $f $x) (onnx:Conv@n1.0 $x $wm))";
+        let rhs = "(+ $f (onnx:Conv@n1.0 $x (add-eye $wm)))";
+        let (e, root) = run_class_rule_with(SKIP_INTO_CHANNEL_MAP, &values, &ops, lhs);
+        assert!(holds(&e, root, rhs));
+        numerically_equal(&values, lhs, rhs);
+    }
+
+    #[test]
+    fn a_map_of_another_value_or_shape_keeps_the_skip() {
+        // The map reads y, not the skip x.
+        let values = [
+            ("x", fixed(&[2, 4])),
+            ("y", fixed(&[2, 4])),
+            ("wm", fixed(&[4, 4])),
+        ];
+        let ops = [("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4]))];
+        let (e, root) = run_class_rule_with(
+            SKIP_INTO_CHANNEL_MAP,
+            &values,
+            &ops,
+            "(+ $x (onnx:MatMul@n1.0 $y $wm))",
+        );
+        assert_eq!(e[e.find(root)].nodes.len(), 1);
+    }
+}
