@@ -273,9 +273,25 @@ pub struct TensorAnalysis {
     /// Generic ops that are channel maps (set by
     /// [`crate::graph::TensorGraph::declare_channel_map`]).
     pub(crate) channel_maps: HashMap<OpRef, ChannelMap>,
+    /// An extraction's choice per class, when one was recorded
+    /// ([`TensorAnalysis::record_choices`]): rules that read a term along
+    /// what extraction would take (the sum flattening of
+    /// [`crate::rules::class::sum_terms`]) follow it.
+    pub(crate) chosen: HashMap<Id, TensorLang>,
 }
 
 impl TensorAnalysis {
+    /// Records an extraction's choice of e-node per (canonical) class.
+    pub fn record_choices(&mut self, choices: impl IntoIterator<Item = (Id, TensorLang)>) {
+        self.chosen = choices.into_iter().collect();
+    }
+
+    /// The recorded choice of `class` (canonical id), if any.
+    #[must_use]
+    pub fn chosen(&self, class: Id) -> Option<&TensorLang> {
+        self.chosen.get(&class)
+    }
+
     /// The leaf table.
     #[must_use]
     pub fn leaves(&self) -> &LeafTable {
@@ -642,6 +658,35 @@ fn laurel_residual(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
     Ok(out)
 }
 
+/// `concat [k a b]`: equal ranks, equal dims but on axis `k`, which adds up.
+fn concat(operands: &[&TensorData]) -> Result<Option<Shape>, Mismatch> {
+    let shapes = Shapes(operands.iter().map(|d| d.shape.as_ref()).collect());
+    shapes.rank(0, "0 (the axis)", |r| r == 0)?;
+    let axis = operands.first().and_then(|d| d.constant.as_ref());
+    let (Some(axis), Some(a), Some(b)) = (axis, shapes.get(1), shapes.get(2)) else {
+        return Ok(None);
+    };
+    let k = axis
+        .to_usize()
+        .filter(|&k| k < a.len())
+        .ok_or(Mismatch::Coefficient { operand: 0 })?;
+    if a.len() != b.len() {
+        return Err(Mismatch::NotSameShape { operand: 2 });
+    }
+    let mut out = a.clone();
+    for (i, (p, q)) in a.iter().zip(b).enumerate() {
+        if i == k {
+            out[i] = match (p, q) {
+                (Dim::Fixed(left), Dim::Fixed(right)) => Dim::Fixed(left + right),
+                _ => return Err(Mismatch::NotSameShape { operand: 2 }),
+            };
+        } else if p != q {
+            return Err(Mismatch::NotSameShape { operand: 2 });
+        }
+    }
+    Ok(Some(out))
+}
+
 /// `laurel-lr [f x a b]`: `a`, `b` are `[p, q]`, `[q, p]` acting on `x`'s
 /// last axis (`p = C`) or axis 1 (`q = C`).
 fn laurel_lr(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
@@ -689,7 +734,11 @@ fn shape(node: &TensorLang, s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
             Ok(s.of_f())
         }
         TensorLang::Num(_) => Ok(Some(Vec::new())),
-        TensorLang::Param(_) | TensorLang::Value(_) | TensorLang::Onnx(..) => Ok(None),
+        // A concat's axis is a constant, which shapes do not carry: see `concat`.
+        TensorLang::Param(_)
+        | TensorLang::Value(_)
+        | TensorLang::Onnx(..)
+        | TensorLang::Concat(_) => Ok(None),
     }
 }
 
@@ -720,7 +769,8 @@ fn computes_weights(node: &TensorLang, operands: &[&TensorData]) -> bool {
         | TensorLang::MatMul(_)
         | TensorLang::Conv1x1(_)
         | TensorLang::Compose(_)
-        | TensorLang::AddEye(_) => operands.iter().all(|d| d.weight),
+        | TensorLang::AddEye(_)
+        | TensorLang::Concat(_) => operands.iter().all(|d| d.weight),
         _ => false,
     }
 }
@@ -757,7 +807,11 @@ pub fn infer(
     let dtype = agree(operands).map_err(fail)?;
     let shapes = Shapes(operands.iter().map(|d| d.shape.as_ref()).collect());
     Ok(TensorData {
-        shape: shape(node, &shapes).map_err(fail)?,
+        shape: match node {
+            TensorLang::Concat(_) => concat(operands),
+            _ => shape(node, &shapes),
+        }
+        .map_err(fail)?,
         dtype,
         constant: fold(node, operands),
         block: None,

@@ -50,6 +50,7 @@ impl CostModel for AugmentCost {
             | TensorLang::Compose(_)
             | TensorLang::AddEye(_)
             | TensorLang::LaurelResidual(_)
+            | TensorLang::Concat(_)
             | TensorLang::Onnx(..) => 1.0,
         }
     }
@@ -135,6 +136,19 @@ impl FuseCost {
                 .leaves()
                 .get(&crate::analysis::Leaf::Op(*op))
                 .and_then(|t| t.shape.clone()),
+            // A copy of both operands.
+            TensorLang::Concat([_, a, b]) => {
+                return [a, b]
+                    .iter()
+                    .map(|&&c| {
+                        egraph[c]
+                            .data
+                            .shape
+                            .as_deref()
+                            .map_or(1.0, crate::shape::estimated_elements)
+                    })
+                    .sum();
+            }
             _ => node
                 .children()
                 .iter()

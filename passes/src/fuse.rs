@@ -148,6 +148,10 @@ pub fn fuse(
     let mut egraph = runner.egraph;
     if target == Target::Tract {
         egraph.rebuild();
+        // Sums are flattened along what extraction would take now.
+        let cost = FuseCost::new(&originals, &egraph).with_carried(carried, &egraph);
+        let choices: Vec<(Id, TensorLang)> = DagExtractor::new(&egraph, &cost)?.choices().collect();
+        egraph.analysis.record_choices(choices);
         // One pass: it adds at most one term per class.
         let nodes = egraph.total_number_of_nodes();
         let post = Runner::default()

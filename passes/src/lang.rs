@@ -326,7 +326,9 @@ mod terms {
         /// matrices, `w2·w1` for `[out, in, 1, 1]` kernels), `add-eye w`
         /// (`w + I` for a square channel-map weight), `laurel-residual [c₀ t₀
         /// c₁ t₁ …]` (`Σ cᵢ·tᵢ` with scalar `cᵢ`: the `ai.laurel`
-        /// `LaurelResidual` op of `docs/laurel-op.md`). Leaves: `Num`,
+        /// `LaurelResidual` op of `docs/laurel-op.md`), `concat [k a b]`
+        /// (`a` and `b` joined along axis `k`, a non-negative integer `Num`).
+        /// Leaves: `Num`,
         /// `Param`, `Value`; `Onnx` is a generic op with any number of inputs.
         pub enum TensorLang {
             "resadd" = ResAdd([Id; 2]),
@@ -343,6 +345,7 @@ mod terms {
             "compose" = Compose([Id; 2]),
             "add-eye" = AddEye(Id),
             "laurel-residual" = LaurelResidual(Vec<Id>),
+            "concat" = Concat([Id; 3]),
             Num(Scalar),
             Param(ParamRef),
             Value(ValueRef),

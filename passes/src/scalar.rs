@@ -155,6 +155,16 @@ impl Scalar {
         self.0.to_f64().unwrap_or(f64::NAN)
     }
 
+    /// The value as an index, when it is a non-negative integer that fits.
+    #[must_use]
+    pub fn to_usize(&self) -> Option<usize> {
+        use num_traits::ToPrimitive as _;
+        self.0
+            .is_integer()
+            .then(|| self.0.numer().to_usize())
+            .flatten()
+    }
+
     /// Whether this is zero.
     #[must_use]
     pub fn is_zero(&self) -> bool {

@@ -126,7 +126,12 @@ fn rw_fuses_to_the_baseline_op_counts() {
         let fused = dir.path().join(format!("{name}.fused.onnx"));
         let fused_base = dir.path().join(format!("{name}.base.onnx"));
         augment(&path, &aug, VariantName::Rw, 5);
-        fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+        let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+        // --explain's per-block outcome: every RW block folded away.
+        assert!(!summary.blocks.is_empty(), "{name}");
+        for b in &summary.blocks {
+            assert_eq!(b.verdict(), "folded", "{name}: {b:?}");
+        }
         fuse(&path, &fused_base, laurelc::fuse::DEFAULT_WINDOW_OPS);
         let (base, got, base_fused) = (histogram(&path), histogram(&fused), histogram(&fused_base));
         // Fusion may also simplify the baseline's own ops (a GELU's ½ into the
@@ -250,6 +255,11 @@ fn a_wide_low_rank_map_folds_into_one_conv_with_its_skip() {
         got.values().sum::<usize>(),
         want.values().sum::<usize>() + 2
     );
+    assert_eq!(summary.blocks.len(), 2);
+    for b in &summary.blocks {
+        assert!(b.verdict().starts_with("merged"), "{b:?}");
+        assert_eq!(b.merged_weights.len(), 1, "{b:?}");
+    }
     same_function(&aug, &fused, &serde_json::Value::Null);
 }
 
@@ -276,6 +286,12 @@ fn for_tract_pa_sums_become_laurel_residual_ops() {
             .get("sum-to-laurel-residual")
             .is_some_and(|&n| n > 0)
     );
+    let verdicts: Vec<String> = summary
+        .blocks
+        .iter()
+        .map(laurelc::fuse::blocks::BlockOutcome::verdict)
+        .collect();
+    assert_eq!(verdicts, ["fused op", "fused op"]);
     let (want, got) = (histogram(&base), histogram(&tract));
     assert_eq!(got.get("ai.laurel:LaurelResidual"), Some(&2), "{got:?}");
     assert_eq!(got["Add"] + 2, want["Add"], "{got:?}");

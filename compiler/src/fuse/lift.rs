@@ -312,6 +312,16 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
         }
     }
 
+    // The original op of each original value, by (value, op type): an
+    // elementwise op that computes an original value with the original op
+    // type keeps its node's name.
+    let mut produced_by: HashMap<(&str, &str), &str> = HashMap::new();
+    for (proto, _, _) in protos.values() {
+        for o in &proto.output {
+            produced_by.insert((o.as_str(), proto.op_type.as_str()), proto.name.as_str());
+        }
+    }
+
     let expr = report.expr.as_ref();
     let mut value_names: Vec<Option<String>> = vec![None; expr.len()];
     // Graph outputs and other roots claim their names first.
@@ -400,9 +410,13 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                     });
                 }
                 let out = value_names[i].clone().unwrap_or_default();
+                let name = match produced_by.get(&(out.as_str(), op_type)) {
+                    Some(original) if !original.is_empty() => l.node_name(original),
+                    _ => l.new_node_name(op_type),
+                };
                 let proto = NodeProto {
                     op_type: op_type.into(),
-                    name: l.new_node_name(op_type),
+                    name,
                     output: vec![out.clone()],
                     ..NodeProto::default()
                 };
@@ -485,6 +499,42 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                         name: laurel_residual::COEFFICIENTS.into(),
                         floats: coefficients,
                         type_: onnx_protobuf::attribute_proto::AttributeType::FLOATS.into(),
+                        ..AttributeProto::default()
+                    }],
+                    ..NodeProto::default()
+                };
+                let anchor = own_anchor.unwrap_or(child_anchor);
+                let n = l.add_op(proto, &inputs, anchor)?;
+                lifted.types.push((out.clone(), report.data[i].ty()));
+                l.producers.insert(out, (n, 0));
+                anchor_of[i] = anchor;
+            }
+            TensorLang::Concat([k, first, second]) => {
+                let TensorLang::Num(k) = &expr[usize::from(*k)] else {
+                    return Err(err("a concat axis is not a number"));
+                };
+                let axis = k
+                    .to_usize()
+                    .and_then(|k| i64::try_from(k).ok())
+                    .ok_or_else(|| err("a concat axis is not an index"))?;
+                let mut inputs = Vec::with_capacity(2);
+                for c in [first, second] {
+                    let c = usize::from(*c);
+                    inputs.push(
+                        value_names[c]
+                            .clone()
+                            .ok_or_else(|| err("an operand has no name"))?,
+                    );
+                }
+                let out = value_names[i].clone().unwrap_or_default();
+                let proto = NodeProto {
+                    op_type: "Concat".into(),
+                    name: l.new_node_name("Concat"),
+                    output: vec![out.clone()],
+                    attribute: vec![AttributeProto {
+                        name: "axis".into(),
+                        i: axis,
+                        type_: onnx_protobuf::attribute_proto::AttributeType::INT.into(),
                         ..AttributeProto::default()
                     }],
                     ..NodeProto::default()

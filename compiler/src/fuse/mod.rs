@@ -14,6 +14,7 @@
 //! Every rule is an equality, so the fused model computes the input's
 //! function, whatever the limits cut short.
 
+pub mod blocks;
 pub mod fold;
 pub mod lift;
 pub mod lower;
@@ -112,6 +113,8 @@ pub struct FuseSummary {
     pub saturation_seconds: f64,
     /// Seconds spent extracting.
     pub extraction_seconds: f64,
+    /// What became of each `LAuReL` block (see [`blocks`]).
+    pub blocks: Vec<blocks::BlockOutcome>,
 }
 
 impl FuseSummary {
@@ -150,6 +153,7 @@ impl FuseSummary {
 pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> {
     let ops_before = model.graph.op_count();
     let histogram_before = model.graph.op_counts();
+    let snapshot = blocks::BlockSnapshot::of(&model.graph);
     let fold = fold_constants(model)?;
     let mut types = lower::value_types(model)?;
     let mut summary = FuseSummary {
@@ -271,6 +275,7 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
     summary.histogram_after = model.graph.op_counts();
     summary.materialised = materialised;
     summary.removed_initializers = removed_initializers;
+    summary.blocks = blocks::block_outcomes(&snapshot, &model.graph);
     Ok(summary)
 }
 
@@ -334,8 +339,33 @@ pub fn explain(s: &FuseSummary) -> String {
         let a = s.histogram_after.get(t).copied().unwrap_or(0);
         let _ = write!(out, "\n  {t:<24} {b:>5} -> {a}");
     }
+    if !s.blocks.is_empty() {
+        let mut verdicts: BTreeMap<String, usize> = BTreeMap::new();
+        for b in &s.blocks {
+            *verdicts.entry(b.verdict()).or_default() += 1;
+        }
+        let counts: Vec<String> = verdicts.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+        let _ = write!(
+            out,
+            "\nLAuReL blocks: {} ({})",
+            s.blocks.len(),
+            counts.join("; ")
+        );
+        for b in s.blocks.iter().take(EXPLAIN_BLOCKS) {
+            let _ = write!(out, "\n  laurel.{:<6} {}", b.block, b.verdict());
+            if !b.merged_weights.is_empty() {
+                let _ = write!(out, " ({})", b.merged_weights.join(", "));
+            }
+        }
+        if s.blocks.len() > EXPLAIN_BLOCKS {
+            let _ = write!(out, "\n  … {} more", s.blocks.len() - EXPLAIN_BLOCKS);
+        }
+    }
     out
 }
+
+/// Blocks listed one per line by [`explain`]; the rest are only counted.
+pub const EXPLAIN_BLOCKS: usize = 64;
 
 /// The stop reason of a report, for callers that only need to know whether
 /// a limit was hit.

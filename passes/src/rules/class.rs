@@ -9,7 +9,8 @@
 //! the shape check, a refusal is recorded).
 //!
 //! Helpers shared by the fusion rules: [`scalar`] (the constant of a class),
-//! [`scaled_forms`] (the `c·x` e-nodes of a class).
+//! [`scaled_forms`] (the `c·x` e-nodes of a class), [`sum_terms`] and
+//! [`sum_terms_of`] (a sum's terms, flattened).
 //!
 //! Complexity: a search is linear in the class's e-nodes and their
 //! children's e-nodes; an application recomputes the same.
@@ -162,6 +163,116 @@ pub fn times(rhs: &mut Rhs, c: &Scalar, x: Id) -> Id {
 pub fn times_class(rhs: &mut Rhs, c: &Scalar, class: Id) -> Id {
     let x = rhs.class(class);
     times(rhs, c, x)
+}
+
+/// The first `+` e-node of a class whose operands are not both constants.
+#[must_use]
+pub fn sum_node(egraph: &TensorEGraph, id: Id) -> Option<[Id; 2]> {
+    egraph[id].nodes.iter().find_map(|n| match n {
+        TensorLang::Add([a, b]) if scalar(egraph, *a).is_none() || scalar(egraph, *b).is_none() => {
+            Some([*a, *b])
+        }
+        _ => None,
+    })
+}
+
+/// `(c, t)` when every e-node of the class is `c·t` for one known scalar
+/// `c` and one non-constant `t`.
+fn scaled_only(egraph: &TensorEGraph, id: Id) -> Option<(Scalar, Id)> {
+    let mut found: Option<(Scalar, Id)> = None;
+    for n in &egraph[id].nodes {
+        let TensorLang::Mul([p, q]) = n else {
+            return None;
+        };
+        let (c, t) = match (scalar(egraph, *p), scalar(egraph, *q)) {
+            (Some(c), None) => (c.clone(), egraph.find(*q)),
+            (None, Some(c)) => (c.clone(), egraph.find(*p)),
+            _ => return None,
+        };
+        if found.as_ref().is_none_or(|f| f.0 == c && f.1 == t) {
+            found = Some((c, t));
+        } else {
+            return None;
+        }
+    }
+    found
+}
+
+/// The terms of the sum rooted at `id`, coefficients multiplied by `scale`;
+/// `false` when there are more than `max` or the tree is deeper than `max`
+/// levels.
+fn collect(
+    egraph: &TensorEGraph,
+    id: Id,
+    scale: &Scalar,
+    (depth, max): (usize, usize),
+    out: &mut Vec<(Scalar, Id)>,
+) -> bool {
+    if out.len() > max || depth > max {
+        return false;
+    }
+    let id = egraph.find(id);
+    // Along the recorded extraction where there is one, else by the class's
+    // own forms.
+    let (sum, scaled) = match egraph.analysis.chosen(id) {
+        Some(TensorLang::Add([a, b]))
+            if scalar(egraph, *a).is_none() || scalar(egraph, *b).is_none() =>
+        {
+            (Some([*a, *b]), None)
+        }
+        Some(TensorLang::Mul([p, q])) => match (scalar(egraph, *p), scalar(egraph, *q)) {
+            (Some(c), None) => (None, Some((c.clone(), *q))),
+            (None, Some(c)) => (None, Some((c.clone(), *p))),
+            _ => (None, None),
+        },
+        Some(_) => (None, None),
+        None => match sum_node(egraph, id) {
+            Some(pair) => (Some(pair), None),
+            None => (None, scaled_only(egraph, id)),
+        },
+    };
+    if let Some([a, b]) = sum {
+        return collect(egraph, a, scale, (depth + 1, max), out)
+            && collect(egraph, b, scale, (depth + 1, max), out);
+    }
+    if let Some((c, t)) = scaled {
+        return collect(egraph, t, &(&c * scale), (depth + 1, max), out);
+    }
+    if let Some(term) = out.iter_mut().find(|(_, u)| *u == id) {
+        term.0 = &term.0 + scale;
+    } else {
+        out.push((scale.clone(), id));
+    }
+    true
+}
+
+/// The terms `(cᵢ, tᵢ)` of the sum at `id` (`Σ cᵢ·tᵢ`), flattened through
+/// classes that are sums and classes that are scaled terms: by the recorded
+/// extraction choice of each class ([`TensorAnalysis::record_choices`])
+/// where there is one, else by the class's first `+` e-node, or its only
+/// form `c·t`; equal terms combine, zero terms drop. `None` when `id` is
+/// not a sum or has more than `max` terms.
+#[must_use]
+pub fn sum_terms(egraph: &TensorEGraph, id: Id, max: usize) -> Option<Vec<(Scalar, Id)>> {
+    sum_terms_of(egraph, sum_node(egraph, id)?, max)
+}
+
+/// [`sum_terms`] of the sum `a + b` (one `+` e-node of a class).
+#[must_use]
+pub fn sum_terms_of(
+    egraph: &TensorEGraph,
+    [a, b]: [Id; 2],
+    max: usize,
+) -> Option<Vec<(Scalar, Id)>> {
+    let one = Scalar::from_integer(1);
+    let mut terms = Vec::new();
+    let complete = collect(egraph, a, &one, (1, max), &mut terms)
+        && collect(egraph, b, &one, (1, max), &mut terms);
+    if !complete || terms.len() > max {
+        return None;
+    }
+    terms.retain(|(c, _)| !c.is_zero());
+    Some(terms)
 }
 
 #[cfg(test)]

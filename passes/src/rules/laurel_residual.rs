@@ -7,8 +7,8 @@
 //! Equation: a tree of `+` whose leaves are terms `tᵢ` or scaled terms
 //! `cᵢ·tᵢ` (a known scalar `cᵢ`) equals `LaurelResidual(t₀, t₁, …;
 //! coefficients = [c₀, c₁, …])` (`docs/laurel-op.md`); equal terms combine
-//! their coefficients. The rule flattens a sum through classes that are
-//! sums, and takes a class as a scaled term only when it has no other form
+//! their coefficients. The rule flattens each `+` e-node of a class (up to
+//! [`MAX_SUMS`]) through classes that are sums (their first), and takes a class as a scaled term only when it has no other form
 //! (a class that also has, say, a `Conv` with the scale in its weights is
 //! a plain term). Where the cost model prefers the op to the `Add`s and
 //! `Mul`s it replaces, extraction takes it: for PA's sums of several scaled
@@ -25,7 +25,7 @@
 
 use egg::Id;
 
-use super::class::{ClassRule, scalar};
+use super::class::{ClassRule, sum_terms_of};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
 use crate::lang::{Scalar, TensorLang};
@@ -34,91 +34,44 @@ use crate::shape::DType;
 /// The most terms one `laurel-residual` takes.
 pub const MAX_TERMS: usize = 16;
 
-/// The first `+` e-node of a class whose operands are not both constants.
-fn sum_node(egraph: &TensorEGraph, id: Id) -> Option<[Id; 2]> {
-    egraph[id].nodes.iter().find_map(|n| match n {
-        TensorLang::Add([a, b]) if scalar(egraph, *a).is_none() || scalar(egraph, *b).is_none() => {
-            Some([*a, *b])
-        }
-        _ => None,
-    })
-}
-
-/// `(c, t)` when every e-node of the class is `c·t` for one known scalar
-/// `c` and one non-constant `t`.
-fn scaled_only(egraph: &TensorEGraph, id: Id) -> Option<(Scalar, Id)> {
-    let mut found: Option<(Scalar, Id)> = None;
-    for n in &egraph[id].nodes {
-        let TensorLang::Mul([p, q]) = n else {
-            return None;
-        };
-        let (c, t) = match (scalar(egraph, *p), scalar(egraph, *q)) {
-            (Some(c), None) => (c.clone(), egraph.find(*q)),
-            (None, Some(c)) => (c.clone(), egraph.find(*p)),
-            _ => return None,
-        };
-        if found.as_ref().is_none_or(|f| f.0 == c && f.1 == t) {
-            found = Some((c, t));
-        } else {
-            return None;
-        }
-    }
-    found
-}
-
-/// The terms of the sum rooted at `id`, coefficients multiplied by `scale`;
-/// `false` when there are more than [`MAX_TERMS`] or the tree is deeper
-/// than [`MAX_TERMS`] levels.
-fn collect(
-    egraph: &TensorEGraph,
-    id: Id,
-    scale: &Scalar,
-    depth: usize,
-    out: &mut Vec<(Scalar, Id)>,
-) -> bool {
-    if out.len() > MAX_TERMS || depth > MAX_TERMS {
-        return false;
-    }
-    let id = egraph.find(id);
-    if let Some([a, b]) = sum_node(egraph, id) {
-        return collect(egraph, a, scale, depth + 1, out)
-            && collect(egraph, b, scale, depth + 1, out);
-    }
-    if let Some((c, t)) = scaled_only(egraph, id) {
-        return collect(egraph, t, &(&c * scale), depth + 1, out);
-    }
-    if let Some(term) = out.iter_mut().find(|(_, u)| *u == id) {
-        term.0 = &term.0 + scale;
-    } else {
-        out.push((scale.clone(), id));
-    }
-    true
-}
+/// The most `+` e-nodes of one class the rule flattens.
+pub const MAX_SUMS: usize = 8;
 
 fn to_laurel_residual(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     let data = &egraph[id].data;
     let float = matches!(data.dtype, Some(DType::F16 | DType::F32 | DType::F64));
-    if !float || data.shape.is_none() || data.weight || sum_node(egraph, id).is_none() {
+    if !float || data.shape.is_none() || data.weight {
         return Vec::new();
     }
-    let mut terms = Vec::new();
-    if !collect(egraph, id, &Scalar::from_integer(1), 0, &mut terms) || terms.len() > MAX_TERMS {
-        return Vec::new();
+    // Each of the class's sums (a few), flattened: rules may have made a
+    // sum of fewer or cheaper terms than the first.
+    let mut found: Vec<Vec<(Scalar, Id)>> = Vec::new();
+    for node in egraph[id].nodes.iter().take(MAX_SUMS) {
+        let TensorLang::Add(pair) = node else {
+            continue;
+        };
+        let Some(terms) = sum_terms_of(egraph, *pair, MAX_TERMS) else {
+            continue;
+        };
+        let scaled = terms.iter().any(|(c, _)| !c.is_one());
+        let known = terms.iter().all(|(_, t)| egraph[*t].data.shape.is_some());
+        if known && terms.len() >= 2 && (terms.len() > 2 || scaled) && !found.contains(&terms) {
+            found.push(terms);
+        }
     }
-    terms.retain(|(c, _)| !c.is_zero());
-    let scaled = terms.iter().any(|(c, _)| !c.is_one());
-    let known = terms.iter().all(|(_, t)| egraph[*t].data.shape.is_some());
-    if !known || terms.len() < 2 || (terms.len() == 2 && !scaled) {
-        return Vec::new();
-    }
-    let mut rhs = Rhs::new();
-    let mut children = Vec::with_capacity(2 * terms.len());
-    for (c, t) in terms {
-        children.push(rhs.node(TensorLang::Num(c)));
-        children.push(rhs.class(t));
-    }
-    rhs.node(TensorLang::LaurelResidual(children));
-    vec![rhs]
+    found
+        .into_iter()
+        .map(|terms| {
+            let mut rhs = Rhs::new();
+            let mut children = Vec::with_capacity(2 * terms.len());
+            for (c, t) in terms {
+                children.push(rhs.node(TensorLang::Num(c)));
+                children.push(rhs.class(t));
+            }
+            rhs.node(TensorLang::LaurelResidual(children));
+            rhs
+        })
+        .collect()
 }
 
 /// `sum-to-laurel-residual`: `Σᵢ cᵢ·tᵢ ⇒ LaurelResidual(t; c)`.

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `reassociate-channel-maps` | `L₂(L₁(x, w₁), w₂) ⇒ L₂(x, compose(w₁, w₂))` | one layout; the product no larger than `w₁` and `w₂` |
 //! | `skip-into-channel-map` | `x + L(x, w) ⇒ L(x, add-eye(w))` and `(u + x) + L(x, w) ⇒ u + L(x, add-eye(w))` | `w` square, `L(x, w)` of `x`'s shape |
+//! | `merge-channel-maps` | `L₁(h, W) + L₂(d, B) + Σ rest ⇒ L₁(concat(h, d), concat(W, B)) + Σ rest` | one layout, one output width, unscaled terms of one shape |
 //!
 //! Equations: `(x·A)·B = x·(A·B)` and `x + x·M = x·(I + M)`, along the
 //! channel axis. Both sides stay in the e-graph and the cost model chooses:
@@ -18,6 +19,12 @@
 //! `compose`/`add-eye` terms once, into initializers. Folding the skip
 //! removes the residual `Add` and LR's own `Add` at once.
 //!
+//! `h·W + d·B = [h d]·[W; B]` merges LR's `B` projection into the branch's
+//! last `MatMul` (or a 1×1 `Conv`) when both end in the same sum: one op
+//! and one `Add` fewer, for a `concat` that copies `h` and `d`; the cost
+//! model weighs the two. The sum is flattened ([`sum_terms`]) so the pair
+//! need not be siblings; the other terms are added back in order.
+//!
 //! The nested form of `skip-into-channel-map` looks one sum deep, because
 //! LR expands to `(f + x) + LR(x)`: it is the one reassociation of a sum the
 //! rules make, and only where it lets a skip fold (no blanket
@@ -25,16 +32,19 @@
 //!
 //! Examples (before → after), `x: [1, 8, 4, 4]`, `A: [16, 8, 1, 1]`, `B: [8, 16, 1, 1]`:
 //! - `(onnx:Conv@n2.0 (onnx:Conv@n1.0 $x $A) $B)` → `(onnx:Conv@n2.0 $x (compose $A $B))`;
-//! - `(+ (+ $f $x) (onnx:Conv@n2.0 $x $M))` → `(+ $f (onnx:Conv@n2.0 $x (add-eye $M)))`.
+//! - `(+ (+ $f $x) (onnx:Conv@n2.0 $x $M))` → `(+ $f (onnx:Conv@n2.0 $x (add-eye $M)))`;
+//! - `(+ (+ (onnx:MatMul@n1.0 $h $W) $x) (onnx:MatMul@n2.0 $d $B))` →
+//!   `(+ (onnx:MatMul@n1.0 (concat 1 $h $d) (concat 0 $W $B)) $x)`.
 //!
 //! Complexity: per class, linear in its e-nodes and their children's e-nodes.
 
 use egg::Id;
 
-use super::class::{Child, ClassRule, onnx_node};
+use super::class::{Child, ClassRule, onnx_node, sum_terms, times_class};
 use crate::analysis::{TensorEGraph, map_dims};
+use crate::block::Layout;
 use crate::checked::Rhs;
-use crate::lang::{OpRef, TensorLang};
+use crate::lang::{OpRef, Scalar, TensorLang};
 use crate::semantics::ChannelMap;
 use crate::shape::{Dim, Shape, estimated_elements};
 
@@ -151,6 +161,81 @@ fn skip_into(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     out
 }
 
+/// The most terms of a sum `merge-channel-maps` looks at.
+pub const MAX_MERGE_TERMS: usize = 8;
+
+#[allow(clippy::many_single_char_names)] // the equation's names: h, d, w, x, k
+fn merge(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let Some(terms) = sum_terms(egraph, id, MAX_MERGE_TERMS) else {
+        return Vec::new();
+    };
+    // Unscaled terms that are channel maps (their class's first).
+    let candidates: Vec<(usize, OpRef, Vec<Id>, ChannelMap)> = terms
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| c.is_one())
+        .filter_map(|(i, (_, t))| {
+            let (op, ch, m) = maps(egraph, *t).into_iter().next()?;
+            Some((i, op, ch, m))
+        })
+        .collect();
+    for (p, (i, op, ch1, m1)) in candidates.iter().enumerate() {
+        for (j, _, ch2, m2) in &candidates[p + 1..] {
+            let (h, w1) = (ch1[m1.input], ch1[m1.weight]);
+            let (d, w2) = (ch2[m2.input], ch2[m2.weight]);
+            let (Some(sh), Some(sd), Some(s1), Some(s2)) = (
+                shape(egraph, h),
+                shape(egraph, d),
+                shape(egraph, w1),
+                shape(egraph, w2),
+            ) else {
+                continue;
+            };
+            let same_out = map_dims(s1)
+                .zip(map_dims(s2))
+                .is_some_and(|(a, b)| a.1 == b.1);
+            let same_result = shape(egraph, terms[*i].1) == shape(egraph, terms[*j].1);
+            if m1.layout != m2.layout || s1.len() != s2.len() || sh.len() != sd.len() {
+                continue;
+            }
+            if !same_out || !same_result || sh.is_empty() {
+                continue;
+            }
+            let data_axis = match m1.layout {
+                Layout::ChannelLast => sh.len() - 1,
+                Layout::ChannelFirst => 1,
+            };
+            let weight_axis = usize::from(s1.len() != 2);
+            let mut rhs = Rhs::new();
+            let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(data_axis))));
+            let (hc, dc) = (rhs.class(h), rhs.class(d));
+            let x = rhs.node(TensorLang::Concat([k, hc, dc]));
+            let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(weight_axis))));
+            let (a, b) = (rhs.class(w1), rhs.class(w2));
+            let w = rhs.node(TensorLang::Concat([k, a, b]));
+            let mut acc = map_node(&mut rhs, *op, ch1, *m1, Child::Built(x), w);
+            for (n, (c, t)) in terms.iter().enumerate() {
+                if n == *i || n == *j {
+                    continue;
+                }
+                let term = if c.is_one() {
+                    rhs.class(*t)
+                } else {
+                    times_class(&mut rhs, c, *t)
+                };
+                acc = rhs.node(TensorLang::Add([acc, term]));
+            }
+            return vec![rhs];
+        }
+    }
+    Vec::new()
+}
+
+/// An axis as a scalar (axes are small).
+fn axis(k: usize) -> i64 {
+    i64::try_from(k).unwrap_or(i64::MAX)
+}
+
 /// `reassociate-channel-maps`: `(x·A)·B ⇒ x·(A·B)`.
 pub const REASSOCIATE_CHANNEL_MAPS: ClassRule = ClassRule {
     name: "reassociate-channel-maps",
@@ -163,10 +248,15 @@ pub const SKIP_INTO_CHANNEL_MAP: ClassRule = ClassRule {
     find: skip_into,
 };
 
+/// `merge-channel-maps`: `h·W + d·B ⇒ [h d]·[W; B]`.
+pub const MERGE_CHANNEL_MAPS: ClassRule = ClassRule {
+    name: "merge-channel-maps",
+    find: merge,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::Layout;
     use crate::rules::class::tests::{holds, numerically_equal, run_class_rule_with};
     use crate::shape::fixed;
 
@@ -280,6 +370,67 @@ mod tests {
             &values,
             &ops,
             "(+ $x (onnx:MatMul@n1.0 $y $wm))",
+        );
+        assert_eq!(e[e.find(root)].nodes.len(), 1);
+    }
+
+    #[test]
+    fn the_last_projection_takes_the_low_rank_b() {
+        let values = [
+            ("h", fixed(&[2, 3])),
+            ("d", fixed(&[2, 2])),
+            ("x", fixed(&[2, 4])),
+            ("wo", fixed(&[3, 4])),
+            ("wb", fixed(&[2, 4])),
+        ];
+        let ops = [
+            ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4])),
+            ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 4])),
+        ];
+        let lhs = "(+ (+ (onnx:MatMul@n1.0 $h $wo) $x) (onnx:MatMul@n2.0 $d $wb))";
+        let rhs = "(+ (onnx:MatMul@n1.0 (concat 1 $h $d) (concat 0 $wo $wb)) $x)";
+        let (e, root) = run_class_rule_with(MERGE_CHANNEL_MAPS, &values, &ops, lhs);
+        assert!(holds(&e, root, rhs));
+        numerically_equal(&values, lhs, rhs);
+    }
+
+    #[test]
+    fn one_by_one_convs_merge_on_their_input_channels() {
+        let values = [
+            ("h", fixed(&[1, 3, 2, 2])),
+            ("d", fixed(&[1, 2, 2, 2])),
+            ("wo", fixed(&[4, 3, 1, 1])),
+            ("wb", fixed(&[4, 2, 1, 1])),
+        ];
+        let ops = [
+            ("onnx:Conv@n1.0", conv(), fixed(&[1, 4, 2, 2])),
+            ("onnx:Conv@n2.0", conv(), fixed(&[1, 4, 2, 2])),
+        ];
+        let lhs = "(+ (onnx:Conv@n1.0 $h $wo) (onnx:Conv@n2.0 $d $wb))";
+        let rhs = "(onnx:Conv@n1.0 (concat 1 $h $d) (concat 1 $wo $wb))";
+        let (e, root) = run_class_rule_with(MERGE_CHANNEL_MAPS, &values, &ops, lhs);
+        assert!(holds(&e, root, rhs));
+        numerically_equal(&values, lhs, rhs);
+    }
+
+    #[test]
+    fn maps_of_different_widths_or_scaled_terms_do_not_merge() {
+        let values = [
+            ("h", fixed(&[2, 3])),
+            ("d", fixed(&[2, 2])),
+            ("wo", fixed(&[3, 4])),
+            ("wb", fixed(&[2, 4])),
+        ];
+        let ops = [
+            ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4])),
+            ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 4])),
+        ];
+        // A scaled term is left to the scale rules (which move c into B).
+        let (e, root) = run_class_rule_with(
+            MERGE_CHANNEL_MAPS,
+            &values,
+            &ops,
+            "(+ (onnx:MatMul@n1.0 $h $wo) (* 2 (onnx:MatMul@n2.0 $d $wb)))",
         );
         assert_eq!(e[e.find(root)].nodes.len(), 1);
     }

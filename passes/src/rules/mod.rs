@@ -62,6 +62,7 @@ pub fn fusion_rules() -> Result<Vec<TensorRewrite>, RuleError> {
         norm::RECIPROCAL_OF_SCALED,
         low_rank::REASSOCIATE_CHANNEL_MAPS,
         low_rank::SKIP_INTO_CHANNEL_MAP,
+        low_rank::MERGE_CHANNEL_MAPS,
     ] {
         rules.push(r.rewrite()?);
     }

@@ -228,6 +228,37 @@ fn compose(w1: &Tensor, w2: &Tensor) -> Tensor {
     Tensor { shape, data }
 }
 
+/// `a` and `b` joined along axis `k` (a scalar tensor).
+fn concat(k: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small axes
+    let k = k.data[0] as usize;
+    let mut shape = a.shape.clone();
+    shape[k] += b.shape[k];
+    let data = Tensor::indices(&shape)
+        .iter()
+        .map(|idx| {
+            if idx[k] < a.shape[k] {
+                a.at(idx)
+            } else {
+                let mut j = idx.clone();
+                j[k] -= a.shape[k];
+                b.at(&j)
+            }
+        })
+        .collect();
+    Tensor { shape, data }
+}
+
+/// `Σ cᵢ·tᵢ` of `laurel-residual`'s operands `c₀ t₀ c₁ t₁ …`.
+fn weighted_sum(operands: &[&Tensor]) -> Tensor {
+    let mut acc = Tensor::scalar(0.0);
+    for pair in operands.chunks(2) {
+        let ct = broadcast(pair[0], pair[1], |p, q| p * q);
+        acc = broadcast(&acc, &ct, |p, q| p + q);
+    }
+    acc
+}
+
 /// Evaluates `expr`; leaves are looked up in `env` by their text, and
 /// `laurel-lr` acts along `channel_axis`.
 #[allow(clippy::many_single_char_names)] // f, x, a, b, r, c, k: the paper's names
@@ -271,14 +302,8 @@ pub fn eval(
                 along_axis(x, 1, w.shape[0], |c, k| w.at(&[k, c]))
             }
             TensorLang::Compose([w1, w2]) => compose(v(w1), v(w2)),
-            TensorLang::LaurelResidual(ch) => {
-                let mut acc = Tensor::scalar(0.0);
-                for pair in ch.chunks(2) {
-                    let ct = broadcast(v(&pair[0]), v(&pair[1]), |p, q| p * q);
-                    acc = broadcast(&acc, &ct, |p, q| p + q);
-                }
-                acc
-            }
+            TensorLang::Concat([k, a, b]) => concat(v(k), v(a), v(b)),
+            TensorLang::LaurelResidual(ch) => weighted_sum(&ch.iter().map(v).collect::<Vec<_>>()),
             TensorLang::AddEye(w) => {
                 let w = v(w);
                 let mut out = w.clone();
