@@ -4,10 +4,12 @@
 For each model and variant:
 
     laurelc MODEL -o aug.onnx --variant V --init random --seed S [--rank R]
-    laurelc fuse aug.onnx -o fused.onnx [--target tract]
-    laurelc bench MODEL aug.onnx fused.onnx --runs N --warmup W --input inputs.npz --json
+    laurelc fuse aug.onnx -o fused.onnx                      (--target onnx, the default)
+    laurelc fuse aug.onnx -o fused.tract.onnx --target tract
+    laurelc bench MODEL aug.onnx fused.onnx fused.tract.onnx --runs N --warmup W --input inputs.npz --json
 
-at each batch size, and the same three files on onnxruntime, in Python, with the
+at each batch size, and the baseline, unfused and ONNX-target files on onnxruntime
+(which does not know the tract target's `ai.laurel` op), in Python, with the
 same interleaving (A B C A B C ...), the same inputs and medians. Ratios are to the
 baseline measured in the same run; absolute times on a shared machine are not.
 
@@ -19,8 +21,10 @@ Details:
 * `--rank R` (default 16) is passed to every variant with an LR part (lr, rw+lr,
   lr+pa, rw+lr+pa); LAuReL parameters are random (`--init random --seed S`), so
   that fusion has non-trivial values to fold.
-* `--target tract` is passed to `laurelc fuse` only when `laurelc fuse --help`
-  mentions `--target` (the first fuse increment has no targets).
+* Both targets are fused: `--target onnx` (standard ops) and `--target tract`
+  (which may use laurel-runtime's `LaurelResidual`); tract times both. The
+  "closer" column is how much of the unfused overhead the better fused model
+  removes, (unfused − fused) / (unfused − 1), on tract.
 * Models are the committed fixtures (`fixtures/NAME.onnx`) and the cached
   third-party models (`$LAURELC_CACHE/models/NAME.onnx`, filled by
   `fixtures/fetch.py`); a path works too. Inputs are sized by the model's `run`
@@ -280,8 +284,6 @@ def main():
     exe = args.laurelc
     if not os.access(exe, os.X_OK):
         sys.exit(f"{exe} is missing: cargo build --release")
-    fuse_help = sh([exe, "fuse", "--help"]).stdout
-    fuse_target = ["--target", "tract"] if "--target" in fuse_help else []
     batches = [int(b) for b in args.batches.split(",")]
     variants = args.variants.split(",")
     rows = []
@@ -310,12 +312,14 @@ def main():
                 tag = v.replace("+", "_")
                 aug = tmp / f"{stem}.{tag}.onnx"
                 fused = tmp / f"{stem}.{tag}.fused.onnx"
+                fused_t = tmp / f"{stem}.{tag}.fused.tract.onnx"
                 rank = ["--rank", str(args.rank)] if "lr" in v.split("+") else []
                 sh([exe, str(base), "-o", str(aug), "--variant", v, "--init", "random",
                     "--seed", str(args.seed), *rank])
                 fuse_s = statistics.median(
-                    timed([exe, "fuse", str(aug), "-o", str(fused), *fuse_target])
+                    timed([exe, "fuse", str(aug), "-o", str(fused)])
                     for _ in range(max(args.fuse_reps, 1)))
+                sh([exe, "fuse", str(aug), "-o", str(fused_t), "--target", "tract"])
                 for b in batches:
                     feeds, npz, npys = inputs[b]
                     aug_flops = model_flops(exe, fixed_shape_copy(aug, feeds, tmp / f"{stem}.{tag}.b{b}.fixed.onnx"))
@@ -324,14 +328,17 @@ def main():
                         fraction = (aug_flops - base_flops[b]) / base_flops[b]
                     else:
                         notes.add(f"{stem} {v} batch {b}: no FLOPs fraction (shapes unknown to `laurelc inspect`)")
-                    check = subprocess.run(
-                        [exe, "check", str(aug), str(fused), "--json", *[x for n in npys for x in ("--input", n)]],
-                        capture_output=True, text=True, check=False)
-                    if check.returncode not in (0, 1):
-                        sys.exit(f"laurelc check failed:\n{check.stderr}")
-                    check_ok = check.returncode == 0
-                    tract = json.loads(sh([exe, "bench", str(base), str(aug), str(fused), "--runs", str(args.reps),
-                                           "--warmup", str(args.warmup), "--input", str(npz), "--json"]).stdout)
+                    check_ok = True
+                    for f in (fused, fused_t):
+                        check = subprocess.run(
+                            [exe, "check", str(aug), str(f), "--json", *[x for n in npys for x in ("--input", n)]],
+                            capture_output=True, text=True, check=False)
+                        if check.returncode not in (0, 1):
+                            sys.exit(f"laurelc check failed:\n{check.stderr}")
+                        check_ok = check_ok and check.returncode == 0
+                    tract = json.loads(sh([exe, "bench", str(base), str(aug), str(fused), str(fused_t),
+                                           "--runs", str(args.reps), "--warmup", str(args.warmup),
+                                           "--input", str(npz), "--json"]).stdout)
                     ort = ort_bench([base, aug, fused], feeds, args.reps, args.warmup)
                     for r in ort:
                         if "skipped" in r:
@@ -340,14 +347,15 @@ def main():
                     rows.append({
                         "model": stem, "variant": v, "batch": b,
                         "rank": args.rank if rank else None,
-                        "fuse_s": fuse_s, "fuse_target": fuse_target[1] if fuse_target else None,
+                        "fuse_s": fuse_s,
                         "fused_matches_unfused": check_ok,
-                        "check": json.loads(check.stdout) if check.stdout.strip() else None,
                         "tract": tract, "ort": ort,
                         # The table's ratios are medians of per-round ratios (robust to
                         # drift); ratios of medians are in "tract" / "ort".
                         "tract_base_ms": tm[0]["median_ms"],
                         "tract_unfused": tm[1]["round_ratio"], "tract_fused": tm[2]["round_ratio"],
+                        "tract_fused_tract": tm[3]["round_ratio"],
+                        "laurel_ops": uses_laurel_ops(fused_t),
                         "tract_spread": max(m["iqr_ms"] / m["median_ms"] for m in tm),
                         "ort_base_ms": ort[0].get("median_ms"),
                         "ort_unfused": ort[1].get("round_ratio"), "ort_fused": ort[2].get("round_ratio"),
@@ -356,26 +364,33 @@ def main():
                         "lr_target": None if fraction is None else 1 + 1.2 * fraction + 0.01,
                     })
                     r = rows[-1]
+                    best = min(r["tract_fused"], r["tract_fused_tract"])
+                    r["closer"] = ((r["tract_unfused"] - best) / (r["tract_unfused"] - 1)
+                                   if r["tract_unfused"] > 1 else None)
                     print(f"{stem} {v} batch {b}: tract {r['tract_base_ms']:.3f} ms, unfused x{r['tract_unfused']:.3f}, "
-                          f"fused x{r['tract_fused']:.3f}; ort {fmt(r['ort_base_ms'], '.3f')} ms, unfused x"
+                          f"fused x{r['tract_fused']:.3f}, fused for tract x{r['tract_fused_tract']:.3f}; ort {fmt(r['ort_base_ms'], '.3f')} ms, unfused x"
                           f"{fmt(r['ort_unfused'], '.3f')}, fused x{fmt(r['ort_fused'], '.3f')}; fuse {fuse_s:.3f} s"
                           f"; LAuReL FLOPs / model {fmt(r['laurel_flops_fraction'], '.4f')}"
                           f"{'' if check_ok else '; FUSED OUTPUTS DIFFER'}", file=sys.stderr, flush=True)
-    print(f"\n{args.reps} interleaved rounds (baseline, unfused, fused) after {args.warmup} warm-up rounds; "
-          "ratios are medians of per-round ratios to the baseline (same round); baseline times are medians; "
-          "spread is the largest IQR / median of the three tract models (noise: read ratios within about "
-          f"that); onnxruntime single-threaded; fuse: median wall time of {args.fuse_reps} runs of "
-          f"`laurelc fuse{' --target tract' if fuse_target else ''}`.\n")
+    print(f"\n{args.reps} interleaved rounds (baseline, unfused, fused, fused for tract) after {args.warmup} "
+          "warm-up rounds; ratios are medians of per-round ratios to the baseline (same round); baseline times "
+          "are medians; spread is the largest IQR / median of the four tract models (noise: read ratios within "
+          "about that); onnxruntime single-threaded, on the baseline, unfused and `--target onnx` files; fuse: "
+          f"median wall time of {args.fuse_reps} runs of `laurelc fuse` (`--target onnx`); closer: "
+          "(unfused − best fused) / (unfused − 1) on tract; LR target: 1 + 1.2 × LAuReL FLOPs / model + 0.01.\n")
     print("| model | variant | batch | tract baseline ms | tract unfused / baseline | tract fused / baseline "
-          "| tract spread | ORT baseline ms | ORT unfused / baseline | ORT fused / baseline | fuse s "
-          "| LAuReL FLOPs / model | LR target |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| tract fused (`--target tract`) / baseline | closer | tract spread | ORT baseline ms "
+          "| ORT unfused / baseline | ORT fused / baseline | fuse s | LAuReL FLOPs / model | LR target |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         variant = f"{r['variant']} (r = {r['rank']})" if r["rank"] else r["variant"]
         fused_ort = fmt(r["ort_fused"]) if r["ort_fused"] is not None else "n/a"
-        fused_tract = fmt(r["tract_fused"]) + ("" if r["fused_matches_unfused"] else " (differs!)")
+        differs = "" if r["fused_matches_unfused"] else " (differs!)"
+        laurel = "" if r["laurel_ops"] else " (no LaurelResidual)"
         print(f"| {r['model']} | `{variant}` | {r['batch']} | {r['tract_base_ms']:.3f} | {r['tract_unfused']:.2f} "
-              f"| **{fused_tract}** | {r['tract_spread']:.2f} | {fmt(r['ort_base_ms'], '.3f')} | {fmt(r['ort_unfused'])} | {fused_ort} "
+              f"| **{fmt(r['tract_fused'])}**{differs} | **{fmt(r['tract_fused_tract'])}**{laurel} "
+              f"| {fmt(r['closer'])} | {r['tract_spread']:.2f} | {fmt(r['ort_base_ms'], '.3f')} "
+              f"| {fmt(r['ort_unfused'])} | {fused_ort} "
               f"| {r['fuse_s']:.3f} | {fmt(r['laurel_flops_fraction'], '.4f')} | {fmt(r['lr_target'], '.3f')} |")
     for n in sorted(notes):
         print(f"\n- {n}")

@@ -7,9 +7,9 @@
 //! [`AugmentCost`] is the augmentation's model: it forbids `resadd` (every
 //! residual add must become a `LAuReL` term) and the `LAuReL` terms themselves
 //! (nothing lifts them to ONNX yet, so their expansions are taken), leaves
-//! are free and every other op costs 1. The calibrated model (FLOPs, bytes
-//! moved and a per-op overhead, measured on tract) that fusion will minimise
-//! comes later, behind the same trait.
+//! are free and every other op costs 1. [`FuseCost`] is fusion's: FLOPs,
+//! elements moved and a per-op overhead, calibrated on tract
+//! (`bench/calibrate.py`, `docs/benchmarks.md`).
 //!
 //! Complexity: O(1) per node.
 
@@ -63,9 +63,16 @@ impl CostModel for AugmentCost {
 /// - A weight term (computed from constants alone: the compiler folds it) costs
 ///   [`FuseCost::weight`], a tie-breaker that prefers fewer new weights.
 /// - Every other op costs `overhead + per_element · elements + per_flop ·
-///   flops`, with symbolic dimensions counted as 1 and the FLOPs of a
-///   generic op as the lowering declared them (matrix products and
-///   convolutions; 0 otherwise).
+///   flops`, plus [`FuseCost::flop_overhead`] when it has FLOPs, with
+///   symbolic dimensions counted as 1 and the FLOPs of a generic op as the
+///   lowering declared them (matrix products and convolutions; 0
+///   otherwise; a channel map's from its children). A `concat` moves both
+///   operands.
+/// - `laurel-residual` of `n` terms: when a term other than the first is
+///   scaled, laurel-runtime's kernel, one pass at `overhead + per_element ·
+///   elements · 0.8 · n` (measured: 1.4–2.6× faster than the `Mul`s and
+///   `Add`s it replaces); otherwise tract runs it as its `Add`s and it costs
+///   what they do (and a `Mul` for a scaled first term).
 /// - An e-node that was not in the lowered graph costs [`FuseCost::novelty`]
 ///   more, so that among equally cheap terms the original is kept: the graph
 ///   only changes where that is strictly better.
@@ -80,6 +87,12 @@ pub struct FuseCost {
     pub per_element: f64,
     /// Microseconds per floating-point operation.
     pub per_flop: f64,
+    /// Microseconds of set-up per op with FLOPs (a matrix product's or a
+    /// convolution's packing and dispatch).
+    pub flop_overhead: f64,
+    /// Elements per term of `laurel-residual`'s kernel, per element of its
+    /// result (its per-term memory traffic, relative to an op's).
+    pub laurel_residual_per_term: f64,
     /// The cost of a weight term.
     pub weight: f64,
     /// The extra cost of an e-node the rules created.
@@ -96,9 +109,12 @@ impl FuseCost {
     #[must_use]
     pub fn new(originals: &[TensorLang], egraph: &TensorEGraph) -> Self {
         Self {
-            overhead: 2.0,
-            per_element: 0.000_5,
-            per_flop: 0.000_05,
+            // bench/calibrate.py on this machine (docs/benchmarks.md).
+            overhead: 0.3,
+            per_element: 0.000_2,
+            per_flop: 0.000_016,
+            flop_overhead: 5.0,
+            laurel_residual_per_term: 0.8,
             weight: 1e-6,
             novelty: 1e-4,
             originals: originals
@@ -158,6 +174,36 @@ impl FuseCost {
         shape.map_or(1.0, |s| crate::shape::estimated_elements(&s))
     }
 
+    /// `laurel-residual [c₀ t₀ …]`: the kernel's one pass when a term other
+    /// than the first is scaled, else the `Add`s (and `Mul`) tract runs.
+    fn laurel_residual(
+        &self,
+        egraph: &TensorEGraph,
+        node: &TensorLang,
+        children: &[egg::Id],
+    ) -> f64 {
+        let elementwise = self.overhead + self.per_element * Self::elements(egraph, node);
+        let scaled = |c: &egg::Id| {
+            egraph[*c]
+                .data
+                .constant
+                .as_ref()
+                .is_none_or(|c| !c.is_one())
+        };
+        #[allow(clippy::cast_precision_loss)] // a handful of terms
+        let terms = (children.len() / 2) as f64;
+        if children.iter().step_by(2).skip(1).any(scaled) {
+            self.overhead
+                + self.per_element
+                    * Self::elements(egraph, node)
+                    * self.laurel_residual_per_term
+                    * terms
+        } else {
+            let first = children.first().is_some_and(scaled);
+            elementwise * ((terms - 1.0).max(1.0) + f64::from(u8::from(first)))
+        }
+    }
+
     /// A generic op's FLOPs: a channel map's from its weight child (the
     /// low-rank rules give an op other children), any other op's as the
     /// lowering declared them.
@@ -191,19 +237,15 @@ impl CostModel for FuseCost {
             TensorLang::Num(_) | TensorLang::Param(_) | TensorLang::Value(_) => 0.0,
             TensorLang::Onnx(op, children) => {
                 let flops = Self::flops(egraph, node, *op, children);
+                let setup = if flops > 0.0 { self.flop_overhead } else { 0.0 };
                 self.overhead
+                    + setup
                     + self.per_element * Self::elements(egraph, node)
                     + self.per_flop * flops
                     + novelty
             }
-            // One pass over n terms: reads n, writes one; an `Add` reads two.
-            // Never cheaper than the plain `Add` of two unscaled terms.
             TensorLang::LaurelResidual(children) => {
-                #[allow(clippy::cast_precision_loss)] // a handful of terms
-                let terms = (children.len() / 2) as f64;
-                self.overhead
-                    + self.per_element * Self::elements(egraph, node) * terms.max(2.0) / 2.0
-                    + 2.0 * self.novelty
+                self.laurel_residual(egraph, node, children) + 2.0 * self.novelty
             }
             _ if node.children().iter().all(|&c| egraph[c].data.weight) => self.weight + novelty,
             _ if self.is_carried_scale(node, egraph) => self.novelty,
@@ -233,5 +275,43 @@ mod tests {
         assert_eq!(cost("(onnx:Conv@n1.0 $x $w)"), 1.0);
         assert_eq!(cost("laurel.0.alpha"), 0.0);
         assert_eq!(cost("1/2"), 0.0);
+    }
+
+    /// The DAG cost of `terms` (each added to one graph), under [`FuseCost`].
+    fn fuse_costs(terms: &[&str]) -> Vec<f64> {
+        use crate::shape::fixed;
+        use crate::testing::{add, graph};
+        let mut g = graph(&[
+            ("f", fixed(&[4096])),
+            ("x", fixed(&[4096])),
+            ("s", fixed(&[4096])),
+        ]);
+        let roots: Vec<egg::Id> = terms.iter().map(|t| add(&mut g, t)).collect();
+        let egraph = g.into_egraph();
+        let cost = FuseCost::new(&[], &egraph);
+        let extractor = crate::extract::DagExtractor::new(&egraph, &cost).unwrap();
+        roots
+            .iter()
+            .map(|&r| extractor.dag_cost(&[r]).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_scaled_sum_is_cheaper_as_one_laurel_residual() {
+        let c = fuse_costs(&[
+            "(+ (+ $f $x) (* 1/4 $s))",
+            "(laurel-residual 1 $f 1 $x 1/4 $s)",
+        ]);
+        // Measured on tract (bench/calibrate.py): 0.55× at n = 3.
+        assert!(c[1] < 0.7 * c[0], "{c:?}");
+    }
+
+    #[test]
+    fn an_unscaled_sum_is_no_cheaper_as_laurel_residual() {
+        // tract runs it as the same Adds: the input's Adds are kept.
+        let c = fuse_costs(&["(+ (+ $f $x) $s)", "(laurel-residual 1 $f 1 $x 1 $s)"]);
+        assert!(c[1] >= c[0], "{c:?}");
+        let c = fuse_costs(&["(+ $f $x)", "(laurel-residual 1 $f 1 $x)"]);
+        assert!(c[1] >= c[0], "{c:?}");
     }
 }

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | `reassociate-channel-maps` | `L₂(L₁(x, w₁), w₂) ⇒ L₂(x, compose(w₁, w₂))` | one layout; the product no larger than `w₁` and `w₂` |
 //! | `skip-into-channel-map` | `x + L(x, w) ⇒ L(x, add-eye(w))` and `(u + x) + L(x, w) ⇒ u + L(x, add-eye(w))` | `w` square, `L(x, w)` of `x`'s shape |
-//! | `merge-channel-maps` | `L₁(h, W) + L₂(d, B) + Σ rest ⇒ L₁(concat(h, d), concat(W, B)) + Σ rest` | one layout, one output width, unscaled terms of one shape |
+//! | `merge-channel-maps` | `L₁(h, W) + L₂(d, B) + Σ rest ⇒ L₁(concat(h, d), concat(W, B)) + Σ rest` | one layout, one output width, unscaled terms of one shape; `h` or `d` a narrowing map's result (`d = x·A`) |
 //!
 //! Equations: `(x·A)·B = x·(A·B)` and `x + x·M = x·(I + M)`, along the
 //! channel axis. Both sides stay in the e-graph and the cost model chooses:
@@ -40,7 +40,8 @@
 
 use egg::Id;
 
-use super::class::{Child, ClassRule, onnx_node, sum_terms, times_class};
+use super::class::{Child, ClassRule, onnx_node, sum_terms_of, times_class};
+use super::laurel_residual::MAX_SUMS;
 use crate::analysis::{TensorEGraph, map_dims};
 use crate::block::Layout;
 use crate::checked::Rhs;
@@ -164,71 +165,108 @@ fn skip_into(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
 /// The most terms of a sum `merge-channel-maps` looks at.
 pub const MAX_MERGE_TERMS: usize = 8;
 
+/// Whether `id`'s class is a narrowing channel map's result (`x·A` with
+/// `A: [in, r]`, `r < in`).
+fn low_rank_output(egraph: &TensorEGraph, id: Id) -> bool {
+    maps(egraph, id).iter().any(|(_, ch, m)| {
+        shape(egraph, ch[m.weight])
+            .and_then(map_dims)
+            .is_some_and(|dims| matches!(dims, (Dim::Fixed(i), Dim::Fixed(o)) if o < i))
+    })
+}
+
+/// The most right-hand sides `merge-channel-maps` gives one class.
+pub const MAX_MERGES: usize = 16;
+
+/// The sum of `terms` with terms `i` and `j` replaced by their merge, if the
+/// two are channel maps that merge.
 #[allow(clippy::many_single_char_names)] // the equation's names: h, d, w, x, k
-fn merge(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
-    let Some(terms) = sum_terms(egraph, id, MAX_MERGE_TERMS) else {
-        return Vec::new();
+fn merged_sum(egraph: &TensorEGraph, terms: &[(Scalar, Id)], i: usize, j: usize) -> Option<Rhs> {
+    let unscaled_map = |n: usize| {
+        let (c, t) = &terms[n];
+        if c.is_one() {
+            maps(egraph, *t).into_iter().next()
+        } else {
+            None
+        }
     };
-    // Unscaled terms that are channel maps (their class's first).
-    let candidates: Vec<(usize, OpRef, Vec<Id>, ChannelMap)> = terms
-        .iter()
-        .enumerate()
-        .filter(|(_, (c, _))| c.is_one())
-        .filter_map(|(i, (_, t))| {
-            let (op, ch, m) = maps(egraph, *t).into_iter().next()?;
-            Some((i, op, ch, m))
-        })
-        .collect();
-    for (p, (i, op, ch1, m1)) in candidates.iter().enumerate() {
-        for (j, _, ch2, m2) in &candidates[p + 1..] {
-            let (h, w1) = (ch1[m1.input], ch1[m1.weight]);
-            let (d, w2) = (ch2[m2.input], ch2[m2.weight]);
-            let (Some(sh), Some(sd), Some(s1), Some(s2)) = (
-                shape(egraph, h),
-                shape(egraph, d),
-                shape(egraph, w1),
-                shape(egraph, w2),
-            ) else {
-                continue;
-            };
-            let same_out = map_dims(s1)
-                .zip(map_dims(s2))
-                .is_some_and(|(a, b)| a.1 == b.1);
-            let same_result = shape(egraph, terms[*i].1) == shape(egraph, terms[*j].1);
-            if m1.layout != m2.layout || s1.len() != s2.len() || sh.len() != sd.len() {
-                continue;
-            }
-            if !same_out || !same_result || sh.is_empty() {
-                continue;
-            }
-            let data_axis = match m1.layout {
-                Layout::ChannelLast => sh.len() - 1,
-                Layout::ChannelFirst => 1,
-            };
-            let weight_axis = usize::from(s1.len() != 2);
-            let mut rhs = Rhs::new();
-            let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(data_axis))));
-            let (hc, dc) = (rhs.class(h), rhs.class(d));
-            let x = rhs.node(TensorLang::Concat([k, hc, dc]));
-            let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(weight_axis))));
-            let (a, b) = (rhs.class(w1), rhs.class(w2));
-            let w = rhs.node(TensorLang::Concat([k, a, b]));
-            let mut acc = map_node(&mut rhs, *op, ch1, *m1, Child::Built(x), w);
-            for (n, (c, t)) in terms.iter().enumerate() {
-                if n == *i || n == *j {
-                    continue;
+    let ((op, ch1, m1), (_, ch2, m2)) = (unscaled_map(i)?, unscaled_map(j)?);
+    let (h, w1) = (ch1[m1.input], ch1[m1.weight]);
+    let (d, w2) = (ch2[m2.input], ch2[m2.weight]);
+    // One of them is a low-rank pair's `B` (its input narrowed by an `A`):
+    // two full-width maps of a residual stream (the projections of two
+    // layers, in a flattened stream) are not what this rule is for, and
+    // offering them grew a 200-block chain's e-graph tenfold.
+    if !low_rank_output(egraph, h) && !low_rank_output(egraph, d) {
+        return None;
+    }
+    let (sh, sd) = (shape(egraph, h)?, shape(egraph, d)?);
+    let (s1, s2) = (shape(egraph, w1)?, shape(egraph, w2)?);
+    let same_out = map_dims(s1)
+        .zip(map_dims(s2))
+        .is_some_and(|(a, b)| a.1 == b.1);
+    let same_result = shape(egraph, terms[i].1) == shape(egraph, terms[j].1);
+    if m1.layout != m2.layout || s1.len() != s2.len() || sh.len() != sd.len() || sh.is_empty() {
+        return None;
+    }
+    if !same_out || !same_result {
+        return None;
+    }
+    let data_axis = match m1.layout {
+        Layout::ChannelLast => sh.len() - 1,
+        Layout::ChannelFirst => 1,
+    };
+    let weight_axis = usize::from(s1.len() != 2);
+    let mut rhs = Rhs::new();
+    let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(data_axis))));
+    let (hc, dc) = (rhs.class(h), rhs.class(d));
+    let x = rhs.node(TensorLang::Concat([k, hc, dc]));
+    let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(weight_axis))));
+    let (a, b) = (rhs.class(w1), rhs.class(w2));
+    let w = rhs.node(TensorLang::Concat([k, a, b]));
+    let mut acc = map_node(&mut rhs, op, &ch1, m1, Child::Built(x), w);
+    for (n, (c, t)) in terms.iter().enumerate() {
+        if n == i || n == j {
+            continue;
+        }
+        let term = if c.is_one() {
+            rhs.class(*t)
+        } else {
+            times_class(&mut rhs, c, *t)
+        };
+        acc = rhs.node(TensorLang::Add([acc, term]));
+    }
+    Some(rhs)
+}
+
+fn merge(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let mut out: Vec<Rhs> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    // Each of the class's sums (a few): a merge made in one iteration is
+    // another sum of the class, whose merged map can merge again.
+    for node in egraph[id].nodes.iter().take(MAX_SUMS) {
+        let TensorLang::Add(pair) = node else {
+            continue;
+        };
+        let Some(terms) = sum_terms_of(egraph, *pair, MAX_MERGE_TERMS) else {
+            continue;
+        };
+        for i in 0..terms.len() {
+            for j in i + 1..terms.len() {
+                if out.len() >= MAX_MERGES {
+                    return out;
                 }
-                let term = if c.is_one() {
-                    rhs.class(*t)
-                } else {
-                    times_class(&mut rhs, c, *t)
-                };
-                acc = rhs.node(TensorLang::Add([acc, term]));
+                if let Some(rhs) = merged_sum(egraph, &terms, i, j) {
+                    let text = rhs.text();
+                    if !seen.contains(&text) {
+                        seen.push(text);
+                        out.push(rhs);
+                    }
+                }
             }
-            return vec![rhs];
         }
     }
-    Vec::new()
+    out
 }
 
 /// An axis as a scalar (axes are small).
@@ -378,17 +416,20 @@ mod tests {
     fn the_last_projection_takes_the_low_rank_b() {
         let values = [
             ("h", fixed(&[2, 3])),
-            ("d", fixed(&[2, 2])),
             ("x", fixed(&[2, 4])),
             ("wo", fixed(&[3, 4])),
+            ("wa", fixed(&[4, 2])),
             ("wb", fixed(&[2, 4])),
         ];
         let ops = [
             ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4])),
             ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 4])),
+            ("onnx:MatMul@n3.0", matmul(), fixed(&[2, 2])),
         ];
-        let lhs = "(+ (+ (onnx:MatMul@n1.0 $h $wo) $x) (onnx:MatMul@n2.0 $d $wb))";
-        let rhs = "(+ (onnx:MatMul@n1.0 (concat 1 $h $d) (concat 0 $wo $wb)) $x)";
+        let lhs =
+            "(+ (+ (onnx:MatMul@n1.0 $h $wo) $x) (onnx:MatMul@n2.0 (onnx:MatMul@n3.0 $x $wa) $wb))";
+        let rhs =
+            "(+ (onnx:MatMul@n1.0 (concat 1 $h (onnx:MatMul@n3.0 $x $wa)) (concat 0 $wo $wb)) $x)";
         let (e, root) = run_class_rule_with(MERGE_CHANNEL_MAPS, &values, &ops, lhs);
         assert!(holds(&e, root, rhs));
         numerically_equal(&values, lhs, rhs);
@@ -398,39 +439,65 @@ mod tests {
     fn one_by_one_convs_merge_on_their_input_channels() {
         let values = [
             ("h", fixed(&[1, 3, 2, 2])),
-            ("d", fixed(&[1, 2, 2, 2])),
+            ("x", fixed(&[1, 4, 2, 2])),
             ("wo", fixed(&[4, 3, 1, 1])),
+            ("wa", fixed(&[2, 4, 1, 1])),
             ("wb", fixed(&[4, 2, 1, 1])),
         ];
         let ops = [
             ("onnx:Conv@n1.0", conv(), fixed(&[1, 4, 2, 2])),
             ("onnx:Conv@n2.0", conv(), fixed(&[1, 4, 2, 2])),
+            ("onnx:Conv@n3.0", conv(), fixed(&[1, 2, 2, 2])),
         ];
-        let lhs = "(+ (onnx:Conv@n1.0 $h $wo) (onnx:Conv@n2.0 $d $wb))";
-        let rhs = "(onnx:Conv@n1.0 (concat 1 $h $d) (concat 1 $wo $wb))";
+        let lhs = "(+ (onnx:Conv@n1.0 $h $wo) (onnx:Conv@n2.0 (onnx:Conv@n3.0 $x $wa) $wb))";
+        let rhs = "(onnx:Conv@n1.0 (concat 1 $h (onnx:Conv@n3.0 $x $wa)) (concat 1 $wo $wb))";
         let (e, root) = run_class_rule_with(MERGE_CHANNEL_MAPS, &values, &ops, lhs);
         assert!(holds(&e, root, rhs));
         numerically_equal(&values, lhs, rhs);
     }
 
     #[test]
-    fn maps_of_different_widths_or_scaled_terms_do_not_merge() {
+    fn two_full_width_projections_do_not_merge() {
+        // The projections of two layers in one flattened stream.
         let values = [
             ("h", fixed(&[2, 3])),
-            ("d", fixed(&[2, 2])),
+            ("g", fixed(&[2, 3])),
             ("wo", fixed(&[3, 4])),
+            ("wp", fixed(&[3, 4])),
+        ];
+        let ops = [
+            ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4])),
+            ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 4])),
+        ];
+        let (e, root) = run_class_rule_with(
+            MERGE_CHANNEL_MAPS,
+            &values,
+            &ops,
+            "(+ (onnx:MatMul@n1.0 $h $wo) (onnx:MatMul@n2.0 $g $wp))",
+        );
+        assert_eq!(e[e.find(root)].nodes.len(), 1);
+    }
+
+    #[test]
+    fn a_scaled_term_does_not_merge() {
+        let values = [
+            ("h", fixed(&[2, 3])),
+            ("x", fixed(&[2, 4])),
+            ("wo", fixed(&[3, 4])),
+            ("wa", fixed(&[4, 2])),
             ("wb", fixed(&[2, 4])),
         ];
         let ops = [
             ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4])),
             ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 4])),
+            ("onnx:MatMul@n3.0", matmul(), fixed(&[2, 2])),
         ];
         // A scaled term is left to the scale rules (which move c into B).
         let (e, root) = run_class_rule_with(
             MERGE_CHANNEL_MAPS,
             &values,
             &ops,
-            "(+ (onnx:MatMul@n1.0 $h $wo) (* 2 (onnx:MatMul@n2.0 $d $wb)))",
+            "(+ (onnx:MatMul@n1.0 $h $wo) (* 2 (onnx:MatMul@n2.0 (onnx:MatMul@n3.0 $x $wa) $wb)))",
         );
         assert_eq!(e[e.find(root)].nodes.len(), 1);
     }
