@@ -276,7 +276,7 @@ pub struct TensorAnalysis {
     /// An extraction's choice per class, when one was recorded
     /// ([`TensorAnalysis::record_choices`]): rules that read a term along
     /// what extraction would take (the sum flattening of
-    /// [`crate::rules::class::sum_terms`]) follow it.
+    /// [`crate::rules::class::sum_terms_of`]) follow it.
     pub(crate) chosen: HashMap<Id, TensorLang>,
 }
 

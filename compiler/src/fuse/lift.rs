@@ -236,6 +236,114 @@ pub struct Lifted {
     pub types: Vec<(String, laurel_passes::shape::TensorType)>,
 }
 
+/// An attribute of `kind` named `name`, filled by `fill`.
+fn attribute(
+    name: &str,
+    kind: onnx_protobuf::attribute_proto::AttributeType,
+    fill: impl FnOnce(&mut AttributeProto),
+) -> AttributeProto {
+    let mut a = AttributeProto {
+        name: name.into(),
+        type_: kind.into(),
+        ..AttributeProto::default()
+    };
+    fill(&mut a);
+    a
+}
+
+/// The ONNX op (type, domain, attributes; no name or output yet) and input
+/// names of a fusion term: `compose` (a `MatMul`, or an `Einsum` of
+/// `[out, in, 1, 1]` kernels), `add-eye` (an `Add` of an identity
+/// initializer), `concat`, `laurel-residual`. Weight terms among them are
+/// computed by the constant folding that follows.
+fn fusion_op(
+    l: &mut Lifter<'_>,
+    node: &TensorLang,
+    data: &laurel_passes::analysis::TensorData,
+    expr: &[TensorLang],
+    operand: impl Fn(Id) -> Result<String>,
+) -> Result<(NodeProto, Vec<String>)> {
+    use onnx_protobuf::attribute_proto::AttributeType;
+    let op = |op_type: &str, attribute: Vec<AttributeProto>| NodeProto {
+        op_type: op_type.into(),
+        attribute,
+        ..NodeProto::default()
+    };
+    match node {
+        TensorLang::Compose([first, then]) => {
+            if data.shape.as_ref().is_some_and(|s| s.len() == 4) {
+                // [o, i, 1, 1] = Σ_m then[o, m] · first[m, i]
+                let equation = attribute("equation", AttributeType::STRING, |a| {
+                    a.s = b"omab,micd->oiab".to_vec();
+                });
+                Ok((
+                    op("Einsum", vec![equation]),
+                    vec![operand(*then)?, operand(*first)?],
+                ))
+            } else {
+                Ok((
+                    op("MatMul", Vec::new()),
+                    vec![operand(*first)?, operand(*then)?],
+                ))
+            }
+        }
+        TensorLang::AddEye(w) => {
+            let dims: Vec<i64> = data
+                .shape
+                .iter()
+                .flatten()
+                .map(|d| match d {
+                    laurel_passes::shape::Dim::Fixed(n) => {
+                        i64::try_from(*n).map_err(|_| err("a huge identity"))
+                    }
+                    laurel_passes::shape::Dim::Sym(_) => {
+                        Err(err("an identity weight of symbolic size"))
+                    }
+                })
+                .collect::<Result<_>>()?;
+            let eye = l.eye(&dims, data.dtype.as_ref())?;
+            Ok((op("Add", Vec::new()), vec![operand(*w)?, eye]))
+        }
+        TensorLang::Concat([k, first, second]) => {
+            let TensorLang::Num(k) = &expr[usize::from(*k)] else {
+                return Err(err("a concat axis is not a number"));
+            };
+            let axis = k
+                .to_usize()
+                .and_then(|k| i64::try_from(k).ok())
+                .ok_or_else(|| err("a concat axis is not an index"))?;
+            let axis = attribute("axis", AttributeType::INT, |a| a.i = axis);
+            Ok((
+                op("Concat", vec![axis]),
+                vec![operand(*first)?, operand(*second)?],
+            ))
+        }
+        TensorLang::LaurelResidual(ch) => {
+            let mut inputs = Vec::with_capacity(ch.len() / 2);
+            let mut coefficients = Vec::with_capacity(ch.len() / 2);
+            for pair in ch.chunks(2) {
+                let TensorLang::Num(q) = &expr[usize::from(pair[0])] else {
+                    return Err(err("a LaurelResidual coefficient is not a number"));
+                };
+                #[allow(clippy::cast_possible_truncation)] // the attribute is a float
+                coefficients.push(q.to_f64() as f32);
+                inputs.push(match &expr[usize::from(pair[1])] {
+                    TensorLang::Num(q) => l.constant(q, data.dtype.as_ref())?,
+                    _ => operand(pair[1])?,
+                });
+            }
+            let coefficients =
+                attribute(laurel_residual::COEFFICIENTS, AttributeType::FLOATS, |a| {
+                    a.floats = coefficients;
+                });
+            let mut proto = op(laurel_residual::OP_TYPE, vec![coefficients]);
+            proto.domain = laurel_residual::DOMAIN.into();
+            Ok((proto, inputs))
+        }
+        other => Err(err(format!("`{other}` is not a fusion term"))),
+    }
+}
+
 /// Replaces the lowered ops of `model` with the extracted term of `report`.
 ///
 /// # Errors
@@ -430,151 +538,24 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                 l.producers.insert(out, (n, 0));
                 anchor_of[i] = anchor;
             }
-            TensorLang::Compose([first, then]) => {
-                // Weights only: constant folding computes the product.
-                let (first, then) = (usize::from(*first), usize::from(*then));
-                let name = |c: usize| {
-                    value_names[c]
+            TensorLang::Compose(_)
+            | TensorLang::AddEye(_)
+            | TensorLang::Concat(_)
+            | TensorLang::LaurelResidual(_) => {
+                let operand = |c: Id| {
+                    value_names[usize::from(c)]
                         .clone()
                         .ok_or_else(|| err("an operand has no name"))
                 };
-                let rank4 = report.data[i].shape.as_ref().is_some_and(|s| s.len() == 4);
-                let proto = if rank4 {
-                    // [o, i, 1, 1] = Σ_m b[o, m] · a[m, i]
-                    NodeProto {
-                        op_type: "Einsum".into(),
-                        name: l.new_node_name("Einsum"),
-                        output: vec![value_names[i].clone().unwrap_or_default()],
-                        attribute: vec![AttributeProto {
-                            name: "equation".into(),
-                            s: b"omab,micd->oiab".to_vec(),
-                            type_: onnx_protobuf::attribute_proto::AttributeType::STRING.into(),
-                            ..AttributeProto::default()
-                        }],
-                        ..NodeProto::default()
-                    }
-                } else {
-                    NodeProto {
-                        op_type: "MatMul".into(),
-                        name: l.new_node_name("MatMul"),
-                        output: vec![value_names[i].clone().unwrap_or_default()],
-                        ..NodeProto::default()
-                    }
-                };
-                let inputs = if rank4 {
-                    [name(then)?, name(first)?]
-                } else {
-                    [name(first)?, name(then)?]
-                };
+                let (mut proto, inputs) = fusion_op(&mut l, node, &report.data[i], expr, operand)?;
                 let out = value_names[i].clone().unwrap_or_default();
-                let n = l.add_op(proto, &inputs, child_anchor)?;
-                lifted.types.push((out.clone(), report.data[i].ty()));
-                l.producers.insert(out, (n, 0));
-                anchor_of[i] = child_anchor;
-            }
-            TensorLang::LaurelResidual(ch) => {
-                let mut inputs = Vec::with_capacity(ch.len() / 2);
-                let mut coefficients = Vec::with_capacity(ch.len() / 2);
-                for pair in ch.chunks(2) {
-                    let (coef, term) = (usize::from(pair[0]), usize::from(pair[1]));
-                    let TensorLang::Num(q) = &expr[coef] else {
-                        return Err(err("a LaurelResidual coefficient is not a number"));
-                    };
-                    #[allow(clippy::cast_possible_truncation)] // the attribute is a float
-                    coefficients.push(q.to_f64() as f32);
-                    inputs.push(match &expr[term] {
-                        TensorLang::Num(q) => l.constant(q, report.data[i].dtype.as_ref())?,
-                        _ => value_names[term]
-                            .clone()
-                            .ok_or_else(|| err("an operand has no name"))?,
-                    });
-                }
-                let out = value_names[i].clone().unwrap_or_default();
-                let proto = NodeProto {
-                    op_type: laurel_residual::OP_TYPE.into(),
-                    domain: laurel_residual::DOMAIN.into(),
-                    name: l.new_node_name(laurel_residual::OP_TYPE),
-                    output: vec![out.clone()],
-                    attribute: vec![AttributeProto {
-                        name: laurel_residual::COEFFICIENTS.into(),
-                        floats: coefficients,
-                        type_: onnx_protobuf::attribute_proto::AttributeType::FLOATS.into(),
-                        ..AttributeProto::default()
-                    }],
-                    ..NodeProto::default()
-                };
+                proto.name = l.new_node_name(&proto.op_type);
+                proto.output = vec![out.clone()];
                 let anchor = own_anchor.unwrap_or(child_anchor);
                 let n = l.add_op(proto, &inputs, anchor)?;
                 lifted.types.push((out.clone(), report.data[i].ty()));
                 l.producers.insert(out, (n, 0));
                 anchor_of[i] = anchor;
-            }
-            TensorLang::Concat([k, first, second]) => {
-                let TensorLang::Num(k) = &expr[usize::from(*k)] else {
-                    return Err(err("a concat axis is not a number"));
-                };
-                let axis = k
-                    .to_usize()
-                    .and_then(|k| i64::try_from(k).ok())
-                    .ok_or_else(|| err("a concat axis is not an index"))?;
-                let mut inputs = Vec::with_capacity(2);
-                for c in [first, second] {
-                    let c = usize::from(*c);
-                    inputs.push(
-                        value_names[c]
-                            .clone()
-                            .ok_or_else(|| err("an operand has no name"))?,
-                    );
-                }
-                let out = value_names[i].clone().unwrap_or_default();
-                let proto = NodeProto {
-                    op_type: "Concat".into(),
-                    name: l.new_node_name("Concat"),
-                    output: vec![out.clone()],
-                    attribute: vec![AttributeProto {
-                        name: "axis".into(),
-                        i: axis,
-                        type_: onnx_protobuf::attribute_proto::AttributeType::INT.into(),
-                        ..AttributeProto::default()
-                    }],
-                    ..NodeProto::default()
-                };
-                let anchor = own_anchor.unwrap_or(child_anchor);
-                let n = l.add_op(proto, &inputs, anchor)?;
-                lifted.types.push((out.clone(), report.data[i].ty()));
-                l.producers.insert(out, (n, 0));
-                anchor_of[i] = anchor;
-            }
-            TensorLang::AddEye(w) => {
-                let w = usize::from(*w);
-                let dims: Vec<i64> = report.data[i]
-                    .shape
-                    .iter()
-                    .flatten()
-                    .map(|d| match d {
-                        laurel_passes::shape::Dim::Fixed(n) => {
-                            i64::try_from(*n).map_err(|_| err("a huge identity"))
-                        }
-                        laurel_passes::shape::Dim::Sym(_) => {
-                            Err(err("an identity weight of symbolic size"))
-                        }
-                    })
-                    .collect::<Result<_>>()?;
-                let eye = l.eye(&dims, report.data[i].dtype.as_ref())?;
-                let input = value_names[w]
-                    .clone()
-                    .ok_or_else(|| err("an operand has no name"))?;
-                let out = value_names[i].clone().unwrap_or_default();
-                let proto = NodeProto {
-                    op_type: "Add".into(),
-                    name: l.new_node_name("Add"),
-                    output: vec![out.clone()],
-                    ..NodeProto::default()
-                };
-                let n = l.add_op(proto, &[input, eye], child_anchor)?;
-                lifted.types.push((out.clone(), report.data[i].ty()));
-                l.producers.insert(out, (n, 0));
-                anchor_of[i] = child_anchor;
             }
             TensorLang::Onnx(op, ch) => {
                 let (proto, position, orig_inputs) = protos

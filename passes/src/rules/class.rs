@@ -9,8 +9,8 @@
 //! the shape check, a refusal is recorded).
 //!
 //! Helpers shared by the fusion rules: [`scalar`] (the constant of a class),
-//! [`scaled_forms`] (the `c·x` e-nodes of a class), [`sum_terms`] and
-//! [`sum_terms_of`] (a sum's terms, flattened).
+//! [`scaled_forms`] (the `c·x` e-nodes of a class), [`sum_terms_of`] (a
+//! sum's terms, flattened).
 //!
 //! Complexity: a search is linear in the class's e-nodes and their
 //! children's e-nodes; an application recomputes the same.
@@ -246,18 +246,13 @@ fn collect(
     true
 }
 
-/// The terms `(cᵢ, tᵢ)` of the sum at `id` (`Σ cᵢ·tᵢ`), flattened through
+/// The terms `(cᵢ, tᵢ)` of the sum `a + b` (one `+` e-node of a class:
+/// `Σ cᵢ·tᵢ`), flattened through
 /// classes that are sums and classes that are scaled terms: by the recorded
 /// extraction choice of each class ([`TensorAnalysis::record_choices`])
 /// where there is one, else by the class's first `+` e-node, or its only
-/// form `c·t`; equal terms combine, zero terms drop. `None` when `id` is
-/// not a sum or has more than `max` terms.
-#[must_use]
-pub fn sum_terms(egraph: &TensorEGraph, id: Id, max: usize) -> Option<Vec<(Scalar, Id)>> {
-    sum_terms_of(egraph, sum_node(egraph, id)?, max)
-}
-
-/// [`sum_terms`] of the sum `a + b` (one `+` e-node of a class).
+/// form `c·t`; equal terms combine, zero terms drop. `None` when there
+/// are more than `max` terms.
 #[must_use]
 pub fn sum_terms_of(
     egraph: &TensorEGraph,
@@ -283,6 +278,7 @@ pub(crate) mod tests {
 
     use super::ClassRule;
     use crate::analysis::TensorEGraph;
+    use crate::graph::TensorGraph;
     use crate::lang::{OpRef, TensorLang, ValueRef};
     use crate::semantics::{ChannelMap, OpSemantics};
     use crate::shape::Shape;
@@ -299,25 +295,14 @@ pub(crate) mod tests {
         ops: Ops<'_>,
         lhs: &str,
     ) -> (TensorEGraph, Id) {
-        let mut g = graph(values);
-        for (name, _) in values {
-            if name.starts_with('w') {
-                g.declare_weight(ValueRef::new(name).unwrap()).unwrap();
+        run_declared(rule, values, lhs, |g| {
+            for (text, sem, shape) in ops {
+                g.declare(op(text), f32(shape.clone())).unwrap();
+                if let Some(sem) = sem {
+                    g.declare_semantics(text.parse::<OpRef>().unwrap(), sem.clone());
+                }
             }
-        }
-        for (text, sem, shape) in ops {
-            g.declare(op(text), f32(shape.clone())).unwrap();
-            if let Some(sem) = sem {
-                g.declare_semantics(text.parse::<OpRef>().unwrap(), sem.clone());
-            }
-        }
-        let root = add(&mut g, lhs);
-        let runner = Runner::default()
-            .with_egraph(g.into_egraph())
-            .with_iter_limit(1)
-            .run(&[rule.rewrite().unwrap()]);
-        assert!(runner.egraph.analysis.refusals().is_empty());
-        (runner.egraph, root)
+        })
     }
 
     /// Runs `rule` once on `lhs` over `values` (weights: names starting with
@@ -328,16 +313,29 @@ pub(crate) mod tests {
         ops: &[(&str, ChannelMap, Shape)],
         lhs: &str,
     ) -> (TensorEGraph, Id) {
+        run_declared(rule, values, lhs, |g| {
+            for (text, map, shape) in ops {
+                g.declare(op(text), f32(shape.clone())).unwrap();
+                g.declare_channel_map(text.parse::<OpRef>().unwrap(), *map);
+            }
+        })
+    }
+
+    /// Runs `rule` once on `lhs` over `values` (weights: names starting with
+    /// `w`), after `declare` declared the generic ops.
+    fn run_declared(
+        rule: ClassRule,
+        values: &[(&str, Shape)],
+        lhs: &str,
+        declare: impl FnOnce(&mut TensorGraph),
+    ) -> (TensorEGraph, Id) {
         let mut g = graph(values);
         for (name, _) in values {
             if name.starts_with('w') {
                 g.declare_weight(ValueRef::new(name).unwrap()).unwrap();
             }
         }
-        for (text, map, shape) in ops {
-            g.declare(op(text), f32(shape.clone())).unwrap();
-            g.declare_channel_map(text.parse::<OpRef>().unwrap(), *map);
-        }
+        declare(&mut g);
         let root = add(&mut g, lhs);
         let runner = Runner::default()
             .with_egraph(g.into_egraph())

@@ -22,7 +22,7 @@
 //! `h·W + d·B = [h d]·[W; B]` merges LR's `B` projection into the branch's
 //! last `MatMul` (or a 1×1 `Conv`) when both end in the same sum: one op
 //! and one `Add` fewer, for a `concat` that copies `h` and `d`; the cost
-//! model weighs the two. The sum is flattened ([`sum_terms`]) so the pair
+//! model weighs the two. The sum is flattened ([`sum_terms_of`]) so the pair
 //! need not be siblings; the other terms are added back in order.
 //!
 //! The nested form of `skip-into-channel-map` looks one sum deep, because
