@@ -554,16 +554,25 @@ fn matmul(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
     Ok(Some(out))
 }
 
-/// `conv1x1 [x w]`: `[N, C, ...]` with `w: [O, C]` → `[N, O, ...]`.
+/// `conv1x1 [x w]`: `[N, C, ...]` with `w: [O, C]` (or an ONNX kernel
+/// `[O, C, 1, 1]`) → `[N, O, ...]`.
 fn conv1x1(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
     s.rank(0, "≥ 3", |r| r >= 3)?;
-    s.rank(1, "2", |r| r == 2)?;
+    s.rank(1, "2 or 4", |r| r == 2 || r == 4)?;
     let (Some(x), Some(w)) = (s.get(0), s.get(1)) else {
         return Ok(None);
     };
-    let (Some(c), [w_out, w_in]) = (x.get(1), w.as_slice()) else {
+    let one = Dim::Fixed(1);
+    let (Some(c), [w_out, w_in] | [w_out, w_in, _, _]) = (x.get(1), w.as_slice()) else {
         return Ok(None);
     };
+    if w.len() == 4 && (w[2] != one || w[3] != one) {
+        return Err(Mismatch::Rank {
+            operand: 1,
+            expected: "a [out, in, 1, 1] kernel",
+            got: 4,
+        });
+    }
     if c != w_in {
         return Err(Mismatch::Contraction {
             input: c.clone(),
@@ -687,6 +696,30 @@ fn concat(operands: &[&TensorData]) -> Result<Option<Shape>, Mismatch> {
     Ok(Some(out))
 }
 
+/// `slice [k start end x]`: `x` with axis `k` cut to `start..end`.
+fn slice(operands: &[&TensorData]) -> Result<Option<Shape>, Mismatch> {
+    let index = |i: usize| {
+        operands
+            .get(i)
+            .and_then(|d| d.constant.as_ref())
+            .and_then(Scalar::to_usize)
+    };
+    let Some(x) = operands.get(3).and_then(|d| d.shape.as_ref()) else {
+        return Ok(None);
+    };
+    let (Some(k), Some(start), Some(end)) = (index(0), index(1), index(2)) else {
+        return Err(Mismatch::Coefficient { operand: 0 });
+    };
+    match x.get(k) {
+        Some(Dim::Fixed(n)) if start < end && u64::try_from(end).is_ok_and(|e| e <= *n) => {
+            let mut out = x.clone();
+            out[k] = Dim::Fixed(u64::try_from(end - start).unwrap_or(u64::MAX));
+            Ok(Some(out))
+        }
+        _ => Err(Mismatch::NotSameShape { operand: 3 }),
+    }
+}
+
 /// `laurel-lr [f x a b]`: `a`, `b` are `[p, q]`, `[q, p]` acting on `x`'s
 /// last axis (`p = C`) or axis 1 (`q = C`).
 fn laurel_lr(s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
@@ -738,7 +771,8 @@ fn shape(node: &TensorLang, s: &Shapes<'_>) -> Result<Option<Shape>, Mismatch> {
         TensorLang::Param(_)
         | TensorLang::Value(_)
         | TensorLang::Onnx(..)
-        | TensorLang::Concat(_) => Ok(None),
+        | TensorLang::Concat(_)
+        | TensorLang::Slice(_) => Ok(None),
     }
 }
 
@@ -770,7 +804,8 @@ fn computes_weights(node: &TensorLang, operands: &[&TensorData]) -> bool {
         | TensorLang::Conv1x1(_)
         | TensorLang::Compose(_)
         | TensorLang::AddEye(_)
-        | TensorLang::Concat(_) => operands.iter().all(|d| d.weight),
+        | TensorLang::Concat(_)
+        | TensorLang::Slice(_) => operands.iter().all(|d| d.weight),
         _ => false,
     }
 }
@@ -809,6 +844,7 @@ pub fn infer(
     Ok(TensorData {
         shape: match node {
             TensorLang::Concat(_) => concat(operands),
+            TensorLang::Slice(_) => slice(operands),
             _ => shape(node, &shapes),
         }
         .map_err(fail)?,
@@ -922,6 +958,17 @@ mod tests {
             shape_of(&mut g, "(laurel-residual 1 $x 1)"),
             Err(Mismatch::Arity { got: 3, .. })
         ));
+        assert_eq!(
+            shape_of(&mut g, "(slice 1 2 5 $x)"),
+            Ok(Some(fixed(&[3, 3])))
+        );
+        assert!(shape_of(&mut g, "(slice 1 2 9 $x)").is_err());
+        assert!(shape_of(&mut g, "(slice 1 5 2 $x)").is_err());
+        assert_eq!(
+            shape_of(&mut g, "(concat 1 $x $x)"),
+            Ok(Some(fixed(&[3, 16])))
+        );
+        assert!(shape_of(&mut g, "(concat 1 $x $a)").is_err());
     }
 
     #[test]

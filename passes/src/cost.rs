@@ -51,6 +51,7 @@ impl CostModel for AugmentCost {
             | TensorLang::AddEye(_)
             | TensorLang::LaurelResidual(_)
             | TensorLang::Concat(_)
+            | TensorLang::Slice(_)
             | TensorLang::Onnx(..) => 1.0,
         }
     }
@@ -152,6 +153,10 @@ impl FuseCost {
                 .leaves()
                 .get(&crate::analysis::Leaf::Op(*op))
                 .and_then(|t| t.shape.clone()),
+            // A copy of what it keeps: its own class's shape.
+            TensorLang::Slice(_) => egraph
+                .lookup(node.clone())
+                .and_then(|c| egraph[c].data.shape.clone()),
             // A copy of both operands.
             TensorLang::Concat([_, a, b]) => {
                 return [a, b]
@@ -172,6 +177,30 @@ impl FuseCost {
                 .max_by_key(Vec::len),
         };
         shape.map_or(1.0, |s| crate::shape::estimated_elements(&s))
+    }
+
+    /// A `matmul` (`last`) or `conv1x1` of `x` by the weight `w`: like the
+    /// generic op it stands for, with its FLOPs from the shapes.
+    fn channel_map(&self, egraph: &TensorEGraph, last: bool, x: egg::Id, w: egg::Id) -> f64 {
+        let (Some(xs), Some(ws)) = (&egraph[x].data.shape, &egraph[w].data.shape) else {
+            return self.overhead + self.flop_overhead;
+        };
+        let dim = |d: Option<&crate::shape::Dim>| match d {
+            #[allow(clippy::cast_precision_loss)] // an estimate
+            Some(crate::shape::Dim::Fixed(n)) => *n as f64,
+            _ => 1.0,
+        };
+        // (in, out): matmul weights are [in, out], conv1x1's [out, in, ..].
+        let (inputs, outputs) = if last {
+            (dim(ws.first()), dim(ws.get(1)))
+        } else {
+            (dim(ws.get(1)), dim(ws.first()))
+        };
+        let elements = crate::shape::estimated_elements(xs) / inputs.max(1.0) * outputs;
+        self.overhead
+            + self.flop_overhead
+            + self.per_element * elements
+            + self.per_flop * 2.0 * elements * inputs
     }
 
     /// `laurel-residual [c₀ t₀ …]`: the kernel's one pass when a term other
@@ -248,6 +277,10 @@ impl CostModel for FuseCost {
                 self.laurel_residual(egraph, node, children) + 2.0 * self.novelty
             }
             _ if node.children().iter().all(|&c| egraph[c].data.weight) => self.weight + novelty,
+            // A channel map the rules built (merging maps of one input).
+            TensorLang::MatMul([x, w]) | TensorLang::Conv1x1([x, w]) => {
+                self.channel_map(egraph, matches!(node, TensorLang::MatMul(_)), *x, *w) + novelty
+            }
             _ if self.is_carried_scale(node, egraph) => self.novelty,
             _ => self.overhead + self.per_element * Self::elements(egraph, node) + novelty,
         }

@@ -327,7 +327,8 @@ mod terms {
         /// (`w + I` for a square channel-map weight), `laurel-residual [c₀ t₀
         /// c₁ t₁ …]` (`Σ cᵢ·tᵢ` with scalar `cᵢ`: the `ai.laurel`
         /// `LaurelResidual` op of `docs/laurel-op.md`), `concat [k a b]`
-        /// (`a` and `b` joined along axis `k`, a non-negative integer `Num`).
+        /// (`a` and `b` joined along axis `k`, a non-negative integer `Num`),
+        /// `slice [k start end x]` (`x` cut to `start..end` on axis `k`).
         /// Leaves: `Num`,
         /// `Param`, `Value`; `Onnx` is a generic op with any number of inputs.
         pub enum TensorLang {
@@ -346,6 +347,7 @@ mod terms {
             "add-eye" = AddEye(Id),
             "laurel-residual" = LaurelResidual(Vec<Id>),
             "concat" = Concat([Id; 3]),
+            "slice" = Slice([Id; 4]),
             Num(Scalar),
             Param(ParamRef),
             Value(ValueRef),

@@ -8,7 +8,10 @@
 //! tries every alternative e-node of every class in the extracted DAG and
 //! keeps a switch when the whole DAG's cost (each class counted once)
 //! strictly drops and no cycle appears, until no switch helps or the pass
-//! budget is spent. Starting it from both the greedy choice and the input's
+//! budget is spent. Where an alternative is a `slice` of a value the DAG
+//! does not compute yet, it also tries the group move that switches every
+//! class of the DAG able to read that value (two maps merged into one: each
+//! slice alone costs more, together less). Starting it from both the greedy choice and the input's
 //! own e-nodes, and keeping the cheaper, makes fusion never worse than its
 //! input under the cost model.
 //!
@@ -117,6 +120,7 @@ impl Choices {
         for _ in 0..passes {
             let mut improved = false;
             let classes = self.reachable(egraph, roots)?;
+            let in_dag: HashSet<Id> = classes.iter().copied().collect();
             for c in classes.into_iter().rev() {
                 let Some(&current) = self.chosen.get(&c) else {
                     continue;
@@ -134,18 +138,14 @@ impl Choices {
                     {
                         continue;
                     }
-                    let old = self.chosen.insert(c, alt);
-                    match self.cost(egraph, cost, roots) {
-                        Some(t) if best - t > 1e-9 * best.abs().max(1.0) => {
-                            best = t;
-                            improved = true;
-                            break;
-                        }
-                        _ => {
-                            if let Some(o) = old {
-                                self.chosen.insert(c, o);
-                            }
-                        }
+                    // The switch alone, then with the other classes of the
+                    // DAG that can read the same new value.
+                    let mut moves = vec![vec![(c, alt)]];
+                    moves.extend(Self::shared_moves(egraph, &in_dag, c, node));
+                    if let Some(t) = self.try_moves(egraph, cost, roots, best, &moves) {
+                        best = t;
+                        improved = true;
+                        break;
                     }
                 }
             }
@@ -154,6 +154,84 @@ impl Choices {
             }
         }
         Some(best)
+    }
+
+    /// Group moves for `node` (an alternative of `class`, a `slice`): for
+    /// each child of `node` not in the DAG yet, `node` together with, in
+    /// every other class of the DAG, an alternative that reads that child
+    /// too. Two values computed by one new op (a merged map and its slices)
+    /// are cheaper only together, which single switches cannot find.
+    fn shared_moves(
+        egraph: &TensorEGraph,
+        in_dag: &HashSet<Id>,
+        class: Id,
+        node: &TensorLang,
+    ) -> Vec<Vec<(Id, usize)>> {
+        let mut out = Vec::new();
+        // Only the slices of a merged map need it; trying every alternative
+        // with a new child doubled the extraction time of deep chains.
+        if !matches!(node, TensorLang::Slice(_)) {
+            return out;
+        }
+        let alt = egraph[class].nodes.iter().position(|n| n == node);
+        let Some(alt) = alt else {
+            return out;
+        };
+        for &child in node.children() {
+            let d = egraph.find(child);
+            if in_dag.contains(&d) {
+                continue;
+            }
+            let mut group = vec![(class, alt)];
+            for p in egraph[d].parents() {
+                let other = egraph.find(p);
+                if other == class
+                    || !in_dag.contains(&other)
+                    || group.iter().any(|(g, _)| *g == other)
+                {
+                    continue;
+                }
+                let reads = |n: &TensorLang| n.children().iter().any(|&x| egraph.find(x) == d);
+                if let Some(i) = egraph[other].nodes.iter().position(reads) {
+                    group.push((other, i));
+                }
+            }
+            if group.len() > 1 {
+                out.push(group);
+            }
+        }
+        out
+    }
+
+    /// Applies the first of `moves` (each a set of switches) that makes the
+    /// DAG strictly cheaper than `best`; returns its cost, or restores the
+    /// choices and returns `None`.
+    fn try_moves(
+        &mut self,
+        egraph: &TensorEGraph,
+        cost: &impl CostModel,
+        roots: &[Id],
+        best: f64,
+        moves: &[Vec<(Id, usize)>],
+    ) -> Option<f64> {
+        for group in moves {
+            let old: Vec<(Id, Option<usize>)> = group
+                .iter()
+                .map(|&(c, alt)| (c, self.chosen.insert(c, alt)))
+                .collect();
+            match self.cost(egraph, cost, roots) {
+                Some(t) if best - t > 1e-9 * best.abs().max(1.0) => return Some(t),
+                _ => {
+                    for (c, o) in old.into_iter().rev() {
+                        match o {
+                            Some(o) => self.chosen.insert(c, o),
+                            None => self.chosen.remove(&c),
+                        };
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// The term of the choices holding every root, with each node's class;

@@ -88,3 +88,41 @@ def test_deep_chains_fuse_to_the_baseline_across_windows(kind, laurelc_bin, tmp_
     ops = lambda p: Counter(n.op_type for n in onnx.load(str(p)).graph.node)
     assert ops(fused) == ops(base), out.stdout
     lt.run_laurelc(laurelc_bin, ["check", aug, fused])
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_maps_of_one_input_merge_into_one_matmul_and_slices(opset, laurelc_bin, tmp_path):
+    """Two low-rank maps of one value, both graph outputs: `merge-shared-input`
+    computes them as one MatMul and two Slices (Slice takes attributes before
+    opset 10, inputs from 10), and onnxruntime agrees."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    a1 = numpy_helper.from_array(rng.standard_normal((64, 4)).astype(np.float32), "A1")
+    a2 = numpy_helper.from_array(rng.standard_normal((64, 4)).astype(np.float32), "A2")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"], name="relu"),
+         helper.make_node("MatMul", ["h", "A1"], ["y1"], name="map1"),
+         helper.make_node("MatMul", ["h", "A2"], ["y2"], name="map2")],
+        "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 64])],
+        [helper.make_tensor_value_info("y1", TensorProto.FLOAT, [8, 4]),
+         helper.make_tensor_value_info("y2", TensorProto.FLOAT, [8, 4])],
+        initializer=[a1, a2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    src, fused = tmp_path / "shared.onnx", tmp_path / "shared.fused.onnx"
+    onnx.save(model, str(src))
+    out = lt.run_laurelc(laurelc_bin, ["fuse", src, "-o", fused, "--explain"])
+    assert "merge-shared-input" in out.stdout, out.stdout
+    m = onnx.load(str(fused))
+    onnx.checker.check_model(m, full_check=True)
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("MatMul") == 1 and ops.count("Slice") == 2, ops
+    for n in m.graph.node:
+        if n.op_type == "Slice":
+            assert (len(n.input) == 1) == (opset < 10), n
+    feeds = {"x": rng.standard_normal((8, 64)).astype(np.float32)}
+    want, got = lt.ort_run(src, feeds), lt.ort_run(fused, feeds)
+    problems = {k: p for k, w in want.items() if (p := lt.compare_close(got[k], w, rtol=1e-5, atol=1e-6))}
+    assert not problems, problems

@@ -79,9 +79,13 @@ fn variant_keeps_the_function(variant: VariantName) {
             if variant == VariantName::Rw {
                 assert!(!summary.hit_limit, "{name} {variant:?}: {}", summary.stop);
             }
+            // Never worse under the cost model (op counts may grow where
+            // one wider map and slices replace several maps).
             assert!(
-                summary.ops_after <= summary.ops_before,
-                "{name} {variant:?} {target:?}"
+                summary.cost_after <= summary.cost_before + 1e-9,
+                "{name} {variant:?} {target:?}: {} -> {}",
+                summary.cost_before,
+                summary.cost_after
             );
             // Only the tract target may use laurel-runtime's op.
             let custom = histogram(&fused)

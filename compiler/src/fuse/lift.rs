@@ -61,6 +61,10 @@ struct Lifter<'a> {
     used: HashSet<String>,
     consts: HashMap<(Scalar, i32), String>,
     eyes: HashMap<(Vec<i64>, i32), String>,
+    int64s: HashMap<Vec<i64>, String>,
+    /// The model's default-domain opset (`Slice` takes its indices as
+    /// inputs from opset 10, as attributes before).
+    opset: i64,
     counter: usize,
     /// New op nodes with their order anchors.
     anchors: Vec<(NodeIndex, usize)>,
@@ -176,6 +180,23 @@ impl Lifter<'_> {
         Ok(name)
     }
 
+    /// A 1-D int64 initializer holding `values`, shared by equal requests.
+    fn int64s(&mut self, values: &[i64]) -> String {
+        if let Some(name) = self.int64s.get(values) {
+            return name.clone();
+        }
+        let name = self.free_name("fuse.ints", self.int64s.len());
+        self.add_initializer(TensorProto {
+            name: name.clone(),
+            data_type: 7, // INT64
+            dims: vec![i64::try_from(values.len()).unwrap_or(i64::MAX)],
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..TensorProto::default()
+        });
+        self.int64s.insert(values.to_vec(), name.clone());
+        name
+    }
+
     /// Adds `proto` as an initializer (and as a graph input where the
     /// model declares its initializers as inputs).
     fn add_initializer(&mut self, proto: TensorProto) {
@@ -236,6 +257,16 @@ pub struct Lifted {
     pub types: Vec<(String, laurel_passes::shape::TensorType)>,
 }
 
+/// The non-negative integer `Num` at `id` of `expr` (an axis or an index).
+fn index(expr: &[TensorLang], id: Id) -> Result<i64> {
+    let TensorLang::Num(q) = &expr[usize::from(id)] else {
+        return Err(err("an axis or index is not a number"));
+    };
+    q.to_usize()
+        .and_then(|k| i64::try_from(k).ok())
+        .ok_or_else(|| err("an axis or index is not a non-negative integer"))
+}
+
 /// An attribute of `kind` named `name`, filled by `fill`.
 fn attribute(
     name: &str,
@@ -254,7 +285,8 @@ fn attribute(
 /// The ONNX op (type, domain, attributes; no name or output yet) and input
 /// names of a fusion term: `compose` (a `MatMul`, or an `Einsum` of
 /// `[out, in, 1, 1]` kernels), `add-eye` (an `Add` of an identity
-/// initializer), `concat`, `laurel-residual`. Weight terms among them are
+/// initializer), `concat`, `slice`, `matmul`, `conv1x1` (a `Conv` of an ONNX
+/// kernel), `laurel-residual`. Weight terms among them are
 /// computed by the constant folding that follows.
 fn fusion_op(
     l: &mut Lifter<'_>,
@@ -304,14 +336,35 @@ fn fusion_op(
             let eye = l.eye(&dims, data.dtype.as_ref())?;
             Ok((op("Add", Vec::new()), vec![operand(*w)?, eye]))
         }
+        TensorLang::MatMul([x, w]) => {
+            Ok((op("MatMul", Vec::new()), vec![operand(*x)?, operand(*w)?]))
+        }
+        TensorLang::Conv1x1([x, w]) => {
+            // Fusion builds it from ONNX kernels: [out, in, 1, 1].
+            if data.shape.as_ref().is_none_or(|s| s.len() < 3) {
+                return Err(err("a conv1x1 term of unknown rank"));
+            }
+            Ok((op("Conv", Vec::new()), vec![operand(*x)?, operand(*w)?]))
+        }
+        TensorLang::Slice([k, start, end, x]) => {
+            let (k, start, end) = (index(expr, *k)?, index(expr, *start)?, index(expr, *end)?);
+            if l.opset >= 10 {
+                let inputs = vec![
+                    operand(*x)?,
+                    l.int64s(&[start]),
+                    l.int64s(&[end]),
+                    l.int64s(&[k]),
+                ];
+                Ok((op("Slice", Vec::new()), inputs))
+            } else {
+                let ints =
+                    |name: &str, v: i64| attribute(name, AttributeType::INTS, |a| a.ints = vec![v]);
+                let attributes = vec![ints("axes", k), ints("ends", end), ints("starts", start)];
+                Ok((op("Slice", attributes), vec![operand(*x)?]))
+            }
+        }
         TensorLang::Concat([k, first, second]) => {
-            let TensorLang::Num(k) = &expr[usize::from(*k)] else {
-                return Err(err("a concat axis is not a number"));
-            };
-            let axis = k
-                .to_usize()
-                .and_then(|k| i64::try_from(k).ok())
-                .ok_or_else(|| err("a concat axis is not an index"))?;
+            let axis = index(expr, *k)?;
             let axis = attribute("axis", AttributeType::INT, |a| a.i = axis);
             Ok((
                 op("Concat", vec![axis]),
@@ -354,6 +407,12 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
     let mut lifted = Lifted::default();
     let root_positions: HashSet<usize> = report.roots.iter().map(|&r| usize::from(r)).collect();
     let initializers_are_inputs = model.header.ir_version < 4;
+    let opset = model
+        .header
+        .opset_import
+        .iter()
+        .find(|o| crate::analysis::is_onnx_domain(&o.domain))
+        .map_or(1, |o| o.version);
     let g = &mut model.graph;
     // Edges from lowered ops to ops that stay: re-attached to the new
     // producers of the same names at the end.
@@ -402,6 +461,8 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
         used,
         consts: HashMap::new(),
         eyes: HashMap::new(),
+        int64s: HashMap::new(),
+        opset,
         counter: 0,
         anchors: Vec::new(),
         initializers_are_inputs,
@@ -541,6 +602,9 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
             TensorLang::Compose(_)
             | TensorLang::AddEye(_)
             | TensorLang::Concat(_)
+            | TensorLang::Slice(_)
+            | TensorLang::MatMul(_)
+            | TensorLang::Conv1x1(_)
             | TensorLang::LaurelResidual(_) => {
                 let operand = |c: Id| {
                     value_names[usize::from(c)]

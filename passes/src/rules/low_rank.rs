@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `reassociate-channel-maps` | `L₂(L₁(x, w₁), w₂) ⇒ L₂(x, compose(w₁, w₂))` | one layout; the product no larger than `w₁` and `w₂` |
 //! | `skip-into-channel-map` | `x + L(x, w) ⇒ L(x, add-eye(w))` and `(u + x) + L(x, w) ⇒ u + L(x, add-eye(w))` | `w` square, `L(x, w)` of `x`'s shape |
+//! | `merge-shared-input` | `L₁(x, W₁) ⇒ slice(L(x, concat(W₁, W₂)))`, where `L₂(x, W₂)` is another map of `x` | one layout, one input width, one of them narrowing (`LAuReL`'s `A`), not multiples of one weight; the merged map is built once (the lower class's weight first) |
 //! | `merge-channel-maps` | `L₁(h, W) + L₂(d, B) + Σ rest ⇒ L₁(concat(h, d), concat(W, B)) + Σ rest` | one layout, one output width, unscaled terms of one shape; `h` or `d` a narrowing map's result (`d = x·A`) |
 //!
 //! Equations: `(x·A)·B = x·(A·B)` and `x + x·M = x·(I + M)`, along the
@@ -25,6 +26,12 @@
 //! model weighs the two. The sum is flattened ([`sum_terms_of`]) so the pair
 //! need not be siblings; the other terms are added back in order.
 //!
+//! `x·W₁, x·W₂ = split(x·[W₁ W₂])` merges maps that read the same value
+//! (PA's low-rank `A`s of one state, used by several blocks; a branch's
+//! first projection and LR's `A`): one wider map and a `slice` per use, in
+//! place of two maps; the merged map is a `matmul` / `conv1x1` term, its
+//! FLOPs from the shapes.
+//!
 //! The nested form of `skip-into-channel-map` looks one sum deep, because
 //! LR expands to `(f + x) + LR(x)`: it is the one reassociation of a sum the
 //! rules make, and only where it lets a skip fold (no blanket
@@ -40,7 +47,7 @@
 
 use egg::Id;
 
-use super::class::{Child, ClassRule, onnx_node, sum_terms_of, times_class};
+use super::class::{Child, ClassRule, onnx_node, scaled_forms, sum_terms_of, times_class};
 use super::laurel_residual::MAX_SUMS;
 use crate::analysis::{TensorEGraph, map_dims};
 use crate::block::Layout;
@@ -269,6 +276,116 @@ fn merge(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     out
 }
 
+/// The most sibling maps `merge-shared-input` pairs one class with.
+pub const MAX_SIBLINGS: usize = 4;
+
+/// The other channel maps of `x` (their class, op, children, map): the
+/// e-nodes among `x`'s parents that are maps reading `x`, first per class.
+fn sibling_maps(egraph: &TensorEGraph, x: Id, own: Id) -> Vec<(Id, Vec<Id>, ChannelMap)> {
+    let mut out: Vec<(Id, Vec<Id>, ChannelMap)> = Vec::new();
+    for p in egraph[x].parents() {
+        let class = egraph.find(p);
+        if class == own || out.iter().any(|(c, _, _)| *c == class) {
+            continue;
+        }
+        if let TensorLang::Onnx(op, children) = egraph.id_to_node(p)
+            && let Some(m) = egraph.analysis.channel_map(op)
+            && children.get(m.input).is_some_and(|&i| egraph.find(i) == x)
+            && m.weight < children.len()
+        {
+            out.push((class, children.clone(), m));
+        }
+    }
+    out
+}
+
+/// Whether the two classes are known multiples of one value (`a = c·b`,
+/// `b = c·a`, or `a = c·w` and `b = d·w`).
+fn multiples(egraph: &TensorEGraph, a: Id, b: Id) -> bool {
+    let bases = |id: Id| {
+        let id = egraph.find(id);
+        let mut out: Vec<Id> = scaled_forms(egraph, id)
+            .into_iter()
+            .map(|(_, x)| x)
+            .collect();
+        out.push(id);
+        out
+    };
+    let (a, b) = (bases(a), bases(b));
+    a.iter().any(|x| b.contains(x))
+}
+
+/// `slice(L(x, [W₁ W₂]))` for the map of the lower class id first, so that
+/// both classes build the same merged map.
+#[allow(clippy::many_single_char_names)] // the equation's names: x, w, k
+fn shared_input(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let mut out = Vec::new();
+    let Some((_, ch, m)) = maps(egraph, id).into_iter().next() else {
+        return out;
+    };
+    let x = egraph.find(ch[m.input]);
+    for (other, ch2, m2) in sibling_maps(egraph, x, id).into_iter().take(MAX_SIBLINGS) {
+        let (w1, w2) = (ch[m.weight], ch2[m2.weight]);
+        let (Some(s1), Some(s2), Some(sx)) =
+            (shape(egraph, w1), shape(egraph, w2), shape(egraph, x))
+        else {
+            continue;
+        };
+        let (Some((i1, o1)), Some((i2, o2))) = (map_dims(s1), map_dims(s2)) else {
+            continue;
+        };
+        let (Dim::Fixed(o1), Dim::Fixed(o2)) = (o1, o2) else {
+            continue;
+        };
+        if m.layout != m2.layout || s1.len() != s2.len() || i1 != i2 || sx.is_empty() {
+            continue;
+        }
+        // Scaled forms of one map (`x·W` and `x·(c·W)`, which the scale
+        // rules make) are not two maps: merging them made a 200-block
+        // chain's extraction twice as slow for nothing.
+        if multiples(egraph, w1, w2) {
+            continue;
+        }
+        // One of them low rank (LAuReL's `A`): the model's own maps of one
+        // value (attention's Q, K, V) are not LAuReL's to rewrite; fusing RW
+        // must give back the baseline's graph.
+        let narrowing = |i: &Dim, o: u64| matches!(i, Dim::Fixed(i) if o < *i);
+        if !narrowing(i1, *o1) && !narrowing(i2, *o2) {
+            continue;
+        }
+        // Canonical order: the lower class's weight first.
+        let (first, second, own_first) = if id < other {
+            (w1, w2, true)
+        } else {
+            (w2, w1, false)
+        };
+        let (o_first, o_own) = if own_first { (*o1, *o1) } else { (*o2, *o1) };
+        let (data_axis, weight_axis) = match m.layout {
+            Layout::ChannelLast => (sx.len() - 1, 1),
+            Layout::ChannelFirst => (1, 0),
+        };
+        let start = if own_first { 0 } else { o_first };
+        let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(start + o_own)) else {
+            continue;
+        };
+        let mut rhs = Rhs::new();
+        let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(weight_axis))));
+        let (a, b) = (rhs.class(first), rhs.class(second));
+        let w = rhs.node(TensorLang::Concat([k, a, b]));
+        let xc = rhs.class(x);
+        let merged = rhs.node(match m.layout {
+            Layout::ChannelLast => TensorLang::MatMul([xc, w]),
+            Layout::ChannelFirst => TensorLang::Conv1x1([xc, w]),
+        });
+        let k = rhs.node(TensorLang::Num(Scalar::from_integer(axis(data_axis))));
+        let s = rhs.node(TensorLang::Num(Scalar::from_integer(axis(start))));
+        let e = rhs.node(TensorLang::Num(Scalar::from_integer(axis(end))));
+        rhs.node(TensorLang::Slice([k, s, e, merged]));
+        out.push(rhs);
+    }
+    out
+}
+
 /// An axis as a scalar (axes are small).
 fn axis(k: usize) -> i64 {
     i64::try_from(k).unwrap_or(i64::MAX)
@@ -284,6 +401,13 @@ pub const REASSOCIATE_CHANNEL_MAPS: ClassRule = ClassRule {
 pub const SKIP_INTO_CHANNEL_MAP: ClassRule = ClassRule {
     name: "skip-into-channel-map",
     find: skip_into,
+};
+
+/// `merge-shared-input`: `x·W₁ ⇒ (x·[W₁ W₂])[.., :o₁]` where `x·W₂` is
+/// computed too.
+pub const MERGE_SHARED_INPUT: ClassRule = ClassRule {
+    name: "merge-shared-input",
+    find: shared_input,
 };
 
 /// `merge-channel-maps`: `h·W + d·B ⇒ [h d]·[W; B]`.
@@ -500,5 +624,101 @@ mod tests {
             "(+ (onnx:MatMul@n1.0 $h $wo) (* 2 (onnx:MatMul@n2.0 (onnx:MatMul@n3.0 $x $wa) $wb)))",
         );
         assert_eq!(e[e.find(root)].nodes.len(), 1);
+    }
+
+    #[test]
+    fn maps_of_one_input_merge_into_one_and_slices() {
+        let values = [
+            ("x", fixed(&[2, 4])),
+            ("wa", fixed(&[4, 2])),
+            ("wc", fixed(&[4, 3])),
+        ];
+        let ops = [
+            ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 2])),
+            ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 3])),
+        ];
+        let mut g = crate::testing::graph(&values);
+        for w in ["wa", "wc"] {
+            g.declare_weight(crate::lang::ValueRef::new(w).unwrap())
+                .unwrap();
+        }
+        for (text, map, shape) in &ops {
+            g.declare(crate::testing::op(text), crate::testing::f32(shape.clone()))
+                .unwrap();
+            g.declare_channel_map(text.parse().unwrap(), *map);
+        }
+        let a = crate::testing::add(&mut g, "(onnx:MatMul@n1.0 $x $wa)");
+        let c = crate::testing::add(&mut g, "(onnx:MatMul@n2.0 $x $wc)");
+        let runner = egg::Runner::default()
+            .with_egraph(g.into_egraph())
+            .with_iter_limit(1)
+            .run(&[MERGE_SHARED_INPUT.rewrite().unwrap()]);
+        let e = runner.egraph;
+        assert!(e.analysis.refusals().is_empty());
+        // One merged map, [wa wc] in the order of the classes; a slice each.
+        let (first, second, lo, hi) = if e.find(a) < e.find(c) {
+            ("$wa", "$wc", "(slice 1 0 2 ", "(slice 1 2 5 ")
+        } else {
+            ("$wc", "$wa", "(slice 1 3 5 ", "(slice 1 0 3 ")
+        };
+        let merged = format!("(matmul $x (concat 1 {first} {second}))");
+        assert!(holds(&e, a, &format!("{lo}{merged})")));
+        assert!(holds(&e, c, &format!("{hi}{merged})")));
+        let values: Vec<(&str, crate::shape::Shape)> = values.to_vec();
+        numerically_equal(
+            &values,
+            "(onnx:MatMul@n1.0 $x $wa)",
+            &format!("{lo}{merged})"),
+        );
+        numerically_equal(
+            &values,
+            "(onnx:MatMul@n2.0 $x $wc)",
+            &format!("{hi}{merged})"),
+        );
+    }
+
+    #[test]
+    fn one_by_one_convs_of_one_input_merge_on_their_output_channels() {
+        let values = [("x", fixed(&[1, 4, 2, 2])), ("wa", fixed(&[2, 4, 1, 1]))];
+        let ops = [("onnx:Conv@n1.0", conv(), fixed(&[1, 2, 2, 2]))];
+        let lhs = "(onnx:Conv@n1.0 $x $wa)";
+        let rhs = "(slice 1 0 2 (conv1x1 $x (concat 0 $wa $wa)))";
+        // The numeric check of the merged form against the conv itself.
+        numerically_equal(&values, lhs, rhs);
+        // A map with no sibling stays as it is.
+        let (e, root) = run_class_rule_with(MERGE_SHARED_INPUT, &values, &ops, lhs);
+        assert_eq!(e[e.find(root)].nodes.len(), 1);
+    }
+
+    #[test]
+    fn the_models_own_projections_of_one_value_stay_apart() {
+        // Attention's Q and K read one value: neither is low rank.
+        let values = [
+            ("x", fixed(&[2, 4])),
+            ("wq", fixed(&[4, 4])),
+            ("wk", fixed(&[4, 4])),
+        ];
+        let mut g = crate::testing::graph(&values);
+        for w in ["wq", "wk"] {
+            g.declare_weight(crate::lang::ValueRef::new(w).unwrap())
+                .unwrap();
+        }
+        for text in ["onnx:MatMul@n1.0", "onnx:MatMul@n2.0"] {
+            g.declare(
+                crate::testing::op(text),
+                crate::testing::f32(fixed(&[2, 4])),
+            )
+            .unwrap();
+            g.declare_channel_map(text.parse().unwrap(), matmul());
+        }
+        let q = crate::testing::add(&mut g, "(onnx:MatMul@n1.0 $x $wq)");
+        let k = crate::testing::add(&mut g, "(onnx:MatMul@n2.0 $x $wk)");
+        let runner = egg::Runner::default()
+            .with_egraph(g.into_egraph())
+            .with_iter_limit(1)
+            .run(&[MERGE_SHARED_INPUT.rewrite().unwrap()]);
+        let e = runner.egraph;
+        assert_eq!(e[e.find(q)].nodes.len(), 1);
+        assert_eq!(e[e.find(k)].nodes.len(), 1);
     }
 }

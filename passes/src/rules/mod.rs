@@ -63,6 +63,7 @@ pub fn fusion_rules() -> Result<Vec<TensorRewrite>, RuleError> {
         low_rank::REASSOCIATE_CHANNEL_MAPS,
         low_rank::SKIP_INTO_CHANNEL_MAP,
         low_rank::MERGE_CHANNEL_MAPS,
+        low_rank::MERGE_SHARED_INPUT,
     ] {
         rules.push(r.rewrite()?);
     }

@@ -249,6 +249,27 @@ fn concat(k: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
     Tensor { shape, data }
 }
 
+/// `x` cut to `start..end` on axis `k` (scalar tensors).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small indices
+fn slice(k: &Tensor, start: &Tensor, end: &Tensor, x: &Tensor) -> Tensor {
+    let (k, start, end) = (
+        k.data[0] as usize,
+        start.data[0] as usize,
+        end.data[0] as usize,
+    );
+    let mut shape = x.shape.clone();
+    shape[k] = end - start;
+    let data = Tensor::indices(&shape)
+        .iter()
+        .map(|idx| {
+            let mut j = idx.clone();
+            j[k] += start;
+            x.at(&j)
+        })
+        .collect();
+    Tensor { shape, data }
+}
+
 /// `Σ cᵢ·tᵢ` of `laurel-residual`'s operands `c₀ t₀ c₁ t₁ …`.
 fn weighted_sum(operands: &[&Tensor]) -> Tensor {
     let mut acc = Tensor::scalar(0.0);
@@ -299,8 +320,15 @@ pub fn eval(
             }
             TensorLang::Conv1x1([x, w]) => {
                 let (x, w) = (v(x), v(w));
-                along_axis(x, 1, w.shape[0], |c, k| w.at(&[k, c]))
+                // [out, in] or an ONNX kernel [out, in, 1, 1].
+                let trailing = vec![0; w.shape.len() - 2];
+                along_axis(x, 1, w.shape[0], |c, k| {
+                    let idx: Vec<usize> =
+                        [k, c].into_iter().chain(trailing.iter().copied()).collect();
+                    w.at(&idx)
+                })
             }
+            TensorLang::Slice([k, start, end, x]) => slice(v(k), v(start), v(end), v(x)),
             TensorLang::Compose([w1, w2]) => compose(v(w1), v(w2)),
             TensorLang::Concat([k, a, b]) => concat(v(k), v(a), v(b)),
             TensorLang::LaurelResidual(ch) => weighted_sum(&ch.iter().map(v).collect::<Vec<_>>()),
