@@ -22,7 +22,10 @@ Details:
   lr+pa, rw+lr+pa); LAuReL parameters are random (`--init random --seed S`), so
   that fusion has non-trivial values to fold.
 * Both targets are fused: `--target onnx` (standard ops) and `--target tract`
-  (which may use laurel-runtime's `LaurelResidual`); tract times both. The
+  (which may use laurel-runtime's `LaurelResidual`); tract times both. Each batch
+  size gets its own fused files, fused with `--dim NAME=VALUE` for every symbolic
+  input dimension at that batch's sizes (the cost model's sizes; the files stay
+  symbolic). The fuse time column is for `laurelc fuse` without `--dim`. The
   "closer" column is how much of the unfused overhead the better fused model
   removes, (unfused − fused) / (unfused − 1), on tract.
 * Models are the committed fixtures (`fixtures/NAME.onnx`) and the cached
@@ -104,6 +107,16 @@ def run_entry(name: str) -> dict:
         if entry["name"] == name:
             return entry.get("run", {})
     return {}
+
+
+def symbol_sizes(model_path: Path, feeds: dict) -> list[str]:
+    """NAME=VALUE for each symbolic input dimension, from the feeds' shapes."""
+    out = {}
+    for name, _, dims in declared_inputs(onnx.load(str(model_path), load_external_data=False)):
+        for d, n in zip(dims, feeds[name].shape):
+            if isinstance(d, str):
+                out[d] = int(n)
+    return [f"{k}={v}" for k, v in sorted(out.items())]
 
 
 def declared_inputs(model: onnx.ModelProto) -> list[tuple[str, int, list]]:
@@ -319,9 +332,14 @@ def main():
                 fuse_s = statistics.median(
                     timed([exe, "fuse", str(aug), "-o", str(fused)])
                     for _ in range(max(args.fuse_reps, 1)))
-                sh([exe, "fuse", str(aug), "-o", str(fused_t), "--target", "tract"])
                 for b in batches:
                     feeds, npz, npys = inputs[b]
+                    # Fused for this batch's sizes (the cost model's; the files stay symbolic).
+                    sizes = [x for d in symbol_sizes(base, feeds) for x in ("--dim", d)]
+                    fused = tmp / f"{stem}.{tag}.b{b}.fused.onnx"
+                    fused_t = tmp / f"{stem}.{tag}.b{b}.fused.tract.onnx"
+                    sh([exe, "fuse", str(aug), "-o", str(fused), *sizes])
+                    sh([exe, "fuse", str(aug), "-o", str(fused_t), "--target", "tract", *sizes])
                     aug_flops = model_flops(exe, fixed_shape_copy(aug, feeds, tmp / f"{stem}.{tag}.b{b}.fixed.onnx"))
                     fraction = None
                     if base_flops[b] and aug_flops is not None:

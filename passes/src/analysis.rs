@@ -278,12 +278,21 @@ pub struct TensorAnalysis {
     /// what extraction would take (the sum flattening of
     /// [`crate::rules::class::sum_terms_of`]) follow it.
     pub(crate) chosen: HashMap<Id, TensorLang>,
+    /// Sizes of symbolic dimensions for the cost model (set by
+    /// [`crate::graph::TensorGraph::declare_sizes`]); unknown ones count 1.
+    pub(crate) sizes: crate::shape::Sizes,
 }
 
 impl TensorAnalysis {
     /// Records an extraction's choice of e-node per (canonical) class.
     pub fn record_choices(&mut self, choices: impl IntoIterator<Item = (Id, TensorLang)>) {
         self.chosen = choices.into_iter().collect();
+    }
+
+    /// Sizes of symbolic dimensions the cost model prices at.
+    #[must_use]
+    pub fn sizes(&self) -> &crate::shape::Sizes {
+        &self.sizes
     }
 
     /// The recorded choice of `class` (canonical id), if any.

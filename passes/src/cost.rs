@@ -65,7 +65,8 @@ impl CostModel for AugmentCost {
 ///   [`FuseCost::weight`], a tie-breaker that prefers fewer new weights.
 /// - Every other op costs `overhead + per_element · elements + per_flop ·
 ///   flops`, plus [`FuseCost::flop_overhead`] when it has FLOPs, with
-///   symbolic dimensions counted as 1 and the FLOPs of a generic op as the
+///   symbolic dimensions at their declared sizes
+///   ([`crate::graph::TensorGraph::declare_sizes`]) or 1 and the FLOPs of a generic op as the
 ///   lowering declared them (matrix products and convolutions; 0
 ///   otherwise; a channel map's from its children). A `concat` moves both
 ///   operands.
@@ -162,11 +163,9 @@ impl FuseCost {
                 return [a, b]
                     .iter()
                     .map(|&&c| {
-                        egraph[c]
-                            .data
-                            .shape
-                            .as_deref()
-                            .map_or(1.0, crate::shape::estimated_elements)
+                        egraph[c].data.shape.as_deref().map_or(1.0, |s| {
+                            crate::shape::sized_elements(s, egraph.analysis.sizes())
+                        })
                     })
                     .sum();
             }
@@ -176,7 +175,9 @@ impl FuseCost {
                 .filter_map(|&c| egraph[c].data.shape.clone())
                 .max_by_key(Vec::len),
         };
-        shape.map_or(1.0, |s| crate::shape::estimated_elements(&s))
+        shape.map_or(1.0, |s| {
+            crate::shape::sized_elements(&s, egraph.analysis.sizes())
+        })
     }
 
     /// A `matmul` (`last`) or `conv1x1` of `x` by the weight `w`: like the
@@ -196,7 +197,8 @@ impl FuseCost {
         } else {
             (dim(ws.get(1)), dim(ws.first()))
         };
-        let elements = crate::shape::estimated_elements(xs) / inputs.max(1.0) * outputs;
+        let elements =
+            crate::shape::sized_elements(xs, egraph.analysis.sizes()) / inputs.max(1.0) * outputs;
         self.overhead
             + self.flop_overhead
             + self.per_element * elements
@@ -240,7 +242,9 @@ impl FuseCost {
         let from_children = egraph.analysis.channel_map(&op).and_then(|m| {
             let w = egraph[*children.get(m.weight)?].data.shape.clone()?;
             let inputs = match w.as_slice() {
-                [i, _] | [_, i, _, _] => crate::shape::estimated_elements(std::slice::from_ref(i)),
+                [i, _] | [_, i, _, _] => {
+                    crate::shape::sized_elements(std::slice::from_ref(i), egraph.analysis.sizes())
+                }
                 _ => return None,
             };
             Some(2.0 * Self::elements(egraph, node) * inputs)

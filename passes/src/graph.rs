@@ -251,6 +251,12 @@ impl TensorGraph {
         self.egraph.analysis.flops.insert(op, flops);
     }
 
+    /// Declares the sizes at which the cost model prices symbolic
+    /// dimensions (shapes stay symbolic); unknown symbols count 1.
+    pub fn declare_sizes(&mut self, sizes: crate::shape::Sizes) {
+        self.egraph.analysis.sizes = sizes;
+    }
+
     /// Declares a generic op output to be a channel map (see [`ChannelMap`]):
     /// the low-rank rules may give it other children of the same layout.
     pub fn declare_channel_map(&mut self, op: OpRef, map: ChannelMap) {

@@ -297,6 +297,22 @@ pub fn estimated_elements(dims: &[Dim]) -> f64 {
         .product()
 }
 
+/// Sizes of symbolic dimensions, by symbol, for cost estimates only (shapes
+/// stay symbolic: the result must run at every size).
+pub type Sizes = std::collections::BTreeMap<String, u64>;
+
+/// [`estimated_elements`] with the symbols `sizes` knows at their size.
+#[must_use]
+#[allow(clippy::cast_precision_loss)] // an estimate
+pub fn sized_elements(dims: &[Dim], sizes: &Sizes) -> f64 {
+    dims.iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => *n as f64,
+            Dim::Sym(s) => sizes.get(s).map_or(1.0, |&n| n as f64),
+        })
+        .product()
+}
+
 /// numpy broadcasting of two shapes. A symbol broadcasts only with itself or
 /// a fixed 1.
 ///
@@ -333,6 +349,18 @@ mod tests {
 
     fn sym(s: &str) -> Dim {
         Dim::Sym(s.into())
+    }
+
+    #[test]
+    fn sizes_price_the_symbols_they_know() {
+        let shape = vec![
+            Dim::Sym("batch".into()),
+            Dim::Sym("seq".into()),
+            Dim::Fixed(4),
+        ];
+        let sizes: Sizes = [("batch".to_owned(), 8)].into_iter().collect();
+        assert!((sized_elements(&shape, &sizes) - 32.0).abs() < 1e-12);
+        assert!((sized_elements(&shape, &Sizes::new()) - estimated_elements(&shape)).abs() < 1e-12);
     }
 
     #[test]

@@ -312,3 +312,42 @@ fn for_tract_pa_sums_become_laurel_residual_ops() {
     );
     same_function(&aug, &tract, &serde_json::Value::Null);
 }
+
+#[test]
+fn sizes_make_copies_dearer_and_keep_the_model_symbolic() {
+    // MiniLM with RW+LR+PA: priced at one token, merging maps into wider ones
+    // with slices and concatenations pays; at 8 × 128 tokens the copies cost
+    // more, so fewer merges are taken. Either way the function is kept and
+    // the inputs stay symbolic.
+    let dir = tempfile::tempdir().unwrap();
+    let minilm = laurel_tests::require("models").join("paraphrase_minilm_l3.onnx");
+    let aug = dir.path().join("m.onnx");
+    augment(&minilm, &aug, VariantName::RwLrPa, 11);
+    let fuse_sized = |out: &Path, sizes: &[(&str, u64)]| {
+        let mut model = laurelc::onnx::import_path(&aug).unwrap();
+        let opts = FuseOptions {
+            sizes: sizes.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+            ..FuseOptions::default()
+        };
+        fuse_model(&mut model, &opts).unwrap();
+        laurelc::onnx::write_path(&model, out, &laurelc::onnx::ExportOptions::default()).unwrap();
+        model
+    };
+    let (one, many) = (dir.path().join("one.onnx"), dir.path().join("many.onnx"));
+    fuse_sized(&one, &[]);
+    let model = fuse_sized(&many, &[("batch_size", 8), ("sequence_length", 128)]);
+    let slices = |p: &Path| histogram(p).get("Slice").copied().unwrap_or(0);
+    assert!(
+        slices(&many) < slices(&one),
+        "{} vs {}",
+        slices(&many),
+        slices(&one)
+    );
+    let symbolic = model.graph.inputs.iter().any(|&n| {
+        matches!(&model.graph.dag[n], laurelc::ir::Node::Input(v)
+            if format!("{:?}", v.type_).contains("sequence_length"))
+    });
+    assert!(symbolic, "the fused model's inputs stay symbolic");
+    same_function(&aug, &one, &serde_json::Value::Null);
+    same_function(&aug, &many, &serde_json::Value::Null);
+}

@@ -26,7 +26,7 @@ use egg::Id;
 use laurel_passes::analysis::Leaf;
 use laurel_passes::lang::{OpRef, Scalar, ValueRef};
 use laurel_passes::semantics::OpSemantics;
-use laurel_passes::shape::{DType, Dim, TensorType, broadcast};
+use laurel_passes::shape::{DType, Dim, Sizes, TensorType, broadcast};
 use laurel_passes::{TensorGraph, TensorLang};
 use laurel_runtime::{DatumKind, DimSpec, InferredValue};
 use onnx_protobuf::TensorProto;
@@ -109,6 +109,20 @@ fn type_of(v: &InferredValue) -> TensorType {
         }),
         dtype: v.datum.map(dtype_of_kind),
     }
+}
+
+/// `t` with the symbols `sizes` knows made fixed (for cost estimates).
+fn sized(mut t: TensorType, sizes: &Sizes) -> TensorType {
+    if let Some(shape) = t.shape.as_mut() {
+        for d in shape {
+            if let Dim::Sym(s) = d
+                && let Some(&n) = sizes.get(s.as_str())
+            {
+                *d = Dim::Fixed(n);
+            }
+        }
+    }
+    t
 }
 
 fn initializer_type(t: &TensorProto) -> TensorType {
@@ -195,6 +209,7 @@ pub fn lower(
     model: &Model,
     types: &ValueTypes,
     window: Option<&HashSet<NodeIndex, impl std::hash::BuildHasher>>,
+    sizes: &Sizes,
 ) -> Result<Lowered> {
     let g: &Graph = &model.graph;
     let order = g.topo_ops().map_err(|e| err(e.to_string()))?;
@@ -214,6 +229,7 @@ pub fn lower(
         .collect();
 
     let mut tg = TensorGraph::new();
+    tg.declare_sizes(sizes.clone());
     let mut classes: HashMap<String, Id> = HashMap::new();
     let mut named: Vec<(String, Id)> = Vec::new();
     let mut ops = BTreeMap::new();
@@ -360,11 +376,12 @@ pub fn lower(
                     .map_err(|e| err(e.to_string()))?;
                 tg.declare(Leaf::Op(r), out_types[slot].clone())
                     .map_err(|e| err(e.to_string()))?;
+                // FLOPs at the declared sizes, as the cost model prices elements.
                 if let Some(f) = crate::analysis::flops::op_flops(
                     &op.proto,
                     &inputs,
-                    &out_types[slot],
-                    &type_of_value,
+                    &sized(out_types[slot].clone(), sizes),
+                    &|n: &str| sized(type_of_value(n), sizes),
                 ) {
                     tg.declare_flops(r, f);
                 }

@@ -43,7 +43,7 @@ pub const DEFAULT_WINDOW_OPS: usize = 64;
 pub const REACH_BACK: usize = 2;
 
 /// Options of [`fuse_model`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FuseOptions {
     /// The e-graph runner's limits, per window.
     pub limits: Limits,
@@ -54,6 +54,10 @@ pub struct FuseOptions {
     /// What the fused model may contain: standard ONNX ops only, or also
     /// laurel-runtime's `LaurelResidual` (see [`Target`]).
     pub target: Target,
+    /// The sizes of symbolic dimensions (batch, sequence) the model will
+    /// run at, for the cost model only: the fused model stays symbolic and
+    /// runs at every size. Unknown symbols count 1.
+    pub sizes: laurel_passes::shape::Sizes,
 }
 
 impl Default for FuseOptions {
@@ -66,6 +70,7 @@ impl Default for FuseOptions {
             },
             window_ops: DEFAULT_WINDOW_OPS,
             target: Target::Onnx,
+            sizes: laurel_passes::shape::Sizes::new(),
         }
     }
 }
@@ -213,7 +218,7 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
                 .collect();
             window.extend(back);
         }
-        let mut lowered = lower::lower(model, &types, Some(&window))?;
+        let mut lowered = lower::lower(model, &types, Some(&window), &opts.sizes)?;
         let graph = std::mem::take(&mut lowered.graph);
         let keep: Vec<egg::Id> = lowered.named.iter().map(|(_, id)| *id).collect();
         // Roots that ops after this window read: their scale may be carried.

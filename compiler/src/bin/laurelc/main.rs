@@ -147,6 +147,10 @@ struct FuseArgs {
     /// also the `ai.laurel` `LaurelResidual` op that laurel-runtime registers with tract.
     #[arg(long, value_enum, default_value_t = TargetArg::Onnx)]
     target: TargetArg,
+    /// The size a symbolic dimension will run at, as NAME=VALUE, for the cost model only
+    /// (the result stays symbolic; unknown symbols count 1).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    dims: Vec<String>,
 }
 
 /// `--target`.
@@ -387,6 +391,10 @@ fn fuse(a: &FuseArgs) -> Result<()> {
             TargetArg::Onnx => laurelc::fuse::Target::Onnx,
             TargetArg::Tract => laurelc::fuse::Target::Tract,
         },
+        sizes: parse_dims(&a.dims)?
+            .into_iter()
+            .map(|(k, v)| (k, v.unsigned_abs()))
+            .collect(),
         ..laurelc::fuse::FuseOptions::default()
     };
     let summary = laurelc::fuse::fuse_model(&mut model, &opts)?;
