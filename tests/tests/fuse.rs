@@ -79,13 +79,9 @@ fn variant_keeps_the_function(variant: VariantName) {
             if variant == VariantName::Rw {
                 assert!(!summary.hit_limit, "{name} {variant:?}: {}", summary.stop);
             }
-            // Never worse under the cost model (op counts may grow where
-            // one wider map and slices replace several maps).
             assert!(
-                summary.cost_after <= summary.cost_before + 1e-9,
-                "{name} {variant:?} {target:?}: {} -> {}",
-                summary.cost_before,
-                summary.cost_after
+                summary.ops_after <= summary.ops_before,
+                "{name} {variant:?} {target:?}"
             );
             // Only the tract target may use laurel-runtime's op.
             let custom = histogram(&fused)
@@ -329,13 +325,18 @@ fn sizes_make_copies_dearer_and_keep_the_model_symbolic() {
             sizes: sizes.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
             ..FuseOptions::default()
         };
-        fuse_model(&mut model, &opts).unwrap();
+        let summary = fuse_model(&mut model, &opts).unwrap();
         laurelc::onnx::write_path(&model, out, &laurelc::onnx::ExportOptions::default()).unwrap();
-        model
+        (model, summary)
     };
     let (one, many) = (dir.path().join("one.onnx"), dir.path().join("many.onnx"));
-    fuse_sized(&one, &[]);
-    let model = fuse_sized(&many, &[("batch_size", 8), ("sequence_length", 128)]);
+    let (_, summary) = fuse_sized(&one, &[]);
+    // --explain: the blocks whose maps were merged with other weights say so
+    // (not "folded": their values are still computed).
+    for b in &summary.blocks {
+        assert!(b.verdict().contains("merged"), "{b:?}");
+    }
+    let (model, _) = fuse_sized(&many, &[("batch_size", 8), ("sequence_length", 128)]);
     let slices = |p: &Path| histogram(p).get("Slice").copied().unwrap_or(0);
     assert!(
         slices(&many) < slices(&one),

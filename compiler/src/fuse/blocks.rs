@@ -10,13 +10,15 @@
 //!   its scalars went into weights, norms' ε, or cancelled;
 //! - **merged** when weights computed from its parameters are read (an
 //!   initializer `laurel.<k>.…` that did not exist before: a low-rank pair
-//!   multiplied out, or `B` concatenated into the branch's last projection);
+//!   multiplied out, or `A`s / `B`s concatenated, with each other or with the
+//!   model's weights; lifting names such a weight after the block's operand);
 //! - **fused op** when a `LaurelResidual` computes or reads one of its
 //!   values (a value computed anew is named `<name>.fused`);
 //! - **left alone** when all of its ops are still there, under their names.
 //!
 //! Otherwise the outcome lists what applies, with the ops left (`2 of 5 ops
-//! left`).
+//! left`) or, when none is but its parameters are still read as they were,
+//! `n parameters kept`.
 //!
 //! Complexity: O(V + E) of both graphs.
 
@@ -64,6 +66,9 @@ impl BlockOutcome {
         }
         if self.ops_left > 0 {
             parts.push(format!("{} of {} ops left", self.ops_left, self.ops_before));
+        } else if self.parameters_left > 0 {
+            // Its ops were rebuilt under other names, reading its parameters.
+            parts.push(format!("{} parameters kept", self.parameters_left));
         }
         if parts.is_empty() {
             "folded".to_owned()

@@ -530,17 +530,26 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                 l.used.insert((*n).to_owned());
                 (*n).to_owned()
             } else {
-                let base = match node {
-                    TensorLang::Onnx(op, _) => protos
+                let base = if let TensorLang::Onnx(op, _) = node {
+                    protos
                         .get(&op.node())
                         .and_then(|(p, _, _)| p.output.get(op.slot() as usize))
                         .cloned()
-                        .unwrap_or_else(|| op.op_type().to_owned()),
-                    _ => node
+                        .unwrap_or_else(|| op.op_type().to_owned())
+                } else {
+                    // Named after an operand, a LAuReL one first: a weight
+                    // merged from a block's parameters and the model's is
+                    // the block's (`laurel.<k>.….fused`, see `blocks`).
+                    let names: Vec<&String> = node
                         .children()
                         .iter()
-                        .find_map(|&c| value_names[usize::from(c)].clone())
-                        .unwrap_or_else(|| "fuse".to_owned()),
+                        .filter_map(|&c| value_names[usize::from(c)].as_ref())
+                        .collect();
+                    names
+                        .iter()
+                        .find(|n| n.starts_with("laurel."))
+                        .or(names.first())
+                        .map_or_else(|| "fuse".to_owned(), |n| (*n).clone())
                 };
                 l.fresh(&base)
             };

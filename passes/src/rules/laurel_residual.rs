@@ -2,7 +2,7 @@
 //!
 //! | rule | rewrite | guard |
 //! |---|---|---|
-//! | `sum-to-laurel-residual` | `Σᵢ cᵢ·tᵢ ⇒ (laurel-residual c₀ t₀ c₁ t₁ …)` | at least 3 terms, or 2 with a coefficient other than 1; float terms of known shapes |
+//! | `sum-to-laurel-residual` | `Σᵢ cᵢ·tᵢ ⇒ (laurel-residual c₀ t₀ c₁ t₁ …)` | at least 3 terms, or 2 with a coefficient other than 1; f16/f32 terms of known shapes |
 //!
 //! Equation: a tree of `+` whose leaves are terms `tᵢ` or scaled terms
 //! `cᵢ·tᵢ` (a known scalar `cᵢ`) equals `LaurelResidual(t₀, t₁, …;
@@ -39,17 +39,20 @@ pub const MAX_SUMS: usize = 8;
 
 fn to_laurel_residual(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     let data = &egraph[id].data;
-    let float = matches!(data.dtype, Some(DType::F16 | DType::F32 | DType::F64));
+    // The op's coefficients are an f32 attribute: an f64 sum would lose
+    // its coefficients' precision.
+    let float = matches!(data.dtype, Some(DType::F16 | DType::F32));
     if !float || data.shape.is_none() || data.weight {
         return Vec::new();
     }
     // Each of the class's sums (a few), flattened: rules may have made a
     // sum of fewer or cheaper terms than the first.
     let mut found: Vec<Vec<(Scalar, Id)>> = Vec::new();
-    for node in egraph[id].nodes.iter().take(MAX_SUMS) {
-        let TensorLang::Add(pair) = node else {
-            continue;
-        };
+    let sums = egraph[id].nodes.iter().filter_map(|n| match n {
+        TensorLang::Add(pair) => Some(pair),
+        _ => None,
+    });
+    for pair in sums.take(MAX_SUMS) {
         let Some(terms) = sum_terms_of(egraph, *pair, MAX_TERMS) else {
             continue;
         };

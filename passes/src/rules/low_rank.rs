@@ -251,10 +251,11 @@ fn merge(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     let mut seen: Vec<String> = Vec::new();
     // Each of the class's sums (a few): a merge made in one iteration is
     // another sum of the class, whose merged map can merge again.
-    for node in egraph[id].nodes.iter().take(MAX_SUMS) {
-        let TensorLang::Add(pair) = node else {
-            continue;
-        };
+    let sums = egraph[id].nodes.iter().filter_map(|n| match n {
+        TensorLang::Add(pair) => Some(pair),
+        _ => None,
+    });
+    for pair in sums.take(MAX_SUMS) {
         let Some(terms) = sum_terms_of(egraph, *pair, MAX_MERGE_TERMS) else {
             continue;
         };
@@ -720,5 +721,54 @@ mod tests {
         let e = runner.egraph;
         assert_eq!(e[e.find(q)].nodes.len(), 1);
         assert_eq!(e[e.find(k)].nodes.len(), 1);
+    }
+
+    #[test]
+    fn one_by_one_convs_of_one_input_merge_on_their_output_channels_too() {
+        let values = [
+            ("x", fixed(&[1, 4, 2, 2])),
+            ("wa", fixed(&[2, 4, 1, 1])),
+            ("wc", fixed(&[3, 4, 1, 1])),
+        ];
+        let mut g = crate::testing::graph(&values);
+        for w in ["wa", "wc"] {
+            g.declare_weight(crate::lang::ValueRef::new(w).unwrap())
+                .unwrap();
+        }
+        for (text, out) in [("onnx:Conv@n1.0", 2), ("onnx:Conv@n2.0", 3)] {
+            g.declare(
+                crate::testing::op(text),
+                crate::testing::f32(fixed(&[1, out, 2, 2])),
+            )
+            .unwrap();
+            g.declare_channel_map(text.parse().unwrap(), conv());
+        }
+        let a = crate::testing::add(&mut g, "(onnx:Conv@n1.0 $x $wa)");
+        let c = crate::testing::add(&mut g, "(onnx:Conv@n2.0 $x $wc)");
+        let runner = egg::Runner::default()
+            .with_egraph(g.into_egraph())
+            .with_iter_limit(1)
+            .run(&[MERGE_SHARED_INPUT.rewrite().unwrap()]);
+        let e = runner.egraph;
+        assert!(e.analysis.refusals().is_empty());
+        // Kernels concatenated on the output axis (0), slices on channels (1).
+        let (first, second, lo, hi) = if e.find(a) < e.find(c) {
+            ("$wa", "$wc", "(slice 1 0 2 ", "(slice 1 2 5 ")
+        } else {
+            ("$wc", "$wa", "(slice 1 3 5 ", "(slice 1 0 3 ")
+        };
+        let merged = format!("(conv1x1 $x (concat 0 {first} {second}))");
+        assert!(holds(&e, a, &format!("{lo}{merged})")));
+        assert!(holds(&e, c, &format!("{hi}{merged})")));
+        numerically_equal(
+            &values,
+            "(onnx:Conv@n1.0 $x $wa)",
+            &format!("{lo}{merged})"),
+        );
+        numerically_equal(
+            &values,
+            "(onnx:Conv@n2.0 $x $wc)",
+            &format!("{hi}{merged})"),
+        );
     }
 }
