@@ -262,6 +262,73 @@ mod tests {
     }
 
     #[test]
+    fn channel_maps_are_weighted_matmuls_and_plain_one_by_one_convs() {
+        use laurel_passes::block::Layout::{ChannelFirst, ChannelLast};
+        use laurel_passes::shape::fixed;
+        let ints = |name: &str, v: &[i64]| onnx_protobuf::AttributeProto {
+            name: name.into(),
+            ints: v.to_vec(),
+            ..onnx_protobuf::AttributeProto::default()
+        };
+        let with = |op: &str, attrs: Vec<onnx_protobuf::AttributeProto>| NodeProto {
+            attribute: attrs,
+            ..node(op, 1)
+        };
+        let kernel = fixed(&[8, 4, 1, 1]);
+        let map = |n: &NodeProto, kinds: &[InputKind], w: &laurel_passes::shape::Shape| {
+            channel_map_of(n, kinds, Some(w)).map(|m| m.layout)
+        };
+        // MatMul by a rank-2 weight; not by a computed operand or a batched weight.
+        let mm = node("MatMul", 1);
+        assert_eq!(
+            map(&mm, &[Computed, Weight], &fixed(&[4, 8])),
+            Some(ChannelLast)
+        );
+        assert_eq!(map(&mm, &[Computed, Computed], &fixed(&[4, 8])), None);
+        assert_eq!(map(&mm, &[Computed, Weight], &fixed(&[2, 4, 8])), None);
+        // A 1×1 Conv, one group, unit strides, no padding, no bias.
+        let conv = node("Conv", 1);
+        assert_eq!(map(&conv, &[Computed, Weight], &kernel), Some(ChannelFirst));
+        assert_eq!(
+            map(&conv, &[Computed, Weight, Absent], &kernel),
+            Some(ChannelFirst)
+        );
+        assert_eq!(
+            map(&conv, &[Computed, Weight, Weight], &kernel),
+            None,
+            "bias"
+        );
+        assert_eq!(map(&conv, &[Computed, Weight], &fixed(&[8, 4, 3, 3])), None);
+        let grouped = with(
+            "Conv",
+            vec![onnx_protobuf::AttributeProto {
+                name: "group".into(),
+                i: 2,
+                ..Default::default()
+            }],
+        );
+        assert_eq!(map(&grouped, &[Computed, Weight], &kernel), None, "groups");
+        let strided = with("Conv", vec![ints("strides", &[2, 2])]);
+        assert_eq!(map(&strided, &[Computed, Weight], &kernel), None, "strides");
+        let padded = with("Conv", vec![ints("pads", &[0, 0, 1, 1])]);
+        assert_eq!(map(&padded, &[Computed, Weight], &kernel), None, "pads");
+        let unit = with(
+            "Conv",
+            vec![ints("strides", &[1, 1]), ints("pads", &[0, 0, 0, 0])],
+        );
+        assert_eq!(map(&unit, &[Computed, Weight], &kernel), Some(ChannelFirst));
+        let other = NodeProto {
+            domain: "com.example".into(),
+            ..node("MatMul", 1)
+        };
+        assert_eq!(
+            map(&other, &[Computed, Weight], &fixed(&[4, 8])),
+            None,
+            "domain"
+        );
+    }
+
+    #[test]
     fn conv_needs_constant_weights() {
         let conv = node("Conv", 1);
         assert!(matches!(
