@@ -295,14 +295,15 @@ pub(crate) mod tests {
         ops: Ops<'_>,
         lhs: &str,
     ) -> (TensorEGraph, Id) {
-        run_declared(rule, values, lhs, |g| {
+        let (egraph, roots) = run_declared(rule, values, &[lhs], |g| {
             for (text, sem, shape) in ops {
                 g.declare(op(text), f32(shape.clone())).unwrap();
                 if let Some(sem) = sem {
                     g.declare_semantics(text.parse::<OpRef>().unwrap(), sem.clone());
                 }
             }
-        })
+        });
+        (egraph, roots[0])
     }
 
     /// Runs `rule` once on `lhs` over `values` (weights: names starting with
@@ -313,7 +314,19 @@ pub(crate) mod tests {
         ops: &[(&str, ChannelMap, Shape)],
         lhs: &str,
     ) -> (TensorEGraph, Id) {
-        run_declared(rule, values, lhs, |g| {
+        let (egraph, roots) = run_class_rule_on(rule, values, ops, &[lhs]);
+        (egraph, roots[0])
+    }
+
+    /// [`run_class_rule_with`] on several terms at once (rules that read
+    /// more than one class, such as maps of one input).
+    pub fn run_class_rule_on(
+        rule: ClassRule,
+        values: &[(&str, Shape)],
+        ops: &[(&str, ChannelMap, Shape)],
+        terms: &[&str],
+    ) -> (TensorEGraph, Vec<Id>) {
+        run_declared(rule, values, terms, |g| {
             for (text, map, shape) in ops {
                 g.declare(op(text), f32(shape.clone())).unwrap();
                 g.declare_channel_map(text.parse::<OpRef>().unwrap(), *map);
@@ -321,14 +334,14 @@ pub(crate) mod tests {
         })
     }
 
-    /// Runs `rule` once on `lhs` over `values` (weights: names starting with
-    /// `w`), after `declare` declared the generic ops.
+    /// Runs `rule` once on `terms` over `values` (weights: names starting
+    /// with `w`), after `declare` declared the generic ops.
     fn run_declared(
         rule: ClassRule,
         values: &[(&str, Shape)],
-        lhs: &str,
+        terms: &[&str],
         declare: impl FnOnce(&mut TensorGraph),
-    ) -> (TensorEGraph, Id) {
+    ) -> (TensorEGraph, Vec<Id>) {
         let mut g = graph(values);
         for (name, _) in values {
             if name.starts_with('w') {
@@ -336,13 +349,13 @@ pub(crate) mod tests {
             }
         }
         declare(&mut g);
-        let root = add(&mut g, lhs);
+        let roots = terms.iter().map(|t| add(&mut g, t)).collect();
         let runner = Runner::default()
             .with_egraph(g.into_egraph())
             .with_iter_limit(1)
             .run(&[rule.rewrite().unwrap()]);
         assert!(runner.egraph.analysis.refusals().is_empty());
-        (runner.egraph, root)
+        (runner.egraph, roots)
     }
 
     /// Whether `rhs` joined the root's class.

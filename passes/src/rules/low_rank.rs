@@ -420,7 +420,9 @@ pub const MERGE_CHANNEL_MAPS: ClassRule = ClassRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::class::tests::{holds, numerically_equal, run_class_rule_with};
+    use crate::rules::class::tests::{
+        holds, numerically_equal, run_class_rule_on, run_class_rule_with,
+    };
     use crate::shape::fixed;
 
     fn conv() -> ChannelMap {
@@ -627,6 +629,43 @@ mod tests {
         assert_eq!(e[e.find(root)].nodes.len(), 1);
     }
 
+    /// Runs `merge-shared-input` on two maps of `$x` (`$wa`, `$wc`, widths
+    /// `oa`, `oc`) and checks each became a slice of one merged map `op`
+    /// (`matmul` or `conv1x1`) with the kernels joined on `weight_axis`,
+    /// numerically too.
+    fn assert_merges_two(
+        values: &[(&str, crate::shape::Shape)],
+        ops: &[(&str, ChannelMap, crate::shape::Shape)],
+        (op, weight_axis, channel_axis): (&str, usize, usize),
+        (oa, oc): (usize, usize),
+    ) {
+        let terms = [
+            format!("({} $x $wa)", ops[0].0),
+            format!("({} $x $wc)", ops[1].0),
+        ];
+        let (e, roots) = run_class_rule_on(
+            MERGE_SHARED_INPUT,
+            values,
+            ops,
+            &[terms[0].as_str(), terms[1].as_str()],
+        );
+        let (a, c) = (roots[0], roots[1]);
+        // One merged map, the lower class's kernel first; a slice each.
+        let (first, second, (a0, c0)) = if e.find(a) < e.find(c) {
+            ("$wa", "$wc", (0, oa))
+        } else {
+            ("$wc", "$wa", (oc, 0))
+        };
+        let merged = format!("({op} $x (concat {weight_axis} {first} {second}))");
+        let slice = |start: usize, width: usize| {
+            format!("(slice {channel_axis} {start} {} {merged})", start + width)
+        };
+        for (root, term, rhs) in [(a, &terms[0], slice(a0, oa)), (c, &terms[1], slice(c0, oc))] {
+            assert!(holds(&e, root, &rhs), "{rhs}");
+            numerically_equal(values, term, &rhs);
+        }
+    }
+
     #[test]
     fn maps_of_one_input_merge_into_one_and_slices() {
         let values = [
@@ -638,44 +677,7 @@ mod tests {
             ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 2])),
             ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 3])),
         ];
-        let mut g = crate::testing::graph(&values);
-        for w in ["wa", "wc"] {
-            g.declare_weight(crate::lang::ValueRef::new(w).unwrap())
-                .unwrap();
-        }
-        for (text, map, shape) in &ops {
-            g.declare(crate::testing::op(text), crate::testing::f32(shape.clone()))
-                .unwrap();
-            g.declare_channel_map(text.parse().unwrap(), *map);
-        }
-        let a = crate::testing::add(&mut g, "(onnx:MatMul@n1.0 $x $wa)");
-        let c = crate::testing::add(&mut g, "(onnx:MatMul@n2.0 $x $wc)");
-        let runner = egg::Runner::default()
-            .with_egraph(g.into_egraph())
-            .with_iter_limit(1)
-            .run(&[MERGE_SHARED_INPUT.rewrite().unwrap()]);
-        let e = runner.egraph;
-        assert!(e.analysis.refusals().is_empty());
-        // One merged map, [wa wc] in the order of the classes; a slice each.
-        let (first, second, lo, hi) = if e.find(a) < e.find(c) {
-            ("$wa", "$wc", "(slice 1 0 2 ", "(slice 1 2 5 ")
-        } else {
-            ("$wc", "$wa", "(slice 1 3 5 ", "(slice 1 0 3 ")
-        };
-        let merged = format!("(matmul $x (concat 1 {first} {second}))");
-        assert!(holds(&e, a, &format!("{lo}{merged})")));
-        assert!(holds(&e, c, &format!("{hi}{merged})")));
-        let values: Vec<(&str, crate::shape::Shape)> = values.to_vec();
-        numerically_equal(
-            &values,
-            "(onnx:MatMul@n1.0 $x $wa)",
-            &format!("{lo}{merged})"),
-        );
-        numerically_equal(
-            &values,
-            "(onnx:MatMul@n2.0 $x $wc)",
-            &format!("{hi}{merged})"),
-        );
+        assert_merges_two(&values, &ops, ("matmul", 1, 1), (2, 3));
     }
 
     #[test]
@@ -699,76 +701,33 @@ mod tests {
             ("wq", fixed(&[4, 4])),
             ("wk", fixed(&[4, 4])),
         ];
-        let mut g = crate::testing::graph(&values);
-        for w in ["wq", "wk"] {
-            g.declare_weight(crate::lang::ValueRef::new(w).unwrap())
-                .unwrap();
+        let ops = [
+            ("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4])),
+            ("onnx:MatMul@n2.0", matmul(), fixed(&[2, 4])),
+        ];
+        let (e, roots) = run_class_rule_on(
+            MERGE_SHARED_INPUT,
+            &values,
+            &ops,
+            &["(onnx:MatMul@n1.0 $x $wq)", "(onnx:MatMul@n2.0 $x $wk)"],
+        );
+        for r in roots {
+            assert_eq!(e[e.find(r)].nodes.len(), 1);
         }
-        for text in ["onnx:MatMul@n1.0", "onnx:MatMul@n2.0"] {
-            g.declare(
-                crate::testing::op(text),
-                crate::testing::f32(fixed(&[2, 4])),
-            )
-            .unwrap();
-            g.declare_channel_map(text.parse().unwrap(), matmul());
-        }
-        let q = crate::testing::add(&mut g, "(onnx:MatMul@n1.0 $x $wq)");
-        let k = crate::testing::add(&mut g, "(onnx:MatMul@n2.0 $x $wk)");
-        let runner = egg::Runner::default()
-            .with_egraph(g.into_egraph())
-            .with_iter_limit(1)
-            .run(&[MERGE_SHARED_INPUT.rewrite().unwrap()]);
-        let e = runner.egraph;
-        assert_eq!(e[e.find(q)].nodes.len(), 1);
-        assert_eq!(e[e.find(k)].nodes.len(), 1);
     }
 
     #[test]
     fn one_by_one_convs_of_one_input_merge_on_their_output_channels_too() {
+        // Kernels concatenated on the output axis (0), slices on channels (1).
         let values = [
             ("x", fixed(&[1, 4, 2, 2])),
             ("wa", fixed(&[2, 4, 1, 1])),
             ("wc", fixed(&[3, 4, 1, 1])),
         ];
-        let mut g = crate::testing::graph(&values);
-        for w in ["wa", "wc"] {
-            g.declare_weight(crate::lang::ValueRef::new(w).unwrap())
-                .unwrap();
-        }
-        for (text, out) in [("onnx:Conv@n1.0", 2), ("onnx:Conv@n2.0", 3)] {
-            g.declare(
-                crate::testing::op(text),
-                crate::testing::f32(fixed(&[1, out, 2, 2])),
-            )
-            .unwrap();
-            g.declare_channel_map(text.parse().unwrap(), conv());
-        }
-        let a = crate::testing::add(&mut g, "(onnx:Conv@n1.0 $x $wa)");
-        let c = crate::testing::add(&mut g, "(onnx:Conv@n2.0 $x $wc)");
-        let runner = egg::Runner::default()
-            .with_egraph(g.into_egraph())
-            .with_iter_limit(1)
-            .run(&[MERGE_SHARED_INPUT.rewrite().unwrap()]);
-        let e = runner.egraph;
-        assert!(e.analysis.refusals().is_empty());
-        // Kernels concatenated on the output axis (0), slices on channels (1).
-        let (first, second, lo, hi) = if e.find(a) < e.find(c) {
-            ("$wa", "$wc", "(slice 1 0 2 ", "(slice 1 2 5 ")
-        } else {
-            ("$wc", "$wa", "(slice 1 3 5 ", "(slice 1 0 3 ")
-        };
-        let merged = format!("(conv1x1 $x (concat 0 {first} {second}))");
-        assert!(holds(&e, a, &format!("{lo}{merged})")));
-        assert!(holds(&e, c, &format!("{hi}{merged})")));
-        numerically_equal(
-            &values,
-            "(onnx:Conv@n1.0 $x $wa)",
-            &format!("{lo}{merged})"),
-        );
-        numerically_equal(
-            &values,
-            "(onnx:Conv@n2.0 $x $wc)",
-            &format!("{hi}{merged})"),
-        );
+        let ops = [
+            ("onnx:Conv@n1.0", conv(), fixed(&[1, 2, 2, 2])),
+            ("onnx:Conv@n2.0", conv(), fixed(&[1, 3, 2, 2])),
+        ];
+        assert_merges_two(&values, &ops, ("conv1x1", 0, 1), (2, 3));
     }
 }
