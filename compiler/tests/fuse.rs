@@ -131,3 +131,129 @@ fn folding_never_expands_a_small_constant_into_a_large_one() {
     assert_eq!(ops(&out), ["ConstantOfShape", "Add"]);
     assert!(std::fs::metadata(&out).unwrap().len() < 4096);
 }
+
+/// Fuses `m` (written to `dir`) and checks the result on tract against it.
+fn fuse_and_check(dir: &Path, name: &str, m: &ModelProto) -> ModelProto {
+    let p = dir.join(format!("{name}.onnx"));
+    std::fs::write(&p, bytes(m)).unwrap();
+    let out = dir.join(format!("{name}.fused.onnx"));
+    let o = laurelc(&["fuse", p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = laurelc(&["check", p.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn initializers_declared_as_inputs_are_weights_before_ir_4_only() {
+    // y = (x · W) · c, with W and c declared as graph inputs too.
+    let dir = tempfile::tempdir().unwrap();
+    let g = GraphProto {
+        node: vec![
+            node("MatMul", "mm", &["x", "W"], &["h"]),
+            node("Mul", "scale", &["h", "c"], &["y"]),
+        ],
+        initializer: vec![
+            f32_tensor("W", &[3, 3], &[1., -2., 3., 0.5, 0., 1., 2., 2., -1.]),
+            f32_tensor("c", &[], &[3.0]),
+        ],
+        input: vec![value("x", &[2, 3]), value("W", &[3, 3]), value("c", &[])],
+        output: vec![value("y", &[2, 3])],
+        ..Default::default()
+    };
+    for (ir_version, folds) in [(3, true), (8, false)] {
+        let mut m = model(g.clone());
+        m.ir_version = ir_version;
+        let fused = fuse_and_check(dir.path(), &format!("ir{ir_version}"), &m);
+        let ops: Vec<&str> = fused
+            .graph
+            .node
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect();
+        // Before IR 4 nothing can override W or c: c folds into W. From IR 4
+        // on they are defaults a caller may replace, so the Mul stays.
+        assert_eq!(
+            ops,
+            if folds {
+                vec!["MatMul"]
+            } else {
+                vec!["MatMul", "Mul"]
+            },
+            "IR {ir_version}"
+        );
+        // IR < 4 requires every initializer to be declared as an input.
+        let inputs: Vec<&str> = fused.graph.input.iter().map(|v| v.name.as_str()).collect();
+        for t in &fused.graph.initializer {
+            assert!(
+                ir_version >= 4 || inputs.contains(&t.name.as_str()),
+                "{} is not an input: {inputs:?}",
+                t.name
+            );
+        }
+        assert!(inputs.contains(&"x"));
+    }
+}
+
+#[test]
+fn a_scalar_folds_into_a_constant_of_shape_weight_as_a_new_fill() {
+    // y = (x · ConstantOfShape([64, 64]; 0.5)) · 3: the weight (16 KiB) is too
+    // large to fold into an initializer, but 3 · 0.5 fills it just as well.
+    let dir = tempfile::tempdir().unwrap();
+    let shape = onnx_protobuf::TensorProto {
+        name: "shape".into(),
+        dims: vec![2],
+        data_type: 7,
+        int64_data: vec![64, 64],
+        ..Default::default()
+    };
+    let mut fill = node("ConstantOfShape", "fill", &["shape"], &["W"]);
+    fill.attribute.push(onnx_protobuf::AttributeProto {
+        name: "value".into(),
+        type_: onnx_protobuf::attribute_proto::AttributeType::TENSOR.into(),
+        t: Some(f32_tensor("", &[1], &[0.5])).into(),
+        ..Default::default()
+    });
+    let g = GraphProto {
+        node: vec![
+            fill,
+            node("MatMul", "mm", &["x", "W"], &["h"]),
+            node("Mul", "scale", &["h", "c"], &["y"]),
+        ],
+        initializer: vec![shape, f32_tensor("c", &[], &[3.0])],
+        input: vec![value("x", &[2, 64])],
+        output: vec![value("y", &[2, 64])],
+        ..Default::default()
+    };
+    let fused = fuse_and_check(dir.path(), "fill", &model(g));
+    let ops: Vec<&str> = fused
+        .graph
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(ops, ["ConstantOfShape", "MatMul"]);
+    let value = &fused.graph.node[0].attribute[0];
+    assert_eq!(value.name, "value");
+    assert_eq!(value.t.raw_data, 1.5f32.to_le_bytes());
+    assert!(
+        fused.graph.initializer.iter().all(|t| t.dims.len() <= 1),
+        "only the shape is stored: {:?}",
+        fused
+            .graph
+            .initializer
+            .iter()
+            .map(|t| &t.dims)
+            .collect::<Vec<_>>()
+    );
+}

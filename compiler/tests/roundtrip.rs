@@ -383,16 +383,34 @@ fn external_data_inside_a_subgraph_is_refused_not_written_broken() {
 
 #[test]
 fn initializers_listed_as_inputs_are_defaults_not_duplicates() {
-    // IR < 4 style: dense W and sparse S are also graph inputs (overridable defaults).
-    let mut m = kitchen_sink();
-    let g = m.graph.as_mut().unwrap();
-    g.input.push(value("W", &[3, 3]));
-    g.input.push(value("S", &[3, 3]));
-    let model = import_bytes(&bytes(&m), "defaults").unwrap();
-    assert_eq!(
-        ModelProto::parse_from_bytes(&to_bytes(&model).unwrap()).unwrap(),
-        m
-    );
+    // Dense W and sparse S are also graph inputs: overridable defaults from IR 4
+    // on, constants before (IR < 4 had to declare every initializer so).
+    for (ir_version, constant) in [(8, false), (3, true)] {
+        let mut m = kitchen_sink();
+        m.ir_version = ir_version;
+        let g = m.graph.as_mut().unwrap();
+        g.input.push(value("W", &[3, 3]));
+        g.input.push(value("S", &[3, 3]));
+        let model = import_bytes(&bytes(&m), "defaults").unwrap();
+        assert_eq!(
+            ModelProto::parse_from_bytes(&to_bytes(&model).unwrap()).unwrap(),
+            m
+        );
+        let g = &model.graph;
+        assert_eq!(g.initializers_are_constant, constant);
+        let (w, _) = g.producers()["W"];
+        assert_eq!(
+            matches!(g.dag[w], laurelc::ir::Node::Initializer(_)),
+            constant,
+            "IR {ir_version}: {}",
+            g.display_name(w)
+        );
+        assert_eq!(
+            laurelc::analysis::constants::constant_nodes(g).contains(&w),
+            constant,
+            "IR {ir_version}"
+        );
+    }
 }
 
 #[test]

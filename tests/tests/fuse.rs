@@ -158,6 +158,57 @@ fn rw_fuses_to_the_baseline_op_counts() {
 }
 
 #[test]
+fn rw_folds_away_in_an_ir_3_model_whose_weights_are_fills() {
+    // light_resnet50 (IR 3, caffe2): every initializer is also declared as a
+    // graph input, and every weight is a `ConstantOfShape` filled with 0.02.
+    // RW's scales fold into those fills (the scaled fill is a new fill).
+    let dir = tempfile::tempdir().unwrap();
+    let path = laurel_tests::require("models").join("light_resnet50.onnx");
+    // Its softmax of equal logits is the same for any scale: the logits
+    // (equal to each other, not to a constant) become an output to compare.
+    let mut model = laurelc::onnx::import_path(&path).unwrap();
+    assert!(model.header.ir_version < 4 && model.graph.initializers_are_constant);
+    let mut logits = laurelc::onnx::export::tensor_input(&onnx_protobuf::TensorProto {
+        name: "r174".into(),
+        dims: vec![1, 1000],
+        data_type: 1,
+        ..Default::default()
+    });
+    logits.doc_string = "Gemm output, before the softmax".into();
+    model.graph.header.output.push(logits);
+    let base = dir.path().join("base.onnx");
+    laurelc::onnx::write_path(&model, &base, &laurelc::onnx::ExportOptions::default()).unwrap();
+    let (aug, fused) = (dir.path().join("aug.onnx"), dir.path().join("fused.onnx"));
+    augment(&base, &aug, VariantName::Rw, 5);
+    let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert_eq!(summary.blocks.len(), 12);
+    for b in &summary.blocks {
+        assert_eq!(b.verdict(), "folded", "{b:?}");
+    }
+    let (before, after) = (histogram(&base), histogram(&fused));
+    for op in ["Mul", "Sub", "Sigmoid", "Div"] {
+        assert_eq!(count(&after, op), 0, "{op}: {after:?}");
+    }
+    // The 12 augmented residual `Sum`s are `Add`s now; nothing else is added.
+    assert_eq!(
+        count(&after, "Add") + count(&after, "Sum"),
+        count(&before, "Sum"),
+        "{after:?}"
+    );
+    for (op, n) in &after {
+        let b = if op == "Add" {
+            count(&before, "Sum")
+        } else {
+            count(&before, op)
+        };
+        assert!(*n <= b, "{n} × {op}, baseline {before:?}");
+    }
+    let m = laurelc::onnx::import_path(&fused).unwrap();
+    assert_eq!(m.header.ir_version, 3);
+    same_function(&aug, &fused, &serde_json::Value::Null);
+}
+
+#[test]
 fn windows_give_the_whole_graph_result_on_a_small_model() {
     let dir = tempfile::tempdir().unwrap();
     let aug = dir.path().join("aug.onnx");

@@ -3,7 +3,10 @@
 //! A value is constant when it is an initializer, the output of a
 //! `Constant` op, or the output of an op whose every data input is constant
 //! (and that has at least one input and no subgraph). Graph inputs are never
-//! constant, not even those with an initializer as default. One pass in
+//! constant, not even those with an initializer as default; before IR
+//! version 4 an initializer declared as an input is not a default but a
+//! constant, and consumers read the initializer (see
+//! `Graph::initializers_are_constant`). One pass in
 //! topological order: O(V + E).
 
 use std::collections::HashSet;
@@ -22,8 +25,8 @@ pub fn constant_nodes(g: &Graph) -> HashSet<NodeIndex> {
         .chain(&g.sparse_initializers)
         .copied()
         .collect();
-    // An initializer shadowed by a graph input of the same name is a default, not a constant;
-    // the input node is what consumers read, so the initializer is never reached anyway.
+    // An initializer shadowed by a graph input of the same name (IR >= 4) is a default, not a
+    // constant; the input node is what consumers read, so the initializer is never reached.
     let Ok(order) = g.topo_ops() else {
         return constant;
     };

@@ -38,8 +38,6 @@ struct Builder<'g> {
     /// Where new ops go in `op_order`.
     insert_at: usize,
     counter: usize,
-    /// Before IR version 4, every initializer must also be a graph input.
-    initializers_are_inputs: bool,
 }
 
 impl Builder<'_> {
@@ -52,18 +50,11 @@ impl Builder<'_> {
                 raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 ..TensorProto::default()
             };
-            let n = self.g.dag.add_node(Node::Initializer(Initializer {
+            let n = self.g.add_initializer(Initializer {
                 proto,
                 external: None,
-            }));
-            self.g.initializers.push(n);
+            });
             self.producers.insert(name.into(), (n, 0));
-            if self.initializers_are_inputs {
-                let decl = crate::onnx::export::tensor_input(&proto_decl(name, dims));
-                let input = self.g.dag.add_node(Node::Input(decl));
-                self.g.inputs.push(input);
-                self.producers.insert(name.into(), (input, 0));
-            }
         }
         name.into()
     }
@@ -109,16 +100,6 @@ impl Builder<'_> {
         self.insert_at += 1;
         self.producers.insert(out.clone(), (n, 0));
         Ok((n, out))
-    }
-}
-
-/// A float32 tensor header (no data) named `name` with `dims`.
-fn proto_decl(name: &str, dims: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: 1,
-        ..TensorProto::default()
     }
 }
 
@@ -325,7 +306,6 @@ pub fn lift(
     report: &laurel_passes::AugmentReport,
     opts: &AugmentOptions,
 ) -> Result<Vec<BlockReport>> {
-    let initializers_are_inputs = model.header.ir_version < 4;
     let g = &mut model.graph;
     let producers: HashMap<String, (NodeIndex, usize)> = g
         .producers()
@@ -337,7 +317,6 @@ pub fn lift(
         producers,
         insert_at: 0,
         counter: 0,
-        initializers_are_inputs,
     };
     let expr = &report.expr;
     let mut lifted: HashMap<usize, String> = HashMap::new();

@@ -7,7 +7,9 @@
 //! initializers that nothing reads any more are removed. A value is folded
 //! only when it is no larger than the initializers it is computed from (or
 //! 4 KiB): a `ConstantOfShape` that expands a shape into megabytes of weights
-//! stays as it is, so folding never bloats a model.
+//! stays as it is, so folding never bloats a model. A larger value whose
+//! elements are all equal (say such a weight scaled by a folded scalar) is
+//! written as a `ConstantOfShape` of a shape initializer instead (opset ≥ 9).
 //!
 //! Complexity: O(V + E) plus tract's evaluation of the constant ops.
 
@@ -38,6 +40,9 @@ pub struct FoldReport {
     pub removed_initializers: usize,
     /// Values left unfolded because folding would have grown the model.
     pub kept_large: usize,
+    /// Large values of one repeated element, written as a `ConstantOfShape`
+    /// of a shape initializer instead (counted in `folded_values` too).
+    pub filled_values: usize,
 }
 
 fn err(message: impl Into<String>) -> Error {
@@ -90,25 +95,35 @@ pub fn fold_constants(model: &mut Model) -> Result<FoldReport> {
     }
     let values = evaluate(model, &const_ops, &frontier)?;
 
+    let fills = opset(model) >= 9;
     let g = &mut model.graph;
+    let mut names = Names::of(g);
     let mut report = FoldReport::default();
     for ((producer, slot, name), raw) in frontier.iter().zip(values) {
-        if raw.raw_data.len() > SMALL_BYTES.max(ancestry_bytes(g, *producer, &constant)) {
+        let init = if raw.raw_data.len() <= SMALL_BYTES.max(ancestry_bytes(g, *producer, &constant))
+        {
+            let proto = TensorProto {
+                name: name.clone(),
+                dims: raw.dims,
+                data_type: raw.data_type,
+                raw_data: raw.raw_data,
+                ..TensorProto::default()
+            };
+            g.add_initializer(Initializer {
+                proto,
+                external: None,
+            })
+        } else if let Some(fill) = fills
+            .then(|| uniform_element(&raw))
+            .flatten()
+            .filter(|_| !is_fill(g, *producer))
+        {
+            report.filled_values += 1;
+            constant_of_shape(g, &mut names, *producer, name, &raw, fill)
+        } else {
             report.kept_large += 1;
             continue;
-        }
-        let proto = TensorProto {
-            name: name.clone(),
-            dims: raw.dims,
-            data_type: raw.data_type,
-            raw_data: raw.raw_data,
-            ..TensorProto::default()
         };
-        let init = g.dag.add_node(Node::Initializer(Initializer {
-            proto,
-            external: None,
-        }));
-        g.initializers.push(init);
         let readers: Vec<(NodeIndex, Edge, petgraph::stable_graph::EdgeIndex)> = g
             .dag
             .edges_directed(*producer, Direction::Outgoing)
@@ -146,6 +161,136 @@ pub fn fold_constants(model: &mut Model) -> Result<FoldReport> {
         .collect();
     remove_dead(g, &constant, &fed_folding, &mut report);
     Ok(report)
+}
+
+/// The model's default-domain opset version (1 when not declared).
+fn opset(model: &Model) -> i64 {
+    model
+        .header
+        .opset_import
+        .iter()
+        .find(|o| crate::analysis::is_onnx_domain(&o.domain))
+        .map_or(1, |o| o.version)
+}
+
+/// Value and node names in use, to pick fresh ones.
+struct Names {
+    values: HashSet<String>,
+    nodes: HashSet<String>,
+}
+
+impl Names {
+    fn of(g: &Graph) -> Self {
+        let values = g.producers().keys().map(|&k| k.to_owned()).collect();
+        let nodes = g
+            .dag
+            .node_weights()
+            .filter_map(|n| n.as_op().map(|op| op.proto.name.clone()))
+            .collect();
+        Self { values, nodes }
+    }
+
+    /// `base`, or `base.k` for the first free `k ≥ 2`, now in use.
+    fn fresh(used: &mut HashSet<String>, base: &str) -> String {
+        let mut name = base.to_owned();
+        let mut k = 2;
+        while used.contains(&name) {
+            name = format!("{base}.{k}");
+            k += 1;
+        }
+        used.insert(name.clone());
+        name
+    }
+}
+
+/// The one element every element of `raw` equals (its little-endian bytes),
+/// or `None` when two differ or `raw` is empty.
+fn uniform_element(raw: &laurel_runtime::RawTensor) -> Option<Vec<u8>> {
+    let count = raw
+        .dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))?;
+    if count == 0 || !raw.raw_data.len().is_multiple_of(count) {
+        return None;
+    }
+    let width = raw.raw_data.len() / count;
+    let first = raw.raw_data.get(..width)?;
+    raw.raw_data
+        .chunks_exact(width)
+        .all(|c| c == first)
+        .then(|| first.to_vec())
+}
+
+/// Whether `n` is already a `ConstantOfShape` (of constants): writing its
+/// value as one again would only rename it.
+fn is_fill(g: &Graph, n: NodeIndex) -> bool {
+    g.dag[n].as_op().is_some_and(|op| {
+        op.proto.op_type == "ConstantOfShape" && crate::analysis::is_onnx_domain(&op.proto.domain)
+    })
+}
+
+/// Adds `ConstantOfShape(shape) → name` with `element` as its value, next
+/// to `producer` in the op order, and returns the new op (which, like an
+/// initializer, outputs at slot 0).
+fn constant_of_shape(
+    g: &mut Graph,
+    names: &mut Names,
+    producer: NodeIndex,
+    name: &str,
+    raw: &laurel_runtime::RawTensor,
+    element: Vec<u8>,
+) -> NodeIndex {
+    let shape_name = Names::fresh(&mut names.values, &format!("{name}.shape"));
+    let rank = i64::try_from(raw.dims.len()).unwrap_or(i64::MAX);
+    let shape = g.add_initializer(Initializer {
+        proto: TensorProto {
+            name: shape_name.clone(),
+            dims: vec![rank],
+            data_type: onnx_protobuf::tensor_proto::DataType::INT64 as i32,
+            raw_data: raw.dims.iter().flat_map(|d| d.to_le_bytes()).collect(),
+            ..TensorProto::default()
+        },
+        external: None,
+    });
+    let value = onnx_protobuf::AttributeProto {
+        name: "value".into(),
+        type_: onnx_protobuf::attribute_proto::AttributeType::TENSOR.into(),
+        t: Some(TensorProto {
+            dims: vec![1],
+            data_type: raw.data_type,
+            raw_data: element,
+            ..TensorProto::default()
+        })
+        .into(),
+        ..onnx_protobuf::AttributeProto::default()
+    };
+    let proto = onnx_protobuf::NodeProto {
+        name: Names::fresh(&mut names.nodes, name),
+        op_type: "ConstantOfShape".into(),
+        output: vec![name.to_owned()],
+        attribute: vec![value],
+        ..onnx_protobuf::NodeProto::default()
+    };
+    let op = g.dag.add_node(Node::Op(crate::ir::OpNode {
+        proto,
+        num_inputs: 1,
+    }));
+    g.dag.add_edge(
+        shape,
+        op,
+        Edge {
+            name: shape_name,
+            src_slot: 0,
+            dst_slot: Some(0),
+        },
+    );
+    let at = g
+        .op_order
+        .iter()
+        .position(|&m| m == producer)
+        .unwrap_or(g.op_order.len());
+    g.op_order.insert(at, op);
+    op
 }
 
 /// Bytes of the initializers a constant op's values are computed from.
@@ -205,16 +350,17 @@ fn remove_dead(
         if dead.is_empty() {
             break;
         }
-        for n in dead {
-            if matches!(g.dag[n], Node::Op(_)) {
-                g.op_order.retain(|&m| m != n);
-                report.removed_ops += 1;
-            } else {
-                g.initializers.retain(|&m| m != n);
-                report.removed_initializers += 1;
-            }
+        let (ops, inits): (Vec<NodeIndex>, Vec<NodeIndex>) = dead
+            .into_iter()
+            .partition(|&n| matches!(g.dag[n], Node::Op(_)));
+        let inits: HashSet<NodeIndex> = inits.into_iter().collect();
+        for n in ops {
+            g.op_order.retain(|&m| m != n);
+            report.removed_ops += 1;
             g.dag.remove_node(n);
         }
+        report.removed_initializers += inits.len();
+        g.remove_initializers(&inits);
     }
 }
 

@@ -68,7 +68,6 @@ struct Lifter<'a> {
     counter: usize,
     /// New op nodes with their order anchors.
     anchors: Vec<(NodeIndex, usize)>,
-    initializers_are_inputs: bool,
     /// Node names in use.
     node_names: HashSet<String>,
 }
@@ -201,19 +200,10 @@ impl Lifter<'_> {
     /// model declares its initializers as inputs).
     fn add_initializer(&mut self, proto: TensorProto) {
         let name = proto.name.clone();
-        if self.initializers_are_inputs {
-            let decl = crate::onnx::export::tensor_input(&TensorProto {
-                raw_data: Vec::new(),
-                ..proto.clone()
-            });
-            let input = self.g.dag.add_node(Node::Input(decl));
-            self.g.inputs.push(input);
-        }
-        let n = self.g.dag.add_node(Node::Initializer(Initializer {
+        let n = self.g.add_initializer(Initializer {
             proto,
             external: None,
-        }));
-        self.g.initializers.push(n);
+        });
         self.producers.insert(name, (n, 0));
     }
 
@@ -406,7 +396,6 @@ fn fusion_op(
 pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result<Lifted> {
     let mut lifted = Lifted::default();
     let root_positions: HashSet<usize> = report.roots.iter().map(|&r| usize::from(r)).collect();
-    let initializers_are_inputs = model.header.ir_version < 4;
     let opset = model
         .header
         .opset_import
@@ -465,7 +454,6 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
         opset,
         counter: 0,
         anchors: Vec::new(),
-        initializers_are_inputs,
     };
 
     // Original names by final class, in lowering order.
@@ -763,8 +751,8 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
 /// their graph-input declarations. Returns how many were removed.
 pub fn remove_unread_initializers(g: &mut Graph) -> usize {
     let outputs: HashSet<String> = g.header.output.iter().map(|o| o.name.clone()).collect();
-    // An initializer that is also a graph input (IR < 4) is read through the
-    // input node: it is alive while that is.
+    // An initializer that is also an overridable graph input (IR >= 4) is
+    // the input's default: it is alive while the input is read.
     let read_inputs: HashSet<String> = g
         .inputs
         .iter()
@@ -776,7 +764,7 @@ pub fn remove_unread_initializers(g: &mut Graph) -> usize {
         })
         .flat_map(|&n| g.dag[n].outputs().into_iter().map(str::to_owned))
         .collect();
-    let dead: Vec<NodeIndex> = g
+    let dead: HashSet<NodeIndex> = g
         .initializers
         .iter()
         .copied()
@@ -791,30 +779,6 @@ pub fn remove_unread_initializers(g: &mut Graph) -> usize {
                     .all(|o| !outputs.contains(*o) && !read_inputs.contains(*o))
         })
         .collect();
-    let dead_names: HashSet<String> = dead
-        .iter()
-        .flat_map(|&n| g.dag[n].outputs().into_iter().map(str::to_owned))
-        .collect();
-    for &n in &dead {
-        g.dag.remove_node(n);
-    }
-    g.initializers.retain(|n| !dead.contains(n));
-    // An initializer's graph-input declaration (IR < 4), now unread too.
-    let inputs: Vec<NodeIndex> = g
-        .inputs
-        .iter()
-        .copied()
-        .filter(|&n| {
-            g.dag[n].outputs().iter().any(|o| dead_names.contains(*o))
-                && g.dag
-                    .edges_directed(n, petgraph::Direction::Outgoing)
-                    .next()
-                    .is_none()
-        })
-        .collect();
-    for &n in &inputs {
-        g.dag.remove_node(n);
-    }
-    g.inputs.retain(|n| !inputs.contains(n));
+    g.remove_initializers(&dead);
     dead.len()
 }

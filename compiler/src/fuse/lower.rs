@@ -1,7 +1,9 @@
 //! Lowering for fusion: the whole graph → terms.
 //!
 //! Every op of the main graph becomes a term, except ops holding subgraphs
-//! (`If`, `Loop`, `Scan`), whose outputs stay opaque values:
+//! (`If`, `Loop`, `Scan`), whose outputs stay opaque values, and constant ops
+//! (those constant folding kept because their values are large, such as a
+//! `ConstantOfShape`), whose outputs are weights:
 //! - `Add`, `Sub`, `Mul`, `Div` of floating-point values become `+ - * /`; a
 //!   one-element float initializer operand that broadcasts without changing
 //!   the other operand's shape becomes an exact `Num` (every float is a
@@ -11,8 +13,9 @@
 //!   ([`super::semantics::semantics_of`]); a norm gets its ε as a last
 //!   `Num` child.
 //!
-//! Graph inputs, initializers and opaque outputs are `Value` leaves; an
-//! initializer that is not also a graph input is declared a weight. Types
+//! Graph inputs, initializers and opaque outputs are `Value` leaves; a float
+//! constant (an initializer that is not an overridable graph input, or a
+//! constant op's output) is declared a weight. Types
 //! come from tract's inference ([`crate::analysis::infer_values`]) and, for
 //! initializers, from the tensors themselves. The roots are the graph
 //! outputs and the values read by ops that are not lowered (including
@@ -220,12 +223,17 @@ pub fn lower(
         .map(|(i, &n)| (n, i))
         .collect();
     let producers = g.producers();
-    let input_names: HashSet<&str> = g.inputs.iter().flat_map(|&n| g.dag[n].outputs()).collect();
 
+    // Constant ops that constant folding left (their values are larger than
+    // what they are computed from, say a `ConstantOfShape`) stay as they
+    // are: their outputs are weights, like initializers.
+    let constant = crate::analysis::constants::constant_nodes(g);
     let lowered: HashSet<NodeIndex> = order
         .iter()
         .copied()
-        .filter(|&n| lowerable(g, n) && window.is_none_or(|w| w.contains(&n)))
+        .filter(|&n| {
+            lowerable(g, n) && !constant.contains(&n) && window.is_none_or(|w| w.contains(&n))
+        })
         .collect();
 
     let mut tg = TensorGraph::new();
@@ -237,7 +245,6 @@ pub fn lower(
 
     let type_of_value = |name: &str| -> TensorType {
         if let Some(&(p, _)) = producers.get(name)
-            && !input_names.contains(name)
             && let Node::Initializer(i) = &g.dag[p]
         {
             return initializer_type(&i.proto);
@@ -245,13 +252,16 @@ pub fn lower(
         types.get(name).cloned().unwrap_or_else(TensorType::unknown)
     };
     let initializer = |name: &str| -> Option<&Initializer> {
-        if input_names.contains(name) {
-            return None;
-        }
         match producers.get(name).map(|&(p, _)| &g.dag[p]) {
             Some(Node::Initializer(i)) => Some(i),
             _ => None,
         }
+    };
+    // A value computed from initializers alone: a weight when it is float.
+    let is_constant = |name: &str| -> bool {
+        producers
+            .get(name)
+            .is_some_and(|(p, _)| constant.contains(p))
     };
 
     // A leaf for a value no lowered op produces.
@@ -262,7 +272,7 @@ pub fn lower(
             }
             let v = ValueRef::new(name).map_err(|e| err(e.to_string()))?;
             let ty = type_of_value(name);
-            let weight = initializer(name).is_some() && is_float(ty.dtype.as_ref());
+            let weight = is_constant(name) && is_float(ty.dtype.as_ref());
             tg.declare(Leaf::Value(v), ty)
                 .map_err(|e| err(e.to_string()))?;
             if weight {
@@ -354,7 +364,7 @@ pub fn lower(
                 .iter()
                 .map(|i| match i.as_deref() {
                     None => InputKind::Absent,
-                    Some(name) if initializer(name).is_some() => InputKind::Weight,
+                    Some(name) if is_constant(name) => InputKind::Weight,
                     Some(_) => InputKind::Computed,
                 })
                 .collect();

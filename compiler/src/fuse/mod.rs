@@ -330,8 +330,8 @@ pub fn explain(s: &FuseSummary) -> String {
     );
     let _ = writeln!(
         out,
-        "weights materialised: {}; initializers removed: {}",
-        s.materialised.folded_values, s.removed_initializers
+        "weights materialised: {} ({} as `ConstantOfShape` fills); initializers removed: {}",
+        s.materialised.folded_values, s.materialised.filled_values, s.removed_initializers
     );
     let _ = write!(out, "ops by type (before -> after):");
     let types: std::collections::BTreeSet<&String> = s

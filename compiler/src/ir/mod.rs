@@ -147,9 +147,62 @@ pub struct Graph {
     /// Export writes a topological order that follows this one wherever the
     /// dependencies allow, so an untouched graph keeps its node order.
     pub op_order: Vec<NodeIndex>,
+    /// Whether an initializer declared as a graph input too is a constant
+    /// (IR version < 4, where every initializer had to be declared so and
+    /// none could be overridden) rather than the input's default value.
+    pub initializers_are_constant: bool,
 }
 
 impl Graph {
+    /// Adds a dense initializer, declared as a graph input too where
+    /// [`Graph::initializers_are_constant`] (IR < 4 requires it). Returns the
+    /// initializer's node. O(1).
+    pub fn add_initializer(&mut self, init: Initializer) -> NodeIndex {
+        if self.initializers_are_constant {
+            let decl = crate::onnx::export::tensor_input(&TensorProto {
+                name: init.proto.name.clone(),
+                dims: init.proto.dims.clone(),
+                data_type: init.proto.data_type,
+                ..TensorProto::default()
+            });
+            let input = self.dag.add_node(Node::Input(decl));
+            self.inputs.push(input);
+        }
+        let n = self.dag.add_node(Node::Initializer(init));
+        self.initializers.push(n);
+        n
+    }
+
+    /// Removes the dense initializers `dead`, and the graph-input
+    /// declarations of theirs that nothing reads (IR < 4). O(V).
+    pub fn remove_initializers(&mut self, dead: &std::collections::HashSet<NodeIndex>) {
+        let names: std::collections::HashSet<String> = dead
+            .iter()
+            .flat_map(|&n| self.dag[n].outputs().into_iter().map(str::to_owned))
+            .collect();
+        for &n in dead {
+            self.dag.remove_node(n);
+        }
+        self.initializers.retain(|n| !dead.contains(n));
+        let decls: Vec<NodeIndex> = self
+            .inputs
+            .iter()
+            .copied()
+            .filter(|&n| {
+                self.dag[n].outputs().iter().any(|o| names.contains(*o))
+                    && self
+                        .dag
+                        .edges_directed(n, Direction::Outgoing)
+                        .next()
+                        .is_none()
+            })
+            .collect();
+        for &n in &decls {
+            self.dag.remove_node(n);
+        }
+        self.inputs.retain(|n| !decls.contains(n));
+    }
+
     /// The name of a node for messages: its ONNX name, or `#i (OpType)` for an
     /// unnamed op at position `i` of [`Graph::op_order`].
     #[must_use]
@@ -209,7 +262,8 @@ impl Graph {
 
     /// A map from every value name to its producer and output slot. Graph
     /// inputs take precedence over initializers of the same name (an
-    /// initializer is then the input's default value). O(V).
+    /// initializer is then the input's default value), unless
+    /// [`Graph::initializers_are_constant`]. O(V).
     #[must_use]
     pub fn producers(&self) -> HashMap<&str, (NodeIndex, usize)> {
         let mut map = HashMap::new();
@@ -225,6 +279,9 @@ impl Graph {
         }
         for &n in &self.inputs {
             for name in self.dag[n].outputs() {
+                if self.initializers_are_constant && map.contains_key(name) {
+                    continue;
+                }
                 map.insert(name, (n, 0));
             }
         }

@@ -98,7 +98,13 @@ pub fn import_proto(
         });
     };
     reject_nested_external(&proto, &gp, label)?;
-    let graph = import_graph(gp, label, external)?;
+    // Before IR version 4 every initializer had to be declared as a graph
+    // input too, and could not be overridden (onnxruntime's
+    // `Graph::CanOverrideInitializer` is `ir_version >= 4`): such a value is a
+    // constant. From IR 4 on, an initializer shadowed by an input is only
+    // the input's default.
+    let initializers_are_constant = proto.ir_version < 4;
+    let graph = import_graph(gp, label, external, initializers_are_constant)?;
     Ok(Model {
         header: proto,
         graph,
@@ -109,10 +115,14 @@ fn import_graph(
     mut gp: GraphProto,
     label: &str,
     external: Option<ExternalLoader>,
+    initializers_are_constant: bool,
 ) -> Result<Graph> {
-    let mut g = Graph::default();
+    let mut g = Graph {
+        initializers_are_constant,
+        ..Graph::default()
+    };
     let op_inputs = add_nodes(&mut g, &mut gp, label, external)?;
-    let producer = producers(&g, label)?;
+    let producer = producers(&g, label, initializers_are_constant)?;
     connect(&mut g, op_inputs, &producer, label)?;
     check_outputs(&gp, &producer, label)?;
     g.header = gp;
@@ -174,8 +184,15 @@ fn add_nodes(
 }
 
 /// Every value name's producer and output slot. A graph input may share its
-/// name with an initializer (its default value); any other repeat is an error.
-fn producers(g: &Graph, label: &str) -> Result<HashMap<String, (NodeIndex, usize)>> {
+/// name with an initializer; any other repeat is an error. The input produces
+/// the value (the initializer is its default) unless
+/// `initializers_are_constant` (IR < 4), when the initializer does and the
+/// input is a declaration nothing reads.
+fn producers(
+    g: &Graph,
+    label: &str,
+    initializers_are_constant: bool,
+) -> Result<HashMap<String, (NodeIndex, usize)>> {
     let mut producer: HashMap<String, (NodeIndex, usize)> = HashMap::new();
     let sources = g
         .initializers
@@ -200,6 +217,9 @@ fn producers(g: &Graph, label: &str) -> Result<HashMap<String, (NodeIndex, usize
                         first: g.display_name(first),
                         second: g.display_name(n),
                     });
+                }
+                if initializers_are_constant {
+                    continue;
                 }
             }
             producer.insert(name.to_string(), (n, slot));
