@@ -315,6 +315,38 @@ fn a_wide_low_rank_map_folds_into_one_conv_with_its_skip() {
 }
 
 #[test]
+fn pa_own_state_terms_join_the_skip_and_rw_adds_nothing_to_pa() {
+    // PA's x + … + γ₀·x: `combine-like-terms` makes it (1 + γ₀)·x, one Add
+    // fewer; with RW too, 1 + γ₀ joins β on the stream, so RW+PA fuses to no
+    // more ops than PA alone.
+    let dir = tempfile::tempdir().unwrap();
+    let base = fixture("tiny_preln_transformer");
+    let mut fused_ops = Vec::new();
+    for variant in [VariantName::Pa, VariantName::RwPa] {
+        let aug = dir.path().join(format!("{variant:?}.onnx"));
+        let fused = dir.path().join(format!("{variant:?}.fused.onnx"));
+        augment(&base, &aug, variant, 3);
+        let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+        assert!(
+            summary
+                .fired
+                .get("combine-like-terms")
+                .is_some_and(|&n| n > 0),
+            "{variant:?}: {:?}",
+            summary.fired
+        );
+        let (before, after) = (histogram(&aug), histogram(&fused));
+        assert!(
+            count(&after, "Add") < count(&before, "Add"),
+            "{variant:?}: {after:?}"
+        );
+        same_function(&aug, &fused, &serde_json::Value::Null);
+        fused_ops.push(after.values().sum::<usize>());
+    }
+    assert!(fused_ops[1] <= fused_ops[0], "PA, RW+PA: {fused_ops:?}");
+}
+
+#[test]
 fn for_tract_pa_sums_become_laurel_residual_ops() {
     // tiny ResNet with PA: each augmented block's f + x + Σ γ_j·s_j becomes
     // one LaurelResidual in place of the baseline's residual Add.

@@ -23,7 +23,14 @@
 //! scalar-into-weight-of-product  (* (* ?c ?a) ?k) => (* ?a (* ?c ?k))                   (c·a)·k = a·(c·k)
 //! scalar-out-of-numerator     (/ (* ?c ?a) ?b)   => (* ?c (/ ?a ?b))                   (c·a)/b = c·(a/b)
 //! scalar-out-of-denominator   (/ ?b (* ?d ?a))   => (* (/ 1 ?d) (/ ?b ?a))             b/(d·a) = (1/d)·(b/a)
+//! combine-like-terms          (… x …) + (… c·x …) ⇒ (… …) + (… (1+c)·x …)            (a class rule)
 //! ```
+//!
+//! `combine-like-terms` finds a term `x` of one operand's sum and a term
+//! `c·x` of the other's, each up to [`MAX_LIKE_TERM_DEPTH`] sums down (PA's
+//! own-state term `γ₀·x` and the skip `x`), and drops `x`, leaving
+//! `(1 + c)·x`: one `+` fewer, and `1 + c` rides with the stream's other
+//! scales. It is not offered when `1 + c = 0`.
 //!
 //! A sum is factored only when both sides carry a scale (or one side is a
 //! weight, which takes the inverse scale for free): a scale on one computed
@@ -47,8 +54,11 @@ use std::sync::LazyLock;
 
 use egg::{Id, Subst, Var};
 
+use super::class::{ClassRule, scaled_forms};
 use super::{RuleError, TensorRewrite, rule};
 use crate::analysis::TensorEGraph;
+use crate::checked::Rhs;
+use crate::lang::{Scalar, TensorLang};
 
 /// The pattern variable `name`: the guards' own parsed once (parsing
 /// interns a symbol, which took 8% of a 200-block fusion), others parsed.
@@ -130,6 +140,110 @@ fn c_scalar_a_computed(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
     is_scalar(e, s, "?c", false) && is_computed(e, s, "?a")
 }
 
+/// How many sums deep `combine-like-terms` looks for `c·x`.
+pub const MAX_LIKE_TERM_DEPTH: usize = 4;
+
+/// A way down a sum: each step is `(the sum's other operand, it is on the
+/// left)`, from the top down.
+type SumPath = Vec<(Id, bool)>;
+
+/// The terms of the sum `id` reached through at most `depth` sums (`id`
+/// itself first, with an empty path), with how to reach them.
+fn sum_leaves(egraph: &TensorEGraph, id: Id, depth: usize, out: &mut Vec<(SumPath, Id)>) {
+    fn walk(
+        egraph: &TensorEGraph,
+        id: Id,
+        depth: usize,
+        path: &mut SumPath,
+        out: &mut Vec<(SumPath, Id)>,
+    ) {
+        let id = egraph.find(id);
+        out.push((path.clone(), id));
+        if depth == 0 {
+            return;
+        }
+        for node in &egraph[id].nodes {
+            let TensorLang::Add([a, b]) = node else {
+                continue;
+            };
+            for (down, other, other_left) in [(*a, *b, false), (*b, *a, true)] {
+                path.push((egraph.find(other), other_left));
+                walk(egraph, down, depth - 1, path, out);
+                path.pop();
+            }
+        }
+    }
+    walk(egraph, id, depth, &mut Vec::new(), out);
+}
+
+/// Rebuilds the sum along `path` (from the top down) with `leaf` in place
+/// of the term it reaches; `None` as `leaf` drops that term (the last sum
+/// on the path becomes its other operand). Returns the new top.
+fn rebuild(rhs: &mut Rhs, path: &[(Id, bool)], leaf: Option<Id>) -> Option<Id> {
+    let mut term = leaf;
+    for &(other, other_left) in path.iter().rev() {
+        let o = rhs.class(other);
+        term = Some(match term {
+            None => o,
+            Some(t) => rhs.node(TensorLang::Add(if other_left { [o, t] } else { [t, o] })),
+        });
+    }
+    term
+}
+
+/// `combine-like-terms`: a term `x` of one operand of a sum and a term
+/// `c·x` of the other become one term `(1 + c)·x`.
+fn combine_like_terms(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let mut out = Vec::new();
+    for node in &egraph[id].nodes {
+        let TensorLang::Add([lhs, rhs_operand]) = node else {
+            continue;
+        };
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        sum_leaves(egraph, *lhs, MAX_LIKE_TERM_DEPTH, &mut left);
+        sum_leaves(egraph, *rhs_operand, MAX_LIKE_TERM_DEPTH, &mut right);
+        // (the side holding x, the side holding c·x, x's side is the left)
+        for (plain, scaled, plain_left) in [(&left, &right, true), (&right, &left, false)] {
+            for (scaled_path, t) in scaled {
+                for (c, x) in scaled_forms(egraph, *t) {
+                    let one_plus_c = &Scalar::from_integer(1) + &c;
+                    if one_plus_c.is_zero() || egraph[x].data.constant.is_some() {
+                        continue;
+                    }
+                    for (plain_path, _) in plain.iter().filter(|(_, y)| *y == x) {
+                        let mut rhs = Rhs::new();
+                        let factor = rhs.node(TensorLang::Num(one_plus_c.clone()));
+                        let xc = rhs.class(x);
+                        let combined = rhs.node(TensorLang::Mul([factor, xc]));
+                        let with_combined = rebuild(&mut rhs, scaled_path, Some(combined));
+                        let without_x = rebuild(&mut rhs, plain_path, None);
+                        match (with_combined, without_x) {
+                            (Some(with), Some(rest)) => {
+                                rhs.node(TensorLang::Add(if plain_left {
+                                    [rest, with]
+                                } else {
+                                    [with, rest]
+                                }));
+                            }
+                            // x was the whole operand: the sum is the other one.
+                            (Some(_), None) => {}
+                            _ => continue,
+                        }
+                        out.push(rhs);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `combine-like-terms` (see the table above).
+pub const COMBINE_LIKE_TERMS: ClassRule = ClassRule {
+    name: "combine-like-terms",
+    find: combine_like_terms,
+};
+
 /// The scalar-algebra rules.
 ///
 /// # Errors
@@ -156,6 +270,7 @@ pub fn scale_rules() -> Result<Vec<TensorRewrite>, RuleError> {
         rule!("scalar-into-weight-of-product"; "(* (* ?c ?a) ?k)" => "(* ?a (* ?c ?k))"             if c_scalar_k_weight_a_computed)?,
         rule!("scalar-out-of-numerator";     "(/ (* ?c ?a) ?b)" => "(* ?c (/ ?a ?b))"               if c_scalar_a_computed)?,
         rule!("scalar-out-of-denominator";   "(/ ?b (* ?d ?a))" => "(* (/ 1 ?d) (/ ?b ?a))"         if d_nonzero_a_computed)?,
+        COMBINE_LIKE_TERMS.rewrite()?,
     ])
 }
 
@@ -262,6 +377,11 @@ mod tests {
             "(/ $b (* 4 $a))",
             "(* 1/4 (/ $b $a))",
         ),
+        (
+            "combine-like-terms",
+            "(+ $x (+ (+ (* 1/2 $x) (* 2 $a)) $b))",
+            "(+ (+ (* 3/2 $x) (* 2 $a)) $b)",
+        ),
     ];
 
     fn run_one(name: &str, lhs: &str) -> (crate::analysis::TensorEGraph, egg::Id) {
@@ -332,6 +452,40 @@ mod tests {
     }
 
     #[test]
+    fn like_terms_combine_wherever_they_sit_in_either_operand() {
+        for (lhs, rhs) in [
+            // PA alone: (f + x) + (γ₀·x + γ₁·x₁).
+            (
+                "(+ (+ $a $x) (+ (* 1/2 $x) $b))",
+                "(+ $a (+ (* 3/2 $x) $b))",
+            ),
+            // The scaled term on the left, x two sums down on the right.
+            ("(+ (* 2 $x) (+ $b (+ $x $a)))", "(+ (* 3 $x) (+ $b $a))"),
+            // Directly: x + c·x.
+            ("(+ $x (* -3 $x))", "(* -2 $x)"),
+        ] {
+            let (egraph, root) = run_one("combine-like-terms", lhs);
+            assert_eq!(
+                egraph.lookup_expr(&expr(rhs)),
+                Some(egraph.find(root)),
+                "{lhs} should equal {rhs}"
+            );
+            let mut rng = Rng(5);
+            let env: HashMap<String, _> = ["$a", "$b", "$x"]
+                .into_iter()
+                .map(|n| (n.to_owned(), rng.tensor(&[2, 3])))
+                .collect();
+            let (l, r) = (eval(&expr(lhs), &env, 1), eval(&expr(rhs), &env, 1));
+            for (p, q) in l.data.iter().zip(&r.data) {
+                assert!(
+                    (p - q).abs() <= 1e-12 * p.abs().max(1.0),
+                    "{lhs}: {p} vs {q}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn guards_keep_rules_from_firing_where_they_do_not_apply() {
         for (name, lhs) in [
             // Only one side scaled: the producer absorbs it, nothing is factored.
@@ -344,6 +498,13 @@ mod tests {
             // Scalars stay out of computed products only.
             ("scalar-out-of-product-left", "(* (* 2 $a) $k)"),
             ("mul-one", "(* 2 $x)"),
+            // `1 + c = 0`; a scaled term of another value; deeper than the limit.
+            ("combine-like-terms", "(+ $x (+ (* -1 $x) $a))"),
+            ("combine-like-terms", "(+ $x (+ (* 2 $a) $b))"),
+            (
+                "combine-like-terms",
+                "(+ $x (+ (+ (+ (+ (+ (* 2 $x) $a) $b) $a) $b) $a))",
+            ),
         ] {
             let (egraph, root) = run_one(name, lhs);
             assert_eq!(
