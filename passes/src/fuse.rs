@@ -330,6 +330,52 @@ mod tests {
     }
 
     #[test]
+    fn like_terms_combine_even_where_the_greedy_choice_recomputes_a_value() {
+        // Two PA-like blocks: r₁ = f₁ + x + (3/10)·x, y = (f₂ + r₁) + ((2/5)·r₁ + (1/2)·x).
+        // Combined, y = f₂ + ((7/5)·r₁ + (1/2)·x); but the greedy choice for
+        // the new sum `(7/5)·r₁ + (1/2)·x` is a form that computes r₁ again
+        // (a tie in isolation), so only a refinement move that re-chooses it
+        // with the switch finds the sum with one Add fewer.
+        let s = fixed(&[4, 16]);
+        let mut g = graph(&[
+            ("x", s.clone()),
+            ("w1", fixed(&[16, 16])),
+            ("w2", fixed(&[16, 16])),
+        ]);
+        for w in ["w1", "w2"] {
+            g.declare_weight(ValueRef::new(w).unwrap()).unwrap();
+        }
+        let matmul = OpSemantics::Linear {
+            input: 0,
+            output_into: vec![(1, 1)],
+            input_into: vec![(1, 1)],
+        };
+        for (text, sem) in [
+            ("onnx:Relu@n1.0", relu()),
+            ("onnx:MatMul@n2.0", matmul.clone()),
+            ("onnx:Relu@n3.0", relu()),
+            ("onnx:MatMul@n4.0", matmul),
+        ] {
+            g.declare(op(text), f32(s.clone())).unwrap();
+            g.declare_semantics(text.parse::<OpRef>().unwrap(), sem);
+        }
+        let r1 = "(+ (+ (onnx:MatMul@n2.0 (onnx:Relu@n1.0 $x) $w1) $x) (* 3/10 $x))";
+        let f2 = format!("(onnx:MatMul@n4.0 (onnx:Relu@n3.0 {r1}) $w2)");
+        let root = add(
+            &mut g,
+            &format!("(+ (+ {f2} {r1}) (+ (* 2/5 {r1}) (* 1/2 $x)))"),
+        );
+        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Onnx).unwrap();
+        let adds = report
+            .expr
+            .iter()
+            .zip(&report.data)
+            .filter(|(n, d)| matches!(n, TensorLang::Add(_)) && !d.weight)
+            .count();
+        assert_eq!(adds, 3, "{}", report.expr);
+    }
+
+    #[test]
     fn a_negative_skip_scale_keeps_one_mul() {
         let (g, root) = resnet_like("1/2", "-3/2");
         let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Onnx).unwrap();

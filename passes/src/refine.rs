@@ -11,12 +11,18 @@
 //! budget is spent. Where an alternative is a `slice` of a value the DAG
 //! does not compute yet, it also tries the group move that switches every
 //! class of the DAG able to read that value (two maps merged into one: each
-//! slice alone costs more, together less). Starting it from both the greedy choice and the input's
-//! own e-nodes, and keeping the cheaper, makes fusion never worse than its
-//! input under the cost model.
+//! slice alone costs more, together less). Once single and group switches
+//! stop helping, one sweep tries *completed* moves: the switch with the
+//! classes it newly needs re-chosen for what they add to the current DAG
+//! ([`COMPLETION_DEPTH`] classes down), since their greedy choices, made in
+//! isolation, may compute again in another form a value the DAG already
+//! has; at most [`MAX_COMPLETED_MOVES`] per sweep. Starting it from both the
+//! greedy choice and the input's own e-nodes, and keeping the cheaper,
+//! makes fusion never worse than its input under the cost model.
 //!
 //! Complexity: per pass, O(R · A · R) for R classes in the DAG and A
-//! alternatives per class. Errors: [`ExtractError`].
+//! alternatives per class; a completing sweep adds O(E) for the E e-nodes
+//! it looks at, and O(R) per evaluated move. Errors: [`ExtractError`].
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,6 +32,56 @@ use crate::analysis::TensorEGraph;
 use crate::cost::CostModel;
 use crate::extract::ExtractError;
 use crate::lang::TensorLang;
+
+/// The most completed moves one sweep of [`Choices::refine`] evaluates
+/// (each costs a walk over the whole DAG).
+pub const MAX_COMPLETED_MOVES: usize = 8;
+
+/// How many classes down [`Choices::refine`]'s completed moves look.
+pub const COMPLETION_DEPTH: usize = 6;
+
+/// The least cost `class` adds to a DAG holding `in_dag`, with the e-node
+/// that gives it: the e-node's own cost plus, for each child class outside
+/// the DAG, its own least added cost (a tree estimate: a class needed twice
+/// is counted twice). `None` beyond `depth` or on a cycle (`path`).
+fn marginal(
+    egraph: &TensorEGraph,
+    cost: &impl CostModel,
+    in_dag: &HashSet<Id>,
+    class: Id,
+    depth: usize,
+    memo: &mut HashMap<Id, Option<(f64, usize)>>,
+    path: &mut Vec<Id>,
+) -> Option<(f64, usize)> {
+    if let Some(m) = memo.get(&class) {
+        return *m;
+    }
+    if depth == 0 || path.contains(&class) {
+        return None;
+    }
+    path.push(class);
+    let mut best: Option<(f64, usize)> = None;
+    for (i, node) in egraph[class].nodes.iter().enumerate() {
+        let mut total = cost.node_cost(node, egraph);
+        for &ch in node.children() {
+            let ch = egraph.find(ch);
+            if !total.is_finite() {
+                break;
+            }
+            if in_dag.contains(&ch) {
+                continue;
+            }
+            total += marginal(egraph, cost, in_dag, ch, depth - 1, memo, path)
+                .map_or(f64::INFINITY, |(c, _)| c);
+        }
+        if total.is_finite() && best.is_none_or(|(b, _)| total < b) {
+            best = Some((total, i));
+        }
+    }
+    path.pop();
+    memo.insert(class, best);
+    best
+}
 
 /// A choice of one e-node per class (by position in the class), for the
 /// classes an extraction needs.
@@ -107,8 +163,10 @@ impl Choices {
         Some(total)
     }
 
-    /// Switches choices while the DAG cost strictly drops, at most `passes`
-    /// times over the DAG. Returns the final cost.
+    /// Switches choices while the DAG cost strictly drops, at most
+    /// `2 · passes` times over the DAG (sweeps of single and shared switches,
+    /// and, once those stop helping, a sweep that also tries completed
+    /// moves). Returns the final cost.
     pub fn refine(
         &mut self,
         egraph: &TensorEGraph,
@@ -117,10 +175,17 @@ impl Choices {
         passes: usize,
     ) -> Option<f64> {
         let mut best = self.cost(egraph, cost, roots)?;
-        for _ in 0..passes {
+        // Completed moves cost a search each: they are tried in a sweep of
+        // their own once single switches stop helping (a sweep that finds
+        // one goes back to single switches).
+        let mut completing = false;
+        for _ in 0..2 * passes {
             let mut improved = false;
             let classes = self.reachable(egraph, roots)?;
             let in_dag: HashSet<Id> = classes.iter().copied().collect();
+            // What a class would add to this pass's DAG (see `marginal`).
+            let mut memo: HashMap<Id, Option<(f64, usize)>> = HashMap::new();
+            let mut completed = 0;
             for c in classes.into_iter().rev() {
                 let Some(&current) = self.chosen.get(&c) else {
                     continue;
@@ -139,18 +204,38 @@ impl Choices {
                         continue;
                     }
                     // The switch alone, then with the other classes of the
-                    // DAG that can read the same new value.
-                    let mut moves = vec![vec![(c, alt)]];
-                    moves.extend(Self::shared_moves(egraph, &in_dag, c, node));
+                    // DAG that can read the same new value. A completing
+                    // sweep follows a sweep that changed nothing, where
+                    // those would fail again: it tries completed moves, at
+                    // most `MAX_COMPLETED_MOVES` of them.
+                    let mut moves = Vec::new();
+                    if !completing {
+                        moves.push(vec![(c, alt)]);
+                        moves.extend(Self::shared_moves(egraph, &in_dag, c, node));
+                    } else if completed < MAX_COMPLETED_MOVES
+                        && let Some(group) =
+                            self.completed_move(egraph, cost, &in_dag, c, alt, &mut memo)
+                    {
+                        completed += 1;
+                        moves.push(group);
+                    }
                     if let Some(t) = self.try_moves(egraph, cost, roots, best, &moves) {
                         best = t;
                         improved = true;
                         break;
                     }
                 }
+                // The DAG changed: the sweep's view of it (and `memo`) is stale.
+                if improved && completing {
+                    break;
+                }
             }
-            if !improved {
+            if improved {
+                completing = false;
+            } else if completing {
                 break;
+            } else {
+                completing = true;
             }
         }
         Some(best)
@@ -201,6 +286,97 @@ impl Choices {
             }
         }
         out
+    }
+
+    /// The switch of `class` to its e-node `alt` with the classes it newly
+    /// needs re-chosen for what they add to the DAG: each takes the e-node
+    /// whose own cost plus that of the classes it needs outside the DAG is
+    /// least (looking at most [`COMPLETION_DEPTH`] classes down). The
+    /// greedy choice of such a class may compute again, in another form,
+    /// what the DAG already has (`(1+c)·r` as `k·(f + c'·x)` when `r = f + x`
+    /// is in the DAG). `None` when `alt` needs nothing new, or nothing
+    /// re-chosen.
+    fn completed_move(
+        &self,
+        egraph: &TensorEGraph,
+        cost: &impl CostModel,
+        in_dag: &HashSet<Id>,
+        class: Id,
+        alt: usize,
+        memo: &mut HashMap<Id, Option<(f64, usize)>>,
+    ) -> Option<Vec<(Id, usize)>> {
+        let node = egraph[class].nodes.get(alt)?;
+        let new: Vec<Id> = node
+            .children()
+            .iter()
+            .map(|&ch| egraph.find(ch))
+            .filter(|ch| !in_dag.contains(ch))
+            .collect();
+        if new.is_empty() {
+            return None;
+        }
+        let mut group = vec![(class, alt)];
+        let mut stack = new;
+        let mut seen: HashSet<Id> = HashSet::from([class]);
+        let mut changed = false;
+        while let Some(c) = stack.pop() {
+            if in_dag.contains(&c) || !seen.insert(c) {
+                continue;
+            }
+            let (_, best) = marginal(
+                egraph,
+                cost,
+                in_dag,
+                c,
+                COMPLETION_DEPTH,
+                memo,
+                &mut Vec::new(),
+            )?;
+            changed |= self.chosen.get(&c) != Some(&best);
+            group.push((c, best));
+            stack.extend(
+                egraph[c].nodes[best]
+                    .children()
+                    .iter()
+                    .map(|&ch| egraph.find(ch)),
+            );
+        }
+        // Unchanged choices make it the single switch, tried already; and
+        // the single switch failed, so the completion must add less than
+        // the current choices of the same classes would.
+        let added: f64 = group[1..]
+            .iter()
+            .map(|&(c, i)| cost.node_cost(&egraph[c].nodes[i], egraph))
+            .sum();
+        let now = self.added_cost(egraph, cost, in_dag, class, node);
+        (changed && added < now - 1e-9 * now.abs().max(1.0)).then_some(group)
+    }
+
+    /// What `node` (an alternative of `class`) adds to the DAG with the
+    /// current choices: the cost of the classes it reaches that the DAG does
+    /// not hold, each once (infinite when one has no choice).
+    fn added_cost(
+        &self,
+        egraph: &TensorEGraph,
+        cost: &impl CostModel,
+        in_dag: &HashSet<Id>,
+        class: Id,
+        node: &TensorLang,
+    ) -> f64 {
+        let mut seen: HashSet<Id> = HashSet::from([class]);
+        let mut stack: Vec<Id> = node.children().iter().map(|&ch| egraph.find(ch)).collect();
+        let mut total = 0.0;
+        while let Some(c) = stack.pop() {
+            if in_dag.contains(&c) || !seen.insert(c) {
+                continue;
+            }
+            let Some(n) = self.node(egraph, c) else {
+                return f64::INFINITY;
+            };
+            total += cost.node_cost(n, egraph);
+            stack.extend(n.children().iter().map(|&ch| egraph.find(ch)));
+        }
+        total
     }
 
     /// Applies the first of `moves` (each a set of switches) that makes the
