@@ -258,6 +258,32 @@ fn usage_errors_exit_2() {
     assert_eq!(laurelc(&["model.onnx"]).status.code(), Some(2));
     assert_eq!(laurelc(&["check", "a.onnx"]).status.code(), Some(2));
     assert_eq!(laurelc(&["--help"]).status.code(), Some(0));
+    // A cost constant that does not exist, or a value that is not one.
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "m.onnx", &bytes(&tiny()));
+    let out = dir.path().join("f.onnx");
+    for cost in ["copy=1", "overhead=-1", "overhead=fast", "overhead"] {
+        let o = laurelc(&[
+            "fuse",
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--cost",
+            cost,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{cost}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--cost"), "{cost}: {}", stderr(&o));
+        assert!(!out.exists());
+    }
+    let o = laurelc(&[
+        "fuse",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--cost",
+        "copy-overhead=0",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]

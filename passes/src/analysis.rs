@@ -281,6 +281,9 @@ pub struct TensorAnalysis {
     /// Sizes of symbolic dimensions for the cost model (set by
     /// [`crate::graph::TensorGraph::declare_sizes`]); unknown ones count 1.
     pub(crate) sizes: crate::shape::Sizes,
+    /// The cost model's constants (set by
+    /// [`crate::graph::TensorGraph::declare_costs`]).
+    pub(crate) costs: crate::cost::CostParams,
 }
 
 impl TensorAnalysis {
@@ -293,6 +296,12 @@ impl TensorAnalysis {
     #[must_use]
     pub fn sizes(&self) -> &crate::shape::Sizes {
         &self.sizes
+    }
+
+    /// The cost model's constants.
+    #[must_use]
+    pub fn cost_params(&self) -> &crate::cost::CostParams {
+        &self.costs
     }
 
     /// The recorded choice of `class` (canonical id), if any.

@@ -57,6 +57,104 @@ impl CostModel for AugmentCost {
     }
 }
 
+/// The constants of [`FuseCost`], in microseconds; by default those
+/// calibrated on tract on this project's machine (`bench/calibrate.py`,
+/// `docs/benchmarks.md`). Another machine or runtime may set its own
+/// ([`CostParams::set`], `laurelc fuse --cost NAME=VALUE`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostParams {
+    /// Per op (`overhead`).
+    pub overhead: f64,
+    /// Per element of an op's result (`per-element`).
+    pub per_element: f64,
+    /// Per floating-point operation (`per-flop`).
+    pub per_flop: f64,
+    /// Set-up per op with FLOPs, a matrix product's or a convolution's
+    /// packing and dispatch (`flop-overhead`).
+    pub flop_overhead: f64,
+    /// More for a `slice` or `concat` of computed values, what such a copy
+    /// between channel maps costs in context (`copy-overhead`).
+    pub copy_overhead: f64,
+    /// Elements per term of `laurel-residual`'s kernel, per element of its
+    /// result (`laurel-residual-per-term`; a ratio, not microseconds).
+    pub laurel_residual_per_term: f64,
+}
+
+impl Default for CostParams {
+    fn default() -> Self {
+        Self {
+            // bench/calibrate.py: chains of K identical ops on tract.
+            overhead: 0.3,
+            per_element: 0.000_2,
+            per_flop: 0.000_016,
+            flop_overhead: 5.0,
+            // Not from the chains: isolated `Slice`/`Concat` chains cost what
+            // elementwise ops do, but merged maps measured slower than the
+            // maps apart on tract (40 interleaved rounds, `laurelc bench`):
+            // MiniLM rw+lr+pa at 1×8 tokens 1.139 vs 1.066 of the baseline,
+            // at 8×8 tokens 1.078 vs 1.057; ppocrv4_det at 1×3×64×64 1.060
+            // vs 1.037. Per copy that is 7–19 µs more than this model said
+            // (the `MatMul`s saved included): the slices and concats keep
+            // tract from fusing a bias or residual `Add` into the product,
+            // or a reshape into its layout.
+            copy_overhead: 10.0,
+            laurel_residual_per_term: 0.8,
+        }
+    }
+}
+
+/// A cost constant [`CostParams::set`] does not know, or a value that is
+/// not a finite non-negative number.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cost `{name}` = {value}: {reason}")]
+pub struct CostParamError {
+    /// The name given.
+    pub name: String,
+    /// The value given.
+    pub value: f64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl CostParams {
+    /// The names [`CostParams::set`] takes, in field order.
+    pub const NAMES: [&'static str; 6] = [
+        "overhead",
+        "per-element",
+        "per-flop",
+        "flop-overhead",
+        "copy-overhead",
+        "laurel-residual-per-term",
+    ];
+
+    /// Sets the constant `name` (kebab-case, see [`CostParams::NAMES`]).
+    ///
+    /// # Errors
+    /// [`CostParamError`] for an unknown name, or a value that is negative
+    /// or not finite.
+    pub fn set(&mut self, name: &str, value: f64) -> Result<(), CostParamError> {
+        let error = |reason: String| CostParamError {
+            name: name.to_owned(),
+            value,
+            reason,
+        };
+        if !value.is_finite() || value < 0.0 {
+            return Err(error("must be a finite number ≥ 0".into()));
+        }
+        let field = match name {
+            "overhead" => &mut self.overhead,
+            "per-element" => &mut self.per_element,
+            "per-flop" => &mut self.per_flop,
+            "flop-overhead" => &mut self.flop_overhead,
+            "copy-overhead" => &mut self.copy_overhead,
+            "laurel-residual-per-term" => &mut self.laurel_residual_per_term,
+            _ => return Err(error(format!("not one of {}", Self::NAMES.join(", ")))),
+        };
+        *field = value;
+        Ok(())
+    }
+}
+
 /// Fusion's cost: an estimate of inference time in microseconds on tract,
 /// from a per-op overhead and a per-element cost of the result.
 ///
@@ -69,7 +167,8 @@ impl CostModel for AugmentCost {
 ///   ([`crate::graph::TensorGraph::declare_sizes`]) or 1 and the FLOPs of a generic op as the
 ///   lowering declared them (matrix products and convolutions; 0
 ///   otherwise; a channel map's from its children). A `concat` moves both
-///   operands.
+///   operands; a `slice` or `concat` of computed values costs
+///   [`FuseCost::copy_overhead`] more.
 /// - `laurel-residual` of `n` terms: when a term other than the first is
 ///   scaled, laurel-runtime's kernel, one pass at `overhead + per_element ·
 ///   elements · 0.8 · n` (measured: 1.4–2.6× faster than the `Mul`s and
@@ -92,6 +191,9 @@ pub struct FuseCost {
     /// Microseconds of set-up per op with FLOPs (a matrix product's or a
     /// convolution's packing and dispatch).
     pub flop_overhead: f64,
+    /// Microseconds more for a `slice` or `concat` of computed values (see
+    /// [`CostParams::copy_overhead`]).
+    pub copy_overhead: f64,
     /// Elements per term of `laurel-residual`'s kernel, per element of its
     /// result (its per-term memory traffic, relative to an op's).
     pub laurel_residual_per_term: f64,
@@ -106,17 +208,20 @@ pub struct FuseCost {
 }
 
 impl FuseCost {
-    /// The calibrated model, with `originals` the e-nodes of the lowered
-    /// graph (canonicalised against `egraph`).
+    /// The model with the constants declared to `egraph`'s analysis
+    /// ([`crate::graph::TensorGraph::declare_costs`]; the calibrated ones by
+    /// default), with `originals` the e-nodes of the lowered graph
+    /// (canonicalised against `egraph`).
     #[must_use]
     pub fn new(originals: &[TensorLang], egraph: &TensorEGraph) -> Self {
+        let p = egraph.analysis.cost_params();
         Self {
-            // bench/calibrate.py on this machine (docs/benchmarks.md).
-            overhead: 0.3,
-            per_element: 0.000_2,
-            per_flop: 0.000_016,
-            flop_overhead: 5.0,
-            laurel_residual_per_term: 0.8,
+            overhead: p.overhead,
+            per_element: p.per_element,
+            per_flop: p.per_flop,
+            flop_overhead: p.flop_overhead,
+            copy_overhead: p.copy_overhead,
+            laurel_residual_per_term: p.laurel_residual_per_term,
             weight: 1e-6,
             novelty: 1e-4,
             originals: originals
@@ -286,6 +391,12 @@ impl CostModel for FuseCost {
                 self.channel_map(egraph, matches!(node, TensorLang::MatMul(_)), *x, *w) + novelty
             }
             _ if self.is_carried_scale(node, egraph) => self.novelty,
+            TensorLang::Slice(_) | TensorLang::Concat(_) => {
+                self.overhead
+                    + self.copy_overhead
+                    + self.per_element * Self::elements(egraph, node)
+                    + novelty
+            }
             _ => self.overhead + self.per_element * Self::elements(egraph, node) + novelty,
         }
     }
@@ -331,6 +442,70 @@ mod tests {
             .iter()
             .map(|&r| extractor.dag_cost(&[r]).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn cost_constants_are_set_by_name_and_checked() {
+        let mut p = CostParams::default();
+        for (i, name) in CostParams::NAMES.iter().enumerate() {
+            #[allow(clippy::cast_precision_loss)] // small integers
+            p.set(name, i as f64 + 0.5).unwrap();
+        }
+        assert_eq!(
+            p,
+            CostParams {
+                overhead: 0.5,
+                per_element: 1.5,
+                per_flop: 2.5,
+                flop_overhead: 3.5,
+                copy_overhead: 4.5,
+                laurel_residual_per_term: 5.5,
+            }
+        );
+        assert!(p.set("overheads", 1.0).is_err());
+        assert!(p.set("overhead", -1.0).is_err());
+        assert!(p.set("per-flop", f64::NAN).is_err());
+    }
+
+    #[test]
+    fn a_copy_of_computed_values_costs_the_declared_copy_overhead_more() {
+        use crate::shape::fixed;
+        use crate::testing::{add, graph};
+        let cost_of = |costs: Option<CostParams>| {
+            let mut g = graph(&[("x", fixed(&[4, 6])), ("w", fixed(&[6, 6]))]);
+            g.declare_weight(crate::lang::ValueRef::new("w").unwrap())
+                .unwrap();
+            if let Some(c) = costs {
+                g.declare_costs(c);
+            }
+            let terms = ["(slice 1 0 2 $x)", "(concat 1 $x $x)", "(concat 1 $w $w)"];
+            let roots: Vec<egg::Id> = terms.iter().map(|t| add(&mut g, t)).collect();
+            let egraph = g.into_egraph();
+            let cost = FuseCost::new(&[], &egraph);
+            roots
+                .iter()
+                .map(|&r| {
+                    let node = egraph[r].nodes[0].clone();
+                    cost.node_cost(&node, &egraph)
+                })
+                .collect::<Vec<f64>>()
+        };
+        let calibrated = cost_of(None);
+        let free = cost_of(Some(CostParams {
+            copy_overhead: 0.0,
+            ..CostParams::default()
+        }));
+        let d = CostParams::default().copy_overhead;
+        assert!(
+            (calibrated[0] - free[0] - d).abs() < 1e-9,
+            "{calibrated:?} {free:?}"
+        );
+        assert!(
+            (calibrated[1] - free[1] - d).abs() < 1e-9,
+            "{calibrated:?} {free:?}"
+        );
+        // A concatenation of weights is folded at compile time: no copy.
+        assert!((calibrated[2] - free[2]).abs() < 1e-12 && calibrated[2] < 1e-3);
     }
 
     #[test]

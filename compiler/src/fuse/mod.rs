@@ -58,6 +58,8 @@ pub struct FuseOptions {
     /// run at, for the cost model only: the fused model stays symbolic and
     /// runs at every size. Unknown symbols count 1.
     pub sizes: laurel_passes::shape::Sizes,
+    /// The cost model's constants (the calibrated ones by default).
+    pub costs: laurel_passes::cost::CostParams,
 }
 
 impl Default for FuseOptions {
@@ -71,6 +73,7 @@ impl Default for FuseOptions {
             window_ops: DEFAULT_WINDOW_OPS,
             target: Target::Onnx,
             sizes: laurel_passes::shape::Sizes::new(),
+            costs: laurel_passes::cost::CostParams::default(),
         }
     }
 }
@@ -219,7 +222,8 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
             window.extend(back);
         }
         let mut lowered = lower::lower(model, &types, Some(&window), &opts.sizes)?;
-        let graph = std::mem::take(&mut lowered.graph);
+        let mut graph = std::mem::take(&mut lowered.graph);
+        graph.declare_costs(opts.costs.clone());
         let keep: Vec<egg::Id> = lowered.named.iter().map(|(_, id)| *id).collect();
         // Roots that ops after this window read: their scale may be carried.
         let pending_readers: HashSet<&str> = order

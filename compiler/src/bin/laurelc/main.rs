@@ -151,6 +151,11 @@ struct FuseArgs {
     /// (the result stays symbolic; unknown symbols count 1).
     #[arg(long = "dim", value_name = "NAME=VALUE")]
     dims: Vec<String>,
+    /// A constant of the cost model, as NAME=VALUE in microseconds, for another machine or
+    /// runtime: overhead, per-element, per-flop, flop-overhead, copy-overhead or
+    /// laurel-residual-per-term (defaults: calibrated on tract, see docs/benchmarks.md).
+    #[arg(long = "cost", value_name = "NAME=VALUE")]
+    costs: Vec<String>,
 }
 
 /// `--target`.
@@ -395,6 +400,7 @@ fn fuse(a: &FuseArgs) -> Result<()> {
             .into_iter()
             .map(|(k, v)| (k, v.unsigned_abs()))
             .collect(),
+        costs: parse_costs(&a.costs)?,
         ..laurelc::fuse::FuseOptions::default()
     };
     let summary = laurelc::fuse::fuse_model(&mut model, &opts)?;
@@ -479,6 +485,20 @@ fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
             Ok((k.to_string(), v))
         })
         .collect()
+}
+
+fn parse_costs(costs: &[String]) -> Result<laurel_passes::cost::CostParams> {
+    let mut params = laurel_passes::cost::CostParams::default();
+    for c in costs {
+        let (k, v) = c
+            .split_once('=')
+            .with_context(|| format!("--cost `{c}`: expected NAME=VALUE"))?;
+        let v: f64 = v
+            .parse()
+            .with_context(|| format!("--cost `{c}`: `{v}` is not a number"))?;
+        params.set(k, v).with_context(|| format!("--cost `{c}`"))?;
+    }
+    Ok(params)
 }
 
 fn parse_shapes(shapes: &[String]) -> Result<BTreeMap<String, Vec<usize>>> {
