@@ -152,8 +152,9 @@ struct FuseArgs {
     #[arg(long = "dim", value_name = "NAME=VALUE")]
     dims: Vec<String>,
     /// A constant of the cost model, as NAME=VALUE in microseconds, for another machine or
-    /// runtime: overhead, per-element, per-flop, flop-overhead, copy-overhead or
-    /// laurel-residual-per-term (defaults: calibrated on tract, see docs/benchmarks.md).
+    /// runtime: overhead, per-element, per-flop, flop-overhead, copy-overhead,
+    /// laurel-residual-per-term or epilogue-overhead (defaults: calibrated on tract, see
+    /// docs/benchmarks.md).
     #[arg(long = "cost", value_name = "NAME=VALUE")]
     costs: Vec<String>,
 }
