@@ -79,8 +79,9 @@ pub struct CostParams {
     /// result (`laurel-residual-per-term`; a ratio, not microseconds).
     pub laurel_residual_per_term: f64,
     /// More for a `laurel-residual` with a term a matrix product computes
-    /// (directly or plus a bias weight): tract would have fused that `Add`
-    /// into the product's epilogue for free (`epilogue-overhead`).
+    /// (directly or plus a bias weight), measured in context; the `Add`s it
+    /// replaces would have run in tract's plan for the product
+    /// (`epilogue-overhead`).
     pub epilogue_overhead: f64,
 }
 
@@ -107,8 +108,11 @@ impl Default for CostParams {
             // tokens, the `--target tract` file (9 `LaurelResidual`s in place
             // of 29 `Add`s and a `Mul`) ran at 1.168 of the baseline against
             // 1.142 for the `--target onnx` one (100 rounds), about 9 µs
-            // more per op than the kernel's price: the residual `Add`s tract
-            // fuses into the `MatMul`s before them. With this price 3 remain,
+            // more per op than the kernel's price. Our reading: tract runs a
+            // residual `Add` after a `MatMul` within its plan for the product,
+            // an opaque op not (unproven: the calibration chains found an
+            // `Add` in a matmul epilogue no cheaper than alone, so the 9 µs
+            // is empirical, not derived). With this price 3 remain,
             // and that file measured fastest of the three in two more runs
             // (1.085 and 1.057 against 1.096–1.125 and 1.100–1.135), though
             // a model's time moves by ±5% between loads at this size.
