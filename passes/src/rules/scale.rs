@@ -30,7 +30,8 @@
 //! `c·x` of the other's, each up to [`MAX_LIKE_TERM_DEPTH`] sums down (PA's
 //! own-state term `γ₀·x` and the skip `x`), and drops `x`, leaving
 //! `(1 + c)·x`: one `+` fewer, and `1 + c` rides with the stream's other
-//! scales. It is not offered when `1 + c = 0`.
+//! scales. It is not offered when `1 + c = 0`, and gives a class at most
+//! [`MAX_LIKE_TERM_RHS`] right-hand sides.
 //!
 //! A sum is factored only when both sides carry a scale (or one side is a
 //! weight, which takes the inverse scale for free): a scale on one computed
@@ -143,6 +144,9 @@ fn c_scalar_a_computed(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
 /// How many sums deep `combine-like-terms` looks for `c·x`.
 pub const MAX_LIKE_TERM_DEPTH: usize = 4;
 
+/// The most right-hand sides `combine-like-terms` gives one class.
+pub const MAX_LIKE_TERM_RHS: usize = 16;
+
 /// A way down a sum: each step is `(the sum's other operand, it is on the
 /// left)`, from the top down.
 type SumPath = Vec<(Id, bool)>;
@@ -230,6 +234,9 @@ fn combine_like_terms(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
                             _ => continue,
                         }
                         out.push(rhs);
+                        if out.len() >= MAX_LIKE_TERM_RHS {
+                            return out;
+                        }
                     }
                 }
             }
