@@ -192,16 +192,32 @@ fn initializers_declared_as_inputs_are_weights_before_ir_4_only() {
             },
             "IR {ir_version}"
         );
-        // IR < 4 requires every initializer to be declared as an input.
+        // IR < 4 requires every initializer to be declared as an input, and
+        // a declaration without its initializer would be a new required input.
         let inputs: Vec<&str> = fused.graph.input.iter().map(|v| v.name.as_str()).collect();
-        for t in &fused.graph.initializer {
+        let inits: Vec<&str> = fused
+            .graph
+            .initializer
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        for t in &inits {
             assert!(
-                ir_version >= 4 || inputs.contains(&t.name.as_str()),
-                "{} is not an input: {inputs:?}",
-                t.name
+                ir_version >= 4 || inputs.contains(t),
+                "{t} is not an input: {inputs:?}"
+            );
+        }
+        for i in &inputs {
+            assert!(
+                *i == "x" || inits.contains(i),
+                "{i} has no initializer: {inits:?}"
             );
         }
         assert!(inputs.contains(&"x"));
+        // From IR 4 on, W and c are part of the interface: they stay.
+        if ir_version >= 4 {
+            assert_eq!(inputs, ["x", "W", "c"]);
+        }
     }
 }
 

@@ -44,6 +44,12 @@ pub const COMPLETION_DEPTH: usize = 6;
 /// that gives it: the e-node's own cost plus, for each child class outside
 /// the DAG, its own least added cost (a tree estimate: a class needed twice
 /// is counted twice). `None` beyond `depth` or on a cycle (`path`).
+/// Memoised per class for a sweep, whatever the depth and path it was
+/// first computed at: a class first reached near the depth limit (or on a
+/// cycle) keeps that shorter look-ahead for the sweep. A heuristic, chosen
+/// for speed (keyed by depth too, the 200-block chain took 0.6 s more and
+/// found no better moves): it may miss a move, never makes a wrong one,
+/// since every move is costed exactly before it is kept.
 fn marginal(
     egraph: &TensorEGraph,
     cost: &impl CostModel,
@@ -179,7 +185,7 @@ impl Choices {
         // their own once single switches stop helping (a sweep that finds
         // one goes back to single switches).
         let mut completing = false;
-        for _ in 0..2 * passes {
+        for _ in 0..passes.saturating_mul(2) {
             let mut improved = false;
             let classes = self.reachable(egraph, roots)?;
             let in_dag: HashSet<Id> = classes.iter().copied().collect();

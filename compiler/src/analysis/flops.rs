@@ -133,12 +133,9 @@ pub fn human(x: f64) -> String {
 #[must_use]
 pub fn model_flops(model: &Model, types: &ValueTypes) -> ModelFlops {
     let g = &model.graph;
-    let graph_inputs: std::collections::HashSet<&str> =
-        g.inputs.iter().flat_map(|&n| g.dag[n].outputs()).collect();
     let producers = g.producers();
     let type_of = |name: &str| -> TensorType {
-        if !graph_inputs.contains(name)
-            && let Some(&(p, _)) = producers.get(name)
+        if let Some(&(p, _)) = producers.get(name)
             && let Node::Initializer(i) = &g.dag[p]
         {
             return TensorType {

@@ -32,7 +32,7 @@ pub const SMALL_BYTES: usize = 4096;
 /// What [`fold_constants`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FoldReport {
-    /// Values that became initializers.
+    /// Values that became initializers or `ConstantOfShape` fills.
     pub folded_values: usize,
     /// Ops removed.
     pub removed_ops: usize,

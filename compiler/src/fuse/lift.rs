@@ -752,18 +752,15 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
 pub fn remove_unread_initializers(g: &mut Graph) -> usize {
     let outputs: HashSet<String> = g.header.output.iter().map(|o| o.name.clone()).collect();
     // An initializer that is also an overridable graph input (IR >= 4) is
-    // the input's default: it is alive while the input is read.
-    let read_inputs: HashSet<String> = g
-        .inputs
-        .iter()
-        .filter(|&&n| {
-            g.dag
-                .edges_directed(n, petgraph::Direction::Outgoing)
-                .next()
-                .is_some()
-        })
-        .flat_map(|&n| g.dag[n].outputs().into_iter().map(str::to_owned))
-        .collect();
+    // the input's default, part of the model's interface: it stays.
+    let defaults: HashSet<String> = if g.initializers_are_constant {
+        HashSet::new()
+    } else {
+        g.inputs
+            .iter()
+            .flat_map(|&n| g.dag[n].outputs().into_iter().map(str::to_owned))
+            .collect()
+    };
     let dead: HashSet<NodeIndex> = g
         .initializers
         .iter()
@@ -776,7 +773,7 @@ pub fn remove_unread_initializers(g: &mut Graph) -> usize {
                 && g.dag[n]
                     .outputs()
                     .iter()
-                    .all(|o| !outputs.contains(*o) && !read_inputs.contains(*o))
+                    .all(|o| !outputs.contains(*o) && !defaults.contains(*o))
         })
         .collect();
     g.remove_initializers(&dead);

@@ -295,8 +295,8 @@ pub fn explain(s: &FuseSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "constant folding: {} values folded, {} ops removed, {} large values kept",
-        s.fold.folded_values, s.fold.removed_ops, s.fold.kept_large
+        "constant folding: {} values folded ({} as `ConstantOfShape` fills), {} ops removed, {} large values kept",
+        s.fold.folded_values, s.fold.filled_values, s.fold.removed_ops, s.fold.kept_large
     );
     let _ = writeln!(
         out,

@@ -173,17 +173,23 @@ impl Graph {
         n
     }
 
-    /// Removes the dense initializers `dead`, and the graph-input
-    /// declarations of theirs that nothing reads (IR < 4). O(V).
+    /// Removes the dense initializers `dead` and, where
+    /// [`Graph::initializers_are_constant`] (IR < 4), their graph-input
+    /// declarations that nothing reads. O(V log V).
     pub fn remove_initializers(&mut self, dead: &std::collections::HashSet<NodeIndex>) {
+        let mut dead: Vec<NodeIndex> = dead.iter().copied().collect();
+        dead.sort_unstable();
         let names: std::collections::HashSet<String> = dead
             .iter()
             .flat_map(|&n| self.dag[n].outputs().into_iter().map(str::to_owned))
             .collect();
-        for &n in dead {
+        for &n in &dead {
             self.dag.remove_node(n);
         }
-        self.initializers.retain(|n| !dead.contains(n));
+        self.initializers.retain(|n| dead.binary_search(n).is_err());
+        if !self.initializers_are_constant {
+            return;
+        }
         let decls: Vec<NodeIndex> = self
             .inputs
             .iter()

@@ -103,7 +103,8 @@ pub fn import_proto(
     // `Graph::CanOverrideInitializer` is `ir_version >= 4`): such a value is a
     // constant. From IR 4 on, an initializer shadowed by an input is only
     // the input's default.
-    let initializers_are_constant = proto.ir_version < 4;
+    // (An unset `ir_version`, 0, is not taken for an old one.)
+    let initializers_are_constant = (1..4).contains(&proto.ir_version);
     let graph = import_graph(gp, label, external, initializers_are_constant)?;
     Ok(Model {
         header: proto,
