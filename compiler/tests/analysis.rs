@@ -213,16 +213,7 @@ fn identity_needs_a_parametric_op_and_equal_shapes() {
             node("Expand", "ex", &["h", "shape"], &["hb"]),
             node("Add", "add", &["x", "hb"], &["z"]),
         ],
-        initializer: vec![
-            w("W"),
-            onnx_protobuf::TensorProto {
-                name: "shape".into(),
-                dims: vec![2],
-                data_type: 7,
-                int64_data: vec![3, 4],
-                ..Default::default()
-            },
-        ],
+        initializer: vec![w("W"), i64_tensor("shape", &[2], &[3, 4])],
         input: vec![value("x", &[1, 4])],
         output: vec![value("z", &[3, 4])],
         ..Default::default()
@@ -267,16 +258,7 @@ fn two_blocks(
     input.extend(extra_inputs);
     let g = GraphProto {
         node: nodes,
-        initializer: vec![
-            w("W"),
-            onnx_protobuf::TensorProto {
-                name: "two_four".into(),
-                dims: vec![2],
-                data_type: 7,
-                int64_data: vec![2, 4],
-                ..Default::default()
-            },
-        ],
+        initializer: vec![w("W"), i64_tensor("two_four", &[2], &[2, 4])],
         input,
         output: vec![value("h1", &[2, 4])],
         ..Default::default()

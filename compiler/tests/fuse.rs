@@ -90,13 +90,7 @@ fn rw_parametrisations_fold_into_alpha_and_beta() {
 fn folding_never_expands_a_small_constant_into_a_large_one() {
     let dir = tempfile::tempdir().unwrap();
     // y = x + ConstantOfShape([256, 256]): the 256 KiB tensor must stay a 2-element shape.
-    let shape = onnx_protobuf::TensorProto {
-        name: "shape".into(),
-        dims: vec![2],
-        data_type: 7,
-        int64_data: vec![256, 256],
-        ..Default::default()
-    };
+    let shape = i64_tensor("shape", &[2], &[256, 256]);
     let g = GraphProto {
         node: vec![
             node("ConstantOfShape", "zeros", &["shape"], &["z"]),
@@ -226,13 +220,7 @@ fn a_scalar_folds_into_a_constant_of_shape_weight_as_a_new_fill() {
     // y = (x · ConstantOfShape([64, 64]; 0.5)) · 3: the weight (16 KiB) is too
     // large to fold into an initializer, but 3 · 0.5 fills it just as well.
     let dir = tempfile::tempdir().unwrap();
-    let shape = onnx_protobuf::TensorProto {
-        name: "shape".into(),
-        dims: vec![2],
-        data_type: 7,
-        int64_data: vec![64, 64],
-        ..Default::default()
-    };
+    let shape = i64_tensor("shape", &[2], &[64, 64]);
     let mut fill = node("ConstantOfShape", "fill", &["shape"], &["W"]);
     fill.attribute.push(onnx_protobuf::AttributeProto {
         name: "value".into(),

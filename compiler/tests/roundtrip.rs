@@ -64,14 +64,7 @@ fn kitchen_sink() -> ModelProto {
     });
     g.sparse_initializer.push(SparseTensorProto {
         values: Some(f32_tensor("S", &[2], &[1.0, 2.0])).into(),
-        indices: Some(onnx_protobuf::TensorProto {
-            name: "S_idx".into(),
-            dims: vec![2],
-            data_type: 7,
-            int64_data: vec![0, 4],
-            ..Default::default()
-        })
-        .into(),
+        indices: Some(i64_tensor("S_idx", &[2], &[0, 4])).into(),
         dims: vec![3, 3],
         ..Default::default()
     });

@@ -40,6 +40,10 @@ pub const MAX_COMPLETED_MOVES: usize = 8;
 /// How many classes down [`Choices::refine`]'s completed moves look.
 pub const COMPLETION_DEPTH: usize = 6;
 
+/// [`marginal`]'s results for one sweep: per class, its least added cost
+/// and e-node.
+type Memo = HashMap<Id, Option<(f64, usize)>>;
+
 /// The least cost `class` adds to a DAG holding `in_dag`, with the e-node
 /// that gives it: the e-node's own cost plus, for each child class outside
 /// the DAG, its own least added cost (a tree estimate: a class needed twice
@@ -56,7 +60,7 @@ fn marginal(
     in_dag: &HashSet<Id>,
     class: Id,
     depth: usize,
-    memo: &mut HashMap<Id, Option<(f64, usize)>>,
+    memo: &mut Memo,
     path: &mut Vec<Id>,
 ) -> Option<(f64, usize)> {
     if let Some(m) = memo.get(&class) {
@@ -190,7 +194,7 @@ impl Choices {
             let classes = self.reachable(egraph, roots)?;
             let in_dag: HashSet<Id> = classes.iter().copied().collect();
             // What a class would add to this pass's DAG (see `marginal`).
-            let mut memo: HashMap<Id, Option<(f64, usize)>> = HashMap::new();
+            let mut memo = Memo::new();
             let mut completed = 0;
             for c in classes.into_iter().rev() {
                 let Some(&current) = self.chosen.get(&c) else {
@@ -309,7 +313,7 @@ impl Choices {
         in_dag: &HashSet<Id>,
         class: Id,
         alt: usize,
-        memo: &mut HashMap<Id, Option<(f64, usize)>>,
+        memo: &mut Memo,
     ) -> Option<Vec<(Id, usize)>> {
         let node = egraph[class].nodes.get(alt)?;
         let new: Vec<Id> = node

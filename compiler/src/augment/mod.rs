@@ -322,13 +322,7 @@ pub fn check_model_can_be_augmented(model: &Model) -> Result<()> {
             ),
         });
     }
-    let opset = model
-        .header
-        .opset_import
-        .iter()
-        .find(|o| crate::analysis::is_onnx_domain(&o.domain))
-        .map(|o| o.version);
-    if let Some(v) = opset.filter(|&v| v < 7) {
+    if let Some(v) = model.onnx_opset().filter(|&v| v < 7) {
         return Err(Error::Augment {
             message: format!(
                 "default-domain opset {v} is below 7, whose Add/Mul do not broadcast without an attribute; upgrade the model's opset first"

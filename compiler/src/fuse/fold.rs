@@ -95,7 +95,7 @@ pub fn fold_constants(model: &mut Model) -> Result<FoldReport> {
     }
     let values = evaluate(model, &const_ops, &frontier)?;
 
-    let fills = opset(model) >= 9;
+    let fills = model.onnx_opset().unwrap_or(1) >= 9;
     let g = &mut model.graph;
     let mut names = Names::of(g);
     let mut report = FoldReport::default();
@@ -161,16 +161,6 @@ pub fn fold_constants(model: &mut Model) -> Result<FoldReport> {
         .collect();
     remove_dead(g, &constant, &fed_folding, &mut report);
     Ok(report)
-}
-
-/// The model's default-domain opset version (1 when not declared).
-fn opset(model: &Model) -> i64 {
-    model
-        .header
-        .opset_import
-        .iter()
-        .find(|o| crate::analysis::is_onnx_domain(&o.domain))
-        .map_or(1, |o| o.version)
 }
 
 /// Value and node names in use, to pick fresh ones.

@@ -396,12 +396,7 @@ fn fusion_op(
 pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result<Lifted> {
     let mut lifted = Lifted::default();
     let root_positions: HashSet<usize> = report.roots.iter().map(|&r| usize::from(r)).collect();
-    let opset = model
-        .header
-        .opset_import
-        .iter()
-        .find(|o| crate::analysis::is_onnx_domain(&o.domain))
-        .map_or(1, |o| o.version);
+    let opset = model.onnx_opset().unwrap_or(1);
     let g = &mut model.graph;
     // Edges from lowered ops to ops that stay: re-attached to the new
     // producers of the same names at the end.

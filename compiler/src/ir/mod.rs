@@ -38,6 +38,19 @@ pub struct Model {
     pub graph: Graph,
 }
 
+impl Model {
+    /// The version of the default ONNX domain's opset the model imports,
+    /// if it declares one. O(opset imports).
+    #[must_use]
+    pub fn onnx_opset(&self) -> Option<i64> {
+        self.header
+            .opset_import
+            .iter()
+            .find(|o| crate::analysis::is_onnx_domain(&o.domain))
+            .map(|o| o.version)
+    }
+}
+
 /// A tensor slice held in a memory-mapped external data file.
 #[derive(Debug, Clone)]
 pub struct ExternalBytes {

@@ -471,15 +471,28 @@ fn bench(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `NAME=VALUE` given to `flag`, with VALUE a `T` (`what` names it in errors).
+fn name_number<'a, T: std::str::FromStr>(
+    flag: &str,
+    arg: &'a str,
+    what: &str,
+) -> Result<(&'a str, T)>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let (k, v) = arg
+        .split_once('=')
+        .with_context(|| format!("{flag} `{arg}`: expected NAME=VALUE"))?;
+    let v = v
+        .parse()
+        .with_context(|| format!("{flag} `{arg}`: `{v}` is not {what}"))?;
+    Ok((k, v))
+}
+
 fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
     dims.iter()
         .map(|d| {
-            let (k, v) = d
-                .split_once('=')
-                .with_context(|| format!("--dim `{d}`: expected NAME=VALUE"))?;
-            let v: i64 = v
-                .parse()
-                .with_context(|| format!("--dim `{d}`: `{v}` is not an integer"))?;
+            let (k, v) = name_number::<i64>("--dim", d, "an integer")?;
             if v < 0 {
                 bail!("--dim `{d}`: a dimension cannot be negative");
             }
@@ -491,12 +504,7 @@ fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
 fn parse_costs(costs: &[String]) -> Result<laurel_passes::cost::CostParams> {
     let mut params = laurel_passes::cost::CostParams::default();
     for c in costs {
-        let (k, v) = c
-            .split_once('=')
-            .with_context(|| format!("--cost `{c}`: expected NAME=VALUE"))?;
-        let v: f64 = v
-            .parse()
-            .with_context(|| format!("--cost `{c}`: `{v}` is not a number"))?;
+        let (k, v) = name_number::<f64>("--cost", c, "a number")?;
         params.set(k, v).with_context(|| format!("--cost `{c}`"))?;
     }
     Ok(params)
