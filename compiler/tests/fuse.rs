@@ -261,3 +261,70 @@ fn a_scalar_folds_into_a_constant_of_shape_weight_as_a_new_fill() {
             .collect::<Vec<_>>()
     );
 }
+
+/// `y = gelu(x · W₁) · W₂ · 3`, the GELU written as exporters write it, the
+/// `½` last (`half_last`) or first.
+fn gelu_model(half_last: bool, divisor: f32) -> ModelProto {
+    let mut nodes = vec![
+        node("MatMul", "mm1", &["x", "W1"], &["h"]),
+        node("Div", "div", &["h", "root2"], &["s"]),
+        node("Erf", "erf", &["s"], &["e"]),
+        node("Add", "add", &["e", "one"], &["a"]),
+    ];
+    if half_last {
+        nodes.push(node("Mul", "mul", &["h", "a"], &["ha"]));
+        nodes.push(node("Mul", "half", &["ha", "c_half"], &["g"]));
+    } else {
+        nodes.push(node("Mul", "half", &["c_half", "h"], &["hh"]));
+        nodes.push(node("Mul", "mul", &["hh", "a"], &["g"]));
+    }
+    nodes.push(node("MatMul", "mm2", &["g", "W2"], &["z"]));
+    nodes.push(node("Mul", "scale", &["z", "three"], &["y"]));
+    let w: Vec<f32> = (0u8..9).map(|i| (f32::from(i) - 4.0) * 0.3).collect();
+    model(GraphProto {
+        node: nodes,
+        initializer: vec![
+            f32_tensor("W1", &[3, 3], &w),
+            f32_tensor("W2", &[3, 3], &w.iter().rev().copied().collect::<Vec<_>>()),
+            f32_tensor("root2", &[], &[divisor]),
+            f32_tensor("one", &[], &[1.0]),
+            f32_tensor("c_half", &[], &[0.5]),
+            f32_tensor("three", &[], &[3.0]),
+        ],
+        input: vec![value("x", &[2, 3])],
+        output: vec![value("y", &[2, 3])],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn an_exact_gelu_keeps_its_half_for_the_runtime_kernel() {
+    // tract and onnxruntime fuse x·½·(1 + erf(x/√2)) into one GELU kernel
+    // only when the ½ is there; fusion must not fold it into W₂ (the 3 after
+    // W₂ still folds in).
+    let dir = tempfile::tempdir().unwrap();
+    for half_last in [true, false] {
+        let m = gelu_model(half_last, std::f32::consts::SQRT_2);
+        let fused = fuse_and_check(dir.path(), &format!("gelu-{half_last}"), &m);
+        let ops: Vec<&str> = fused
+            .graph
+            .node
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect();
+        assert_eq!(
+            ops,
+            ["MatMul", "Div", "Erf", "Add", "Mul", "Mul", "MatMul"],
+            "half last: {half_last}"
+        );
+    }
+    // Not a GELU (x / 1.5): the ½ is an ordinary scale and folds into W₂.
+    let fused = fuse_and_check(dir.path(), "not-gelu", &gelu_model(true, 1.5));
+    let muls = fused
+        .graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Mul")
+        .count();
+    assert_eq!(muls, 1, "{:?}", fused.graph.node);
+}

@@ -16,6 +16,7 @@
 
 pub mod blocks;
 pub mod fold;
+pub mod gelu;
 pub mod lift;
 pub mod lower;
 pub mod semantics;
