@@ -328,3 +328,107 @@ fn an_exact_gelu_keeps_its_half_for_the_runtime_kernel() {
         .count();
     assert_eq!(muls, 1, "{:?}", fused.graph.node);
 }
+
+/// `y = Relu((x·W + b) + x + (x·A)·B)`: a branch with a bias, the skip, and a
+/// low-rank term with `A: [32, r]`, `B: [r, 32]` (thin enough that `x·(A·B)`
+/// is no cheaper).
+fn low_rank_block(rank: u16) -> ModelProto {
+    let vals = |n: u16, s: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| f32::from((i * 7 + 3) % 11) * s - 0.5)
+            .collect()
+    };
+    let r = i64::from(rank);
+    model(GraphProto {
+        node: vec![
+            node("MatMul", "mm", &["x", "W"], &["h"]),
+            node("Add", "bias", &["h", "b"], &["f"]),
+            node("Add", "skip", &["f", "x"], &["s"]),
+            node("MatMul", "a", &["x", "A"], &["t"]),
+            node("MatMul", "b", &["t", "B"], &["u"]),
+            node("Add", "lr", &["s", "u"], &["z"]),
+            node("Relu", "relu", &["z"], &["y"]),
+        ],
+        initializer: vec![
+            f32_tensor("W", &[32, 32], &vals(1024, 0.01)),
+            f32_tensor("b", &[32], &vals(32, 0.05)),
+            f32_tensor("A", &[32, r], &vals(32 * rank, 0.007)),
+            f32_tensor("B", &[r, 32], &vals(32 * rank, 0.003)),
+        ],
+        input: vec![value("x", &[3, 32])],
+        output: vec![value("y", &[3, 32])],
+        ..Default::default()
+    })
+}
+
+/// Fuses `m` for `target` and checks the result on tract against it.
+fn fuse_for(dir: &Path, name: &str, m: &ModelProto, target: &str) -> ModelProto {
+    let p = dir.join(format!("{name}.onnx"));
+    std::fs::write(&p, bytes(m)).unwrap();
+    let out = dir.join(format!("{name}.{target}.onnx"));
+    let o = laurelc(&[
+        "fuse",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--target",
+        target,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = laurelc(&["check", p.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+#[test]
+fn a_low_rank_term_goes_to_laurel_residual_for_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    // For tract, the sum (x·W + b) + x + t·B becomes one LaurelResidual that
+    // computes t·B itself; the bias stays an Add, for tract's product epilogue.
+    let fused = fuse_for(dir.path(), "lr4", &low_rank_block(4), "tract");
+    let ops: Vec<&str> = fused
+        .graph
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(ops, ["MatMul", "Add", "MatMul", "LaurelResidual", "Relu"]);
+    let lr = &fused.graph.node[3];
+    assert_eq!(lr.domain, "ai.laurel");
+    assert_eq!(lr.input, ["f", "x", "t", "B"]);
+    let attrs: Vec<(&str, i64)> = lr
+        .attribute
+        .iter()
+        .map(|a| (a.name.as_str(), a.i))
+        .collect();
+    assert_eq!(attrs, [("low_rank", 1)]);
+    assert!(
+        fused
+            .opset_import
+            .iter()
+            .any(|o| o.domain == "ai.laurel" && o.version == 1)
+    );
+    // For onnx, standard ops only.
+    let fused = fuse_for(dir.path(), "lr4", &low_rank_block(4), "onnx");
+    assert!(fused.graph.node.iter().all(|n| n.domain.is_empty()));
+    // At rank 16 the skip folds into x·(I + A·B), a square product: not thin
+    // (4·r > d), it stays a MatMul.
+    let fused = fuse_for(dir.path(), "lr16", &low_rank_block(16), "tract");
+    let ops: Vec<&str> = fused
+        .graph
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(ops, ["MatMul", "Add", "MatMul", "Add", "Relu"]);
+}

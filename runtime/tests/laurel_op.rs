@@ -972,3 +972,269 @@ fn empty_inputs_and_wrong_outputs_are_errors() {
     let n = node("LaurelResidual", "ai.laurel", &["t0", "t1"], &["y", "z"]);
     assert_load_error(&f32_model(n, &shapes), "exactly one output");
 }
+
+// ---------------------------------------------------------------------------------
+// Low-rank products (`low_rank` attribute).
+
+fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.to_owned(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: value,
+        ..Default::default()
+    }
+}
+
+/// `Σ cᵢ·tᵢ + Σ cⱼ·(pⱼ·Bⱼ)` in f64 from f32 data: the terms broadcast as numpy does,
+/// each product is `[rows, r] · [r, d]` over the flattened leading dimensions of `p`.
+fn naive_low_rank(
+    terms: &[(Vec<usize>, Vec<f32>)],
+    products: &[(Vec<usize>, Vec<f32>, Vec<f32>)],
+    coefficients: &[f32],
+) -> (Vec<usize>, Vec<f64>) {
+    let terms64: Vec<(Vec<usize>, Vec<f64>)> = terms
+        .iter()
+        .map(|(s, v)| (s.clone(), v.iter().map(|&x| f64::from(x)).collect()))
+        .collect();
+    let (shape, mut out) = naive::<f64>(&terms64, &coefficients[..terms.len()]);
+    for ((p_shape, p, b), &c) in products.iter().zip(&coefficients[terms.len()..]) {
+        let r = *p_shape.last().unwrap();
+        let d = *shape.last().unwrap();
+        // p's leading dimensions are trailing ones of the output's (numpy broadcast).
+        let p_rows = p.len() / r;
+        for (row, chunk) in out.chunks_mut(d).enumerate() {
+            let pr = row % p_rows;
+            for (j, o) in chunk.iter_mut().enumerate() {
+                let s: f64 = (0..r)
+                    .map(|k| f64::from(p[pr * r + k]) * f64::from(b[k * d + j]))
+                    .sum();
+                *o += f64::from(c) * s;
+            }
+        }
+    }
+    (shape, out)
+}
+
+/// One `LaurelResidual` with terms of `term_shapes` and products `pⱼ` of `p_shapes`
+/// by `Bⱼ` of `[r, d]` (initializers when `constant_b`), run every way, against
+/// [`naive_low_rank`] to rounding.
+#[allow(clippy::many_single_char_names)] // the definition's names: n terms, k products, d wide
+fn check_low_rank(
+    case: &str,
+    term_shapes: &[Vec<usize>],
+    p_shapes: &[Vec<usize>],
+    d: usize,
+    coefficients: Option<&[f32]>,
+    constant_b: bool,
+) {
+    let n = term_shapes.len();
+    let k = p_shapes.len();
+    let mut names_in: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+    let mut shapes: Vec<Vec<usize>> = term_shapes.to_vec();
+    let mut initializers = Vec::new();
+    let mut products = Vec::new();
+    let mut tensors: Vec<Tensor> = Vec::new();
+    let terms: Vec<(Vec<usize>, Vec<f32>)> = term_shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), data::<f32>(s.iter().product(), i as u64 + 1)))
+        .collect();
+    for (s, v) in &terms {
+        tensors.push(Tensor::from_shape(s, v).unwrap());
+    }
+    for (j, ps) in p_shapes.iter().enumerate() {
+        let r = *ps.last().unwrap();
+        let p = data::<f32>(ps.iter().product(), 100 + j as u64);
+        let b = data::<f32>(r * d, 200 + j as u64);
+        let (pn, bn) = (format!("t{}", shapes.len()), format!("B{j}"));
+        names_in.push(pn);
+        shapes.push(ps.clone());
+        tensors.push(Tensor::from_shape(ps, &p).unwrap());
+        if constant_b {
+            initializers.push(pb::TensorProto {
+                name: bn.clone(),
+                dims: vec![r as i64, d as i64],
+                data_type: DataType::Float as i32,
+                float_data: b.clone(),
+                ..Default::default()
+            });
+        } else {
+            let bn_input = format!("t{}", shapes.len());
+            shapes.push(vec![r, d]);
+            tensors.push(Tensor::from_shape(&[r, d], &b).unwrap());
+            names_in.push(bn_input);
+            products.push((ps.clone(), p, b));
+            continue;
+        }
+        names_in.push(bn);
+        products.push((ps.clone(), p, b));
+    }
+    let mut op = laurel(&refs(&names_in), "y", coefficients);
+    op.attribute.push(int_attr("low_rank", k as i64));
+    let inputs = shapes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| names_in.contains(&format!("t{i}")))
+        .map(|(i, s)| value_info(&format!("t{i}"), DataType::Float, &fixed(s)))
+        .collect();
+    let bytes = model(
+        vec![op],
+        inputs,
+        vec![value_info("y", DataType::Float, &[])],
+        initializers,
+        opsets(),
+    );
+    let ones = vec![1.0; n + k];
+    let (shape, want) = naive_low_rank(&terms, &products, coefficients.unwrap_or(&ones));
+    for path in paths() {
+        let got = run(&bytes, &tensors, path);
+        let what = format!("{case} ({path:?})");
+        assert_eq!(got.shape(), shape.as_slice(), "{what}: shape");
+        for (i, (&g, &w)) in values::<f32>(&got).iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(g) - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{what}: element {i} is {g}, want {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn low_rank_products_are_added_to_the_terms() {
+    // f + x + p·B, the shape of a LAuReL-LR block; then with coefficients, three
+    // products of different ranks (PA), and a row count off the kernel's tiles.
+    check_low_rank(
+        "lr",
+        &[vec![2, 5, 33], vec![2, 5, 33]],
+        &[vec![2, 5, 4]],
+        33,
+        None,
+        true,
+    );
+    check_low_rank(
+        "pa",
+        &[vec![3, 7, 40], vec![3, 7, 40]],
+        &[vec![3, 7, 16], vec![3, 7, 1], vec![3, 7, 17]],
+        40,
+        Some(&[0.5, 2.0, 1.0, -0.25, 3.0]),
+        true,
+    );
+    // One term and one product.
+    check_low_rank("one term", &[vec![9, 16]], &[vec![9, 16]], 16, None, true);
+    // B a graph input rather than an initializer.
+    check_low_rank(
+        "B input",
+        &[vec![4, 8], vec![4, 8]],
+        &[vec![4, 3]],
+        8,
+        None,
+        false,
+    );
+}
+
+#[test]
+fn low_rank_products_broadcast_with_the_terms() {
+    // A term smaller than the products (a bias), and products whose leading
+    // dimensions the terms broadcast over: both take the MatMul path.
+    check_low_rank("bias", &[vec![6], vec![2, 6]], &[vec![2, 4]], 6, None, true);
+    check_low_rank(
+        "lead",
+        &[vec![2, 3, 6], vec![2, 3, 6]],
+        &[vec![3, 4]],
+        6,
+        None,
+        true,
+    );
+}
+
+#[test]
+fn a_zero_coefficient_drops_a_product() {
+    check_low_rank(
+        "zero",
+        &[vec![5, 8], vec![5, 8]],
+        &[vec![5, 2], vec![5, 3]],
+        8,
+        Some(&[1.0, 1.0, 0.0, 1.0]),
+        true,
+    );
+}
+
+#[test]
+fn bad_low_rank_attributes_are_errors() {
+    let shapes = [vec![2, 3], vec![2, 4], vec![4, 3]];
+    let with = |k: i64, inputs: &[&str], c: Option<&[f32]>| {
+        let mut n = laurel(inputs, "y", c);
+        n.attribute.push(int_attr("low_rank", k));
+        n
+    };
+    assert_load_error(
+        &f32_model(with(-1, &["t0", "t1", "t2"], None), &shapes),
+        "must be ≥ 0",
+    );
+    assert_load_error(
+        &f32_model(with(2, &["t0", "t1", "t2"], None), &shapes),
+        "leave a term",
+    );
+    // x + p·B has 2 summands: coefficients count them, not the 3 inputs.
+    assert_load_error(
+        &f32_model(
+            with(1, &["t0", "t1", "t2"], Some(&[1.0, 1.0, 1.0])),
+            &shapes,
+        ),
+        "has 3 values for 2 summands",
+    );
+    // One term and nothing else.
+    assert_load_error(
+        &f32_model(with(1, &["t0", "t1"], None), &[vec![2, 3], vec![2, 3]]),
+        "leave a term",
+    );
+    // B must be a matrix whose rows are p's last dimension.
+    let bad = [vec![2, 3], vec![2, 4], vec![5, 3]];
+    assert_load_error(
+        &f32_model(with(1, &["t0", "t1", "t2"], None), &bad),
+        "low-rank product",
+    );
+}
+
+#[test]
+fn the_low_rank_kernel_takes_products_that_fit_it() {
+    // f + x + p·B with B an initializer: one `LowRankAccumulate` for the kernel and
+    // auto implementations, none for the expansion (a MatMul and Adds), nor when the
+    // terms together are smaller than the product (a bias and a row).
+    let build = |t0: &[usize], t1: &[usize]| {
+        let mut op = laurel(&["t0", "t1", "t2", "B"], "y", None);
+        op.attribute.push(int_attr("low_rank", 1));
+        model(
+            vec![op],
+            vec![
+                value_info("t0", DataType::Float, &fixed(t0)),
+                value_info("t1", DataType::Float, &fixed(t1)),
+                value_info("t2", DataType::Float, &fixed(&[4, 2])),
+            ],
+            vec![value_info("y", DataType::Float, &[])],
+            vec![pb::TensorProto {
+                name: "B".into(),
+                dims: vec![2, 8],
+                data_type: DataType::Float as i32,
+                float_data: data::<f32>(16, 3),
+                ..Default::default()
+            }],
+            opsets(),
+        )
+    };
+    let low_rank_ops = |bytes: &[u8], imp: Implementation| {
+        tract_model(bytes, imp, true)
+            .unwrap()
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<laurel_residual::LowRankAccumulate>())
+            .count()
+    };
+    let fits = build(&[4, 8], &[4, 8]);
+    assert_eq!(low_rank_ops(&fits, Implementation::Auto), 1);
+    assert_eq!(low_rank_ops(&fits, Implementation::Kernel), 1);
+    assert_eq!(low_rank_ops(&fits, Implementation::Expansion), 0);
+    // A bias among the terms is broadcast by the terms' sum: still the kernel.
+    assert_eq!(low_rank_ops(&build(&[8], &[4, 8]), Implementation::Auto), 1);
+    assert_eq!(low_rank_ops(&build(&[8], &[1, 8]), Implementation::Auto), 0);
+}

@@ -11,9 +11,9 @@ the default (ONNX) target:
 * the fused model has no more ops than the augmented one.
 
 For `--target tract` the fused model may hold laurel-runtime's
-`ai.laurel::LaurelResidual`, which onnxruntime does not know: the checker
-must still accept it (a declared custom domain), and `laurelc check` shows
-on tract that it keeps the function.
+`ai.laurel::LaurelResidual` (with low-rank pairs), which onnxruntime does not
+know: the checker must still accept it (a declared custom domain), and
+`laurelc check` shows on tract that it keeps the function.
 """
 
 from __future__ import annotations
@@ -61,8 +61,15 @@ def test_tract_target_is_valid_onnx_with_a_declared_custom_domain(name, variant,
     if custom:
         assert any(o.domain == "ai.laurel" and o.version == 1 for o in model.opset_import)
         for n in custom:
-            (attr,) = n.attribute
-            assert attr.name == "coefficients" and len(attr.floats) == len(n.input) >= 2
+            attrs = {a.name: a for a in n.attribute}
+            assert set(attrs) <= {"coefficients", "low_rank"}, attrs
+            # `low_rank` k: the inputs end in k (p, B) pairs, after at least one term.
+            k = attrs["low_rank"].i if "low_rank" in attrs else 0
+            terms = len(n.input) - 2 * k
+            assert k >= 0 and terms >= 1 and terms + k >= 2, n
+            if "coefficients" in attrs:
+                assert len(attrs["coefficients"].floats) == terms + k, n
+            assert "coefficients" in attrs or k > 0, n
     lt.run_laurelc(laurelc_bin, ["check", aug, fused])
 
 

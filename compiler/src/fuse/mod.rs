@@ -18,6 +18,7 @@ pub mod blocks;
 pub mod fold;
 pub mod gelu;
 pub mod lift;
+pub mod low_rank;
 pub mod lower;
 pub mod semantics;
 
@@ -124,6 +125,9 @@ pub struct FuseSummary {
     pub extraction_seconds: f64,
     /// What became of each `LAuReL` block (see [`blocks`]).
     pub blocks: Vec<blocks::BlockOutcome>,
+    /// Low-rank products given to `LaurelResidual`'s kernel (`--target tract`,
+    /// see [`low_rank`]).
+    pub low_rank_products: usize,
 }
 
 impl FuseSummary {
@@ -269,6 +273,10 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
         );
         summary.add(&report);
     }
+    let materialised = fold_constants(model)?;
+    if opts.target == Target::Tract {
+        summary.low_rank_products = low_rank::low_rank_residuals(&mut model.graph);
+    }
     if model.graph.op_order.iter().any(|&n| {
         matches!(&model.graph.dag[n], crate::ir::Node::Op(op) if op.proto.domain == laurel_residual::DOMAIN)
     }) && !model.header.opset_import.iter().any(|o| o.domain == laurel_residual::DOMAIN)
@@ -279,7 +287,6 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
             ..onnx_protobuf::OperatorSetIdProto::default()
         });
     }
-    let materialised = fold_constants(model)?;
     let removed_initializers = lift::remove_unread_initializers(&mut model.graph);
     summary.ops_after = model.graph.op_count();
     summary.histogram_after = model.graph.op_counts();
@@ -338,6 +345,13 @@ pub fn explain(s: &FuseSummary) -> String {
         "weights materialised: {} ({} as `ConstantOfShape` fills); initializers removed: {}",
         s.materialised.folded_values, s.materialised.filled_values, s.removed_initializers
     );
+    if s.low_rank_products > 0 {
+        let _ = writeln!(
+            out,
+            "low-rank products computed by `LaurelResidual`: {}",
+            s.low_rank_products
+        );
+    }
     let _ = write!(out, "ops by type (before -> after):");
     let types: std::collections::BTreeSet<&String> = s
         .histogram_before

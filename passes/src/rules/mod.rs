@@ -50,7 +50,23 @@ pub use scale::scale_rules;
 /// # Errors
 /// [`RuleError`] if a rule does not build (a bug, caught by the tests).
 pub fn fusion_rules() -> Result<Vec<TensorRewrite>, RuleError> {
+    fusion_rules_for(crate::fuse::Target::Onnx)
+}
+
+/// The fusion rules for `target`: every rule for [`Target::Onnx`](crate::fuse::Target::Onnx);
+/// for [`Target::Tract`](crate::fuse::Target::Tract), all but the two merges of channel
+/// maps, which tract undoes. Its optimiser splits a product over a concatenated
+/// contraction axis back into one product per part and an `Add` (tract-core
+/// `optim/concat_then_einsum.rs`; 1×1 convolutions become such products first), and
+/// pushes a `Slice` of a product's output up into a narrower product
+/// (`optim/slice.rs`): a merge there only adds its copy. On tract a low-rank `B` goes
+/// to `LaurelResidual`'s low-rank kernel instead (the compiler's `fuse::low_rank`).
+///
+/// # Errors
+/// [`RuleError`] if a rule does not build (a bug, caught by the tests).
+pub fn fusion_rules_for(target: crate::fuse::Target) -> Result<Vec<TensorRewrite>, RuleError> {
     let mut rules = scale_rules()?;
+    let merges = [low_rank::MERGE_CHANNEL_MAPS, low_rank::MERGE_SHARED_INPUT];
     for r in [
         homogeneous::SCALE_OUT_OF_HOMOGENEOUS,
         homogeneous::SCALE_OUT_OF_UNIFORM,
@@ -62,10 +78,13 @@ pub fn fusion_rules() -> Result<Vec<TensorRewrite>, RuleError> {
         norm::RECIPROCAL_OF_SCALED,
         low_rank::REASSOCIATE_CHANNEL_MAPS,
         low_rank::SKIP_INTO_CHANNEL_MAP,
-        low_rank::MERGE_CHANNEL_MAPS,
-        low_rank::MERGE_SHARED_INPUT,
     ] {
         rules.push(r.rewrite()?);
+    }
+    if target == crate::fuse::Target::Onnx {
+        for r in merges {
+            rules.push(r.rewrite()?);
+        }
     }
     Ok(rules)
 }

@@ -38,16 +38,19 @@ use tract_onnx::pb;
 use tract_onnx::tract_core::broadcast::multi_broadcast;
 use tract_onnx::tract_core::ops::change_axes::wire_rank_broadcast;
 use tract_onnx::tract_hir::internal::{
-    Datum, DatumType, DimLike, Expansion, InferenceOp, InferenceResult, OutletId, ShapeFactoid,
-    Solver, SpecialOps, StaticName, TDim, TVec, Tensor, TensorProxy, TractErrorContext,
-    TractResult, TypedFact, TypedModel, Validation, bail, check_input_arity, check_output_arity,
-    ensure, expand, f16, tensor0,
+    Datum, DatumType, DatumTypeExt, DimLike, Expansion, InferenceOp, InferenceResult, OutletId,
+    ShapeFactoid, Solver, SpecialOps, StaticName, TDim, TVec, Tensor, TensorProxy,
+    TractErrorContext, TractResult, TypedFact, TypedModel, Validation, bail, check_input_arity,
+    check_output_arity, ensure, expand, f16, tensor0, tvec,
 };
 
 mod expansion;
 mod kernel;
+pub mod low_rank;
 
 pub use kernel::LaurelResidualKernel;
+pub use low_rank::LowRankAccumulate;
+use tract_onnx::tract_hir::ops::matmul::MatMulInference;
 
 /// The op's domain.
 pub const DOMAIN: &str = "ai.laurel";
@@ -57,7 +60,10 @@ pub const OP_TYPE: &str = "LaurelResidual";
 pub const SINCE_VERSION: i64 = 1;
 /// The name of the optional coefficient attribute (type FLOATS).
 pub const COEFFICIENTS: &str = "coefficients";
-/// The least number of inputs.
+/// The name of the optional low-rank attribute (type INT): how many `(p, B)` pairs
+/// end the inputs.
+pub const LOW_RANK: &str = "low_rank";
+/// The least number of summands (terms and low-rank products).
 pub const MIN_INPUTS: usize = 2;
 
 /// How the op is computed once the model is typed.
@@ -156,21 +162,51 @@ fn build_auto(
 #[derive(Clone, Debug, PartialEq)]
 pub struct LaurelResidual {
     coefficients: Vec<f32>,
+    low_rank: usize,
     implementation: Implementation,
 }
 
 impl LaurelResidual {
-    /// The op with one coefficient per input. Fails with fewer than [`MIN_INPUTS`].
+    /// The op with one coefficient per input and no low-rank products. Fails with
+    /// fewer than [`MIN_INPUTS`].
     pub fn new(coefficients: Vec<f32>, implementation: Implementation) -> TractResult<Self> {
+        Self::with_low_rank(coefficients, 0, implementation)
+    }
+
+    /// The op whose last `low_rank` summands are products `p·B` (inputs `p, B`), with
+    /// one coefficient per summand: `coefficients.len() - low_rank` terms first. Fails
+    /// with fewer than [`MIN_INPUTS`] summands or without a term.
+    pub fn with_low_rank(
+        coefficients: Vec<f32>,
+        low_rank: usize,
+        implementation: Implementation,
+    ) -> TractResult<Self> {
         ensure!(
             coefficients.len() >= MIN_INPUTS,
-            "{OP_TYPE} takes at least {MIN_INPUTS} inputs, got {}",
+            "{OP_TYPE} takes at least {MIN_INPUTS} summands, got {}",
             coefficients.len()
+        );
+        ensure!(
+            low_rank < coefficients.len(),
+            "{OP_TYPE} needs a term besides its {low_rank} low-rank products"
         );
         Ok(LaurelResidual {
             coefficients,
+            low_rank,
             implementation,
         })
+    }
+
+    /// How many inputs the op takes: a term per coefficient, two per product.
+    #[must_use]
+    pub fn arity(&self) -> usize {
+        self.coefficients.len() + self.low_rank
+    }
+
+    /// How many summands are low-rank products (the `low_rank` attribute).
+    #[must_use]
+    pub fn low_rank(&self) -> usize {
+        self.low_rank
     }
 
     /// Parses and validates a node of `model` (whose opset imports are checked):
@@ -206,10 +242,6 @@ impl LaurelResidual {
             Some(_) => {}
         }
         let arity = node.input.len();
-        ensure!(
-            arity >= MIN_INPUTS,
-            "{OP_TYPE} takes at least {MIN_INPUTS} inputs, this node has {arity}"
-        );
         if let Some(ix) = node.input.iter().position(String::is_empty) {
             bail!("input {ix} is empty: {OP_TYPE} has no optional inputs");
         }
@@ -218,31 +250,58 @@ impl LaurelResidual {
             "{OP_TYPE} has exactly one output, this node has {:?}",
             node.output
         );
-        if let Some(a) = node.attribute.iter().find(|a| a.name != COEFFICIENTS) {
+        if let Some(a) = node
+            .attribute
+            .iter()
+            .find(|a| a.name != COEFFICIENTS && a.name != LOW_RANK)
+        {
             bail!(
-                "unknown attribute `{}` ({OP_TYPE} has one attribute, `{COEFFICIENTS}`)",
+                "unknown attribute `{}` ({OP_TYPE} has two attributes, `{COEFFICIENTS}` and \
+                 `{LOW_RANK}`)",
                 a.name
             );
         }
+        for name in [COEFFICIENTS, LOW_RANK] {
+            ensure!(
+                node.attribute.iter().filter(|a| a.name == name).count() <= 1,
+                "attribute `{name}` is given more than once"
+            );
+        }
+        let low_rank = match node.get_attr_opt::<i64>(LOW_RANK)? {
+            Some(k) => usize::try_from(k)
+                .ok()
+                .filter(|&k| 2 * k < arity)
+                .with_context(|| {
+                    format!(
+                        "attribute `{LOW_RANK}` = {k}: it must be ≥ 0, and leave a term \
+                         before its {k} (p, B) pairs among the {arity} inputs"
+                    )
+                })?,
+            None => 0,
+        };
+        let summands = arity - low_rank;
+        // Without products, summands are inputs.
+        let what = if low_rank == 0 { "inputs" } else { "summands" };
         ensure!(
-            node.attribute.len() <= 1,
-            "attribute `{COEFFICIENTS}` is given more than once"
+            summands >= MIN_INPUTS,
+            "{OP_TYPE} takes at least {MIN_INPUTS} {what}, this node has {summands}"
         );
         let coefficients = match node.get_attr_opt_vec::<f32>(COEFFICIENTS)? {
             Some(c) => {
                 ensure!(
-                    c.len() == arity,
-                    "attribute `{COEFFICIENTS}` has {} values for {arity} inputs",
+                    c.len() == summands,
+                    "attribute `{COEFFICIENTS}` has {} values for {summands} {what}",
                     c.len()
                 );
                 c
             }
-            None => vec![1.0; arity],
+            None => vec![1.0; summands],
         };
-        Self::new(coefficients, implementation)
+        Self::with_low_rank(coefficients, low_rank, implementation)
     }
 
-    /// One coefficient per input (all 1 when the node has no `coefficients`).
+    /// One coefficient per summand, terms then products (all 1 when the node has no
+    /// `coefficients`).
     #[must_use]
     pub fn coefficients(&self) -> &[f32] {
         &self.coefficients
@@ -267,6 +326,7 @@ impl Expansion for LaurelResidual {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![
             format!("coefficients: {:?}", self.coefficients),
+            format!("low-rank products: {}", self.low_rank),
             format!("implementation: {}", self.implementation),
         ])
     }
@@ -277,18 +337,19 @@ impl Expansion for LaurelResidual {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, self.coefficients.len())?;
+        check_input_arity(inputs, self.arity())?;
         check_output_arity(outputs, 1)?;
         s.given_all(
             inputs.iter().map(|i| &i.datum_type),
             move |s, types: Vec<DatumType>| s.equals(&outputs[0].datum_type, element_type(&types)?),
         )?;
+        let low_rank = self.low_rank;
         s.given_all(
             inputs.iter().map(|i| &i.shape),
             move |s, shapes: Vec<TVec<TDim>>| {
                 s.equals(
                     &outputs[0].shape,
-                    ShapeFactoid::from(output_shape(&shapes)?),
+                    ShapeFactoid::from(output_shape(&summand_shapes(&shapes, low_rank)?)?),
                 )
             },
         )
@@ -301,9 +362,10 @@ impl Expansion for LaurelResidual {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         ensure!(
-            inputs.len() == self.coefficients.len(),
-            "{OP_TYPE} with {} coefficients wired to {} inputs",
+            inputs.len() == self.arity(),
+            "{OP_TYPE} with {} coefficients and {} low-rank products wired to {} inputs",
             self.coefficients.len(),
+            self.low_rank,
             inputs.len()
         );
         let facts = inputs
@@ -313,36 +375,127 @@ impl Expansion for LaurelResidual {
         let types: Vec<DatumType> = facts.iter().map(|f| f.datum_type).collect();
         let dt = element_type(&types)?;
         let shapes: Vec<TVec<TDim>> = facts.iter().map(|f| f.shape.to_tvec()).collect();
-        let shape = output_shape(&shapes)?;
-        let wires = wire_rank_broadcast(prefix, model, inputs)?;
-        let kernel = match self.implementation {
-            Implementation::Expansion => false,
-            Implementation::Kernel => true,
-            Implementation::Auto => {
-                if dt == DatumType::F32 {
-                    let mut kept = Vec::with_capacity(self.coefficients.len());
-                    for &c in &self.coefficients {
-                        match term_tensor(c, dt)? {
-                            Term::Dropped => {}
-                            t => kept.push(t),
-                        }
-                    }
-                    kept.iter().skip(1).any(|t| matches!(t, Term::Scaled(_)))
-                } else {
-                    true
+        let shape = output_shape(&summand_shapes(&shapes, self.low_rank)?)?;
+        let n = self.coefficients.len() - self.low_rank;
+        let (terms, pairs) = inputs.split_at(n);
+        let (term_coefficients, product_coefficients) = self.coefficients.split_at(n);
+        if self.low_rank > 0 && self.implementation != Implementation::Expansion {
+            // The products into the terms' sum, by the low-rank kernel, when they fit it.
+            let term_shape = output_shape(&shapes[..n])?;
+            let mut kept_pairs = Vec::new();
+            let mut kept_coefficients = Vec::new();
+            for (pair, &c) in pairs.chunks_exact(2).zip(product_coefficients) {
+                if !matches!(term_tensor(c, dt)?, Term::Dropped) {
+                    kept_pairs.extend_from_slice(pair);
+                    kept_coefficients.push(c);
                 }
             }
-        };
+            let acc_fact = dt.fact(&*term_shape);
+            let pair_facts: Vec<(&TypedFact, &TypedFact)> = facts[n..]
+                .chunks_exact(2)
+                .map(|pair| (&pair[0], &pair[1]))
+                .collect();
+            if term_shape == shape && LowRankAccumulate::fits(&acc_fact, &pair_facts) {
+                let acc = self.wire_terms(
+                    &format!("{prefix}.terms"),
+                    model,
+                    terms,
+                    term_coefficients,
+                    dt,
+                    &shape,
+                )?[0];
+                if kept_coefficients.is_empty() {
+                    return Ok(tvec!(acc));
+                }
+                let mut wires = vec![acc];
+                wires.extend(kept_pairs);
+                return model.wire_node(prefix, LowRankAccumulate::new(kept_coefficients)?, &wires);
+            }
+        }
+        // Otherwise each product is a `MatMul`, then a term like the others.
+        let mut all = terms.to_vec();
+        for (j, pair) in pairs.chunks_exact(2).enumerate() {
+            let name = model.unique_name(format!("{prefix}.product.{j}"));
+            all.push(MatMulInference::default().wire(&name, model, pair)?[0]);
+        }
+        self.wire_terms(prefix, model, &all, &self.coefficients, dt, &shape)
+    }
+}
+
+impl LaurelResidual {
+    /// Wires `y = Σᵢ cᵢ·tᵢ` over `inputs` (of element type `dt`, broadcasting to
+    /// `shape`), by the kernel or the expansion as [`Implementation`] says.
+    fn wire_terms(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+        coefficients: &[f32],
+        dt: DatumType,
+        shape: &[TDim],
+    ) -> TractResult<TVec<OutletId>> {
+        let wires = wire_rank_broadcast(prefix, model, inputs)?;
+        let kernel = inputs.len() >= MIN_INPUTS
+            && match self.implementation {
+                Implementation::Expansion => false,
+                Implementation::Kernel => true,
+                Implementation::Auto => {
+                    if dt == DatumType::F32 {
+                        let mut kept = Vec::with_capacity(coefficients.len());
+                        for &c in coefficients {
+                            match term_tensor(c, dt)? {
+                                Term::Dropped => {}
+                                t => kept.push(t),
+                            }
+                        }
+                        kept.iter().skip(1).any(|t| matches!(t, Term::Scaled(_)))
+                    } else {
+                        true
+                    }
+                }
+            };
         if kernel {
             model.wire_node(
                 prefix,
-                LaurelResidualKernel::new(self.coefficients.clone())?,
+                LaurelResidualKernel::new(coefficients.to_vec())?,
                 &wires,
             )
         } else {
-            expansion::wire(prefix, model, &wires, &self.coefficients, dt, &shape)
+            expansion::wire(prefix, model, &wires, coefficients, dt, shape)
         }
     }
+}
+
+/// The shapes of the summands of an op whose inputs have shapes `shapes` and whose last
+/// `low_rank` summands are products: the terms' shapes, then for each pair `(p, B)`
+/// the shape of `p·B` (`p`'s with its last dimension replaced by `B`'s second). `B`
+/// must be a matrix whose first dimension is `p`'s last.
+pub(crate) fn summand_shapes<D: DimLike>(
+    shapes: &[TVec<D>],
+    low_rank: usize,
+) -> TractResult<Vec<TVec<D>>> {
+    let Some(terms) = shapes.len().checked_sub(2 * low_rank) else {
+        bail!(
+            "{OP_TYPE}: {} inputs for {low_rank} low-rank products",
+            shapes.len()
+        );
+    };
+    let mut out: Vec<TVec<D>> = shapes[..terms].to_vec();
+    for pair in shapes[terms..].chunks_exact(2) {
+        let (left, right) = (&pair[0], &pair[1]);
+        match (left.split_last(), right.as_slice()) {
+            (Some((depth, lead)), [rows, cols]) if depth == rows => {
+                let mut shape: TVec<D> = lead.iter().cloned().collect();
+                shape.push(cols.clone());
+                out.push(shape);
+            }
+            _ => bail!(
+                "{OP_TYPE}: a low-rank product of {left:?} by {right:?}: the second must \
+                 be a matrix whose first dimension is the last of the first"
+            ),
+        }
+    }
+    Ok(out)
 }
 
 /// The element type of inputs of types `types`: their common type, which must be a
