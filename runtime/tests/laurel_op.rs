@@ -1223,12 +1223,15 @@ fn the_low_rank_kernel_takes_products_that_fit_it() {
         )
     };
     let low_rank_ops = |bytes: &[u8], imp: Implementation| {
-        tract_model(bytes, imp, true)
-            .unwrap()
+        let model = tract_model(bytes, imp, true).unwrap();
+        let ops: Vec<&laurel_residual::LowRankAccumulate> = model
             .nodes()
             .iter()
-            .filter(|n| n.op_is::<laurel_residual::LowRankAccumulate>())
-            .count()
+            .filter_map(|n| n.op_as::<laurel_residual::LowRankAccumulate>())
+            .collect();
+        // B is an initializer: packed when the op is wired.
+        assert!(ops.iter().all(|op| op.packed() == [true]));
+        ops.len()
     };
     let fits = build(&[4, 8], &[4, 8]);
     assert_eq!(low_rank_ops(&fits, Implementation::Auto), 1);

@@ -41,7 +41,7 @@ use tract_onnx::tract_hir::internal::{
     Datum, DatumType, DatumTypeExt, DimLike, Expansion, InferenceOp, InferenceResult, OutletId,
     ShapeFactoid, Solver, SpecialOps, StaticName, TDim, TVec, Tensor, TensorProxy,
     TractErrorContext, TractResult, TypedFact, TypedModel, Validation, bail, check_input_arity,
-    check_output_arity, ensure, expand, f16, tensor0, tvec,
+    check_output_arity, ensure, expand, f16, tensor0, tensor1, tvec,
 };
 
 mod expansion;
@@ -407,9 +407,28 @@ impl Expansion for LaurelResidual {
                 if kept_coefficients.is_empty() {
                     return Ok(tvec!(acc));
                 }
+                // A constant `B` goes to the kernel packed, once.
+                let cols = shape.last().and_then(|d| d.to_usize().ok());
                 let mut wires = vec![acc];
-                wires.extend(kept_pairs);
-                return model.wire_node(prefix, LowRankAccumulate::new(kept_coefficients)?, &wires);
+                let mut packed = Vec::with_capacity(kept_coefficients.len());
+                for (j, pair) in kept_pairs.chunks_exact(2).enumerate() {
+                    let konst = model.outlet_fact(pair[1])?.konst.clone();
+                    let rank = konst.as_ref().and_then(|b| b.shape().first().copied());
+                    wires.push(pair[0]);
+                    if let (Some(b), Some(cols), Some(rank)) = (konst, cols, rank) {
+                        let values = b.to_plain_array_view::<f32>()?;
+                        let values = values.as_slice().context("non-contiguous B")?;
+                        let name = model.unique_name(format!("{prefix}.packed.{j}"));
+                        let tensor = tensor1(&low_rank::pack(values, rank, cols));
+                        wires.push(model.add_const(name, tensor)?);
+                        packed.push(true);
+                    } else {
+                        wires.push(pair[1]);
+                        packed.push(false);
+                    }
+                }
+                let op = LowRankAccumulate::with_packed(kept_coefficients, packed)?;
+                return model.wire_node(prefix, op, &wires);
             }
         }
         // Otherwise each product is a `MatMul`, then a term like the others.

@@ -32,26 +32,45 @@ const LANES: usize = 16;
 
 /// `y = acc + Σⱼ cⱼ·(pⱼ·Bⱼ)` for f32: inputs `acc, p₀, B₀, p₁, B₁, …`, where `acc` is
 /// `[…, m, d]`, each `pⱼ` is `[…, m, rⱼ]` with the same leading dimensions, and each
-/// `Bⱼ` is `[rⱼ, d]`. The output is `acc`'s shape; it reuses `acc`'s buffer when
-/// nothing else holds it.
+/// `Bⱼ` is `[rⱼ, d]`, or, for a product built packed, `Bⱼ` in the kernel's layout
+/// ([`pack`], rank 1): `LaurelResidual` packs a constant `B` when it wires the op, so
+/// that each tile reads its part of `B` as one stream. The output is `acc`'s shape; it
+/// reuses `acc`'s buffer when nothing else holds it.
 #[derive(Clone, Debug)]
 pub struct LowRankAccumulate {
     coefficients: Vec<f32>,
+    packed: Vec<bool>,
 }
 
 impl LowRankAccumulate {
-    /// The op with one coefficient per product.
+    /// The op with one coefficient per product, whose `B`s are matrices.
     pub fn new(coefficients: Vec<f32>) -> TractResult<Self> {
-        ensure!(
-            !coefficients.is_empty(),
-            "{OP_TYPE}: a low-rank accumulation needs a product"
-        );
-        Ok(LowRankAccumulate { coefficients })
+        let packed = vec![false; coefficients.len()];
+        Self::with_packed(coefficients, packed)
     }
 
-    /// Whether the op can take `acc` and the pairs `(p, B)`: f32, `acc` of rank ≥ 1,
-    /// each `p` of `acc`'s rank and leading dimensions, each `B` `[r, d]` with `r` the
-    /// last dimension of `p` and `d` that of `acc`.
+    /// The op with one coefficient per product, and whether each product's `B`
+    /// input is packed ([`pack`]).
+    pub fn with_packed(coefficients: Vec<f32>, packed: Vec<bool>) -> TractResult<Self> {
+        ensure!(
+            !coefficients.is_empty() && packed.len() == coefficients.len(),
+            "{OP_TYPE}: a low-rank accumulation needs a product, and a packing flag for each"
+        );
+        Ok(LowRankAccumulate {
+            coefficients,
+            packed,
+        })
+    }
+
+    /// Whether each product's `B` input is packed.
+    #[must_use]
+    pub fn packed(&self) -> &[bool] {
+        &self.packed
+    }
+
+    /// Whether the op can take `acc` and the pairs `(p, B)`, `B` a matrix: f32, `acc`
+    /// of rank ≥ 1, each `p` of `acc`'s rank and leading dimensions, each `B` `[r, d]`
+    /// with `r` the last dimension of `p` and `d` that of `acc`.
     #[must_use]
     pub fn fits(acc: &TypedFact, pairs: &[(&TypedFact, &TypedFact)]) -> bool {
         let rank = acc.rank();
@@ -72,7 +91,8 @@ impl LowRankAccumulate {
 // Coefficients compare by bits, as `LaurelResidualKernel`'s do.
 impl PartialEq for LowRankAccumulate {
     fn eq(&self, other: &Self) -> bool {
-        self.coefficients.len() == other.coefficients.len()
+        self.packed == other.packed
+            && self.coefficients.len() == other.coefficients.len()
             && self
                 .coefficients
                 .iter()
@@ -93,7 +113,10 @@ impl Op for LowRankAccumulate {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("coefficients: {:?}", self.coefficients)])
+        Ok(vec![
+            format!("coefficients: {:?}", self.coefficients),
+            format!("packed: {:?}", self.packed),
+        ])
     }
 
     op_as_typed_op!();
@@ -116,35 +139,54 @@ impl EvalOp for LowRankAccumulate {
         let pairs: Vec<TValue> = inputs.collect();
         let mut y = acc.into_tensor();
         let shape = y.shape().to_vec();
-        let Some(&cols) = shape.last() else {
+        let Some((&cols, lead)) = shape.split_last() else {
             bail!("{OP_TYPE}: a scalar accumulator");
         };
-        let rows: usize = shape[..shape.len() - 1].iter().product();
+        let rows: usize = lead.iter().product();
         let mut views = Vec::with_capacity(pairs.len());
-        for (pair, _) in pairs.chunks_exact(2).zip(&self.coefficients) {
+        for (pair, &packed) in pairs.chunks_exact(2).zip(&self.packed) {
             let (p, b) = (&pair[0], &pair[1]);
             let (ps, bs) = (p.shape(), b.shape());
+            let rank = ps.last().copied().unwrap_or(0);
+            let b_fits = if packed {
+                bs == [rank * cols]
+            } else {
+                bs == [rank, cols]
+            };
             ensure!(
-                ps.len() == shape.len()
-                    && ps[..ps.len() - 1] == shape[..shape.len() - 1]
-                    && bs.len() == 2
-                    && bs[1] == cols
-                    && ps.last() == Some(&bs[0]),
-                "{OP_TYPE}: a product of {ps:?} by {bs:?} into {shape:?}"
+                ps.len() == shape.len() && &ps[..ps.len() - 1] == lead && b_fits,
+                "{OP_TYPE}: a product of {ps:?} by {bs:?} (packed: {packed}) into {shape:?}"
             );
             views.push((
                 p.to_plain_array_view::<f32>()?,
                 b.to_plain_array_view::<f32>()?,
-                bs[0],
+                rank,
+                packed,
             ));
         }
+        // `B`s that were not packed when the op was wired are packed now.
+        let mut packs: Vec<Option<Vec<f32>>> = Vec::with_capacity(views.len());
+        for (_, b, rank, packed) in &views {
+            packs.push(if *packed {
+                None
+            } else {
+                let b = b.as_slice().context("non-contiguous low-rank weight")?;
+                Some(pack(b, *rank, cols))
+            });
+        }
         let mut products = Vec::with_capacity(views.len());
-        for ((p, b, rank), &c) in views.iter().zip(&self.coefficients) {
+        for (((p, b, rank, _), own), &c) in views.iter().zip(&packs).zip(&self.coefficients) {
+            let b = match own {
+                Some(v) => v.as_slice(),
+                None => b.as_slice().context("non-contiguous low-rank weight")?,
+            };
+            let (tiles, tail) = b.split_at(cols / LANES * LANES * rank);
             products.push(Product {
                 p: p.as_slice().context("non-contiguous low-rank input")?,
-                b: b.as_slice().context("non-contiguous low-rank weight")?,
                 rank: *rank,
                 c,
+                tiles,
+                tail,
             });
         }
         {
@@ -168,22 +210,41 @@ impl TypedOp for LowRankAccumulate {
             self.coefficients.len(),
             inputs.len()
         );
-        let pairs: Vec<(&TypedFact, &TypedFact)> = inputs[1..]
-            .chunks_exact(2)
-            .map(|pair| (pair[0], pair[1]))
-            .collect();
+        let acc = inputs[0];
+        let rank = acc.rank();
+        let fits = rank >= 1
+            && acc.datum_type == DatumType::F32
+            && inputs[1..]
+                .chunks_exact(2)
+                .zip(&self.packed)
+                .all(|(pair, &packed)| {
+                    let (p, b) = (pair[0], pair[1]);
+                    let b_fits = if packed {
+                        b.rank() == 1
+                            && b.shape[0] == p.shape[rank - 1].clone() * acc.shape[rank - 1].clone()
+                    } else {
+                        b.rank() == 2
+                            && p.shape[rank - 1] == b.shape[0]
+                            && b.shape[1] == acc.shape[rank - 1]
+                    };
+                    p.datum_type == DatumType::F32
+                        && b.datum_type == DatumType::F32
+                        && p.rank() == rank
+                        && p.shape[..rank - 1] == acc.shape[..rank - 1]
+                        && b_fits
+                });
         ensure!(
-            Self::fits(inputs[0], &pairs),
+            fits,
             "{OP_TYPE}: low-rank products that do not fit: {inputs:?}"
         );
-        Ok(tvec!(DatumType::F32.fact(inputs[0].shape.clone())))
+        Ok(tvec!(DatumType::F32.fact(acc.shape.clone())))
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
         let count: TDim = inputs[0].shape.iter().product();
         let depth: TDim = inputs[1..]
             .chunks_exact(2)
-            .map(|pair| pair[1].shape[0].clone())
+            .filter_map(|pair| pair[0].shape.last().cloned())
             .sum();
         Ok(tvec!((Cost::FMA(DatumType::F32), count * depth)))
     }
@@ -191,17 +252,40 @@ impl TypedOp for LowRankAccumulate {
     as_op!();
 }
 
-/// One product `c·(p·B)`: `p` is `rows × rank`, `B` is `rank × cols`, both row-major.
+/// One product `c·(p·B)`: `p` is `rows × rank`, row-major; `B` (`rank × cols`) is
+/// given packed ([`pack`]): its full tiles, then its tail.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Product<'a> {
     /// `rows × rank`.
     pub p: &'a [f32],
-    /// `rank × cols`.
-    pub b: &'a [f32],
     /// The inner dimension.
     pub rank: usize,
     /// The coefficient.
     pub c: f32,
+    /// `B`'s full tiles of [`LANES`] columns, one after the other, each `rank × LANES`
+    /// row-major.
+    pub tiles: &'a [f32],
+    /// `B`'s columns past the last full tile, `rank × (cols mod LANES)` row-major.
+    pub tail: &'a [f32],
+}
+
+/// `b` (`rank × cols`, row-major) in the kernel's layout: its full tiles of [`LANES`]
+/// columns one after the other, each `rank × LANES` row-major (what a tile of the
+/// kernel reads, in the order it reads it), then the columns left,
+/// `rank × (cols mod LANES)` row-major. As many elements as `b`.
+#[must_use]
+pub fn pack(b: &[f32], rank: usize, cols: usize) -> Vec<f32> {
+    let full = cols / LANES * LANES;
+    let mut out = Vec::with_capacity(rank * cols);
+    for t in (0..full).step_by(LANES) {
+        for k in 0..rank {
+            out.extend_from_slice(&b[k * cols + t..][..LANES]);
+        }
+    }
+    for k in 0..rank {
+        out.extend_from_slice(&b[k * cols + full..(k + 1) * cols]);
+    }
+    out
 }
 
 /// `y += Σ c·(p·B)` for a row-major `y` of `cols` columns, with AVX2 and FMA when the
@@ -233,6 +317,20 @@ fn accumulate_avx2_fma(y: &mut [f32], cols: usize, products: &[Product<'_>]) {
 #[inline(always)]
 fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// One step of depth for a tile: `acc[q] += pk[q]·b` for each of its `R` rows.
+#[allow(clippy::inline_always)]
+#[inline(always)]
+fn tile_step<const FMA: bool, const R: usize>(acc: &mut [[f32; LANES]; R], pk: &[f32], b: &[f32]) {
+    let (Ok(pk), Ok(b)) = (<&[f32; R]>::try_from(pk), <&[f32; LANES]>::try_from(b)) else {
+        return;
+    };
+    for (a, &pv) in acc.iter_mut().zip(pk) {
+        for l in 0..LANES {
+            a[l] = madd::<FMA>(pv, b[l], a[l]);
+        }
+    }
 }
 
 /// The whole of `y`, [`ROWS`] rows at a time, then the rows left one by one.
@@ -285,18 +383,9 @@ fn band<const FMA: bool, const R: usize>(
         }
         let mut ps = scratch.chunks_exact(R);
         for pr in products {
-            for (pk, b_row) in ps.by_ref().zip(pr.b.chunks_exact(cols)).take(pr.rank) {
-                let (Ok(pk), Ok(b)) = (
-                    <&[f32; R]>::try_from(pk),
-                    <&[f32; LANES]>::try_from(&b_row[col..col + LANES]),
-                ) else {
-                    continue;
-                };
-                for (a, &pv) in acc.iter_mut().zip(pk) {
-                    for l in 0..LANES {
-                        a[l] = madd::<FMA>(pv, b[l], a[l]);
-                    }
-                }
+            let tile = &pr.tiles[col * pr.rank..][..pr.rank * LANES];
+            for (pk, b) in ps.by_ref().zip(tile.chunks_exact(LANES)).take(pr.rank) {
+                tile_step::<FMA, R>(&mut acc, pk, b);
             }
         }
         for (q, a) in acc.iter().enumerate() {
@@ -304,16 +393,17 @@ fn band<const FMA: bool, const R: usize>(
         }
         col += LANES;
     }
+    let rest = cols - full;
     for q in 0..R {
-        for c in full..cols {
-            let mut s = y[(row + q) * cols + c];
+        for c in 0..rest {
+            let mut s = y[(row + q) * cols + full + c];
             let mut ps = scratch.chunks_exact(R);
             for pr in products {
-                for (pk, b_row) in ps.by_ref().zip(pr.b.chunks_exact(cols)).take(pr.rank) {
+                for (pk, b_row) in ps.by_ref().zip(pr.tail.chunks_exact(rest)).take(pr.rank) {
                     s = madd::<FMA>(pk[q], b_row[c], s);
                 }
             }
-            y[(row + q) * cols + c] = s;
+            y[(row + q) * cols + full + c] = s;
         }
     }
 }
@@ -322,18 +412,18 @@ fn band<const FMA: bool, const R: usize>(
 mod tests {
     use super::*;
 
-    /// `y + Σ c·(p·B)` in f64, the plain way.
-    fn reference(y: &[f32], cols: usize, products: &[Product<'_>]) -> Vec<f64> {
+    /// `y + Σ c·(p·B)` in f64, the plain way, `B` row-major.
+    fn reference(y: &[f32], cols: usize, products: &[(&[f32], &[f32], usize, f32)]) -> Vec<f64> {
         let rows = y.len() / cols;
         let mut out: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
-        for pr in products {
+        for &(p, b, rank, c) in products {
             for i in 0..rows {
                 for j in 0..cols {
                     let mut s = 0.0;
-                    for k in 0..pr.rank {
-                        s += f64::from(pr.p[i * pr.rank + k]) * f64::from(pr.b[k * cols + j]);
+                    for k in 0..rank {
+                        s += f64::from(p[i * rank + k]) * f64::from(b[k * cols + j]);
                     }
-                    out[i * cols + j] += f64::from(pr.c) * s;
+                    out[i * cols + j] += f64::from(c) * s;
                 }
             }
         }
@@ -348,6 +438,19 @@ mod tests {
                 f32::from(u16::try_from(x % 2001).unwrap_or(0)) / 1000.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn packing_keeps_every_element_once() {
+        // 2 × 35: two full tiles of 16 columns, then a tail of 3.
+        let b: Vec<f32> = (0..70u8).map(f32::from).collect();
+        let packed = pack(&b, 2, 35);
+        assert_eq!(packed.len(), 70);
+        assert_eq!(&packed[..16], &b[..16]); // tile 0, row 0
+        assert_eq!(&packed[16..32], &b[35..51]); // tile 0, row 1
+        assert_eq!(&packed[32..48], &b[16..32]); // tile 1, row 0
+        assert_eq!(&packed[64..67], &b[32..35]); // tail, row 0
+        assert_eq!(&packed[67..], &b[67..]); // tail, row 1
     }
 
     #[test]
@@ -366,21 +469,26 @@ mod tests {
                 let y0 = data(rows * cols, 1);
                 let (p0, b0) = (data(rows * r0, 2), data(r0 * cols, 3));
                 let (p1, b1) = (data(rows * r1, 4), data(r1 * cols, 5));
+                let (k0, k1) = (pack(&b0, r0, cols), pack(&b1, r1, cols));
+                let (t0, e0) = k0.split_at(cols / LANES * LANES * r0);
+                let (t1, e1) = k1.split_at(cols / LANES * LANES * r1);
                 let products = [
                     Product {
                         p: &p0,
-                        b: &b0,
                         rank: r0,
                         c: 1.0,
+                        tiles: t0,
+                        tail: e0,
                     },
                     Product {
                         p: &p1,
-                        b: &b1,
                         rank: r1,
                         c: -0.75,
+                        tiles: t1,
+                        tail: e1,
                     },
                 ];
-                let want = reference(&y0, cols, &products);
+                let want = reference(&y0, cols, &[(&p0, &b0, r0, 1.0), (&p1, &b1, r1, -0.75)]);
                 for fused in [false, true] {
                     let mut y = y0.clone();
                     if fused {
