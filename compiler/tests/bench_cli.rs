@@ -157,6 +157,47 @@ fn table_has_a_line_per_model() {
     assert!(lines[2].ends_with("1.000       1.000"), "{out}");
 }
 
+#[test]
+fn loads_are_reported() {
+    let base = fixture("tiny_resnet.onnx");
+    let j = json(&laurelc(&[
+        "bench",
+        s(&base),
+        s(&base),
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--loads",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(j["loads"], 3);
+    assert_eq!(j["models"][1]["samples_ms"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn profile_times_every_node() {
+    let base = fixture("tiny_resnet.onnx");
+    let j = json(&laurelc(&["profile", s(&base), "--runs", "3", "--json"]));
+    assert_eq!(j["runs"], 3);
+    let nodes = j["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty());
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["median_us"].as_f64().unwrap() >= 0.0)
+    );
+    assert!(j["total_median_us"].as_f64().unwrap() > 0.0);
+    let o = laurelc(&["profile", s(&base), "--runs", "2", "--top", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.starts_with("2 runs: median"), "{out}");
+    assert!(out.contains("slowest nodes:"), "{out}");
+    let o = laurelc(&["profile", s(&base), "--runs", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
 /// Makes the first dimension of a value's declared shape the symbol `N`.
 fn symbolic_first_dim(v: &mut ValueInfoProto) {
     let shape = v

@@ -66,16 +66,22 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Rotate the start of each round (see [`round_order`]).
     pub rotate: bool,
+    /// Loads of each model file ([`bench_files`]; 0 counts as 1). A model's time can
+    /// move by several percent from one load to the next (where its buffers land in
+    /// memory), more than between the rounds of one load; with several loads, each
+    /// model's runs cycle through its loads, so its samples span as many layouts.
+    pub loads: usize,
 }
 
 impl Default for BenchOptions {
-    /// 20 runs, 3 warm-up rounds, seed 0, fixed order.
+    /// 20 runs, 3 warm-up rounds, seed 0, fixed order, one load.
     fn default() -> Self {
         BenchOptions {
             runs: 20,
             warmup: 3,
             seed: 0,
             rotate: false,
+            loads: 1,
         }
     }
 }
@@ -302,6 +308,8 @@ pub struct BenchReport {
     pub seed: u64,
     /// Whether each round's start was rotated.
     pub rotate: bool,
+    /// Loads of each model that the runs cycled through.
+    pub loads: usize,
     /// The inputs every model received.
     pub inputs: Vec<BenchInput>,
     /// The models, baseline first, in the caller's order.
@@ -328,8 +336,13 @@ impl BenchReport {
                 )
             })
             .collect();
+        let loads = if self.loads > 1 {
+            format!(", over {} loads of each model", self.loads)
+        } else {
+            String::new()
+        };
         let mut s = format!(
-            "{} runs after {} warm-up rounds, interleaved ({} order), seed {}; inputs: {}\n",
+            "{} runs after {} warm-up rounds, interleaved ({} order){loads}, seed {}; inputs: {}\n",
             self.runs,
             self.warmup,
             if self.rotate { "rotated" } else { "fixed" },
@@ -448,13 +461,46 @@ pub fn bench(
     given: &[(String, Tensor)],
     opts: &BenchOptions,
 ) -> Result<BenchReport, RuntimeError> {
+    let loaded: Vec<(String, Vec<Runnable>)> = models
+        .iter()
+        .map(|(label, m)| (label.clone(), vec![m.clone()]))
+        .collect();
+    bench_loads(&loaded, given, &BenchOptions { loads: 1, ..*opts })
+}
+
+/// [`bench`] for models loaded several times each (`models[i].1`, the loads of model
+/// `i`, not empty): the `k`-th run of a model (warm-up and check runs included) uses
+/// its load `k mod loads`, so that its samples span every load. The report's `loads`
+/// is the most loads of a model.
+///
+/// Errors: those of [`bench`]; a model without a load is
+/// [`RuntimeError::UnsupportedModel`].
+/// Cost: as [`bench`], plus one check run of every load.
+pub fn bench_loads(
+    models: &[(String, Vec<Runnable>)],
+    given: &[(String, Tensor)],
+    opts: &BenchOptions,
+) -> Result<BenchReport, RuntimeError> {
     let runs = opts.runs.max(1);
-    let Some((base_label, base)) = models.first() else {
+    let loads = models
+        .iter()
+        .map(|(_, l)| l.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    if let Some((label, _)) = models.iter().find(|(_, l)| l.is_empty()) {
+        return Err(RuntimeError::UnsupportedModel {
+            model: label.clone(),
+            message: "benchmarked without a loaded copy".into(),
+        });
+    }
+    let Some((base_label, base)) = models.first().and_then(|(l, m)| Some((l, m.first()?))) else {
         return Ok(BenchReport {
             runs,
             warmup: opts.warmup,
             seed: opts.seed,
             rotate: opts.rotate,
+            loads,
             inputs: Vec::new(),
             models: Vec::new(),
         });
@@ -472,8 +518,10 @@ pub fn bench(
             });
         }
     }
-    for (label, m) in &models[1..] {
-        check_same_inputs(base_label, base.inputs(), label, m.inputs())?;
+    for (label, copies) in models {
+        for m in copies {
+            check_same_inputs(base_label, base.inputs(), label, m.inputs())?;
+        }
     }
     let rest: Vec<InputSpec> = base
         .inputs()
@@ -483,19 +531,22 @@ pub fn bench(
         .collect();
     let mut inputs = given.to_vec();
     inputs.extend(random_inputs(&rest, opts.seed)?);
-    for (label, m) in models {
-        m.run(inputs.clone()).map_err(|e| labelled(label, e))?;
+    for (label, copies) in models {
+        for m in copies {
+            m.run(inputs.clone()).map_err(|e| labelled(label, e))?;
+        }
     }
     let origin = Instant::now();
+    let mut calls = vec![0usize; models.len()];
     let samples = time_rounds(
         models.len(),
         opts,
         |_| inputs.clone(),
         |i, input| {
-            models[i]
-                .1
-                .run(input)
-                .map_err(|e| labelled(&models[i].0, e))
+            let copies = &models[i].1;
+            let m = &copies[calls[i] % copies.len()];
+            calls[i] += 1;
+            m.run(input).map_err(|e| labelled(&models[i].0, e))
         },
         || origin.elapsed(),
     )?;
@@ -514,21 +565,26 @@ pub fn bench(
         warmup: opts.warmup,
         seed: opts.seed,
         rotate: opts.rotate,
+        loads,
         inputs: report_inputs,
         models: models
             .iter()
             .zip(analyse(&samples))
-            .map(|((label, m), timing)| BenchModel {
+            .map(|((label, copies), timing)| BenchModel {
                 label: label.clone(),
-                load_strategy: m.load_strategy().to_owned(),
+                load_strategy: copies
+                    .first()
+                    .map(|m| m.load_strategy().to_owned())
+                    .unwrap_or_default(),
                 timing,
             })
             .collect(),
     })
 }
 
-/// Loads the model files with the same options and benchmarks them with [`bench`],
-/// the first being the baseline; each model's label is its path. The shapes of the
+/// Loads the model files with the same options, each [`BenchOptions::loads`] times,
+/// and benchmarks them with [`bench_loads`], the first being the baseline; each
+/// model's label is its path. The shapes of the
 /// `given` tensors are added to `load.shapes` (replacing entries of the same name),
 /// so that given tensors size the models as in `laurelc run`.
 ///
@@ -547,13 +603,13 @@ pub fn bench_files<P: AsRef<Path>>(
         .iter()
         .map(|p| {
             let p = p.as_ref();
-            Ok((
-                p.display().to_string(),
-                crate::load::load(ModelSource::Path(p), &load)?,
-            ))
+            let copies = (0..opts.loads.max(1))
+                .map(|_| crate::load::load(ModelSource::Path(p), &load))
+                .collect::<Result<Vec<_>, RuntimeError>>()?;
+            Ok((p.display().to_string(), copies))
         })
         .collect::<Result<Vec<_>, RuntimeError>>()?;
-    bench(&models, given, opts)
+    bench_loads(&models, given, opts)
 }
 
 #[cfg(test)]
@@ -679,6 +735,7 @@ mod tests {
             warmup: 2,
             seed: 0,
             rotate: false,
+            loads: 1,
         };
         let (samples, calls) = fake_rounds(3, &opts, None);
         assert_eq!(calls, [0, 1, 2].repeat(5));
@@ -696,6 +753,7 @@ mod tests {
             warmup: 1,
             seed: 0,
             rotate: true,
+            loads: 1,
         };
         let (samples, calls) = fake_rounds(3, &opts, None);
         // Warm-up round 0, then timed rounds 0 and 1.
@@ -710,6 +768,7 @@ mod tests {
             warmup: 0,
             seed: 0,
             rotate: false,
+            loads: 1,
         };
         let (samples, _) = fake_rounds(2, &opts, None);
         assert_eq!(samples.unwrap(), [vec![1.0], vec![2.0]]);
@@ -781,6 +840,7 @@ mod tests {
             warmup: 1,
             seed: 7,
             rotate: false,
+            loads: 1,
         }
     }
 
@@ -808,6 +868,31 @@ mod tests {
         let table = r.to_table();
         assert_eq!(table.lines().count(), 4, "{table}");
         assert!(table.contains("input f32[1x3x16x16] random"), "{table}");
+    }
+
+    #[test]
+    fn several_loads_of_each_model_share_the_rounds() {
+        let a = fixture("tiny_resnet.onnx");
+        let opts = BenchOptions {
+            loads: 2,
+            ..few_runs()
+        };
+        let r = bench_files(&[&a, &a], &LoadOptions::default(), &[], &opts).unwrap();
+        assert_eq!((r.runs, r.loads), (3, 2));
+        assert!(r.models.iter().all(|m| m.timing.samples_ms.len() == 3));
+        assert!(r.to_table().contains("over 2 loads of each model"));
+        // A model without a load is an error, not a panic.
+        let one = crate::load::load(ModelSource::Path(&a), &LoadOptions::default()).unwrap();
+        let e = bench_loads(
+            &[("a".into(), vec![one]), ("b".into(), vec![])],
+            &[],
+            &few_runs(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, RuntimeError::UnsupportedModel { model, .. } if model == "b"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! Modules: [`model`] (sources, options, declared inputs), [`load`](mod@load) (the loader
 //! strategy ladder), [`runnable`] (running), [`infer`] (shape inference),
 //! [`npy`] and [`tensor_pb`] (tensor files), [`random`], [`stats`], [`compare`](mod@compare),
-//! [`ops`] (custom op registration), [`error`].
+//! [`ops`] (custom op registration), [`bench`] and [`profile`](mod@profile) (timing),
+//! [`error`].
 
 pub mod bench;
 pub mod compare;
@@ -33,6 +34,7 @@ pub mod load;
 pub mod model;
 pub mod npy;
 pub mod ops;
+pub mod profile;
 pub mod random;
 pub mod raw;
 pub mod runnable;
@@ -44,7 +46,7 @@ mod values;
 pub use tract_onnx;
 pub use tract_onnx::prelude::Tensor;
 
-pub use bench::{BenchOptions, BenchReport, bench, bench_files};
+pub use bench::{BenchOptions, BenchReport, bench, bench_files, bench_loads};
 pub use compare::{Comparison, compare};
 pub use datum::{DatumKind, DimSpec, InputSpec};
 pub use error::RuntimeError;

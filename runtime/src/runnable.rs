@@ -51,6 +51,12 @@ impl Runnable {
         self.strategy
     }
 
+    /// The plan tract runs.
+    #[must_use]
+    pub fn plan(&self) -> &Arc<TypedSimplePlan> {
+        &self.plan
+    }
+
     /// The tract model behind the plan (typed, and optimised unless the strategy was
     /// `unoptimized`).
     #[must_use]

@@ -91,6 +91,39 @@ enum Command {
     Fuse(FuseArgs),
     /// Time models on tract, interleaved (A B C A B C …), against the first one.
     Bench(BenchArgs),
+    /// Time every node of a model's plan on tract: where its time goes.
+    Profile(ProfileArgs),
+}
+
+/// `laurelc profile MODEL`.
+#[derive(Debug, Args)]
+struct ProfileArgs {
+    /// The model.
+    model: PathBuf,
+    /// Timed runs; each node's time is its median over them.
+    #[arg(long, default_value_t = 100)]
+    runs: usize,
+    /// Untimed runs before the timed ones.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// The slowest nodes to list after the ops (0: none).
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// Seed for random inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The value of a symbolic dimension, as NAME=VALUE (default 1).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    dims: Vec<String>,
+    /// The shape of a random input, as NAME=1x3x224x224.
+    #[arg(long = "shape", value_name = "NAME=SHAPE")]
+    shapes: Vec<String>,
+    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
+    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
+    inputs: Vec<String>,
+    /// Print the profile as JSON (every node).
+    #[arg(long)]
+    json: bool,
 }
 
 /// `laurelc bench BASELINE OTHER...`.
@@ -113,6 +146,11 @@ struct BenchArgs {
     /// Start round r at model r mod N (A B C, B C A, …) instead of always at the baseline.
     #[arg(long)]
     rotate: bool,
+    /// Load each model this many times; its runs cycle through the loads, so that its
+    /// samples span several memory layouts (a model's time can move by several percent
+    /// from one load to the next).
+    #[arg(long, default_value_t = 1)]
+    loads: usize,
     /// The value of a symbolic dimension, as NAME=VALUE (default 1).
     #[arg(long = "dim", value_name = "NAME=VALUE")]
     dims: Vec<String>,
@@ -293,6 +331,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Inspect(a)) => inspect(&a),
         Some(Command::Fuse(a)) => fuse(&a),
         Some(Command::Bench(a)) => bench(&a),
+        Some(Command::Profile(a)) => profile(&a),
         None => compile(&cli.compile),
     }
 }
@@ -431,13 +470,11 @@ fn fuse(a: &FuseArgs) -> Result<()> {
     Ok(())
 }
 
-/// `laurelc bench`: the runtime's interleaved benchmark, printed as a table or JSON.
-fn bench(a: &BenchArgs) -> Result<()> {
-    if a.runs == 0 {
-        bail!("--runs must be at least 1");
-    }
+/// The tensors of `--input` arguments (`NAME=FILE.npy` or `FILE.npz`), a later one
+/// replacing an earlier one of the same name.
+fn given_inputs(args: &[String]) -> Result<Vec<(String, laurel_runtime::Tensor)>> {
     let mut given: Vec<(String, laurel_runtime::Tensor)> = Vec::new();
-    for s in &a.inputs {
+    for s in args {
         let loaded = if s.contains('=') {
             laurelc::check::read_inputs(&parse_inputs(std::slice::from_ref(s))?)?
         } else {
@@ -448,6 +485,34 @@ fn bench(a: &BenchArgs) -> Result<()> {
             given.push((name, t));
         }
     }
+    Ok(given)
+}
+
+/// `laurelc profile`: the time of every node of tract's plan.
+fn profile(a: &ProfileArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let given = given_inputs(&a.inputs)?;
+    let dims = parse_dims(&a.dims)?;
+    let shapes = parse_shapes(&a.shapes)?;
+    let model = laurelc::check::load(&a.model, &dims, &shapes, &given)?;
+    let inputs = laurelc::check::complete_inputs(&model, &given, a.seed)?;
+    let p = laurel_runtime::profile::profile(&model, &inputs, a.runs, a.warmup)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print!("{}", p.to_table(a.top));
+    }
+    Ok(())
+}
+
+/// `laurelc bench`: the runtime's interleaved benchmark, printed as a table or JSON.
+fn bench(a: &BenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let given = given_inputs(&a.inputs)?;
     let load = laurel_runtime::LoadOptions {
         dims: parse_dims(&a.dims)?,
         shapes: parse_shapes(&a.shapes)?,
@@ -458,6 +523,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
         warmup: a.warmup,
         seed: a.seed,
         rotate: a.rotate,
+        loads: a.loads,
     };
     let paths: Vec<&Path> = std::iter::once(a.baseline.as_path())
         .chain(a.others.iter().map(PathBuf::as_path))
@@ -567,18 +633,7 @@ fn file_stem(name: &str) -> String {
 fn run(a: &RunArgs) -> Result<()> {
     let dims = parse_dims(&a.dims)?;
     let shapes = parse_shapes(&a.shapes)?;
-    let mut given: Vec<(String, laurel_runtime::Tensor)> = Vec::new();
-    for s in &a.inputs {
-        let loaded = if s.contains('=') {
-            laurelc::check::read_inputs(&parse_inputs(std::slice::from_ref(s))?)?
-        } else {
-            laurel_runtime::read_npz(Path::new(s))?
-        };
-        for (name, t) in loaded {
-            given.retain(|(n, _)| *n != name);
-            given.push((name, t));
-        }
-    }
+    let given = given_inputs(&a.inputs)?;
     let model = laurelc::check::load(&a.model, &dims, &shapes, &given)?;
     let inputs = laurelc::check::complete_inputs(&model, &given, a.seed)?;
     let outputs = model.run(inputs)?;
