@@ -6,14 +6,14 @@ For each model and variant:
     laurelc MODEL -o aug.onnx --variant V --init random --seed S [--rank R]
     laurelc fuse aug.onnx -o fused.onnx                      (--target onnx, the default)
     laurelc fuse aug.onnx -o fused.tract.onnx --target tract
-    laurelc bench MODEL aug.onnx fused.onnx fused.tract.onnx --runs N --warmup W --input inputs.npz --json
+    laurelc bench MODEL aug.onnx fused.onnx fused.tract.onnx --runs N --warmup W --loads L --input inputs.npz --json
 
 at each batch size, and the baseline, unfused and ONNX-target files on onnxruntime
 (which does not know the tract target's `ai.laurel` op), in Python, with the
 same interleaving (A B C A B C ...), the same inputs and medians. Ratios are to the
 baseline measured in the same run; absolute times on a shared machine are not.
 
-    .venv/bin/python bench/fuse.py [--reps 20] [--models tiny_resnet,paraphrase_minilm_l3,ppocrv4_det]
+    .venv/bin/python bench/fuse.py [--reps 20] [--loads 3] [--models tiny_resnet,paraphrase_minilm_l3,ppocrv4_det]
                                    [--variants rw,lr,rw+lr+pa] [--batches 1,8] [--out results.json]
 
 Details:
@@ -285,6 +285,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=20, help="timed rounds per benchmark (default 20)")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--loads", type=int, default=3,
+                    help="loads of each model on tract; its rounds cycle through them (default 3)")
     ap.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated names or paths")
     ap.add_argument("--variants", default="rw,lr,rw+lr+pa")
     ap.add_argument("--batches", default="1,8")
@@ -356,6 +358,7 @@ def main():
                         check_ok = check_ok and check.returncode == 0
                     tract = json.loads(sh([exe, "bench", str(base), str(aug), str(fused), str(fused_t),
                                            "--runs", str(args.reps), "--warmup", str(args.warmup),
+                                           "--loads", str(args.loads),
                                            "--input", str(npz), "--json"]).stdout)
                     ort = ort_bench([base, aug, fused], feeds, args.reps, args.warmup)
                     for r in ort:
@@ -391,7 +394,7 @@ def main():
                           f"; LAuReL FLOPs / model {fmt(r['laurel_flops_fraction'], '.4f')}"
                           f"{'' if check_ok else '; FUSED OUTPUTS DIFFER'}", file=sys.stderr, flush=True)
     print(f"\n{args.reps} interleaved rounds (baseline, unfused, fused, fused for tract) after {args.warmup} "
-          "warm-up rounds; ratios are medians of per-round ratios to the baseline (same round); baseline times "
+          f"warm-up rounds, cycling through {args.loads} loads of each model on tract; ratios are medians of per-round ratios to the baseline (same round); baseline times "
           "are medians; spread is the largest IQR / median of the four tract models (noise: read ratios within "
           "about that); onnxruntime single-threaded, on the baseline, unfused and `--target onnx` files; fuse: "
           f"median wall time of {args.fuse_reps} runs of `laurelc fuse` (`--target onnx`); closer: "
