@@ -432,3 +432,222 @@ fn a_low_rank_term_goes_to_laurel_residual_for_tract() {
         .collect();
     assert_eq!(ops, ["MatMul", "Add", "MatMul", "Add", "Relu"]);
 }
+
+// ---------------------------------------------------------------------------------
+// The tract target's low-rank pass on its own (`fuse::low_rank`).
+
+/// `t_j = x·A_j`, `u_j = t_j·B_j` for `j < products` (x: [3, 32], A: [32, 4],
+/// B: [4, 32]), then `sum`; the model imports `ai.laurel`.
+fn products_model(
+    products: usize,
+    sum: Vec<onnx_protobuf::NodeProto>,
+    outputs: &[&str],
+) -> ModelProto {
+    let vals = |n: u16, s: f32, k: u16| -> Vec<f32> {
+        (0..n)
+            .map(|i| f32::from((i * 7 + 3 * k) % 11) * s - 0.5)
+            .collect()
+    };
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    for j in 0..products {
+        let k = u16::try_from(j).unwrap();
+        nodes.push(node(
+            "MatMul",
+            &format!("a{j}"),
+            &["x", &format!("A{j}")],
+            &[&format!("t{j}")],
+        ));
+        nodes.push(node(
+            "MatMul",
+            &format!("b{j}"),
+            &[&format!("t{j}"), &format!("B{j}")],
+            &[&format!("u{j}")],
+        ));
+        inits.push(f32_tensor(&format!("A{j}"), &[32, 4], &vals(128, 0.02, k)));
+        inits.push(f32_tensor(
+            &format!("B{j}"),
+            &[4, 32],
+            &vals(128, 0.03, k + 1),
+        ));
+    }
+    nodes.extend(sum);
+    inits.push(f32_tensor("bias", &[32], &vals(32, 0.1, 5)));
+    let mut m = model(GraphProto {
+        node: nodes,
+        initializer: inits,
+        input: vec![value("x", &[3, 32])],
+        output: outputs.iter().map(|o| value(o, &[3, 32])).collect(),
+        ..Default::default()
+    });
+    m.opset_import.push(onnx_protobuf::OperatorSetIdProto {
+        domain: "ai.laurel".into(),
+        version: 1,
+        ..Default::default()
+    });
+    m
+}
+
+fn laurel_node(inputs: &[&str], output: &str, coefficients: &[f32]) -> onnx_protobuf::NodeProto {
+    let mut n = node("LaurelResidual", "lr", inputs, &[output]);
+    n.domain = "ai.laurel".into();
+    if !coefficients.is_empty() {
+        n.attribute.push(onnx_protobuf::AttributeProto {
+            name: "coefficients".into(),
+            type_: onnx_protobuf::attribute_proto::AttributeType::FLOATS.into(),
+            floats: coefficients.to_vec(),
+            ..Default::default()
+        });
+    }
+    n
+}
+
+/// Runs the pass on `m`; checks on tract that the result computes what `m` does;
+/// returns the products taken and the result.
+fn low_rank_pass(m: &ModelProto) -> (usize, ModelProto) {
+    let mut model = laurelc::onnx::import::import_bytes(&bytes(m), "test").unwrap();
+    let taken = laurelc::fuse::low_rank::low_rank_residuals(&mut model.graph);
+    let out = laurelc::onnx::export::to_proto(&model).unwrap();
+    let opts = laurel_runtime::LoadOptions::default();
+    let before =
+        laurel_runtime::load(laurel_runtime::ModelSource::Bytes(&bytes(m)), &opts).unwrap();
+    let after =
+        laurel_runtime::load(laurel_runtime::ModelSource::Bytes(&bytes(&out)), &opts).unwrap();
+    let inputs = laurel_runtime::random_inputs(before.inputs(), 3).unwrap();
+    let (a, b) = (
+        before.run(inputs.clone()).unwrap(),
+        after.run(inputs).unwrap(),
+    );
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        let c = laurel_runtime::compare(y, x, 1e-5, 1e-6);
+        assert_eq!(c.mismatches, 0, "{name}: max abs {}", c.max_abs);
+    }
+    (taken, out)
+}
+
+fn op_types(m: &ModelProto) -> Vec<&str> {
+    m.graph.node.iter().map(|n| n.op_type.as_str()).collect()
+}
+
+#[test]
+fn the_low_rank_pass_takes_every_product_of_a_sum() {
+    // (x + u0) + u1: one LaurelResidual(x, t0, B0, t1, B1), low_rank 2.
+    let m = products_model(
+        2,
+        vec![
+            node("Add", "s0", &["x", "u0"], &["s"]),
+            node("Add", "s1", &["s", "u1"], &["y"]),
+        ],
+        &["y"],
+    );
+    let (taken, out) = low_rank_pass(&m);
+    assert_eq!(taken, 2);
+    assert_eq!(op_types(&out), ["MatMul", "MatMul", "LaurelResidual"]);
+    let lr = out.graph.node.last().unwrap();
+    assert_eq!(lr.input, ["x", "t0", "B0", "t1", "B1"]);
+    assert_eq!(lr.output, ["y"]);
+    // A LaurelResidual with coefficients: the products' coefficients follow them.
+    let m = products_model(
+        2,
+        vec![laurel_node(&["u0", "x", "u1"], "y", &[2.0, 0.5, -1.0])],
+        &["y"],
+    );
+    let (taken, out) = low_rank_pass(&m);
+    assert_eq!(taken, 2);
+    let lr = out.graph.node.last().unwrap();
+    assert_eq!(lr.input, ["x", "t0", "B0", "t1", "B1"]);
+    let attrs: Vec<(&str, Vec<f32>, i64)> = lr
+        .attribute
+        .iter()
+        .map(|a| (a.name.as_str(), a.floats.clone(), a.i))
+        .collect();
+    assert_eq!(
+        attrs,
+        [
+            ("coefficients", vec![0.5, 2.0, -1.0], 0),
+            ("low_rank", vec![], 2)
+        ]
+    );
+}
+
+#[test]
+fn the_low_rank_pass_leaves_what_is_not_a_sum_of_its_own() {
+    let unchanged = |m: &ModelProto, why: &str| {
+        let (taken, out) = low_rank_pass(m);
+        assert_eq!(taken, 0, "{why}");
+        assert_eq!(op_types(&out), op_types(m), "{why}");
+    };
+    // The product read twice.
+    unchanged(
+        &products_model(
+            1,
+            vec![
+                node("Add", "s", &["x", "u0"], &["y"]),
+                node("Relu", "r", &["u0"], &["z"]),
+            ],
+            &["y", "z"],
+        ),
+        "read twice",
+    );
+    // The product a graph output.
+    unchanged(
+        &products_model(
+            1,
+            vec![node("Add", "s", &["x", "u0"], &["y"])],
+            &["y", "u0"],
+        ),
+        "graph output",
+    );
+    // A bias Add (an initializer operand) is left to tract's matmul epilogue.
+    unchanged(
+        &products_model(1, vec![node("Add", "s", &["u0", "bias"], &["y"])], &["y"]),
+        "bias",
+    );
+    // A LaurelResidual that already has low-rank pairs.
+    let mut lr = laurel_node(&["x", "u0"], "y", &[]);
+    lr.attribute.push(onnx_protobuf::AttributeProto {
+        name: "low_rank".into(),
+        type_: onnx_protobuf::attribute_proto::AttributeType::INT.into(),
+        i: 0,
+        ..Default::default()
+    });
+    unchanged(&products_model(1, vec![lr], &["y"]), "already low-rank");
+    // Products only, no term.
+    unchanged(
+        &products_model(2, vec![node("Add", "s", &["u0", "u1"], &["y"])], &["y"]),
+        "no term",
+    );
+}
+
+#[test]
+fn an_exact_gelu_may_scale_by_a_reciprocal_and_must_own_its_intermediates() {
+    let dir = tempfile::tempdir().unwrap();
+    // x · (1/√2) in place of x / √2: still a GELU, the ½ stays.
+    let mut m = gelu_model(true, std::f32::consts::SQRT_2);
+    let g = m.graph.as_mut().unwrap();
+    g.node[1] = node("Mul", "div", &["inv_root2", "h"], &["s"]);
+    g.initializer.push(f32_tensor(
+        "inv_root2",
+        &[],
+        &[std::f32::consts::FRAC_1_SQRT_2],
+    ));
+    let fused = fuse_and_check(dir.path(), "gelu-mul", &m);
+    let muls = fused
+        .graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Mul")
+        .count();
+    assert_eq!(muls, 3, "{:?}", fused.graph.node);
+    // x·a also a graph output: not the runtime's pattern any more, the ½ folds.
+    let mut m = gelu_model(true, std::f32::consts::SQRT_2);
+    m.graph.as_mut().unwrap().output.push(value("ha", &[2, 3]));
+    let fused = fuse_and_check(dir.path(), "gelu-shared", &m);
+    let muls = fused
+        .graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Mul")
+        .count();
+    assert_eq!(muls, 1, "{:?}", fused.graph.node);
+}

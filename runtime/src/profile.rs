@@ -167,8 +167,9 @@ pub fn profile(
         let measured = round >= warmup;
         let values: TVec<TValue> = ordered.iter().map(|t| t.clone().into_tvalue()).collect();
         let start = Instant::now();
-        state
-            .run_plan_with_eval(values, |ctx, st, node, input| {
+        // As in `Runnable::run`: a panic in tract is an error, not an abort.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            state.run_plan_with_eval(values, |ctx, st, node, input| {
                 let t = Instant::now();
                 let out = eval(ctx, st, node, input);
                 if measured {
@@ -176,7 +177,11 @@ pub fn profile(
                 }
                 out
             })
-            .map_err(|e| RuntimeError::Run { message: chain(&e) })?;
+        }))
+        .map_err(|payload| RuntimeError::Run {
+            message: format!("tract panicked: {}", crate::load::panic_message(&*payload)),
+        })?
+        .map_err(|e| RuntimeError::Run { message: chain(&e) })?;
         if measured {
             totals.push(start.elapsed().as_secs_f64() * 1e6);
         }

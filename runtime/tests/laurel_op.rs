@@ -1157,6 +1157,60 @@ fn a_zero_coefficient_drops_a_product() {
         Some(&[1.0, 1.0, 0.0, 1.0]),
         true,
     );
+    // Every term dropped: the products alone, added to +0.
+    check_low_rank(
+        "no terms",
+        &[vec![5, 8], vec![5, 8]],
+        &[vec![5, 2]],
+        8,
+        Some(&[0.0, 0.0, 2.0]),
+        true,
+    );
+}
+
+#[test]
+fn low_rank_products_in_f64_take_the_matmul_path() {
+    // y = t0 + p·B in f64: no low-rank kernel (f32 only), the same values.
+    let p = [1.0f64, 2.0, -1.0, 0.5, 3.0, -2.0]; // [2, 3]
+    let b = [0.25f64, -1.0, 2.0, 1.0, 0.0, 0.5]; // [3, 2]
+    let t0 = [10.0f64, 20.0, 30.0, 40.0]; // [2, 2]
+    let mut op = laurel(&["t0", "t1", "B"], "y", None);
+    op.attribute.push(int_attr("low_rank", 1));
+    let bytes = model(
+        vec![op],
+        vec![
+            value_info("t0", DataType::Double, &fixed(&[2, 2])),
+            value_info("t1", DataType::Double, &fixed(&[2, 3])),
+        ],
+        vec![value_info("y", DataType::Double, &[])],
+        vec![pb::TensorProto {
+            name: "B".into(),
+            dims: vec![3, 2],
+            data_type: DataType::Double as i32,
+            double_data: b.to_vec(),
+            ..Default::default()
+        }],
+        opsets(),
+    );
+    // p·B = [[1·.25 + 2·2 − 1·0, −1 + 2 − 0.5], [.5·.25 + 3·2 − 2·0, −.5 + 3 − 1]]
+    let want = [14.25f64, 20.5, 36.125, 41.5];
+    let tensors = [
+        Tensor::from_shape(&[2, 2], &t0).unwrap(),
+        Tensor::from_shape(&[2, 3], &p).unwrap(),
+    ];
+    for path in paths() {
+        let got = run(&bytes, &tensors, path);
+        assert_bits_eq(&format!("f64 ({path:?})"), &got, &[2, 2], &want);
+    }
+    for imp in Implementation::ALL {
+        let m = tract_model(&bytes, imp, true).unwrap();
+        let kernels = m
+            .nodes()
+            .iter()
+            .filter(|n| n.op_as::<laurel_residual::LowRankAccumulate>().is_some())
+            .count();
+        assert_eq!(kernels, 0, "{imp}");
+    }
 }
 
 #[test]

@@ -42,7 +42,21 @@ pub fn gelu_ops(g: &Graph) -> HashSet<NodeIndex> {
         }
     };
     let near = |v: f64, want: f64| (v - want).abs() <= TOLERANCE * want.abs();
-    let op_type = |n: NodeIndex| g.dag[n].as_op().map(|op| op.proto.op_type.as_str());
+    let outputs: std::collections::HashSet<&str> =
+        g.header.output.iter().map(|o| o.name.as_str()).collect();
+    // The op type of a default-domain op whose output is not a graph output.
+    let op_type = |n: NodeIndex| {
+        g.dag[n]
+            .as_op()
+            .filter(|op| crate::analysis::is_onnx_domain(&op.proto.domain))
+            .filter(|op| {
+                op.proto
+                    .output
+                    .iter()
+                    .all(|o| !outputs.contains(o.as_str()))
+            })
+            .map(|op| op.proto.op_type.as_str())
+    };
     let inputs = |n: NodeIndex| -> Vec<String> {
         g.op_inputs(n)
             .into_iter()
@@ -111,10 +125,11 @@ pub fn gelu_ops(g: &Graph) -> HashSet<NodeIndex> {
                 _ => continue,
             }
         } else {
-            // y = Mul(Mul(x, ½), a)
+            // y = Mul(Mul(x, ½), a), the half read by y only.
             match producers.get(other.as_str()).map(|&(p, _)| p) {
                 Some(h)
                     if op_type(h) == Some("Mul")
+                        && only_consumer(h) == Some(mul)
                         && with_constant(h).is_some_and(|(v, c)| v == x && near(c, 0.5)) =>
                 {
                     h

@@ -21,7 +21,10 @@
 //! is left to tract, which folds it into the matrix product before it), each read
 //! only by the next; its leaves are the terms, in order, and the products. A sum
 //! needs a term besides its products. An existing `LaurelResidual` takes in the
-//! products among its inputs likewise, with their coefficients.
+//! products among its inputs likewise, with their coefficients. The new op adds
+//! the terms first and the products after them, so a sum such as `f + (x + u)`
+//! becomes `(f + x) + u`: a reassociation, equal to rounding, like the products
+//! themselves.
 //!
 //! Complexity: O(V + E).
 
@@ -114,13 +117,15 @@ pub fn low_rank_residuals(g: &mut Graph) -> usize {
     }
     // An `Add` of a sum: two inputs, neither an initializer.
     let is_sum_add = |g: &Graph, n: NodeIndex| -> bool {
-        op(g, n).is_some_and(|p| p.op_type == "Add" && is_onnx_domain(&p.domain))
-            && sources(g, n).is_some_and(|ins| {
-                ins.len() == 2
-                    && ins
-                        .iter()
-                        .all(|s| !matches!(g.dag[s.node], Node::Initializer(_)))
-            })
+        // No attributes: before opset 7 `Add` could broadcast by `axis`.
+        op(g, n).is_some_and(|p| {
+            p.op_type == "Add" && is_onnx_domain(&p.domain) && p.attribute.is_empty()
+        }) && sources(g, n).is_some_and(|ins| {
+            ins.len() == 2
+                && ins
+                    .iter()
+                    .all(|s| !matches!(g.dag[s.node], Node::Initializer(_)))
+        })
     };
     let is_laurel = |g: &Graph, n: NodeIndex| -> bool {
         op(g, n).is_some_and(|p| {
@@ -181,7 +186,12 @@ fn rewrite(
     let mut leaves: Vec<(Source, f32)> = Vec::new();
     let mut inner: Vec<NodeIndex> = Vec::new();
     if laurel {
-        for (slot, input) in g.op_inputs(root).into_iter().enumerate() {
+        let inputs = g.op_inputs(root);
+        // One coefficient per input, or none (all 1); anything else is not ours to mend.
+        if !coefficients.is_empty() && coefficients.len() != inputs.len() {
+            return 0;
+        }
+        for (slot, input) in inputs.into_iter().enumerate() {
             let Some((src, e)) = input else { return 0 };
             let source = Source {
                 node: src,

@@ -165,3 +165,37 @@ macro_rules! rule {
     };
 }
 pub(crate) use rule;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuse::Target;
+
+    fn names(target: Target) -> Vec<String> {
+        fusion_rules_for(target)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn tract_has_every_rule_but_the_two_merges_it_undoes() {
+        let onnx = names(Target::Onnx);
+        let tract = names(Target::Tract);
+        let merges = ["merge-channel-maps", "merge-shared-input"];
+        for m in merges {
+            assert!(onnx.iter().any(|n| n == m), "{m} missing for onnx");
+            assert!(!tract.iter().any(|n| n == m), "{m} offered for tract");
+        }
+        let rest: Vec<&String> = onnx
+            .iter()
+            .filter(|n| !merges.contains(&n.as_str()))
+            .collect();
+        assert_eq!(rest, tract.iter().collect::<Vec<_>>());
+        assert_eq!(
+            names(Target::Onnx).len(),
+            fusion_rules().map_or(0, |r| r.len())
+        );
+    }
+}

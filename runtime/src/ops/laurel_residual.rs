@@ -1,33 +1,43 @@
-//! `ai.laurel::LaurelResidual`, the fused `LAuReL` residual: `y = Σᵢ cᵢ·tᵢ`.
+//! `ai.laurel::LaurelResidual`, the fused `LAuReL` residual:
+//! `y = Σᵢ cᵢ·tᵢ + Σⱼ cⱼ·(pⱼ·Bⱼ)`.
 //!
 //! `docs/laurel-op.md` is the normative definition; in short:
 //!
 //! - domain [`DOMAIN`], op type [`OP_TYPE`], since version [`SINCE_VERSION`]; the model
 //!   must import the domain at that version;
-//! - at least [`MIN_INPUTS`] inputs `t₀ = f` (the residual branch), `t₁ = x` (the skip),
-//!   `t₂…` (further terms), all of one element type among f16, f32 and f64, and
-//!   broadcasting together as numpy (and ONNX `Sum`) broadcast;
-//! - optional attribute [`COEFFICIENTS`] (floats), one per input, all 1 when absent;
-//! - one output `y = Σᵢ cᵢ·tᵢ` of the inputs' element type and broadcast shape,
-//!   accumulated left to right in the element type, each `cᵢ` first converted to it;
-//!   a converted coefficient equal to 1 multiplies nothing, one equal to 0 drops its
-//!   term, and if every term is dropped `y` is +0 everywhere.
+//! - the terms `t₀ = f` (the residual branch), `t₁ = x` (the skip), `t₂…` (further
+//!   terms), then, with attribute [`LOW_RANK`] = k, k pairs `(pⱼ, Bⱼ)` of low-rank
+//!   products; at least [`MIN_INPUTS`] summands and one term, all of one element type
+//!   among f16, f32 and f64; the terms and the products broadcast together as numpy
+//!   (and ONNX `Sum`) broadcast;
+//! - optional attribute [`COEFFICIENTS`] (floats), one per summand (terms, then
+//!   products), all 1 when absent;
+//! - one output of the inputs' element type and broadcast shape: the terms
+//!   accumulated left to right in the element type, each `cᵢ` first converted to it; a
+//!   converted coefficient equal to 1 multiplies nothing, one equal to 0 drops its
+//!   summand, and if every term is dropped the sum is +0 everywhere; then each kept
+//!   product added, computed to rounding (as a `MatMul`).
 //!
 //! Three implementations, chosen by [`Implementation`] when the op is registered
 //! ([`register`]):
 //!
 //! - [`Implementation::Expansion`] wires tract core ops (`Mul` by a scalar constant,
-//!   `Add`), which tract's optimiser then fuses like any other elementwise chain,
-//!   into a matrix product's epilogue included.
+//!   `Add`, and a `MatMul` per product), which tract's optimiser then fuses like any
+//!   other elementwise chain, into a matrix product's epilogue included.
 //! - [`Implementation::Kernel`] wires one [`LaurelResidualKernel`] node, a single pass
-//!   over memory.
+//!   over memory, and, for f32 products that fit it, one [`LowRankAccumulate`] node
+//!   that adds them into that sum ([`low_rank`]).
 //! - [`Implementation::Auto`] picks one of the two per node, by element type and
-//!   coefficients, after the measurements of `docs/laurel-op.md`.
+//!   coefficients, after the measurements of `docs/laurel-op.md`, and takes the
+//!   low-rank kernel for f32 products that fit it.
 //!
-//! They agree bit for bit, with one exception that is tract's: after an f16 `MatMul`,
-//! tract fuses the expansion's ops into the product's epilogue, which does not round
-//! to f16 between them (standard-ONNX `Mul` and `Add` there are fused the same way).
-//! The kernel, and so `Auto`, which uses it for f16, follow the definition.
+//! On the terms they agree bit for bit, with one exception that is tract's: after an
+//! f16 `MatMul`, tract fuses the expansion's ops into the product's epilogue, which
+//! does not round to f16 between them (standard-ONNX `Mul` and `Add` there are fused
+//! the same way). The kernel, and so `Auto`, which uses it for f16, follow the
+//! definition. Products are computed to rounding: the low-rank kernel (fused
+//! multiply-adds, the coefficient applied to `p` first) and a `MatMul` differ in the
+//! last bits.
 //!
 //! [`crate::ops::register`] registers [`Implementation::REGISTERED`].
 
@@ -167,8 +177,8 @@ pub struct LaurelResidual {
 }
 
 impl LaurelResidual {
-    /// The op with one coefficient per input and no low-rank products. Fails with
-    /// fewer than [`MIN_INPUTS`].
+    /// The op with one coefficient per input and no low-rank products (so one input
+    /// per summand). Fails with fewer than [`MIN_INPUTS`].
     pub fn new(coefficients: Vec<f32>, implementation: Implementation) -> TractResult<Self> {
         Self::with_low_rank(coefficients, 0, implementation)
     }

@@ -33,7 +33,7 @@ const LANES: usize = 16;
 /// `y = acc + Σⱼ cⱼ·(pⱼ·Bⱼ)` for f32: inputs `acc, p₀, B₀, p₁, B₁, …`, where `acc` is
 /// `[…, m, d]`, each `pⱼ` is `[…, m, rⱼ]` with the same leading dimensions, and each
 /// `Bⱼ` is `[rⱼ, d]`, or, for a product built packed, `Bⱼ` in the kernel's layout
-/// ([`pack`], rank 1): `LaurelResidual` packs a constant `B` when it wires the op, so
+/// (its full tiles of 16 columns one after the other, then the columns left; rank 1): `LaurelResidual` packs a constant `B` when it wires the op, so
 /// that each tile reads its part of `B` as one stream. The output is `acc`'s shape; it
 /// reuses `acc`'s buffer when nothing else holds it.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ impl LowRankAccumulate {
     }
 
     /// The op with one coefficient per product, and whether each product's `B`
-    /// input is packed ([`pack`]).
+    /// input is packed (in the kernel's layout, see the type).
     pub fn with_packed(coefficients: Vec<f32>, packed: Vec<bool>) -> TractResult<Self> {
         ensure!(
             !coefficients.is_empty() && packed.len() == coefficients.len(),
@@ -219,19 +219,20 @@ impl TypedOp for LowRankAccumulate {
                 .zip(&self.packed)
                 .all(|(pair, &packed)| {
                     let (p, b) = (pair[0], pair[1]);
-                    let b_fits = if packed {
-                        b.rank() == 1
-                            && b.shape[0] == p.shape[rank - 1].clone() * acc.shape[rank - 1].clone()
-                    } else {
-                        b.rank() == 2
-                            && p.shape[rank - 1] == b.shape[0]
-                            && b.shape[1] == acc.shape[rank - 1]
-                    };
-                    p.datum_type == DatumType::F32
+                    // `p`'s rank first: the shapes are indexed by it below.
+                    p.rank() == rank
+                        && p.datum_type == DatumType::F32
                         && b.datum_type == DatumType::F32
-                        && p.rank() == rank
                         && p.shape[..rank - 1] == acc.shape[..rank - 1]
-                        && b_fits
+                        && if packed {
+                            b.rank() == 1
+                                && b.shape[0]
+                                    == p.shape[rank - 1].clone() * acc.shape[rank - 1].clone()
+                        } else {
+                            b.rank() == 2
+                                && p.shape[rank - 1] == b.shape[0]
+                                && b.shape[1] == acc.shape[rank - 1]
+                        }
                 });
         ensure!(
             fits,
@@ -272,9 +273,10 @@ pub(crate) struct Product<'a> {
 /// `b` (`rank × cols`, row-major) in the kernel's layout: its full tiles of [`LANES`]
 /// columns one after the other, each `rank × LANES` row-major (what a tile of the
 /// kernel reads, in the order it reads it), then the columns left,
-/// `rank × (cols mod LANES)` row-major. As many elements as `b`.
+/// `rank × (cols mod LANES)` row-major. As many elements as `b`; the callers check
+/// that `b` has `rank · cols` (a shorter slice would panic).
 #[must_use]
-pub fn pack(b: &[f32], rank: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn pack(b: &[f32], rank: usize, cols: usize) -> Vec<f32> {
     let full = cols / LANES * LANES;
     let mut out = Vec::with_capacity(rank * cols);
     for t in (0..full).step_by(LANES) {
