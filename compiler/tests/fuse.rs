@@ -344,8 +344,8 @@ fn low_rank_block(rank: u16) -> ModelProto {
             node("MatMul", "mm", &["x", "W"], &["h"]),
             node("Add", "bias", &["h", "b"], &["f"]),
             node("Add", "skip", &["f", "x"], &["s"]),
-            node("MatMul", "a", &["x", "A"], &["t"]),
-            node("MatMul", "b", &["t", "B"], &["u"]),
+            node("MatMul", "down", &["x", "A"], &["t"]),
+            node("MatMul", "up", &["t", "B"], &["u"]),
             node("Add", "lr", &["s", "u"], &["z"]),
             node("Relu", "relu", &["z"], &["y"]),
         ],
@@ -378,14 +378,14 @@ fn fuse_for(dir: &Path, name: &str, m: &ModelProto, target: &str) -> ModelProto 
         o.status.code(),
         Some(0),
         "{}",
-        String::from_utf8_lossy(&o.stderr)
+        String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout)
     );
     let o = laurelc(&["check", p.to_str().unwrap(), out.to_str().unwrap()]);
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
-        String::from_utf8_lossy(&o.stdout)
+        String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout)
     );
     ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap()
 }

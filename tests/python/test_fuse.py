@@ -46,7 +46,7 @@ def test_fused_model_is_valid_and_ort_agrees(name, variant, laurelc_bin, model_p
     assert len(onnx.load(str(fused)).graph.node) <= len(onnx.load(str(aug)).graph.node)
 
 
-@pytest.mark.parametrize("variant", ["pa", "rw+lr+pa"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name", AUGMENTABLE)
 def test_tract_target_is_valid_onnx_with_a_declared_custom_domain(name, variant, laurelc_bin, model_path, tmp_path):
     aug = tmp_path / f"{name}.{variant}.onnx"
