@@ -1,8 +1,8 @@
 //! Lowering for fusion: the whole graph → terms.
 //!
-//! Every op of the main graph becomes a term, except ops holding subgraphs
-//! (`If`, `Loop`, `Scan`) and the ops of an exact GELU ([`super::gelu`]),
-//! whose outputs stay opaque values, and constant ops
+//! Every op of the main graph (or of the window) becomes a term, except ops
+//! holding subgraphs (`If`, `Loop`, `Scan`), whose outputs stay opaque values,
+//! and constant ops
 //! (those constant folding kept because their values are large, such as a
 //! `ConstantOfShape`), whose outputs are weights:
 //! - `Add`, `Sub`, `Mul`, `Div` of floating-point values become `+ - * /`; a
@@ -229,16 +229,11 @@ pub fn lower(
     // what they are computed from, say a `ConstantOfShape`) stay as they
     // are: their outputs are weights, like initializers.
     let constant = crate::analysis::constants::constant_nodes(g);
-    // Exact-GELU subgraphs stay whole, for the runtime's GELU kernel.
-    let gelu = super::gelu::gelu_ops(g);
     let lowered: HashSet<NodeIndex> = order
         .iter()
         .copied()
         .filter(|&n| {
-            lowerable(g, n)
-                && !constant.contains(&n)
-                && !gelu.contains(&n)
-                && window.is_none_or(|w| w.contains(&n))
+            lowerable(g, n) && !constant.contains(&n) && window.is_none_or(|w| w.contains(&n))
         })
         .collect();
 

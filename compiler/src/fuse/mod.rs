@@ -3,13 +3,17 @@
 //! [`fuse_model`] runs, in order:
 //! 1. [`fold`]: constant folding of parameter-only subgraphs (the Softmax or
 //!    Sigmoid of an RW parametrisation becomes the scalars α and β);
-//! 2. [`lower`]: the whole graph into the e-graph's terms, with what each op
-//!    allows ([`semantics`]);
+//! 2. [`lower`]: the graph, window by window, into the e-graph's terms, with what
+//!    each op allows ([`semantics`]); the ops of an exact GELU ([`gelu`]) join no
+//!    window;
 //! 3. equality saturation with the fusion rules and DAG-aware extraction
 //!    ([`laurel_passes::fuse()`]);
 //! 4. [`lift`]: the extracted term back into ONNX ops;
 //! 5. constant folding again, which computes the scaled weights (`c·W`) into
-//!    initializers, and removal of what nothing reads any more.
+//!    initializers;
+//! 6. for [`Target::Tract`], [`low_rank`]: sums with thin low-rank products become
+//!    `LaurelResidual`s that compute them; then removal of what nothing reads any
+//!    more.
 //!
 //! Every rule is an equality, so the fused model computes the input's
 //! function, whatever the limits cut short.
@@ -177,6 +181,10 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
     };
     let mut carried: HashSet<NodeIndex> = HashSet::new();
     let mut done: HashSet<NodeIndex> = HashSet::new();
+    // Exact-GELU subgraphs stay whole, for the runtime's GELU kernel: they join no
+    // window. Never lowered, they keep their nodes from window to window.
+    let gelu = gelu::gelu_ops(&model.graph);
+    let fusible = |g: &crate::ir::Graph, n: NodeIndex| lower::lowerable(g, n) && !gelu.contains(&n);
     loop {
         let order = model.graph.topo_ops().map_err(|e| Error::Fuse {
             message: e.to_string(),
@@ -184,7 +192,7 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
         let mut window: HashSet<NodeIndex> = carried.iter().copied().collect();
         let mut fresh = 0usize;
         for &n in &order {
-            if done.contains(&n) || carried.contains(&n) || !lower::lowerable(&model.graph, n) {
+            if done.contains(&n) || carried.contains(&n) || !fusible(&model.graph, n) {
                 continue;
             }
             if opts.window_ops > 0 && fresh >= opts.window_ops {
@@ -207,7 +215,7 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
                     .dag
                     .neighbors_directed(n, petgraph::Direction::Outgoing)
             })
-            .filter(|&c| !window.contains(&c) && lower::lowerable(&model.graph, c))
+            .filter(|&c| !window.contains(&c) && fusible(&model.graph, c))
             .collect();
         window.extend(readers);
         // Reach back: the producers of the window's inputs, two levels up,
@@ -222,7 +230,7 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
                         .dag
                         .neighbors_directed(n, petgraph::Direction::Incoming)
                 })
-                .filter(|&p| !window.contains(&p) && lower::lowerable(&model.graph, p))
+                .filter(|&p| !window.contains(&p) && fusible(&model.graph, p))
                 .collect();
             window.extend(back);
         }
