@@ -495,6 +495,11 @@ impl LaurelResidual {
     }
 }
 
+/// Whether two coefficient lists are the same floats, bit for bit (NaNs included).
+pub(crate) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 /// The shapes of the summands of an op whose inputs have shapes `shapes` and whose last
 /// `low_rank` summands are products: the terms' shapes, then for each pair `(p, B)`
 /// the shape of `p·B` (`p`'s with its last dimension replaced by `B`'s second). `B`

@@ -19,7 +19,7 @@ use tract_onnx::tract_hir::internal::{
     op_as_typed_op, op_out_of_plan, tvec,
 };
 
-use super::{Element, MIN_INPUTS, OP_TYPE, Term, element_type, output_shape, term};
+use super::{Element, MIN_INPUTS, OP_TYPE, Term, element_type, output_shape, same_bits, term};
 
 /// Elements per chunk of the single-pass kernel: 16 KiB of f32, so that the chunk
 /// of the output stays in L1 while every term streams through it.
@@ -65,12 +65,7 @@ impl LaurelResidualKernel {
 // floats, NaNs included.
 impl PartialEq for LaurelResidualKernel {
     fn eq(&self, other: &Self) -> bool {
-        self.coefficients.len() == other.coefficients.len()
-            && self
-                .coefficients
-                .iter()
-                .zip(&other.coefficients)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
+        same_bits(&self.coefficients, &other.coefficients)
     }
 }
 

@@ -23,7 +23,7 @@ use tract_onnx::tract_hir::internal::{
     bail, ensure, op_as_typed_op, op_out_of_plan, tvec,
 };
 
-use super::OP_TYPE;
+use super::{OP_TYPE, same_bits};
 
 /// Rows of a tile.
 const ROWS: usize = 4;
@@ -73,31 +73,32 @@ impl LowRankAccumulate {
     /// with `r` the last dimension of `p` and `d` that of `acc`.
     #[must_use]
     pub fn fits(acc: &TypedFact, pairs: &[(&TypedFact, &TypedFact)]) -> bool {
-        let rank = acc.rank();
-        rank >= 1
+        acc.rank() >= 1
             && acc.datum_type == DatumType::F32
-            && pairs.iter().all(|(p, b)| {
-                p.datum_type == DatumType::F32
-                    && b.datum_type == DatumType::F32
-                    && p.rank() == rank
-                    && b.rank() == 2
-                    && p.shape[..rank - 1] == acc.shape[..rank - 1]
-                    && p.shape[rank - 1] == b.shape[0]
-                    && b.shape[1] == acc.shape[rank - 1]
-            })
+            && pairs.iter().all(|(p, b)| pair_fits(acc, p, b, false))
     }
+}
+
+/// Whether `acc` and the pair `(p, B)` fit the op, `B` a matrix or, when `packed`,
+/// in the kernel's layout (rank 1, `r·d` elements).
+fn pair_fits(acc: &TypedFact, p: &TypedFact, b: &TypedFact, packed: bool) -> bool {
+    let rank = acc.rank();
+    // `p`'s rank first: the shapes are indexed by it below.
+    rank >= 1
+        && p.rank() == rank
+        && [acc, p, b].iter().all(|f| f.datum_type == DatumType::F32)
+        && p.shape[..rank - 1] == acc.shape[..rank - 1]
+        && if packed {
+            b.rank() == 1 && b.shape[0] == p.shape[rank - 1].clone() * acc.shape[rank - 1].clone()
+        } else {
+            b.rank() == 2 && p.shape[rank - 1] == b.shape[0] && b.shape[1] == acc.shape[rank - 1]
+        }
 }
 
 // Coefficients compare by bits, as `LaurelResidualKernel`'s do.
 impl PartialEq for LowRankAccumulate {
     fn eq(&self, other: &Self) -> bool {
-        self.packed == other.packed
-            && self.coefficients.len() == other.coefficients.len()
-            && self
-                .coefficients
-                .iter()
-                .zip(&other.coefficients)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
+        self.packed == other.packed && same_bits(&self.coefficients, &other.coefficients)
     }
 }
 
@@ -211,29 +212,10 @@ impl TypedOp for LowRankAccumulate {
             inputs.len()
         );
         let acc = inputs[0];
-        let rank = acc.rank();
-        let fits = rank >= 1
-            && acc.datum_type == DatumType::F32
-            && inputs[1..]
-                .chunks_exact(2)
-                .zip(&self.packed)
-                .all(|(pair, &packed)| {
-                    let (p, b) = (pair[0], pair[1]);
-                    // `p`'s rank first: the shapes are indexed by it below.
-                    p.rank() == rank
-                        && p.datum_type == DatumType::F32
-                        && b.datum_type == DatumType::F32
-                        && p.shape[..rank - 1] == acc.shape[..rank - 1]
-                        && if packed {
-                            b.rank() == 1
-                                && b.shape[0]
-                                    == p.shape[rank - 1].clone() * acc.shape[rank - 1].clone()
-                        } else {
-                            b.rank() == 2
-                                && p.shape[rank - 1] == b.shape[0]
-                                && b.shape[1] == acc.shape[rank - 1]
-                        }
-                });
+        let fits = inputs[1..]
+            .chunks_exact(2)
+            .zip(&self.packed)
+            .all(|(pair, &packed)| pair_fits(acc, pair[0], pair[1], packed));
         ensure!(
             fits,
             "{OP_TYPE}: low-rank products that do not fit: {inputs:?}"
