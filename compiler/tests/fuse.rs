@@ -126,26 +126,10 @@ fn folding_never_expands_a_small_constant_into_a_large_one() {
     assert!(std::fs::metadata(&out).unwrap().len() < 4096);
 }
 
-/// Fuses `m` (written to `dir`) and checks the result on tract against it.
+/// Fuses `m` (written to `dir`) for the default target and checks the result on
+/// tract against it.
 fn fuse_and_check(dir: &Path, name: &str, m: &ModelProto) -> ModelProto {
-    let p = dir.join(format!("{name}.onnx"));
-    std::fs::write(&p, bytes(m)).unwrap();
-    let out = dir.join(format!("{name}.fused.onnx"));
-    let o = laurelc(&["fuse", p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let o = laurelc(&["check", p.to_str().unwrap(), out.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    ModelProto::parse_from_bytes(&std::fs::read(&out).unwrap()).unwrap()
+    fuse_for(dir, name, m, "onnx")
 }
 
 #[test]
