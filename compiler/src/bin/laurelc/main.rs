@@ -109,18 +109,8 @@ struct ProfileArgs {
     /// The slowest nodes to list after the ops (0: none).
     #[arg(long, default_value_t = 20)]
     top: usize,
-    /// Seed for random inputs.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// The value of a symbolic dimension, as NAME=VALUE (default 1).
-    #[arg(long = "dim", value_name = "NAME=VALUE")]
-    dims: Vec<String>,
-    /// The shape of a random input, as NAME=1x3x224x224.
-    #[arg(long = "shape", value_name = "NAME=SHAPE")]
-    shapes: Vec<String>,
-    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
-    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
-    inputs: Vec<String>,
+    #[command(flatten)]
+    given: InputArgs,
     /// Print the profile as JSON (every node).
     #[arg(long)]
     json: bool,
@@ -140,9 +130,6 @@ struct BenchArgs {
     /// Untimed rounds before the timed ones.
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    /// Seed for random inputs.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Start round r at model r mod N (A B C, B C A, …) instead of always at the baseline.
     #[arg(long)]
     rotate: bool,
@@ -151,15 +138,8 @@ struct BenchArgs {
     /// from one load to the next).
     #[arg(long, default_value_t = 1)]
     loads: usize,
-    /// The value of a symbolic dimension, as NAME=VALUE (default 1).
-    #[arg(long = "dim", value_name = "NAME=VALUE")]
-    dims: Vec<String>,
-    /// The shape of a random input, as NAME=1x3x224x224.
-    #[arg(long = "shape", value_name = "NAME=SHAPE")]
-    shapes: Vec<String>,
-    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
-    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
-    inputs: Vec<String>,
+    #[command(flatten)]
+    given: InputArgs,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -210,12 +190,17 @@ enum TargetArg {
 struct RunArgs {
     /// The model.
     model: PathBuf,
-    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
-    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
-    inputs: Vec<String>,
     /// Write each output to DIR/<output name>.npy.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    given: InputArgs,
+}
+
+/// The inputs of `run`, `bench` and `profile`: given ones, random ones, and the sizes
+/// of symbolic dimensions.
+#[derive(Debug, Args)]
+struct InputArgs {
     /// Seed for random inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -225,6 +210,43 @@ struct RunArgs {
     /// The shape of a random input, as NAME=1x3x224x224.
     #[arg(long = "shape", value_name = "NAME=SHAPE")]
     shapes: Vec<String>,
+    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
+    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
+    inputs: Vec<String>,
+}
+
+impl InputArgs {
+    /// The given inputs (`--input`, a later one replacing an earlier one of the same
+    /// name), and the load options of `--dim` and `--shape`.
+    fn parse(
+        &self,
+    ) -> Result<(
+        Vec<(String, laurel_runtime::Tensor)>,
+        laurel_runtime::LoadOptions,
+    )> {
+        let given = given_inputs(&self.inputs)?;
+        let load = laurel_runtime::LoadOptions {
+            dims: parse_dims(&self.dims)?,
+            shapes: parse_shapes(&self.shapes)?,
+            ..laurel_runtime::LoadOptions::default()
+        };
+        Ok((given, load))
+    }
+
+    /// `model` loaded as `laurelc::check::load` does, and every input of it: the given
+    /// ones and seeded random values for the rest.
+    fn load(
+        &self,
+        model: &Path,
+    ) -> Result<(
+        laurel_runtime::Runnable,
+        Vec<(String, laurel_runtime::Tensor)>,
+    )> {
+        let (given, load) = self.parse()?;
+        let runnable = laurelc::check::load(model, &load.dims, &load.shapes, &given)?;
+        let inputs = laurelc::check::complete_inputs(&runnable, &given, self.seed)?;
+        Ok((runnable, inputs))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -493,11 +515,7 @@ fn profile(a: &ProfileArgs) -> Result<()> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let given = given_inputs(&a.inputs)?;
-    let dims = parse_dims(&a.dims)?;
-    let shapes = parse_shapes(&a.shapes)?;
-    let model = laurelc::check::load(&a.model, &dims, &shapes, &given)?;
-    let inputs = laurelc::check::complete_inputs(&model, &given, a.seed)?;
+    let (model, inputs) = a.given.load(&a.model)?;
     let p = laurel_runtime::profile::profile(&model, &inputs, a.runs, a.warmup)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
@@ -512,16 +530,11 @@ fn bench(a: &BenchArgs) -> Result<()> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let given = given_inputs(&a.inputs)?;
-    let load = laurel_runtime::LoadOptions {
-        dims: parse_dims(&a.dims)?,
-        shapes: parse_shapes(&a.shapes)?,
-        ..laurel_runtime::LoadOptions::default()
-    };
+    let (given, load) = a.given.parse()?;
     let opts = laurel_runtime::BenchOptions {
         runs: a.runs,
         warmup: a.warmup,
-        seed: a.seed,
+        seed: a.given.seed,
         rotate: a.rotate,
         loads: a.loads,
     };
@@ -631,11 +644,7 @@ fn file_stem(name: &str) -> String {
 }
 
 fn run(a: &RunArgs) -> Result<()> {
-    let dims = parse_dims(&a.dims)?;
-    let shapes = parse_shapes(&a.shapes)?;
-    let given = given_inputs(&a.inputs)?;
-    let model = laurelc::check::load(&a.model, &dims, &shapes, &given)?;
-    let inputs = laurelc::check::complete_inputs(&model, &given, a.seed)?;
+    let (model, inputs) = a.given.load(&a.model)?;
     let outputs = model.run(inputs)?;
     if let Some(dir) = &a.out_dir {
         std::fs::create_dir_all(dir)
