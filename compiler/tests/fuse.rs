@@ -15,6 +15,16 @@ fn ops(path: &Path) -> Vec<String> {
     m.graph.node.iter().map(|n| n.op_type.clone()).collect()
 }
 
+/// The op types of `m`, in order.
+fn op_types(m: &ModelProto) -> Vec<&str> {
+    m.graph.node.iter().map(|n| n.op_type.as_str()).collect()
+}
+
+/// How many ops of type `op` `m` has.
+fn count_ops(m: &ModelProto, op: &str) -> usize {
+    m.graph.node.iter().filter(|n| n.op_type == op).count()
+}
+
 #[test]
 fn rw_parametrisations_fold_into_alpha_and_beta() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,12 +163,7 @@ fn initializers_declared_as_inputs_are_weights_before_ir_4_only() {
         let mut m = model(g.clone());
         m.ir_version = ir_version;
         let fused = fuse_and_check(dir.path(), &format!("ir{ir_version}"), &m);
-        let ops: Vec<&str> = fused
-            .graph
-            .node
-            .iter()
-            .map(|n| n.op_type.as_str())
-            .collect();
+        let ops = op_types(&fused);
         // Before IR 4 nothing can override W or c: c folds into W. From IR 4
         // on they are defaults a caller may replace, so the Mul stays.
         assert_eq!(
@@ -224,12 +229,7 @@ fn a_scalar_folds_into_a_constant_of_shape_weight_as_a_new_fill() {
         ..Default::default()
     };
     let fused = fuse_and_check(dir.path(), "fill", &model(g));
-    let ops: Vec<&str> = fused
-        .graph
-        .node
-        .iter()
-        .map(|n| n.op_type.as_str())
-        .collect();
+    let ops = op_types(&fused);
     assert_eq!(ops, ["ConstantOfShape", "MatMul"]);
     let value = &fused.graph.node[0].attribute[0];
     assert_eq!(value.name, "value");
@@ -290,12 +290,7 @@ fn an_exact_gelu_keeps_its_half_for_the_runtime_kernel() {
     for half_last in [true, false] {
         let m = gelu_model(half_last, std::f32::consts::SQRT_2);
         let fused = fuse_and_check(dir.path(), &format!("gelu-{half_last}"), &m);
-        let ops: Vec<&str> = fused
-            .graph
-            .node
-            .iter()
-            .map(|n| n.op_type.as_str())
-            .collect();
+        let ops = op_types(&fused);
         assert_eq!(
             ops,
             ["MatMul", "Div", "Erf", "Add", "Mul", "Mul", "MatMul"],
@@ -304,12 +299,7 @@ fn an_exact_gelu_keeps_its_half_for_the_runtime_kernel() {
     }
     // Not a GELU (x / 1.5): the ½ is an ordinary scale and folds into W₂.
     let fused = fuse_and_check(dir.path(), "not-gelu", &gelu_model(true, 1.5));
-    let muls = fused
-        .graph
-        .node
-        .iter()
-        .filter(|n| n.op_type == "Mul")
-        .count();
+    let muls = count_ops(&fused, "Mul");
     assert_eq!(muls, 1, "{:?}", fused.graph.node);
 }
 
@@ -380,12 +370,7 @@ fn a_low_rank_term_goes_to_laurel_residual_for_tract() {
     // For tract, the sum (x·W + b) + x + t·B becomes one LaurelResidual that
     // computes t·B itself; the bias stays an Add, for tract's product epilogue.
     let fused = fuse_for(dir.path(), "lr4", &low_rank_block(4), "tract");
-    let ops: Vec<&str> = fused
-        .graph
-        .node
-        .iter()
-        .map(|n| n.op_type.as_str())
-        .collect();
+    let ops = op_types(&fused);
     assert_eq!(ops, ["MatMul", "Add", "MatMul", "LaurelResidual", "Relu"]);
     let lr = &fused.graph.node[3];
     assert_eq!(lr.domain, "ai.laurel");
@@ -408,12 +393,7 @@ fn a_low_rank_term_goes_to_laurel_residual_for_tract() {
     // At rank 16 the skip folds into x·(I + A·B), a square product: not thin
     // (4·r > d), it stays a MatMul.
     let fused = fuse_for(dir.path(), "lr16", &low_rank_block(16), "tract");
-    let ops: Vec<&str> = fused
-        .graph
-        .node
-        .iter()
-        .map(|n| n.op_type.as_str())
-        .collect();
+    let ops = op_types(&fused);
     assert_eq!(ops, ["MatMul", "Add", "MatMul", "Add", "Relu"]);
 }
 
@@ -507,10 +487,6 @@ fn low_rank_pass(m: &ModelProto) -> (usize, ModelProto) {
         assert_eq!(c.mismatches, 0, "{name}: max abs {}", c.max_abs);
     }
     (taken, out)
-}
-
-fn op_types(m: &ModelProto) -> Vec<&str> {
-    m.graph.node.iter().map(|n| n.op_type.as_str()).collect()
 }
 
 #[test]
@@ -616,22 +592,12 @@ fn an_exact_gelu_may_scale_by_a_reciprocal_and_must_own_its_intermediates() {
         &[std::f32::consts::FRAC_1_SQRT_2],
     ));
     let fused = fuse_and_check(dir.path(), "gelu-mul", &m);
-    let muls = fused
-        .graph
-        .node
-        .iter()
-        .filter(|n| n.op_type == "Mul")
-        .count();
+    let muls = count_ops(&fused, "Mul");
     assert_eq!(muls, 3, "{:?}", fused.graph.node);
     // x·a also a graph output: not the runtime's pattern any more, the ½ folds.
     let mut m = gelu_model(true, std::f32::consts::SQRT_2);
     m.graph.as_mut().unwrap().output.push(value("ha", &[2, 3]));
     let fused = fuse_and_check(dir.path(), "gelu-shared", &m);
-    let muls = fused
-        .graph
-        .node
-        .iter()
-        .filter(|n| n.op_type == "Mul")
-        .count();
+    let muls = count_ops(&fused, "Mul");
     assert_eq!(muls, 1, "{:?}", fused.graph.node);
 }
