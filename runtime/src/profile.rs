@@ -117,17 +117,13 @@ impl Profile {
     }
 }
 
-/// The median of `v` (sorted in place); 0 for none.
-fn median(v: &mut [f64]) -> f64 {
+/// The median of `v` ([`crate::bench::median`]); 0 for a node tract never
+/// evaluated (no samples).
+fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
+        0.0
     } else {
-        f64::midpoint(v[mid - 1], v[mid])
+        crate::bench::median(v)
     }
 }
 
@@ -196,12 +192,12 @@ pub fn profile(
                 .first()
                 .map(|o| format!("{:?}", o.fact.shape))
                 .unwrap_or_default(),
-            median_us: median(&mut times[node.id]),
+            median_us: median(&times[node.id]),
         });
     }
     Ok(Profile {
         runs,
-        total_median_us: median(&mut totals),
+        total_median_us: median(&totals),
         nodes_median_sum_us: nodes.iter().map(|n| n.median_us).sum(),
         nodes,
     })
@@ -261,8 +257,8 @@ mod tests {
 
     #[test]
     fn medians_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
     }
 }
