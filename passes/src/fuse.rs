@@ -24,7 +24,7 @@ use crate::lang::TensorLang;
 use crate::limits::{Limits, StopReport};
 use crate::refine::Choices;
 use crate::rules::laurel_residual::SUM_TO_LAUREL_RESIDUAL;
-use crate::rules::{RuleError, fusion_rules_for};
+use crate::rules::{RuleError, fusion_rules};
 
 /// Passes of local search over the extraction (see [`crate::refine`]).
 pub const REFINE_PASSES: usize = 8;
@@ -132,7 +132,7 @@ pub fn fuse(
         let cost = FuseCost::new(&originals, &egraph).with_carried(carried, &egraph);
         DagExtractor::new(&egraph, &cost)?.dag_cost(roots)?
     };
-    let rules = fusion_rules_for(target)?;
+    let rules = fusion_rules(target)?;
     let start = Instant::now();
     let runner = limits
         .apply(
