@@ -159,9 +159,7 @@ fn parameters(g: &crate::ir::Graph) -> (u64, u64, bool) {
         .op_order
         .iter()
         .filter_map(|&n| g.dag[n].as_op())
-        .filter(|op| {
-            op.proto.op_type == "Constant" && crate::analysis::is_onnx_domain(&op.proto.domain)
-        })
+        .filter(|op| op.proto.op_type == "Constant" && crate::ir::is_onnx_domain(&op.proto.domain))
         .flat_map(|op| {
             op.proto
                 .attribute

@@ -278,30 +278,12 @@ pub struct TensorAnalysis {
     /// what extraction would take (the sum flattening of
     /// [`crate::rules::class::sum_terms_of`]) follow it.
     pub(crate) chosen: HashMap<Id, TensorLang>,
-    /// Sizes of symbolic dimensions for the cost model (set by
-    /// [`crate::graph::TensorGraph::declare_sizes`]); unknown ones count 1.
-    pub(crate) sizes: crate::shape::Sizes,
-    /// The cost model's constants (set by
-    /// [`crate::graph::TensorGraph::declare_costs`]).
-    pub(crate) costs: crate::cost::CostParams,
 }
 
 impl TensorAnalysis {
     /// Records an extraction's choice of e-node per (canonical) class.
     pub fn record_choices(&mut self, choices: impl IntoIterator<Item = (Id, TensorLang)>) {
         self.chosen = choices.into_iter().collect();
-    }
-
-    /// Sizes of symbolic dimensions the cost model prices at.
-    #[must_use]
-    pub fn sizes(&self) -> &crate::shape::Sizes {
-        &self.sizes
-    }
-
-    /// The cost model's constants.
-    #[must_use]
-    pub fn cost_params(&self) -> &crate::cost::CostParams {
-        &self.costs
     }
 
     /// The recorded choice of `class` (canonical id), if any.

@@ -183,8 +183,7 @@ impl CostParams {
 ///   [`FuseCost::weight`], a tie-breaker that prefers fewer new weights.
 /// - Every other op costs `overhead + per_element · elements + per_flop ·
 ///   flops`, plus [`FuseCost::flop_overhead`] when it has FLOPs, with
-///   symbolic dimensions at their declared sizes
-///   ([`crate::graph::TensorGraph::declare_sizes`]) or 1 and the FLOPs of a generic op as the
+///   symbolic dimensions at the sizes given to [`FuseCost::new`] or 1 and the FLOPs of a generic op as the
 ///   lowering declared them (matrix products and convolutions; 0
 ///   otherwise; a channel map's from its children). A `concat` moves both
 ///   operands; a `slice` or `concat` of computed values costs
@@ -230,16 +229,21 @@ pub struct FuseCost {
     /// Classes whose value later windows read: a scale on them is carried
     /// into the next window rather than paid for here.
     carried: std::collections::HashSet<egg::Id>,
+    /// Sizes of symbolic dimensions; unknown ones count 1.
+    sizes: crate::shape::Sizes,
 }
 
 impl FuseCost {
-    /// The model with the constants declared to `egraph`'s analysis
-    /// ([`crate::graph::TensorGraph::declare_costs`]; the calibrated ones by
-    /// default), with `originals` the e-nodes of the lowered graph
-    /// (canonicalised against `egraph`).
+    /// The model with the constants `p` and symbolic dimensions priced at
+    /// `sizes` (unknown ones at 1), with `originals` the e-nodes of the
+    /// lowered graph (canonicalised against `egraph`).
     #[must_use]
-    pub fn new(originals: &[TensorLang], egraph: &TensorEGraph) -> Self {
-        let p = egraph.analysis.cost_params();
+    pub fn new(
+        originals: &[TensorLang],
+        egraph: &TensorEGraph,
+        p: &CostParams,
+        sizes: &crate::shape::Sizes,
+    ) -> Self {
         Self {
             overhead: p.overhead,
             per_element: p.per_element,
@@ -255,6 +259,7 @@ impl FuseCost {
                 .map(|n| n.clone().map_children(|c| egraph.find(c)))
                 .collect(),
             carried: std::collections::HashSet::new(),
+            sizes: sizes.clone(),
         }
     }
 
@@ -278,7 +283,7 @@ impl FuseCost {
                 .is_some_and(|class| self.carried.contains(&egraph.find(class)))
     }
 
-    fn elements(egraph: &TensorEGraph, node: &TensorLang) -> f64 {
+    fn elements(&self, egraph: &TensorEGraph, node: &TensorLang) -> f64 {
         let shape = match node {
             TensorLang::Onnx(op, _) => egraph
                 .analysis
@@ -294,9 +299,11 @@ impl FuseCost {
                 return [a, b]
                     .iter()
                     .map(|&&c| {
-                        egraph[c].data.shape.as_deref().map_or(1.0, |s| {
-                            crate::shape::sized_elements(s, egraph.analysis.sizes())
-                        })
+                        egraph[c]
+                            .data
+                            .shape
+                            .as_deref()
+                            .map_or(1.0, |s| crate::shape::sized_elements(s, &self.sizes))
                     })
                     .sum();
             }
@@ -306,9 +313,7 @@ impl FuseCost {
                 .filter_map(|&c| egraph[c].data.shape.clone())
                 .max_by_key(Vec::len),
         };
-        shape.map_or(1.0, |s| {
-            crate::shape::sized_elements(&s, egraph.analysis.sizes())
-        })
+        shape.map_or(1.0, |s| crate::shape::sized_elements(&s, &self.sizes))
     }
 
     /// A `matmul` (`last`) or `conv1x1` of `x` by the weight `w`: like the
@@ -328,8 +333,7 @@ impl FuseCost {
         } else {
             (dim(ws.get(1)), dim(ws.first()))
         };
-        let elements =
-            crate::shape::sized_elements(xs, egraph.analysis.sizes()) / inputs.max(1.0) * outputs;
+        let elements = crate::shape::sized_elements(xs, &self.sizes) / inputs.max(1.0) * outputs;
         self.overhead
             + self.flop_overhead
             + self.per_element * elements
@@ -344,7 +348,7 @@ impl FuseCost {
         node: &TensorLang,
         children: &[egg::Id],
     ) -> f64 {
-        let elementwise = self.overhead + self.per_element * Self::elements(egraph, node);
+        let elementwise = self.overhead + self.per_element * self.elements(egraph, node);
         let scaled = |c: &egg::Id| {
             egraph[*c]
                 .data
@@ -368,7 +372,7 @@ impl FuseCost {
             self.overhead
                 + epilogue
                 + self.per_element
-                    * Self::elements(egraph, node)
+                    * self.elements(egraph, node)
                     * self.laurel_residual_per_term
                     * terms
         } else {
@@ -401,16 +405,22 @@ impl FuseCost {
     /// A generic op's FLOPs: a channel map's from its weight child (the
     /// low-rank rules give an op other children), any other op's as the
     /// lowering declared them.
-    fn flops(egraph: &TensorEGraph, node: &TensorLang, op: OpRef, children: &[egg::Id]) -> f64 {
+    fn flops(
+        &self,
+        egraph: &TensorEGraph,
+        node: &TensorLang,
+        op: OpRef,
+        children: &[egg::Id],
+    ) -> f64 {
         let from_children = egraph.analysis.channel_map(&op).and_then(|m| {
             let w = egraph[*children.get(m.weight)?].data.shape.clone()?;
             let inputs = match w.as_slice() {
                 [i, _] | [_, i, _, _] => {
-                    crate::shape::sized_elements(std::slice::from_ref(i), egraph.analysis.sizes())
+                    crate::shape::sized_elements(std::slice::from_ref(i), &self.sizes)
                 }
                 _ => return None,
             };
-            Some(2.0 * Self::elements(egraph, node) * inputs)
+            Some(2.0 * self.elements(egraph, node) * inputs)
         });
         from_children
             .or_else(|| egraph.analysis.flops(&op))
@@ -432,11 +442,11 @@ impl CostModel for FuseCost {
             | TensorLang::LaurelPa(_) => f64::INFINITY,
             TensorLang::Num(_) | TensorLang::Param(_) | TensorLang::Value(_) => 0.0,
             TensorLang::Onnx(op, children) => {
-                let flops = Self::flops(egraph, node, *op, children);
+                let flops = self.flops(egraph, node, *op, children);
                 let setup = if flops > 0.0 { self.flop_overhead } else { 0.0 };
                 self.overhead
                     + setup
-                    + self.per_element * Self::elements(egraph, node)
+                    + self.per_element * self.elements(egraph, node)
                     + self.per_flop * flops
                     + novelty
             }
@@ -452,10 +462,10 @@ impl CostModel for FuseCost {
             TensorLang::Slice(_) | TensorLang::Concat(_) => {
                 self.overhead
                     + self.copy_overhead
-                    + self.per_element * Self::elements(egraph, node)
+                    + self.per_element * self.elements(egraph, node)
                     + novelty
             }
-            _ => self.overhead + self.per_element * Self::elements(egraph, node) + novelty,
+            _ => self.overhead + self.per_element * self.elements(egraph, node) + novelty,
         }
     }
 }
@@ -464,6 +474,7 @@ impl CostModel for FuseCost {
 #[allow(clippy::float_cmp)] // the costs compared are small integers, exact in f64
 mod tests {
     use super::*;
+    use crate::shape::Sizes;
 
     #[test]
     fn augment_cost_forbids_residual_terms_and_frees_leaves() {
@@ -494,7 +505,7 @@ mod tests {
         ]);
         let roots: Vec<egg::Id> = terms.iter().map(|t| add(&mut g, t)).collect();
         let egraph = g.into_egraph();
-        let cost = FuseCost::new(&[], &egraph);
+        let cost = FuseCost::new(&[], &egraph, &CostParams::default(), &Sizes::new());
         let extractor = crate::extract::DagExtractor::new(&egraph, &cost).unwrap();
         roots
             .iter()
@@ -530,17 +541,14 @@ mod tests {
     fn a_copy_of_computed_values_costs_the_declared_copy_overhead_more() {
         use crate::shape::fixed;
         use crate::testing::{add, graph};
-        let cost_of = |costs: Option<CostParams>| {
+        let cost_of = |costs: CostParams| {
             let mut g = graph(&[("x", fixed(&[4, 6])), ("w", fixed(&[6, 6]))]);
             g.declare_weight(crate::lang::ValueRef::new("w").unwrap())
                 .unwrap();
-            if let Some(c) = costs {
-                g.declare_costs(c);
-            }
             let terms = ["(slice 1 0 2 $x)", "(concat 1 $x $x)", "(concat 1 $w $w)"];
             let roots: Vec<egg::Id> = terms.iter().map(|t| add(&mut g, t)).collect();
             let egraph = g.into_egraph();
-            let cost = FuseCost::new(&[], &egraph);
+            let cost = FuseCost::new(&[], &egraph, &costs, &Sizes::new());
             roots
                 .iter()
                 .map(|&r| {
@@ -549,11 +557,11 @@ mod tests {
                 })
                 .collect::<Vec<f64>>()
         };
-        let calibrated = cost_of(None);
-        let free = cost_of(Some(CostParams {
+        let calibrated = cost_of(CostParams::default());
+        let free = cost_of(CostParams {
             copy_overhead: 0.0,
             ..CostParams::default()
-        }));
+        });
         let d = CostParams::default().copy_overhead;
         assert!(
             (calibrated[0] - free[0] - d).abs() < 1e-9,
@@ -588,7 +596,7 @@ mod tests {
         ];
         let roots: Vec<egg::Id> = terms.iter().map(|t| add(&mut g, t)).collect();
         let egraph = g.into_egraph();
-        let cost = FuseCost::new(&[], &egraph);
+        let cost = FuseCost::new(&[], &egraph, &CostParams::default(), &Sizes::new());
         let c: Vec<f64> = roots
             .iter()
             .map(|&r| cost.node_cost(&egraph[r].nodes[0], &egraph))

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use egg::{Id, RecExpr, Runner, SimpleScheduler};
 
 use crate::analysis::{RecordedBug, TensorData};
-use crate::cost::FuseCost;
+use crate::cost::{CostParams, FuseCost};
 use crate::extract::{DagExtractor, ExtractError};
 use crate::graph::{TensorGraph, is_id};
 use crate::lang::TensorLang;
@@ -25,6 +25,8 @@ use crate::limits::{Limits, StopReport};
 use crate::refine::Choices;
 use crate::rules::laurel_residual::SUM_TO_LAUREL_RESIDUAL;
 use crate::rules::{RuleError, fusion_rules};
+use crate::shape::Sizes;
+use crate::target::Capabilities;
 
 /// Passes of local search over the extraction (see [`crate::refine`]).
 pub const REFINE_PASSES: usize = 8;
@@ -66,15 +68,20 @@ pub struct FuseReport {
     pub extraction_time: Duration,
 }
 
-/// What the fused graph may contain.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Target {
-    /// Standard ONNX ops only, for any runtime (onnxruntime).
-    #[default]
-    Onnx,
-    /// Standard ONNX ops and laurel-runtime's `ai.laurel` ops
-    /// (`LaurelResidual`), for tract through laurel-runtime.
-    Tract,
+/// What [`fuse()`] is given besides the graph: the runner's limits, what the
+/// runtime can do, the cost model's constants and the sizes it prices
+/// symbolic dimensions at.
+#[derive(Debug, Clone, Default)]
+pub struct FuseSettings {
+    /// The e-graph runner's limits.
+    pub limits: Limits,
+    /// What the fused graph may contain (see [`Capabilities`]).
+    pub capabilities: Capabilities,
+    /// The cost model's constants (the calibrated ones by default).
+    pub costs: CostParams,
+    /// Sizes of symbolic dimensions for the cost model only (shapes stay
+    /// symbolic); unknown symbols count 1.
+    pub sizes: Sizes,
 }
 
 /// Why a fusion failed.
@@ -98,10 +105,10 @@ pub enum FuseError {
 /// lowered graph whose final classes the caller wants back
 /// ([`FuseReport::kept`]), to name the extracted values; `carried` are
 /// roots later windows read, where a scale is carried rather than paid for
-/// (see [`FuseCost::with_carried`]). For [`Target::Tract`], once the rules
-/// saturate (or a limit stops them), one more pass of
-/// [`crate::rules::laurel_residual`] offers each weighted sum as one
-/// `LaurelResidual` op, under the same time limit.
+/// (see [`FuseCost::with_carried`]). With
+/// [`Capabilities::fused_residual`], once the rules saturate (or a limit
+/// stops them), one more pass of [`crate::rules::laurel_residual`] offers
+/// each weighted sum as one `LaurelResidual` op, under the same time limit.
 ///
 /// # Errors
 /// [`FuseError`].
@@ -111,9 +118,13 @@ pub fn fuse(
     roots: &[Id],
     keep: &[Id],
     carried: &[Id],
-    limits: Limits,
-    target: Target,
+    settings: &FuseSettings,
 ) -> Result<FuseReport, FuseError> {
+    let limits = settings.limits;
+    let new_cost = |originals: &[TensorLang], egraph: &crate::analysis::TensorEGraph| {
+        FuseCost::new(originals, egraph, &settings.costs, &settings.sizes)
+            .with_carried(carried, egraph)
+    };
     let egraph = graph.into_egraph();
     if let Some(&bad) = roots.iter().chain(keep).find(|&&r| !is_id(&egraph, r)) {
         return Err(FuseError::UnknownRoot(bad));
@@ -129,10 +140,10 @@ pub fn fuse(
         .filter_map(|c| Some((c.id, c.nodes.first()?.clone())))
         .collect();
     let cost_before = {
-        let cost = FuseCost::new(&originals, &egraph).with_carried(carried, &egraph);
+        let cost = new_cost(&originals, &egraph);
         DagExtractor::new(&egraph, &cost)?.dag_cost(roots)?
     };
-    let rules = fusion_rules(target)?;
+    let rules = fusion_rules(settings.capabilities)?;
     let start = Instant::now();
     let runner = limits
         .apply(
@@ -146,10 +157,10 @@ pub fn fuse(
     let iterations = runner.iterations.len();
     let mut fired = crate::limits::fired(&runner);
     let mut egraph = runner.egraph;
-    if target == Target::Tract {
+    if settings.capabilities.fused_residual {
         egraph.rebuild();
         // Sums are flattened along what extraction would take now.
-        let cost = FuseCost::new(&originals, &egraph).with_carried(carried, &egraph);
+        let cost = new_cost(&originals, &egraph);
         let choices: Vec<(Id, TensorLang)> = DagExtractor::new(&egraph, &cost)?.choices().collect();
         egraph.analysis.record_choices(choices);
         // One pass: it adds at most one term per class.
@@ -171,7 +182,7 @@ pub fn fuse(
     let analysis = &egraph.analysis;
     analysis.check_records()?;
     let start = Instant::now();
-    let cost = FuseCost::new(&originals, &egraph).with_carried(carried, &egraph);
+    let cost = new_cost(&originals, &egraph);
     let extractor = DagExtractor::new(&egraph, &cost)?;
     let greedy: Vec<(Id, TensorLang)> = extractor.choices().collect();
     // Two starting points: the greedy choice, and the input's own e-nodes
@@ -306,6 +317,17 @@ mod tests {
         (g, root)
     }
 
+    /// A runtime with the fused residual op and no merges (tract's).
+    fn tract() -> FuseSettings {
+        FuseSettings {
+            capabilities: Capabilities {
+                fused_residual: true,
+                channel_map_merges: false,
+            },
+            ..FuseSettings::default()
+        }
+    }
+
     fn computed_muls(report: &FuseReport) -> usize {
         report
             .expr
@@ -318,7 +340,7 @@ mod tests {
     #[test]
     fn rw_with_positive_scalars_fuses_into_weights() {
         let (g, root) = resnet_like("1/2", "3/2");
-        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Onnx).unwrap();
+        let report = fuse(g, &[root], &[], &[], &FuseSettings::default()).unwrap();
         assert_eq!(computed_muls(&report), 0, "{}", report.expr);
         assert_eq!(report.stop, StopReport::Saturated);
         assert!(report.cost_after < report.cost_before);
@@ -365,7 +387,7 @@ mod tests {
             &mut g,
             &format!("(+ (+ {f2} {r1}) (+ (* 2/5 {r1}) (* 1/2 $x)))"),
         );
-        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Onnx).unwrap();
+        let report = fuse(g, &[root], &[], &[], &FuseSettings::default()).unwrap();
         let adds = report
             .expr
             .iter()
@@ -378,14 +400,14 @@ mod tests {
     #[test]
     fn a_negative_skip_scale_keeps_one_mul() {
         let (g, root) = resnet_like("1/2", "-3/2");
-        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Onnx).unwrap();
+        let report = fuse(g, &[root], &[], &[], &FuseSettings::default()).unwrap();
         assert_eq!(computed_muls(&report), 1, "{}", report.expr);
     }
 
     #[test]
     fn for_tract_a_scale_nothing_absorbs_joins_a_laurel_residual() {
         let (g, root) = resnet_like("1/2", "-3/2");
-        let report = fuse(g, &[root], &[], &[], Limits::default(), Target::Tract).unwrap();
+        let report = fuse(g, &[root], &[], &[], &tract()).unwrap();
         assert_eq!(computed_muls(&report), 0, "{}", report.expr);
         let text = report.expr.to_string();
         assert!(text.contains("(laurel-residual "), "{text}");

@@ -251,18 +251,6 @@ impl TensorGraph {
         self.egraph.analysis.flops.insert(op, flops);
     }
 
-    /// Declares the sizes at which the cost model prices symbolic
-    /// dimensions (shapes stay symbolic); unknown symbols count 1.
-    pub fn declare_sizes(&mut self, sizes: crate::shape::Sizes) {
-        self.egraph.analysis.sizes = sizes;
-    }
-
-    /// Declares the constants of fusion's cost model
-    /// ([`crate::cost::FuseCost`]); the calibrated ones when not declared.
-    pub fn declare_costs(&mut self, costs: crate::cost::CostParams) {
-        self.egraph.analysis.costs = costs;
-    }
-
     /// Declares a generic op output to be a channel map (see [`ChannelMap`]):
     /// the low-rank rules may give it other children of the same layout.
     pub fn declare_channel_map(&mut self, op: OpRef, map: ChannelMap) {

@@ -26,7 +26,8 @@
 //! - [`mod@augment`]: [`augment()`], the augmentation pass end to end;
 //! - [`mod@fuse`]: [`fuse()`], the fusion pass end to end;
 //! - [`limits`]: [`Limits`] every runner is given and the [`StopReport`] it
-//!   gives back.
+//!   gives back;
+//! - [`target`]: [`Capabilities`], what the runtime of a fused graph can do.
 
 pub mod analysis;
 pub mod augment;
@@ -43,14 +44,16 @@ pub mod rules;
 pub mod scalar;
 pub mod semantics;
 pub mod shape;
+pub mod target;
 
 pub use augment::{AugmentError, AugmentReport, augment};
-pub use fuse::{FuseError, FuseReport, Target, fuse};
+pub use fuse::{FuseError, FuseReport, FuseSettings, fuse};
 pub use graph::TensorGraph;
 pub use lang::TensorLang;
 pub use limits::{Limits, StopReport};
 pub use rules::Variant;
 pub use shape::ShapeError;
+pub use target::Capabilities;
 
 #[cfg(test)]
 mod testing;

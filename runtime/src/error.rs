@@ -150,3 +150,12 @@ pub enum RuntimeError {
 pub(crate) fn chain(e: &tract_onnx::prelude::TractError) -> String {
     format!("{e:#}")
 }
+
+/// The text of a panic payload (a panic inside tract, caught).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}

@@ -51,7 +51,7 @@ use tract_onnx::tract_hir::internal::{
 };
 
 use crate::datum::InputSpec;
-use crate::error::{RuntimeError, chain};
+use crate::error::{RuntimeError, chain, panic_message};
 use crate::model::{
     DeclaredDim, DeclaredInput, DecodedModel, LoadOptions, ModelSource, Prepared, prepare,
 };
@@ -339,15 +339,6 @@ fn load_with(
         model: decoded.desc,
         message: errors.join("\n  then "),
     })
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(ToString::to_string)
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Runs `f`, turning a panic inside tract into a [`RuntimeError::Load`] for `src`.

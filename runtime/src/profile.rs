@@ -175,7 +175,7 @@ pub fn profile(
             })
         }))
         .map_err(|payload| RuntimeError::Run {
-            message: format!("tract panicked: {}", crate::load::panic_message(&*payload)),
+            message: format!("tract panicked: {}", crate::error::panic_message(&*payload)),
         })?
         .map_err(|e| RuntimeError::Run { message: chain(&e) })?;
         if measured {

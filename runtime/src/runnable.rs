@@ -119,7 +119,7 @@ impl Runnable {
         let outputs =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(values)))
                 .map_err(|payload| RuntimeError::Run {
-                    message: format!("tract panicked: {}", crate::load::panic_message(&*payload)),
+                    message: format!("tract panicked: {}", crate::error::panic_message(&*payload)),
                 })?
                 .map_err(|e| RuntimeError::Run { message: chain(&e) })?;
         self.output_names

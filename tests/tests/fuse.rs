@@ -168,7 +168,7 @@ fn rw_folds_away_in_an_ir_3_model_whose_weights_are_fills() {
     // (equal to each other, not to a constant) become an output to compare.
     let mut model = laurelc::onnx::import_path(&path).unwrap();
     assert!(model.header.ir_version < 4 && model.graph.initializers_are_constant);
-    let mut logits = laurelc::onnx::export::tensor_input(&onnx_protobuf::TensorProto {
+    let mut logits = laurelc::ir::tensor_input(&onnx_protobuf::TensorProto {
         name: "r174".into(),
         dims: vec![1, 1000],
         data_type: 1,

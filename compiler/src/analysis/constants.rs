@@ -39,7 +39,7 @@ pub fn constant_nodes(g: &Graph) -> HashSet<NodeIndex> {
             let data: Vec<NodeIndex> = inputs.iter().flatten().map(|(src, _)| *src).collect();
             !data.is_empty()
                 && !has_subgraphs(&op.proto)
-                && crate::analysis::is_onnx_domain(&op.proto.domain)
+                && crate::ir::is_onnx_domain(&op.proto.domain)
                 && !matches!(
                     op.proto.op_type.as_str(),
                     "RandomNormal"

@@ -26,8 +26,8 @@ use laurel_passes::shape::{Dim, TensorType, estimated_elements};
 use onnx_protobuf::NodeProto;
 use serde::Serialize;
 
+use crate::analysis::types::ValueTypes;
 use crate::error::Result;
-use crate::fuse::lower::ValueTypes;
 use crate::ir::{Model, Node};
 
 /// The op types (default ONNX domain) whose FLOPs are estimated.
@@ -126,7 +126,7 @@ pub fn human(x: f64) -> String {
 }
 
 /// The estimated FLOPs of `model`'s matrix products and convolutions, with
-/// value types from `types` (as [`crate::fuse::lower::value_types`] gives
+/// value types from `types` (as [`crate::analysis::types::value_types`] gives
 /// them); an initializer's shape is read from the tensor itself. Ops outside
 /// the default ONNX domain and inside subgraphs are not counted.
 /// O(V + E) (each op's inputs, plus a hash lookup per shape needed).
@@ -154,7 +154,7 @@ pub fn model_flops(model: &Model, types: &ValueTypes) -> ModelFlops {
     let mut flops = ModelFlops::default();
     for &n in &g.op_order {
         let Node::Op(op) = &g.dag[n] else { continue };
-        if !crate::analysis::is_onnx_domain(&op.proto.domain)
+        if !crate::ir::is_onnx_domain(&op.proto.domain)
             || !COUNTED_OPS.contains(&op.proto.op_type.as_str())
         {
             continue;
@@ -179,13 +179,13 @@ pub fn model_flops(model: &Model, types: &ValueTypes) -> ModelFlops {
 }
 
 /// [`model_flops`] with the types from tract's inference
-/// ([`crate::fuse::lower::value_types`]). O(V + E) plus shape inference.
+/// ([`crate::analysis::types::value_types`]). O(V + E) plus shape inference.
 ///
 /// # Errors
 /// As [`crate::analysis::infer_values`]: the shape probe cannot be encoded,
 /// or shape inference fails outright.
 pub fn estimate_model_flops(model: &Model) -> Result<ModelFlops> {
-    let types = crate::fuse::lower::value_types(model)?;
+    let types = crate::analysis::types::value_types(model)?;
     Ok(model_flops(model, &types))
 }
 

@@ -7,6 +7,7 @@
 //! - [`stream`]: residual streams, the chains of blocks PA needs.
 //! - [`dot`]: a Graphviz picture of the streams.
 //! - [`flops`]: FLOPs estimates of matrix products and convolutions.
+//! - [`types`]: every value's element type and shape, from tract's inference.
 
 pub mod constants;
 pub mod dot;
@@ -14,6 +15,7 @@ pub mod flops;
 pub mod reach;
 pub mod residual;
 pub mod stream;
+pub mod types;
 
 pub use residual::{Residual, ResidualKind, find_residuals};
 pub use stream::assign_streams;
@@ -143,10 +145,4 @@ pub const PARAMETRIC_OPS: &[&str] = &[
 #[must_use]
 pub fn is_parametric(op_type: &str) -> bool {
     PARAMETRIC_OPS.contains(&op_type)
-}
-
-/// Whether an op belongs to the default ONNX domain.
-#[must_use]
-pub fn is_onnx_domain(domain: &str) -> bool {
-    domain.is_empty() || domain == "ai.onnx"
 }

@@ -32,8 +32,9 @@ use petgraph::stable_graph::NodeIndex;
 use serde::Serialize;
 
 use super::constants::constant_nodes;
+use super::is_parametric;
 use super::reach::{Value, Window, ancestors, descendants, flows_into};
-use super::{is_onnx_domain, is_parametric};
+use crate::ir::is_onnx_domain;
 use crate::ir::{Graph, Node};
 
 /// The longest projection branch, in ops (a ResNet-D shortcut is `AvgPool`, Conv, BN).

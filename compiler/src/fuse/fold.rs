@@ -215,7 +215,7 @@ fn uniform_element(raw: &laurel_runtime::RawTensor) -> Option<Vec<u8>> {
 /// value as one again would only rename it.
 fn is_fill(g: &Graph, n: NodeIndex) -> bool {
     g.dag[n].as_op().is_some_and(|op| {
-        op.proto.op_type == "ConstantOfShape" && crate::analysis::is_onnx_domain(&op.proto.domain)
+        op.proto.op_type == "ConstantOfShape" && crate::ir::is_onnx_domain(&op.proto.domain)
     })
 }
 

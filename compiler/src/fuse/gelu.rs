@@ -48,7 +48,7 @@ pub fn gelu_ops(g: &Graph) -> HashSet<NodeIndex> {
     let op_type = |n: NodeIndex| {
         g.dag[n]
             .as_op()
-            .filter(|op| crate::analysis::is_onnx_domain(&op.proto.domain))
+            .filter(|op| crate::ir::is_onnx_domain(&op.proto.domain))
             .filter(|op| {
                 op.proto
                     .output

@@ -37,7 +37,7 @@ use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef as _;
 
-use crate::analysis::is_onnx_domain;
+use crate::ir::is_onnx_domain;
 use crate::ir::{Edge, Graph, Node};
 
 /// The deepest product the pass gives the kernel.

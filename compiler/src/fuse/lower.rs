@@ -17,7 +17,7 @@
 //! Graph inputs, initializers and opaque outputs are `Value` leaves; a float
 //! constant (an initializer that is not an overridable graph input, or a
 //! constant op's output) is declared a weight. Types
-//! come from tract's inference ([`crate::analysis::infer_values`]) and, for
+//! come from tract's inference ([`crate::analysis::types`]) and, for
 //! initializers, from the tensors themselves. The roots are the graph
 //! outputs and the values read by ops that are not lowered (including
 //! subgraph captures).
@@ -30,13 +30,12 @@ use egg::Id;
 use laurel_passes::analysis::Leaf;
 use laurel_passes::lang::{OpRef, Scalar, ValueRef};
 use laurel_passes::semantics::OpSemantics;
-use laurel_passes::shape::{DType, Dim, Sizes, TensorType, broadcast};
+use laurel_passes::shape::{Dim, Sizes, TensorType, broadcast};
 use laurel_passes::{TensorGraph, TensorLang};
-use laurel_runtime::{DatumKind, DimSpec, InferredValue};
-use onnx_protobuf::TensorProto;
 use petgraph::stable_graph::NodeIndex;
 
 use super::semantics::{InputKind, channel_map_of, norm_epsilon, semantics_of};
+use crate::analysis::types::{ValueTypes, initializer_type, is_float};
 use crate::error::{Error, Result};
 use crate::ir::{Graph, Initializer, Model, Node};
 
@@ -74,47 +73,6 @@ pub struct Lowered {
     pub semantics: HashMap<OpRef, OpSemantics>,
 }
 
-/// The element type of an ONNX `TensorProto.DataType`, by the runtime's
-/// table (plus `bfloat16`, which the runtime does not run), so an
-/// initializer's type reads like the inferred type of the same value.
-fn dtype_of_onnx(t: i32) -> Option<DType> {
-    const BFLOAT16: i32 = 16;
-    if t == BFLOAT16 {
-        return Some(DType::BF16);
-    }
-    DatumKind::from_onnx_code(t).map(dtype_of_kind)
-}
-
-fn dtype_of_kind(k: DatumKind) -> DType {
-    match k {
-        DatumKind::F16 => DType::F16,
-        DatumKind::F32 => DType::F32,
-        DatumKind::F64 => DType::F64,
-        DatumKind::I32 => DType::I32,
-        DatumKind::I64 => DType::I64,
-        DatumKind::Bool => DType::Bool,
-        other => DType::Other(format!("{other:?}")),
-    }
-}
-
-fn is_float(d: Option<&DType>) -> bool {
-    matches!(d, Some(DType::F16 | DType::F32 | DType::F64 | DType::BF16))
-}
-
-fn type_of(v: &InferredValue) -> TensorType {
-    TensorType {
-        shape: v.shape.as_ref().map(|s| {
-            s.iter()
-                .map(|d| match d {
-                    DimSpec::Fixed(n) => Dim::Fixed(*n as u64),
-                    DimSpec::Symbol(s) => Dim::Sym(s.clone()),
-                })
-                .collect()
-        }),
-        dtype: v.datum.map(dtype_of_kind),
-    }
-}
-
 /// `t` with the symbols `sizes` knows made fixed (for cost estimates).
 fn sized(mut t: TensorType, sizes: &Sizes) -> TensorType {
     if let Some(shape) = t.shape.as_mut() {
@@ -127,18 +85,6 @@ fn sized(mut t: TensorType, sizes: &Sizes) -> TensorType {
         }
     }
     t
-}
-
-fn initializer_type(t: &TensorProto) -> TensorType {
-    TensorType {
-        shape: Some(
-            t.dims
-                .iter()
-                .map(|&d| Dim::Fixed(u64::try_from(d).unwrap_or(0)))
-                .collect(),
-        ),
-        dtype: dtype_of_onnx(t.data_type),
-    }
 }
 
 /// The values of a `float` or `double` initializer (inline, external or in
@@ -176,21 +122,6 @@ pub(crate) fn scalar_value(init: &Initializer) -> Option<f64> {
         [v] if v.is_finite() => Some(*v),
         _ => None,
     }
-}
-
-/// The type of every value, by name, as far as known.
-pub type ValueTypes = HashMap<String, TensorType>;
-
-/// The types of the model's values from tract's inference.
-///
-/// # Errors
-/// As [`crate::analysis::infer_values`].
-pub fn value_types(model: &Model) -> Result<ValueTypes> {
-    let (values, _) = crate::analysis::infer_values(model)?;
-    Ok(values
-        .iter()
-        .map(|(k, v)| (k.clone(), type_of(v)))
-        .collect())
 }
 
 /// Whether fusion can lower an op: no subgraphs, an identifier op type.
@@ -238,7 +169,6 @@ pub fn lower(
         .collect();
 
     let mut tg = TensorGraph::new();
-    tg.declare_sizes(sizes.clone());
     let mut classes: HashMap<String, Id> = HashMap::new();
     let mut named: Vec<(String, Id)> = Vec::new();
     let mut ops = BTreeMap::new();
@@ -310,7 +240,7 @@ pub fn lower(
             _ => None,
         }
         .filter(|_| {
-            crate::analysis::is_onnx_domain(&op.proto.domain)
+            crate::ir::is_onnx_domain(&op.proto.domain)
                 && children.len() == 2
                 && inputs.len() == 2
                 && out_types

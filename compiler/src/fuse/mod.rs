@@ -27,7 +27,6 @@ pub mod lower;
 pub mod semantics;
 
 pub use fold::{FoldReport, fold_constants};
-pub use laurel_passes::Target;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -40,6 +39,34 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ir::Model;
+
+/// The runtime a fused model is for, as `laurelc fuse --target` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Standard ONNX ops only, for any runtime (onnxruntime).
+    #[default]
+    Onnx,
+    /// Standard ONNX ops and laurel-runtime's `ai.laurel` ops
+    /// (`LaurelResidual`), for tract through laurel-runtime.
+    Tract,
+}
+
+impl Target {
+    /// What the target's runtime can do, for the e-graph pass: tract runs
+    /// `LaurelResidual` and undoes merged channel maps (see
+    /// [`laurel_passes::Capabilities`]).
+    #[must_use]
+    pub fn capabilities(self) -> laurel_passes::Capabilities {
+        match self {
+            Target::Onnx => laurel_passes::Capabilities::STANDARD,
+            Target::Tract => laurel_passes::Capabilities {
+                fused_residual: true,
+                channel_map_merges: false,
+            },
+        }
+    }
+}
 
 /// The default window: enough for several transformer or `ResNet` blocks, small
 /// enough that the scaled forms of a stream do not pile up.
@@ -172,12 +199,18 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
     let histogram_before = model.graph.op_counts();
     let snapshot = blocks::BlockSnapshot::of(&model.graph);
     let fold = fold_constants(model)?;
-    let mut types = lower::value_types(model)?;
+    let mut types = crate::analysis::types::value_types(model)?;
     let mut summary = FuseSummary {
         ops_before,
         histogram_before,
         fold,
         ..FuseSummary::default()
+    };
+    let settings = laurel_passes::FuseSettings {
+        limits: opts.limits,
+        capabilities: opts.target.capabilities(),
+        costs: opts.costs.clone(),
+        sizes: opts.sizes.clone(),
     };
     let mut carried: HashSet<NodeIndex> = HashSet::new();
     let mut done: HashSet<NodeIndex> = HashSet::new();
@@ -235,8 +268,7 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
             window.extend(back);
         }
         let mut lowered = lower::lower(model, &types, Some(&window), &opts.sizes)?;
-        let mut graph = std::mem::take(&mut lowered.graph);
-        graph.declare_costs(opts.costs.clone());
+        let graph = std::mem::take(&mut lowered.graph);
         let keep: Vec<egg::Id> = lowered.named.iter().map(|(_, id)| *id).collect();
         // Roots that ops after this window read: their scale may be carried.
         let pending_readers: HashSet<&str> = order
@@ -257,17 +289,12 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
             .filter(|(name, _)| pending_readers.contains(name.as_str()))
             .map(|(_, &id)| id)
             .collect();
-        let report: FuseReport = laurel_passes::fuse(
-            graph,
-            &lowered.roots,
-            &keep,
-            &carry,
-            opts.limits,
-            opts.target,
-        )
-        .map_err(|e| Error::Fuse {
-            message: format!("e-graph: {e}"),
-        })?;
+        let report: FuseReport =
+            laurel_passes::fuse(graph, &lowered.roots, &keep, &carry, &settings).map_err(|e| {
+                Error::Fuse {
+                    message: format!("e-graph: {e}"),
+                }
+            })?;
         let lifted = lift::lift(model, &lowered, &report)?;
         types.extend(lifted.types);
         done.extend(window.iter().copied());

@@ -80,7 +80,7 @@ pub fn semantics_of(
     inputs: &[InputKind],
     exponent: Option<f64>,
 ) -> Option<OpSemantics> {
-    if !crate::analysis::is_onnx_domain(&node.domain) {
+    if !crate::ir::is_onnx_domain(&node.domain) {
         return None;
     }
     let present = |i: usize| inputs.get(i).is_some_and(|k| *k != InputKind::Absent);
@@ -204,7 +204,7 @@ pub fn channel_map_of(
     inputs: &[InputKind],
     weight_shape: Option<&Shape>,
 ) -> Option<ChannelMap> {
-    if !crate::analysis::is_onnx_domain(&node.domain)
+    if !crate::ir::is_onnx_domain(&node.domain)
         || inputs.first() != Some(&InputKind::Computed)
         || inputs.get(1) != Some(&InputKind::Weight)
     {

@@ -29,6 +29,43 @@ use petgraph::visit::EdgeRef;
 
 pub use topo::CycleError;
 
+/// Whether an op belongs to the default ONNX domain.
+#[must_use]
+pub fn is_onnx_domain(domain: &str) -> bool {
+    domain.is_empty() || domain == "ai.onnx"
+}
+
+/// A graph input declaring a tensor's type and shape.
+#[must_use]
+pub fn tensor_input(t: &TensorProto) -> onnx_protobuf::ValueInfoProto {
+    use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
+    use onnx_protobuf::type_proto::{Tensor as TensorType, Value as TypeValue};
+    let shape = onnx_protobuf::TensorShapeProto {
+        dim: t
+            .dims
+            .iter()
+            .map(|&d| Dimension {
+                value: Some(dimension::Value::DimValue(d)),
+                ..Dimension::default()
+            })
+            .collect(),
+        ..onnx_protobuf::TensorShapeProto::default()
+    };
+    onnx_protobuf::ValueInfoProto {
+        name: t.name.clone(),
+        type_: Some(onnx_protobuf::TypeProto {
+            value: Some(TypeValue::TensorType(TensorType {
+                elem_type: t.data_type,
+                shape: Some(shape).into(),
+                ..TensorType::default()
+            })),
+            ..onnx_protobuf::TypeProto::default()
+        })
+        .into(),
+        ..onnx_protobuf::ValueInfoProto::default()
+    }
+}
+
 /// A whole model: its header and its main graph.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -46,7 +83,7 @@ impl Model {
         self.header
             .opset_import
             .iter()
-            .find(|o| crate::analysis::is_onnx_domain(&o.domain))
+            .find(|o| is_onnx_domain(&o.domain))
             .map(|o| o.version)
     }
 }
@@ -172,7 +209,7 @@ impl Graph {
     /// initializer's node. O(1).
     pub fn add_initializer(&mut self, init: Initializer) -> NodeIndex {
         if self.initializers_are_constant {
-            let decl = crate::onnx::export::tensor_input(&TensorProto {
+            let decl = tensor_input(&TensorProto {
                 name: init.proto.name.clone(),
                 dims: init.proto.dims.clone(),
                 data_type: init.proto.data_type,

@@ -30,6 +30,7 @@ use protobuf::rt::{compute_raw_varint64_size, tag_size};
 use super::external::is_external;
 use crate::error::{Error, Result};
 use crate::fsutil::stage;
+use crate::ir::tensor_input;
 use crate::ir::{Graph, Initializer, Model, Node};
 
 /// The protobuf format's hard limit on a message's size.
@@ -497,37 +498,6 @@ pub fn to_shape_probe_bytes(model: &Model, min_elements: u64) -> Result<Vec<u8>>
             .map_err(|e| encode_err(Path::new("<probe>"), &e))?;
     }
     Ok(buf)
-}
-
-/// A graph input declaring a tensor's type and shape.
-#[must_use]
-pub fn tensor_input(t: &TensorProto) -> onnx_protobuf::ValueInfoProto {
-    use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
-    use onnx_protobuf::type_proto::{Tensor as TensorType, Value as TypeValue};
-    let shape = onnx_protobuf::TensorShapeProto {
-        dim: t
-            .dims
-            .iter()
-            .map(|&d| Dimension {
-                value: Some(dimension::Value::DimValue(d)),
-                ..Dimension::default()
-            })
-            .collect(),
-        ..onnx_protobuf::TensorShapeProto::default()
-    };
-    onnx_protobuf::ValueInfoProto {
-        name: t.name.clone(),
-        type_: Some(onnx_protobuf::TypeProto {
-            value: Some(TypeValue::TensorType(TensorType {
-                elem_type: t.data_type,
-                shape: Some(shape).into(),
-                ..TensorType::default()
-            })),
-            ..onnx_protobuf::TypeProto::default()
-        })
-        .into(),
-        ..onnx_protobuf::ValueInfoProto::default()
-    }
 }
 
 /// Converts the model to a `ModelProto` with all data inline (by encoding

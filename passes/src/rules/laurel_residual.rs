@@ -15,7 +15,7 @@
 //! states, and for an RW scale that nothing could absorb.
 //!
 //! The rule runs once, after the fusion rules saturate, and only for
-//! [`crate::fuse::Target::Tract`] (onnxruntime does not know the op).
+//! runtimes with [`crate::target::Capabilities::fused_residual`] (onnxruntime does not know the op).
 //!
 //! Example (before → after):
 //! `(+ (+ $f $x) (* 1/4 $s))` → `(laurel-residual 1 $f 1 $x 1/4 $s)`.

@@ -39,24 +39,25 @@ use egg::{Condition, ConditionalApplier, Id, Pattern, Rewrite, Subst};
 use crate::analysis::{TensorAnalysis, TensorEGraph};
 use crate::checked::CheckedPattern;
 use crate::lang::TensorLang;
+use crate::target::Capabilities;
 
 pub use augment::{Variant, augment_rules};
 pub use expand::expand_rules;
 pub use scale::scale_rules;
 
-/// The fusion rules for `target`: [`scale`], [`homogeneous`], [`weights`], [`norm`]
-/// and [`low_rank`] for [`Target::Onnx`](crate::fuse::Target::Onnx);
-/// for [`Target::Tract`](crate::fuse::Target::Tract), all but the two merges of channel
-/// maps, which tract undoes. Its optimiser splits a product over a concatenated
-/// contraction axis back into one product per part and an `Add` (tract-core
-/// `optim/concat_then_einsum.rs`; 1×1 convolutions become such products first), and
-/// pushes a `Slice` of a product's output up into a narrower product
-/// (`optim/slice.rs`): a merge there only adds its copy. On tract a low-rank `B` goes
-/// to `LaurelResidual`'s low-rank kernel instead (the compiler's `fuse::low_rank`).
+/// The fusion rules for a runtime that can do `capabilities`: [`scale`],
+/// [`homogeneous`], [`weights`], [`norm`] and [`low_rank`], the two merges of
+/// channel maps only with [`Capabilities::channel_map_merges`]. tract's
+/// optimiser splits a product over a concatenated contraction axis back into
+/// one product per part and an `Add` (tract-core `optim/concat_then_einsum.rs`;
+/// 1×1 convolutions become such products first), and pushes a `Slice` of a
+/// product's output up into a narrower product (`optim/slice.rs`): a merge
+/// there only adds its copy. There a low-rank `B` goes to `LaurelResidual`'s
+/// low-rank kernel instead (the compiler's `fuse::low_rank`).
 ///
 /// # Errors
 /// [`RuleError`] if a rule does not build (a bug, caught by the tests).
-pub fn fusion_rules(target: crate::fuse::Target) -> Result<Vec<TensorRewrite>, RuleError> {
+pub fn fusion_rules(capabilities: Capabilities) -> Result<Vec<TensorRewrite>, RuleError> {
     let mut rules = scale_rules()?;
     let merges = [low_rank::MERGE_CHANNEL_MAPS, low_rank::MERGE_SHARED_INPUT];
     for r in [
@@ -73,7 +74,7 @@ pub fn fusion_rules(target: crate::fuse::Target) -> Result<Vec<TensorRewrite>, R
     ] {
         rules.push(r.rewrite()?);
     }
-    if target == crate::fuse::Target::Onnx {
+    if capabilities.channel_map_merges {
         for r in merges {
             rules.push(r.rewrite()?);
         }
@@ -161,20 +162,22 @@ pub(crate) use rule;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuse::Target;
 
-    fn names(target: Target) -> Vec<String> {
-        fusion_rules(target)
-            .unwrap_or_default()
-            .iter()
-            .map(|r| r.name.to_string())
-            .collect()
+    fn names(channel_map_merges: bool) -> Vec<String> {
+        fusion_rules(Capabilities {
+            fused_residual: !channel_map_merges,
+            channel_map_merges,
+        })
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect()
     }
 
     #[test]
     fn tract_has_every_rule_but_the_two_merges_it_undoes() {
-        let onnx = names(Target::Onnx);
-        let tract = names(Target::Tract);
+        let onnx = names(true);
+        let tract = names(false);
         let merges = ["merge-channel-maps", "merge-shared-input"];
         for m in merges {
             assert!(onnx.iter().any(|n| n == m), "{m} missing for onnx");
