@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 
 use laurelc::analysis::flops::{ModelFlops, estimate_model_flops};
-use laurelc::augment::{AugmentOptions, VariantName, augment_model};
+use laurelc::augment::{AugmentOptions, Variant, augment_model};
 
 fn fixture(name: &str) -> laurelc::Model {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,8 +25,7 @@ fn with_lr(name: &str, rank: u64) -> (ModelFlops, ModelFlops, usize) {
     let base = estimate_model_flops(&model).unwrap();
     let analysis = laurelc::analysis::analyse_residuals(&model).unwrap();
     let opts = AugmentOptions {
-        variant: VariantName::Lr,
-        rank,
+        variant: Variant::lr(std::num::NonZeroU64::new(rank).unwrap()),
         ..AugmentOptions::default()
     };
     let report = augment_model(&mut model, &analysis.residuals, &opts).unwrap();
@@ -114,6 +113,47 @@ fn lr_on_a_transformer_adds_two_matmuls_per_block() {
     assert_eq!(base.total, TINY_PRELN_FLOPS);
     assert_eq!(aug.total - base.total, 4.0 * 2048.0);
     assert_eq!(aug.ops, base.ops + 4 * 2);
+}
+
+/// The report's FLOPs are those of the ops augmentation built, less the
+/// `Add` each block replaced, counted by hand here:
+/// - LR: the two products above, and one more `Add` (`(f + x) + lr`): per
+///   block `2·2·r·D·positions + D·positions`;
+/// - RW (raw): `α·f`, `β·x`: `2·D·positions`;
+/// - RW (softmax): the same, and α, β computed from the logits (`Sub`,
+///   `Sigmoid`, `Mul` by 2 on scalars): 6 more.
+#[test]
+fn the_augmentation_report_counts_the_flops_of_the_ops_it_built() {
+    let report = |name: &str, variant: Variant| {
+        let mut model = fixture(name);
+        let analysis = laurelc::analysis::analyse_residuals(&model).unwrap();
+        let opts = AugmentOptions {
+            variant,
+            ..AugmentOptions::default()
+        };
+        augment_model(&mut model, &analysis.residuals, &opts).unwrap()
+    };
+    let r = report(
+        "tiny_resnet",
+        Variant::lr(std::num::NonZeroU64::new(16).unwrap()),
+    );
+    let per_block = 131_072 + 8 * 256;
+    assert_eq!(
+        r.blocks.iter().map(|b| b.flops).collect::<Vec<_>>(),
+        [per_block, per_block]
+    );
+    assert_eq!(r.flops_added, 2 * per_block);
+    let elements = 8 * 16; // tiny_preln_transformer: 8 positions, D = 16
+    let raw = report(
+        "tiny_preln_transformer",
+        Variant::rw(laurelc::augment::RwParam::Raw),
+    );
+    assert_eq!(raw.flops_added, 4 * 2 * elements);
+    let softmax = report(
+        "tiny_preln_transformer",
+        Variant::rw(laurelc::augment::RwParam::Softmax),
+    );
+    assert_eq!(softmax.flops_added, 4 * (2 * elements + 6));
 }
 
 #[test]

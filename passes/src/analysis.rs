@@ -235,6 +235,8 @@ pub enum Refusal {
     Channels,
     /// A parameter is already declared with another type.
     ParamType(ParamRef),
+    /// The variant has none of RW, LR and PA.
+    NoPart,
 }
 
 impl fmt::Display for Refusal {
@@ -248,6 +250,7 @@ impl fmt::Display for Refusal {
             },
             Refusal::Channels => write!(f, "the channel count is not a known number"),
             Refusal::ParamType(p) => write!(f, "{p} is already declared with another type"),
+            Refusal::NoPart => write!(f, "the variant has none of RW, LR and PA"),
         }
     }
 }
@@ -278,6 +281,9 @@ pub struct TensorAnalysis {
     /// what extraction would take (the sum flattening of
     /// [`crate::rules::class::sum_terms_of`]) follow it.
     pub(crate) chosen: HashMap<Id, TensorLang>,
+    /// The parameters augmentation added, by leaf (set by
+    /// [`crate::rules::augment`] when a match is applied).
+    pub(crate) params: HashMap<ParamRef, crate::params::ParamSpec>,
 }
 
 impl TensorAnalysis {
@@ -290,6 +296,14 @@ impl TensorAnalysis {
     #[must_use]
     pub fn chosen(&self, class: Id) -> Option<&TensorLang> {
         self.chosen.get(&class)
+    }
+
+    /// The parameters augmentation added, ordered by block and role.
+    #[must_use]
+    pub fn params(&self) -> Vec<crate::params::ParamSpec> {
+        let mut out: Vec<crate::params::ParamSpec> = self.params.values().cloned().collect();
+        out.sort_by_key(|p| (p.block(), p.role));
+        out
     }
 
     /// The leaf table.

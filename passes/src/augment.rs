@@ -19,12 +19,15 @@ use std::collections::BTreeMap;
 use egg::{Id, RecExpr, Runner, SimpleScheduler};
 
 use crate::analysis::RecordedBug;
+use crate::analysis::TensorData;
 use crate::cost::AugmentCost;
 use crate::extract::{DagExtractor, ExtractError};
 use crate::graph::{TensorGraph, is_id};
 use crate::lang::TensorLang;
 use crate::limits::{Limits, StopReport};
-use crate::rules::{RuleError, Variant, augment_rules, expand_rules};
+use crate::params::{InitMode, ParamSpec};
+use crate::rules::{RuleError, augment_rules, expand_rules};
+use crate::variant::Variant;
 
 /// What an augmentation did.
 #[derive(Debug, Clone)]
@@ -35,6 +38,13 @@ pub struct AugmentReport {
     pub expr: RecExpr<TensorLang>,
     /// The roots' positions in `expr`, in the order given.
     pub roots: Vec<Id>,
+    /// The analysis data (shape, element type) of each node of `expr`, by
+    /// position.
+    pub data: Vec<TensorData>,
+    /// The parameters added, ordered by block and role; each block's
+    /// [`ParamSpec`]s say what every `Param` leaf of its term is, and which
+    /// tensors the term's derived coefficients are computed from.
+    pub params: Vec<ParamSpec>,
     /// The extracted term's cost under [`AugmentCost`].
     pub cost: f64,
     /// How many times each rule fired (changed the e-graph), by name.
@@ -76,8 +86,8 @@ pub enum AugmentError {
     },
 }
 
-/// Augments every tagged residual add of `graph` with `variant` and extracts
-/// `roots`.
+/// Augments every tagged residual add of `graph` with `variant`, its
+/// parameters starting as `init` says, and extracts `roots`.
 ///
 /// # Errors
 /// [`AugmentError`]; in particular [`AugmentError::Extract`] when a residual
@@ -87,13 +97,14 @@ pub fn augment(
     graph: TensorGraph,
     roots: &[Id],
     variant: Variant,
+    init: InitMode,
     limits: Limits,
 ) -> Result<AugmentReport, AugmentError> {
     let egraph = graph.into_egraph();
     if let Some(&bad) = roots.iter().find(|&&r| !is_id(&egraph, r)) {
         return Err(AugmentError::UnknownRoot(bad));
     }
-    let mut rules = augment_rules(variant)?;
+    let mut rules = augment_rules(variant, init)?;
     rules.extend(expand_rules()?);
     let runner = limits
         .apply(
@@ -120,12 +131,15 @@ pub fn augment(
         refusals: refusals.clone(),
     };
     let extractor = DagExtractor::new(egraph, &AugmentCost).map_err(extract_err)?;
-    let (expr, extracted) = extractor.extract_many(roots).map_err(extract_err)?;
+    let (expr, extracted, classes) = extractor.extract_with_classes(roots).map_err(extract_err)?;
+    let data: Vec<TensorData> = classes.iter().map(|&c| egraph[c].data.clone()).collect();
     let cost = extractor.dag_cost(roots).map_err(extract_err)?;
     Ok(AugmentReport {
         variant,
         expr,
         roots: extracted,
+        data,
+        params: analysis.params(),
         cost,
         fired,
         refused: analysis.refusal_counts(),
@@ -147,6 +161,7 @@ mod tests {
     use crate::extract::ExtractError;
     use crate::shape::fixed;
     use crate::testing::{add, block, f32, graph, op};
+    use crate::variant::RwParam;
 
     /// `x + conv(x)`, `x: [1, 8, 4, 4]`, block 0 with channel axis 1.
     fn conv_block() -> (TensorGraph, Id) {
@@ -161,7 +176,14 @@ mod tests {
     #[test]
     fn rw_turns_a_residual_into_weighted_terms() {
         let (g, root) = conv_block();
-        let report = augment(g, &[root], Variant::Rw, Limits::default()).unwrap();
+        let report = augment(
+            g,
+            &[root],
+            Variant::rw(RwParam::Raw),
+            InitMode::Identity,
+            Limits::default(),
+        )
+        .unwrap();
         assert_eq!(
             report.expr.to_string(),
             "(+ (* laurel.0.alpha (onnx:Conv@n3.0 $x $w)) (* laurel.0.beta $x))"
@@ -185,7 +207,14 @@ mod tests {
     fn lr_on_a_convolution_uses_conv1x1_factors() {
         let (g, root) = conv_block();
         let rank = NonZeroU64::new(2).unwrap();
-        let report = augment(g, &[root], Variant::Lr { rank }, Limits::default()).unwrap();
+        let report = augment(
+            g,
+            &[root],
+            Variant::lr(rank),
+            InitMode::Identity,
+            Limits::default(),
+        )
+        .unwrap();
         assert_eq!(
             report.expr.to_string(),
             "(+ (+ (onnx:Conv@n3.0 $x $w) $x) (conv1x1 (conv1x1 $x laurel.0.A) laurel.0.B))"
@@ -205,7 +234,14 @@ mod tests {
         );
         g.tag_block(y, block(0, 1)).unwrap();
         g.tag_block(z, block(1, 1)).unwrap();
-        let report = augment(g, &[z, y], Variant::Rw, Limits::default()).unwrap();
+        let report = augment(
+            g,
+            &[z, y],
+            Variant::rw(RwParam::Raw),
+            InitMode::Identity,
+            Limits::default(),
+        )
+        .unwrap();
         // z's term holds y's once: x, w, αs, βs, 2 matmuls, 4 products, 2 sums.
         assert_eq!(report.expr.len(), 14, "{}", report.expr);
         assert_eq!(report.cost, 8.0);
@@ -227,10 +263,10 @@ mod tests {
         g.tag_block(z, block(1, 1)).unwrap();
         let x = add(&mut g, "$x");
         g.record_states(crate::block::BlockId(1), vec![x]).unwrap();
-        let variant = Variant::RwLrPa {
-            rank: NonZeroU64::new(2).unwrap(),
-        };
-        let report = augment(g, &[y], variant, Limits::default()).unwrap();
+        let variant = Variant::of(true, true, true)
+            .with_rank(NonZeroU64::new(2).unwrap())
+            .with_rw_param(RwParam::Raw);
+        let report = augment(g, &[y], variant, InitMode::Identity, Limits::default()).unwrap();
         assert_eq!(
             report.expr.to_string(),
             "(+ (* laurel.0.alpha (matmul $x $w)) (* laurel.0.beta (+ $x (* laurel.0.gamma0 \
@@ -249,7 +285,14 @@ mod tests {
             g.record_states(crate::block::BlockId(1), vec![x]).unwrap();
             (g, [z])
         };
-        let report = augment(g, &roots, Variant::Pa { h_rank: None }, Limits::default()).unwrap();
+        let report = augment(
+            g,
+            &roots,
+            Variant::of(false, false, true),
+            InitMode::Identity,
+            Limits::default(),
+        )
+        .unwrap();
         let text = report.expr.to_string();
         assert!(
             text.contains("(* laurel.1.gamma1 $x)")
@@ -265,7 +308,14 @@ mod tests {
     fn an_untagged_residual_fails_extraction_with_the_reason() {
         let mut g = graph(&[("x", fixed(&[2, 8])), ("f", fixed(&[2, 8]))]);
         let root = add(&mut g, "(resadd $x $f)");
-        let err = augment(g, &[root], Variant::Rw, Limits::default()).unwrap_err();
+        let err = augment(
+            g,
+            &[root],
+            Variant::rw(RwParam::Raw),
+            InitMode::Identity,
+            Limits::default(),
+        )
+        .unwrap_err();
         let AugmentError::Extract { source, refusals } = &err else {
             panic!("{err}");
         };
@@ -283,7 +333,14 @@ mod tests {
             time: Duration::from_secs(5),
         };
         // One iteration augments but does not expand: nothing liftable.
-        let err = augment(g, &[root], Variant::Rw, limits).unwrap_err();
+        let err = augment(
+            g,
+            &[root],
+            Variant::rw(RwParam::Raw),
+            InitMode::Identity,
+            limits,
+        )
+        .unwrap_err();
         assert!(matches!(err, AugmentError::Extract { .. }), "{err}");
     }
 
@@ -292,7 +349,14 @@ mod tests {
         let (g, _) = conv_block();
         let bad = Id::from(1000);
         assert_eq!(
-            augment(g, &[bad], Variant::Rw, Limits::default()).unwrap_err(),
+            augment(
+                g,
+                &[bad],
+                Variant::rw(RwParam::Raw),
+                InitMode::Identity,
+                Limits::default()
+            )
+            .unwrap_err(),
             AugmentError::UnknownRoot(bad)
         );
     }

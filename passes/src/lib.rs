@@ -12,6 +12,8 @@
 //! - [`scalar`]: [`scalar::Scalar`], exact rational constants;
 //! - [`shape`]: dims, shapes, element types, broadcasting, [`ShapeError`];
 //! - [`block`]: residual blocks and their channel layout;
+//! - [`variant`]: [`Variant`], which `LAuReL` forms a residual gets;
+//! - [`params`]: [`ParamSpec`], the parameters augmentation adds, by role;
 //! - [`semantics`]: [`semantics::OpSemantics`], what fusion may assume of a
 //!   generic ONNX op;
 //! - [`analysis`]: [`analysis::TensorData`] per e-class (shape, type,
@@ -39,21 +41,24 @@ pub mod fuse;
 pub mod graph;
 pub mod lang;
 pub mod limits;
+pub mod params;
 pub mod refine;
 pub mod rules;
 pub mod scalar;
 pub mod semantics;
 pub mod shape;
 pub mod target;
+pub mod variant;
 
 pub use augment::{AugmentError, AugmentReport, augment};
 pub use fuse::{FuseError, FuseReport, FuseSettings, fuse};
 pub use graph::TensorGraph;
 pub use lang::TensorLang;
 pub use limits::{Limits, StopReport};
-pub use rules::Variant;
+pub use params::{InitMode, ParamSpec, Role};
 pub use shape::ShapeError;
 pub use target::Capabilities;
+pub use variant::{RwParam, Variant};
 
 #[cfg(test)]
 mod testing;

@@ -10,7 +10,8 @@
   parameters laurelc wrote, matches the augmented model's block output:
   RW  x' = α·f + β·x with (α, β) = 2·softmax(a, b),
   LR  x' = f + x + B·A·x (channel-last matmuls, channel-first 1×1 convs),
-  RW+LR  x' = α·f + β·(x + B·A·x).
+  RW+LR  x' = α·f + β·(x + B·A·x);
+  vector RW  x' = α ⊙ f + β ⊙ x with α, β of length D along the channel axis.
 * The same for block 2 of tiny_preln_transformer (stream 0, index 2, so PA
   reads x_2 = its own skip and the skips x_1, x_0 of blocks 1 and 0), with
   only block 2 augmented (`--blocks 0:2`) so that its inputs are the
@@ -135,6 +136,32 @@ def test_block_zero_rw_parametrisations(rw_param, laurelc_bin, model_path, model
     alpha, beta = _rw(params, 0)
     want = alpha * acts[block["branch"]].astype(np.float64) + beta * acts[block["skip"]].astype(np.float64)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny_preln_transformer", "tiny_resnet"])
+def test_block_zero_vector_rw_scales_each_channel(name, laurelc_bin, model_path, model_inputs, tmp_path):
+    """--rw-param vector: α and β of length D along the channel axis (the paper's
+    vector form), x' = α ⊙ f + β ⊙ x, checked against numpy on the original
+    model's activations; valid ONNX; channel-last [D], channel-first [D, 1, 1]."""
+    original = model_path(name)
+    block = json.loads(lt.run_laurelc(laurelc_bin, ["inspect", original, "--json"]).stdout)["residuals"][0]
+    out_name = next(n for n in onnx.load(str(original)).graph.node if n.name == block["node"]).output[0]
+    aug = tmp_path / "aug.onnx"
+    augment(laurelc_bin, original, aug, "rw", "--rw-param", "vector")
+    onnx.checker.check_model(str(aug), full_check=True)
+    params = {t.name: numpy_helper.to_array(t).astype(np.float64)
+              for t in onnx.load(str(aug)).graph.initializer if t.name.startswith("laurel.0.")}
+    assert sorted(params) == ["laurel.0.alpha", "laurel.0.beta"]
+    d, axis, rank = block["channels"], block["axis"], len(block["shape"])
+    want_shape = (d,) if axis == rank - 1 else (d,) + (1,) * (rank - 2)
+    alpha, beta = params["laurel.0.alpha"], params["laurel.0.beta"]
+    assert alpha.shape == want_shape and beta.shape == want_shape
+    assert len(np.unique(alpha)) == d, "random init draws each channel's α"
+    feeds = model_inputs(name)
+    acts = lt.ort_run(_with_outputs(original, [block["skip"], block["branch"]], tmp_path / "o.onnx"), feeds)
+    got = lt.ort_run(_with_outputs(aug, [out_name], tmp_path / "a.onnx"), feeds)[out_name]
+    f, x = (acts[block[k]].astype(np.float64) for k in ("branch", "skip"))
+    np.testing.assert_allclose(got, alpha * f + beta * x, rtol=1e-4, atol=1e-5)
 
 
 def _low_rank(params, k, a_name, b_name, v, axis):

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use laurelc::augment::{AugmentOptions, InitMode, RwParam, VariantName};
+use laurelc::augment::{AugmentOptions, InitMode, RwParam, Variant};
 use laurelc::check::check_models;
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
@@ -22,6 +22,19 @@ fn augment(input: &Path, out: &Path, augment: AugmentOptions) -> laurelc::augmen
         .unwrap_or_else(|e| panic!("{}: {e}", input.display()))
         .augment
         .unwrap()
+}
+
+/// The variant `name` with the CLI's parameters: RW's parametrisation, LR's
+/// rank, PA's window and the rank of its h (0: the identity).
+fn variant(name: &str, rw_param: RwParam, rank: u64, pa_window: usize, pa_rank: u64) -> Variant {
+    let v: Variant = name.parse().unwrap();
+    let v = v
+        .with_rw_param(rw_param)
+        .with_rank(std::num::NonZeroU64::new(rank).unwrap());
+    v.with_pa(laurelc::augment::Pa {
+        window: std::num::NonZeroUsize::new(pa_window).unwrap(),
+        h: std::num::NonZeroU64::new(pa_rank),
+    })
 }
 
 fn same_function(a: &Path, b: &Path, run: &serde_json::Value) -> bool {
@@ -40,30 +53,28 @@ fn identity_initialisation_preserves_the_function() {
     let dir = tempfile::tempdir().unwrap();
     // (variant, RW parametrisation, PA's h rank)
     let variants = [
-        (VariantName::Rw, RwParam::Softmax, 0),
-        (VariantName::Rw, RwParam::Sigmoid, 0),
-        (VariantName::Rw, RwParam::Raw, 0),
-        (VariantName::Lr, RwParam::Softmax, 0),
-        (VariantName::Pa, RwParam::Softmax, 0),
-        (VariantName::Pa, RwParam::Softmax, 2),
-        (VariantName::RwLr, RwParam::Softmax, 0),
-        (VariantName::RwPa, RwParam::Sigmoid, 0),
-        (VariantName::RwPa, RwParam::Raw, 2),
-        (VariantName::LrPa, RwParam::Softmax, 0),
-        (VariantName::LrPa, RwParam::Softmax, 2),
-        (VariantName::RwLrPa, RwParam::Softmax, 0),
+        ("rw", RwParam::Softmax, 0),
+        ("rw", RwParam::Sigmoid, 0),
+        ("rw", RwParam::Raw, 0),
+        ("rw", RwParam::Vector, 0),
+        ("lr", RwParam::Softmax, 0),
+        ("pa", RwParam::Softmax, 0),
+        ("pa", RwParam::Softmax, 2),
+        ("rw+lr", RwParam::Softmax, 0),
+        ("rw+pa", RwParam::Sigmoid, 0),
+        ("rw+pa", RwParam::Raw, 2),
+        ("lr+pa", RwParam::Softmax, 0),
+        ("lr+pa", RwParam::Softmax, 2),
+        ("rw+lr+pa", RwParam::Softmax, 0),
+        ("rw+lr+pa", RwParam::Vector, 0),
     ];
     for (name, path, run) in models() {
-        for (variant, rw_param, pa_rank) in variants {
+        for (name_of, rw_param, pa_rank) in variants {
             let out = dir
                 .path()
-                .join(format!("{name}-{variant:?}-{rw_param:?}-{pa_rank}.onnx"));
+                .join(format!("{name}-{name_of}-{rw_param:?}-{pa_rank}.onnx"));
             let opts = AugmentOptions {
-                variant,
-                rw_param,
-                rank: 4,
-                pa_window: 3,
-                pa_rank,
+                variant: variant(name_of, rw_param, 4, 3, pa_rank),
                 include_projection: true,
                 ..AugmentOptions::default()
             };
@@ -71,7 +82,7 @@ fn identity_initialisation_preserves_the_function() {
             assert!(!report.blocks.is_empty(), "{name}: nothing augmented");
             assert!(
                 same_function(&path, &out, &run),
-                "{name} {variant:?} {rw_param:?} pa-rank {pa_rank}: the function changed"
+                "{name} {name_of} {rw_param:?} pa-rank {pa_rank}: the function changed"
             );
         }
     }
@@ -81,27 +92,28 @@ fn identity_initialisation_preserves_the_function() {
 fn random_initialisation_changes_the_function() {
     let dir = tempfile::tempdir().unwrap();
     let fixtures = laurel_tests::fixtures_dir();
-    for (variant, pa_rank) in [
-        (VariantName::Rw, 0),
-        (VariantName::Lr, 0),
-        (VariantName::Pa, 0),
-        (VariantName::Pa, 2),
-        (VariantName::RwLr, 0),
-        (VariantName::RwPa, 0),
-        (VariantName::LrPa, 2),
-        (VariantName::RwLrPa, 0),
+    let soft = RwParam::Softmax;
+    for (name_of, rw_param, pa_rank) in [
+        ("rw", soft, 0),
+        ("rw", RwParam::Vector, 0),
+        ("lr", soft, 0),
+        ("pa", soft, 0),
+        ("pa", soft, 2),
+        ("rw+lr", soft, 0),
+        ("rw+pa", soft, 0),
+        ("lr+pa", soft, 2),
+        ("rw+lr+pa", soft, 0),
     ] {
         for name in ["tiny_resnet", "tiny_preln_transformer"] {
             let path = fixtures.join(format!("{name}.onnx"));
             let out = dir
                 .path()
-                .join(format!("{name}-{variant:?}-{pa_rank}.onnx"));
+                .join(format!("{name}-{name_of}-{rw_param:?}-{pa_rank}.onnx"));
             augment(
                 &path,
                 &out,
                 AugmentOptions {
-                    variant,
-                    pa_rank,
+                    variant: variant(name_of, rw_param, 4, 3, pa_rank),
                     init: InitMode::Random,
                     seed: 7,
                     ..AugmentOptions::default()
@@ -109,7 +121,7 @@ fn random_initialisation_changes_the_function() {
             );
             assert!(
                 !same_function(&path, &out, &serde_json::Value::Null),
-                "{name} {variant:?} pa-rank {pa_rank}: random init changed nothing"
+                "{name} {name_of} {rw_param:?} pa-rank {pa_rank}: random init changed nothing"
             );
         }
     }
@@ -121,33 +133,34 @@ fn parameter_counts_follow_the_formulas() {
     let path = laurel_tests::fixtures_dir().join("tiny_resnet.onnx");
     let out = dir.path().join("o.onnx");
     // tiny_resnet: 2 identity blocks at D = 8, one projection block at D = 16.
-    let count = |variant, rw_param, rank, include_projection| {
+    let count = |name: &str, rw_param, rank, include_projection| {
         let r = augment(
             &path,
             &out,
             AugmentOptions {
-                variant,
-                rw_param,
-                rank,
+                variant: variant(name, rw_param, rank, 3, 0),
                 include_projection,
                 ..AugmentOptions::default()
             },
         );
         (r.blocks.len(), r.parameters_added)
     };
+    assert_eq!(count("rw", RwParam::Softmax, 4, false), (2, 2 * 2));
+    assert_eq!(count("rw", RwParam::Raw, 4, false), (2, 2 * 2));
+    assert_eq!(count("rw", RwParam::Sigmoid, 4, false), (2, 2));
+    // Vector RW: α and β of length D, 2D per block.
+    assert_eq!(count("rw", RwParam::Vector, 4, false), (2, 2 * (2 * 8)));
     assert_eq!(
-        count(VariantName::Rw, RwParam::Softmax, 4, false),
-        (2, 2 * 2)
+        count("rw", RwParam::Vector, 4, true),
+        (3, 2 * (2 * 8) + 2 * 16)
     );
-    assert_eq!(count(VariantName::Rw, RwParam::Raw, 4, false), (2, 2 * 2));
-    assert_eq!(count(VariantName::Rw, RwParam::Sigmoid, 4, false), (2, 2));
     // LR: 2·r·D per block.
     assert_eq!(
-        count(VariantName::Lr, RwParam::Softmax, 4, false),
+        count("lr", RwParam::Softmax, 4, false),
         (2, 2 * (2 * 4 * 8))
     );
     assert_eq!(
-        count(VariantName::Lr, RwParam::Softmax, 3, true),
+        count("lr", RwParam::Softmax, 3, true),
         (3, 2 * (2 * 3 * 8) + 2 * 3 * 16)
     );
     // And the initializers in the written file are exactly those.
@@ -185,16 +198,12 @@ fn pa_and_combined_parameter_counts_follow_the_formulas() {
     // tiny_resnet's identity blocks 0 and 1 are one stream at D = 8 with the
     // same shape: block 0 has k = 1 PA term (its own skip), block 1 has
     // k = 2 (its skip and block 0's) under a window of 3.
-    let count = |variant, rw_param, pa_window, pa_rank| {
+    let count = |name: &str, rw_param, pa_window, pa_rank| {
         let r = augment(
             &path,
             &out,
             AugmentOptions {
-                variant,
-                rw_param,
-                rank: 4,
-                pa_window,
-                pa_rank,
+                variant: variant(name, rw_param, 4, pa_window, pa_rank),
                 ..AugmentOptions::default()
             },
         );
@@ -205,45 +214,33 @@ fn pa_and_combined_parameter_counts_follow_the_formulas() {
     let (d, r) = (8, 4);
     let soft = RwParam::Softmax;
     // PA, h = id: k.
-    assert_eq!(count(VariantName::Pa, soft, 3, 0), [1, 2]);
-    assert_eq!(count(VariantName::Pa, soft, 1, 0), [1, 1]);
+    assert_eq!(count("pa", soft, 3, 0), [1, 2]);
+    assert_eq!(count("pa", soft, 1, 0), [1, 1]);
     // PA, low-rank h of rank 2 shared across j: k + 2·2·D.
-    assert_eq!(
-        count(VariantName::Pa, soft, 3, 2),
-        [1 + 2 * 2 * d, 2 + 2 * 2 * d]
-    );
+    assert_eq!(count("pa", soft, 3, 2), [1 + 2 * 2 * d, 2 + 2 * 2 * d]);
     // RW+LR: 2 + 2rD (1 + 2rD with a sigmoid).
-    assert_eq!(count(VariantName::RwLr, soft, 3, 0), [2 + 2 * r * d; 2]);
-    assert_eq!(
-        count(VariantName::RwLr, RwParam::Sigmoid, 3, 0),
-        [1 + 2 * r * d; 2]
-    );
+    assert_eq!(count("rw+lr", soft, 3, 0), [2 + 2 * r * d; 2]);
+    assert_eq!(count("rw+lr", RwParam::Sigmoid, 3, 0), [1 + 2 * r * d; 2]);
     // RW+PA: 2 + k (+ 2r'D).
-    assert_eq!(count(VariantName::RwPa, soft, 3, 0), [2 + 1, 2 + 2]);
+    assert_eq!(count("rw+pa", soft, 3, 0), [2 + 1, 2 + 2]);
+    assert_eq!(count("rw+pa", RwParam::Sigmoid, 3, 0), [1 + 1, 1 + 2]);
     assert_eq!(
-        count(VariantName::RwPa, RwParam::Sigmoid, 3, 0),
-        [1 + 1, 1 + 2]
-    );
-    assert_eq!(
-        count(VariantName::RwPa, RwParam::Raw, 3, 2),
+        count("rw+pa", RwParam::Raw, 3, 2),
         [2 + 1 + 2 * 2 * d, 2 + 2 + 2 * 2 * d]
     );
     // LR+PA: 2rD + k (+ 2r'D).
+    assert_eq!(count("lr+pa", soft, 3, 0), [2 * r * d + 1, 2 * r * d + 2]);
     assert_eq!(
-        count(VariantName::LrPa, soft, 3, 0),
-        [2 * r * d + 1, 2 * r * d + 2]
-    );
-    assert_eq!(
-        count(VariantName::LrPa, soft, 3, 2),
+        count("lr+pa", soft, 3, 2),
         [2 * r * d + 1 + 2 * 2 * d, 2 * r * d + 2 + 2 * 2 * d]
     );
     // RW+LR+PA (Eq. 6): 2 + k + 2rkD (1 + k + 2rkD with a sigmoid).
     assert_eq!(
-        count(VariantName::RwLrPa, soft, 3, 0),
+        count("rw+lr+pa", soft, 3, 0),
         [2 + 1 + 2 * r * d, 2 + 2 + 2 * r * 2 * d]
     );
     assert_eq!(
-        count(VariantName::RwLrPa, RwParam::Sigmoid, 2, 0),
+        count("rw+lr+pa", RwParam::Sigmoid, 2, 0),
         [1 + 1 + 2 * r * d, 1 + 2 + 2 * r * 2 * d]
     );
     // The initializers of the last file, by name and shape.
@@ -291,8 +288,7 @@ fn pa_reads_earlier_states_of_the_same_stream() {
             &path,
             &out,
             AugmentOptions {
-                variant: VariantName::Pa,
-                pa_window: window,
+                variant: variant("pa", RwParam::Softmax, 4, window, 0),
                 ..AugmentOptions::default()
             },
         );

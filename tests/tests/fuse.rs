@@ -11,15 +11,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use laurelc::augment::{AugmentOptions, InitMode, VariantName};
+use laurelc::augment::{AugmentOptions, InitMode, Variant};
 use laurelc::check::check_models;
 use laurelc::fuse::{FuseOptions, FuseSummary, Target, fuse_model};
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
-fn augment(input: &Path, out: &Path, variant: VariantName, seed: u64) {
+/// Augments with the variant `name` (default parameters), at random values.
+fn augment(input: &Path, out: &Path, name: &str, seed: u64) {
     let opts = PipelineOptions {
         augment: AugmentOptions {
-            variant,
+            variant: name.parse().unwrap(),
             init: InitMode::Random,
             seed,
             ..AugmentOptions::default()
@@ -65,7 +66,7 @@ fn histogram(path: &Path) -> BTreeMap<String, usize> {
     laurelc::onnx::import_path(path).unwrap().graph.op_counts()
 }
 
-fn variant_keeps_the_function(variant: VariantName) {
+fn variant_keeps_the_function(variant: &str) {
     let dir = tempfile::tempdir().unwrap();
     for (name, path, run) in laurel_tests::augmentable_models() {
         let aug = dir.path().join(format!("{name}.aug.onnx"));
@@ -76,18 +77,18 @@ fn variant_keeps_the_function(variant: VariantName) {
             // RW must saturate; the other variants may stop at a limit (their
             // sums of several scaled terms have many factorings), and are still
             // correct: that is what the check below shows.
-            if variant == VariantName::Rw {
-                assert!(!summary.hit_limit, "{name} {variant:?}: {}", summary.stop);
+            if variant == "rw" {
+                assert!(!summary.hit_limit, "{name} {variant}: {}", summary.stop);
             }
             assert!(
                 summary.ops_after <= summary.ops_before,
-                "{name} {variant:?} {target:?}"
+                "{name} {variant} {target:?}"
             );
             // Only the tract target may use laurel-runtime's op.
             let custom = histogram(&fused)
                 .keys()
                 .any(|op| op.starts_with("ai.laurel:"));
-            assert!(target == Target::Tract || !custom, "{name} {variant:?}");
+            assert!(target == Target::Tract || !custom, "{name} {variant}");
             same_function(&aug, &fused, &run);
         }
     }
@@ -103,13 +104,13 @@ macro_rules! variant_tests {
 }
 
 variant_tests! {
-    fused_rw_keeps_the_function => VariantName::Rw,
-    fused_lr_keeps_the_function => VariantName::Lr,
-    fused_pa_keeps_the_function => VariantName::Pa,
-    fused_rw_lr_keeps_the_function => VariantName::RwLr,
-    fused_rw_pa_keeps_the_function => VariantName::RwPa,
-    fused_lr_pa_keeps_the_function => VariantName::LrPa,
-    fused_rw_lr_pa_keeps_the_function => VariantName::RwLrPa,
+    fused_rw_keeps_the_function => "rw",
+    fused_lr_keeps_the_function => "lr",
+    fused_pa_keeps_the_function => "pa",
+    fused_rw_lr_keeps_the_function => "rw+lr",
+    fused_rw_pa_keeps_the_function => "rw+pa",
+    fused_lr_pa_keeps_the_function => "lr+pa",
+    fused_rw_lr_pa_keeps_the_function => "rw+lr+pa",
 }
 
 #[test]
@@ -125,7 +126,7 @@ fn rw_fuses_to_the_baseline_op_counts() {
         let aug = dir.path().join(format!("{name}.aug.onnx"));
         let fused = dir.path().join(format!("{name}.fused.onnx"));
         let fused_base = dir.path().join(format!("{name}.base.onnx"));
-        augment(&path, &aug, VariantName::Rw, 5);
+        augment(&path, &aug, "rw", 5);
         let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
         // --explain's per-block outcome: every RW block folded away.
         assert!(!summary.blocks.is_empty(), "{name}");
@@ -179,7 +180,7 @@ fn rw_folds_away_in_an_ir_3_model_whose_weights_are_fills() {
     let base = dir.path().join("base.onnx");
     laurelc::onnx::write_path(&model, &base, &laurelc::onnx::ExportOptions::default()).unwrap();
     let (aug, fused) = (dir.path().join("aug.onnx"), dir.path().join("fused.onnx"));
-    augment(&base, &aug, VariantName::Rw, 5);
+    augment(&base, &aug, "rw", 5);
     let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
     assert_eq!(summary.blocks.len(), 12);
     for b in &summary.blocks {
@@ -212,7 +213,7 @@ fn rw_folds_away_in_an_ir_3_model_whose_weights_are_fills() {
 fn windows_give_the_whole_graph_result_on_a_small_model() {
     let dir = tempfile::tempdir().unwrap();
     let aug = dir.path().join("aug.onnx");
-    augment(&fixture("tiny_preln_transformer"), &aug, VariantName::Rw, 7);
+    augment(&fixture("tiny_preln_transformer"), &aug, "rw", 7);
     let whole = dir.path().join("whole.onnx");
     let windowed = dir.path().join("windowed.onnx");
     let s = fuse(&aug, &whole, 0);
@@ -286,8 +287,7 @@ fn a_wide_low_rank_map_folds_into_one_conv_with_its_skip() {
     let fused = dir.path().join("lr.fused.onnx");
     let opts = PipelineOptions {
         augment: AugmentOptions {
-            variant: VariantName::Lr,
-            rank: 16,
+            variant: Variant::lr(std::num::NonZeroU64::new(16).unwrap()),
             init: InitMode::Random,
             seed: 3,
             ..AugmentOptions::default()
@@ -322,9 +322,9 @@ fn pa_own_state_terms_join_the_skip_and_rw_adds_nothing_to_pa() {
     let dir = tempfile::tempdir().unwrap();
     let base = fixture("tiny_preln_transformer");
     let mut fused_ops = Vec::new();
-    for variant in [VariantName::Pa, VariantName::RwPa] {
-        let aug = dir.path().join(format!("{variant:?}.onnx"));
-        let fused = dir.path().join(format!("{variant:?}.fused.onnx"));
+    for variant in ["pa", "rw+pa"] {
+        let aug = dir.path().join(format!("{variant}.onnx"));
+        let fused = dir.path().join(format!("{variant}.fused.onnx"));
         augment(&base, &aug, variant, 3);
         let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
         assert!(
@@ -332,13 +332,13 @@ fn pa_own_state_terms_join_the_skip_and_rw_adds_nothing_to_pa() {
                 .fired
                 .get("combine-like-terms")
                 .is_some_and(|&n| n > 0),
-            "{variant:?}: {:?}",
+            "{variant}: {:?}",
             summary.fired
         );
         let (before, after) = (histogram(&aug), histogram(&fused));
         assert!(
             count(&after, "Add") < count(&before, "Add"),
-            "{variant:?}: {after:?}"
+            "{variant}: {after:?}"
         );
         same_function(&aug, &fused, &serde_json::Value::Null);
         fused_ops.push(after.values().sum::<usize>());
@@ -353,7 +353,7 @@ fn for_tract_pa_sums_become_laurel_residual_ops() {
     let dir = tempfile::tempdir().unwrap();
     let base = fixture("tiny_resnet");
     let aug = dir.path().join("pa.onnx");
-    augment(&base, &aug, VariantName::Pa, 4);
+    augment(&base, &aug, "pa", 4);
     let onnx = dir.path().join("pa.onnx.onnx");
     let tract = dir.path().join("pa.tract.onnx");
     fuse_for(&aug, &onnx, laurelc::fuse::DEFAULT_WINDOW_OPS, Target::Onnx);
@@ -402,7 +402,7 @@ fn sizes_change_which_merges_pay_and_keep_the_model_symbolic() {
     let dir = tempfile::tempdir().unwrap();
     let minilm = laurel_tests::require("models").join("paraphrase_minilm_l3.onnx");
     let aug = dir.path().join("m.onnx");
-    augment(&minilm, &aug, VariantName::RwLrPa, 11);
+    augment(&minilm, &aug, "rw+lr+pa", 11);
     let fuse_sized = |out: &Path, sizes: &[(&str, u64)]| {
         let mut model = laurelc::onnx::import_path(&aug).unwrap();
         let opts = FuseOptions {

@@ -83,6 +83,28 @@ pub fn op_flops(
     }
 }
 
+/// The elementwise ops [`op_flops_with_elementwise`] counts at one FLOP per
+/// element of the result (what an augmentation's scalars, sums and gates cost).
+pub const ELEMENTWISE_OPS: &[&str] = &["Add", "Sub", "Mul", "Div", "Neg", "Sigmoid"];
+
+/// [`op_flops`] for matrix products and convolutions, and one FLOP per
+/// element of the result for an [`ELEMENTWISE_OPS`] op: the FLOPs an
+/// augmentation adds are counted so from the ops it built. `None` for
+/// another op or an unknown shape. O(rank).
+#[must_use]
+#[allow(clippy::cast_precision_loss)] // an estimate
+pub fn op_flops_with_elementwise(
+    op: &NodeProto,
+    inputs: &[Option<String>],
+    out: &TensorType,
+    type_of: &dyn Fn(&str) -> TensorType,
+) -> Option<f64> {
+    if ELEMENTWISE_OPS.contains(&op.op_type.as_str()) {
+        return elements(out);
+    }
+    op_flops(op, inputs, out, type_of)
+}
+
 /// The estimated FLOPs of a model: the sum over its matrix products and
 /// convolutions (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]

@@ -27,6 +27,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use laurel_passes::shape::{DType, Shape};
 use laurel_runtime::{DimSpec, InferredValue};
 use petgraph::stable_graph::NodeIndex;
 use serde::Serialize;
@@ -34,6 +35,7 @@ use serde::Serialize;
 use super::constants::constant_nodes;
 use super::is_parametric;
 use super::reach::{Value, Window, ancestors, descendants, flows_into};
+use super::types::dtype_of_kind;
 use crate::ir::is_onnx_domain;
 use crate::ir::{Graph, Node};
 
@@ -75,10 +77,13 @@ pub struct Residual {
     pub channels: Option<usize>,
     /// The channel axis (non-negative).
     pub axis: usize,
-    /// The operands' shape, as tract infers it.
-    pub shape: Vec<String>,
-    /// The operands' element type (`f32`, …), when inferred.
-    pub dtype: Option<String>,
+    /// The operands' shape, as tract infers it (written as strings in JSON:
+    /// `["1", "N", "8"]`).
+    #[serde(serialize_with = "serialize_shape")]
+    pub shape: Shape,
+    /// The operands' element type, when inferred (`"f32"` in JSON).
+    #[serde(serialize_with = "serialize_dtype")]
+    pub dtype: Option<DType>,
     /// The branch's last parametric op.
     #[serde(skip)]
     pub last_parametric: NodeIndex,
@@ -90,10 +95,15 @@ pub struct Residual {
     pub index: usize,
 }
 
-fn dim_string(d: &DimSpec) -> String {
-    match d {
-        DimSpec::Fixed(n) => n.to_string(),
-        DimSpec::Symbol(s) => s.clone(),
+fn serialize_shape<S: serde::Serializer>(shape: &Shape, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(shape.iter().map(ToString::to_string))
+}
+
+#[allow(clippy::ref_option)] // serde's signature
+fn serialize_dtype<S: serde::Serializer>(dtype: &Option<DType>, s: S) -> Result<S::Ok, S::Error> {
+    match dtype {
+        Some(d) => s.collect_str(d),
+        None => s.serialize_none(),
     }
 }
 
@@ -191,11 +201,11 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
             fork: fork.map(|v| value_name(g, v)),
             channels,
             axis,
-            shape: sa.iter().map(dim_string).collect(),
+            shape: super::types::shape_of(&sa),
             dtype: shapes
                 .get(&value_name(g, a))
                 .and_then(|f| f.datum)
-                .map(|d| d.as_str().to_string()),
+                .map(dtype_of_kind),
             last_parametric: last,
             branch_ops: branch_nodes.len(),
             stream: 0,

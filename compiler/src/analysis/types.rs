@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use laurel_passes::shape::{DType, Dim, TensorType};
+use laurel_passes::shape::{DType, Dim, Shape, TensorType};
 use laurel_runtime::{DatumKind, DimSpec, InferredValue};
 use onnx_protobuf::TensorProto;
 
@@ -34,7 +34,7 @@ pub fn dtype_of_kind(k: DatumKind) -> DType {
         DatumKind::I32 => DType::I32,
         DatumKind::I64 => DType::I64,
         DatumKind::Bool => DType::Bool,
-        other => DType::Other(format!("{other:?}")),
+        other => DType::Other(other.as_str().to_owned()),
     }
 }
 
@@ -44,18 +44,22 @@ pub fn is_float(d: Option<&DType>) -> bool {
     matches!(d, Some(DType::F16 | DType::F32 | DType::F64 | DType::BF16))
 }
 
+/// A shape as tract inferred it, in the e-graph's dims.
+#[must_use]
+pub fn shape_of(dims: &[DimSpec]) -> Shape {
+    dims.iter()
+        .map(|d| match d {
+            DimSpec::Fixed(n) => Dim::Fixed(*n as u64),
+            DimSpec::Symbol(s) => Dim::Sym(s.clone()),
+        })
+        .collect()
+}
+
 /// The type tract inferred for a value.
 #[must_use]
 pub fn type_of(v: &InferredValue) -> TensorType {
     TensorType {
-        shape: v.shape.as_ref().map(|s| {
-            s.iter()
-                .map(|d| match d {
-                    DimSpec::Fixed(n) => Dim::Fixed(*n as u64),
-                    DimSpec::Symbol(s) => Dim::Sym(s.clone()),
-                })
-                .collect()
-        }),
+        shape: v.shape.as_deref().map(shape_of),
         dtype: v.datum.map(dtype_of_kind),
     }
 }

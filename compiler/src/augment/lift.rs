@@ -13,15 +13,19 @@ use std::collections::HashMap;
 
 use egg::Language as _;
 use laurel_passes::TensorLang;
-use laurel_passes::block::Layout;
+use laurel_passes::block::{BlockId, Layout};
+use laurel_passes::lang::ParamRef;
+use laurel_passes::params::{Coefficient, Derivation, Init, ParamSpec, Role};
+use laurel_passes::shape::{DType, Dim, TensorType};
 use onnx_protobuf::{NodeProto, TensorProto};
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 
 use super::init;
-use super::{AugmentOptions, BlockReport, RwParam, VariantName};
+use super::{AugmentOptions, BlockReport, ParamReport};
 use crate::analysis::Residual;
+use crate::analysis::flops::op_flops_with_elementwise;
 use crate::error::{Error, Result};
 use crate::ir::{Edge, Graph, Initializer, Model, Node, OpNode};
 
@@ -38,6 +42,8 @@ struct Builder<'g> {
     /// Where new ops go in `op_order`.
     insert_at: usize,
     counter: usize,
+    /// The op nodes built, in order.
+    created: Vec<NodeIndex>,
 }
 
 impl Builder<'_> {
@@ -98,207 +104,126 @@ impl Builder<'_> {
         }
         self.g.op_order.insert(self.insert_at, n);
         self.insert_at += 1;
+        self.created.push(n);
         self.producers.insert(out.clone(), (n, 0));
         Ok((n, out))
     }
 }
 
-/// What one block needs for its parameters.
-struct BlockCtx<'r> {
-    k: usize,
-    residual: &'r Residual,
-    channels: usize,
-    layout: Option<Layout>,
+/// The specs of the parameters, by leaf and by (block, role).
+struct Specs<'r> {
+    by_param: HashMap<ParamRef, &'r ParamSpec>,
+    by_role: HashMap<(BlockId, Role), &'r ParamSpec>,
 }
 
-#[allow(clippy::many_single_char_names)] // the paper's names: k, c, r, a, b
-fn param(
-    b: &mut Builder<'_>,
-    ctx: &BlockCtx<'_>,
-    name: &str,
-    opts: &AugmentOptions,
-) -> Result<String> {
-    let k = ctx.k;
-    let block = u32::try_from(k).map_err(|_| err("too many blocks"))?;
-    let full = format!("laurel.{k}.{name}");
-    if b.producers.contains_key(&full) {
-        return Ok(full);
-    }
-    let two = || -> [f32; 1] { [2.0] };
-    let v = opts.variant;
-    if let Some(j) = name
-        .strip_prefix("gamma")
-        .and_then(|j| j.parse::<u64>().ok())
-    {
-        if !v.has_pa() {
-            return Err(err(format!("unexpected parameter `{full}`")));
+impl<'r> Specs<'r> {
+    fn new(specs: &'r [ParamSpec]) -> Self {
+        Self {
+            by_param: specs.iter().map(|s| (s.param, s)).collect(),
+            by_role: specs.iter().map(|s| ((s.block(), s.role), s)).collect(),
         }
-        let g = init::pa_gamma(opts.init, &mut init::rng(opts.seed, block, 100 + j));
-        return Ok(b.initializer(&full, &[], &[g]));
-    }
-    // Low-rank factors: (down?, rank, up factor zero at identity?, salt).
-    let pa_h = |down: bool| (down, opts.pa_rank, false, if down { 40 } else { 41 });
-    let factor = match (name, v) {
-        ("A" | "B", VariantName::Lr | VariantName::RwLr | VariantName::LrPa) => Some((
-            name == "A",
-            opts.rank,
-            true,
-            if name == "A" { 30 } else { 31 },
-        )),
-        ("A" | "B", VariantName::Pa | VariantName::RwPa) => Some(pa_h(name == "A")),
-        ("hA" | "hB", VariantName::LrPa) => Some(pa_h(name == "hA")),
-        (_, VariantName::RwLrPa) if name != "alpha" && name != "beta" => {
-            let (down, j) = match name.split_at(1) {
-                ("A", j) => (true, j.parse::<u64>().ok()),
-                ("B", j) => (false, j.parse::<u64>().ok()),
-                _ => (false, None),
-            };
-            let j = j.ok_or_else(|| err(format!("unexpected parameter `{full}`")))?;
-            Some((down, opts.rank, false, 200 + 2 * j + u64::from(!down)))
-        }
-        _ => None,
-    };
-    if let Some((down, rank, lora_zero, salt)) = factor {
-        return low_rank_factor(
-            b,
-            ctx,
-            &full,
-            down,
-            rank,
-            lora_zero,
-            &mut init::rng(opts.seed, block, salt),
-            opts,
-        );
-    }
-    match name {
-        "alpha" | "beta" if v.has_rw() => match opts.rw_param {
-            RwParam::Raw => {
-                let v = init::rw_raw(
-                    opts.init,
-                    &mut init::rng(opts.seed, block, u64::from(name == "beta")),
-                );
-                Ok(b.initializer(&full, &[], &[v]))
-            }
-            RwParam::Softmax => {
-                // (α, β) = 2·softmax(a, b): α = 2σ(a − b), β = 2σ(b − a).
-                let a = init::rw_logit(opts.init, &mut init::rng(opts.seed, block, 10));
-                let bb = init::rw_logit(opts.init, &mut init::rng(opts.seed, block, 11));
-                let a = b.initializer(&format!("laurel.{k}.a"), &[], &[a]);
-                let bv = b.initializer(&format!("laurel.{k}.b"), &[], &[bb]);
-                let two = b.initializer("laurel.two", &[], &two());
-                let (x, y) = if name == "alpha" { (a, bv) } else { (bv, a) };
-                let (_, d) = b.op(k, "Sub", &[&x, &y], None)?;
-                let (_, s) = b.op(k, "Sigmoid", &[&d], None)?;
-                Ok(b.op(k, "Mul", &[&s, &two], Some(&full))?.1)
-            }
-            RwParam::Sigmoid => {
-                // α = 2σ(p), β = 2(1 − σ(p)) = 2σ(−p).
-                let p = init::rw_logit(opts.init, &mut init::rng(opts.seed, block, 20));
-                let p = b.initializer(&format!("laurel.{k}.p"), &[], &[p]);
-                let two = b.initializer("laurel.two", &[], &two());
-                let arg = if name == "alpha" {
-                    p
-                } else {
-                    b.op(k, "Neg", &[&p], None)?.1
-                };
-                let (_, s) = b.op(k, "Sigmoid", &[&arg], None)?;
-                Ok(b.op(k, "Mul", &[&s, &two], Some(&full))?.1)
-            }
-        },
-        _ => Err(err(format!("unexpected parameter `{full}`"))),
     }
 }
 
-/// A low-rank factor of rank `r`: the down-projection `A` (`down`) or the
-/// up-projection `B`, zero at identity init when `lora_zero` (LR's `B`),
-/// else small seeded values (PA's factors, whose γ are zero).
-#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
-fn low_rank_factor(
-    b: &mut Builder<'_>,
-    ctx: &BlockCtx<'_>,
-    full: &str,
-    down: bool,
-    rank: u64,
-    lora_zero: bool,
-    rng: &mut rand::rngs::StdRng,
-    opts: &AugmentOptions,
-) -> Result<String> {
-    let (c, r) = (
-        ctx.channels,
-        usize::try_from(rank).map_err(|_| err("rank too large"))?,
-    );
-    if r == 0 {
-        return Err(err(format!("{full}: rank 0")));
-    }
-    let (ci, ri) = (
-        i64::try_from(c).map_err(|_| err("D too large"))?,
-        i64::try_from(r).map_err(|_| err("rank too large"))?,
-    );
-    let up_mode = if lora_zero {
-        opts.init
-    } else {
-        super::InitMode::Random
-    };
-    match ctx.layout {
-        Some(Layout::ChannelLast) => {
-            // x·A: A is [D, r]; (x·A)·B: B is [r, D].
-            if down {
-                Ok(b.initializer(full, &[ci, ri], &init::lr_down(c, r, true, rng)))
-            } else {
-                Ok(b.initializer(full, &[ri, ci], &init::lr_up(c, r, up_mode, rng)))
-            }
-        }
-        Some(Layout::ChannelFirst) => {
-            // 1×1 convolutions: weights [out, in, 1, …, 1].
-            let spatial = ctx.residual.shape.len().saturating_sub(2);
-            let (out, inp, values) = if down {
-                (ri, ci, transpose(&init::lr_down(c, r, false, rng), c, r))
-            } else {
-                (ci, ri, transpose(&init::lr_up(c, r, up_mode, rng), r, c))
-            };
-            let mut dims = vec![out, inp];
-            dims.extend(std::iter::repeat_n(1, spatial));
-            Ok(b.initializer(full, &dims, &values))
-        }
-        None => Err(err(format!(
-            "block {}: no low-rank layout for axis {}",
-            ctx.k, ctx.residual.axis
+/// The ONNX element type of a parameter (float32 only: the compiler
+/// augments float32 residuals).
+fn data_type(spec: &ParamSpec) -> Result<i32> {
+    match spec.ty.dtype {
+        Some(DType::F32) => Ok(1),
+        ref other => Err(err(format!(
+            "{}: cannot materialise a parameter of element type {other:?}",
+            spec.param
         ))),
     }
 }
 
-/// `m` is `[rows, cols]` row-major; returns `[cols, rows]`.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols * rows)
-        .map(|k| m[(k % rows) * cols + k / rows])
-        .collect()
-}
-
-/// Estimated FLOPs a block adds: `e` elements, `k` PA terms; a low-rank
-/// map of rank `r` costs `4·e·r` (two products), an elementwise op `e`.
-fn flops(opts: &AugmentOptions, e: u64, k: u64) -> u64 {
-    let lr = |r: u64| 4 * e * r;
-    let h = if opts.pa_rank > 0 {
-        lr(opts.pa_rank)
-    } else {
-        0
-    };
-    let pa = k * (2 * e + h);
-    match opts.variant {
-        VariantName::Rw => 2 * e,
-        VariantName::Lr => lr(opts.rank) + e,
-        VariantName::Pa => pa,
-        VariantName::RwLr => 2 * e + lr(opts.rank) + e,
-        VariantName::RwPa => 2 * e + e + pa,
-        VariantName::LrPa => lr(opts.rank) + e + pa,
-        VariantName::RwLrPa => 2 * e + e + k * (2 * e + lr(opts.rank)),
+/// The initializer of a tensor parameter, with its values; a factor of a
+/// channel-first block gets the trailing 1s of a 1×1 convolution's weight.
+fn tensor_param(b: &mut Builder<'_>, spec: &ParamSpec, rank: usize, seed: u64) -> Result<String> {
+    let name = spec.param.to_string();
+    if b.producers.contains_key(&name) {
+        return Ok(name);
     }
+    data_type(spec)?;
+    let values = init::values(spec, seed).map_err(|e| err(e.to_string()))?;
+    let mut dims: Vec<i64> = spec
+        .ty
+        .shape
+        .iter()
+        .flatten()
+        .map(|d| match d {
+            Dim::Fixed(n) => i64::try_from(*n).map_err(|_| err("a dimension too large")),
+            Dim::Sym(s) => Err(err(format!("{name}: symbolic dimension {s}"))),
+        })
+        .collect::<Result<_>>()?;
+    if matches!(spec.role, Role::Down(_) | Role::Up(_)) && spec.layout == Some(Layout::ChannelFirst)
+    {
+        dims.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
+    }
+    Ok(b.initializer(&name, &dims, &values))
 }
 
-/// Replaces each residual's add by its extracted term; returns per-block reports.
+/// The value of the parameter leaf `p`: its initializer, or for a
+/// coefficient derived from logits, the ops computing it (`2σ(a − b)`,
+/// `2σ(b − a)`; `2σ(p)`, `2σ(−p)`), named `laurel.<block>.alpha`/`beta`.
+fn param(
+    b: &mut Builder<'_>,
+    specs: &Specs<'_>,
+    p: ParamRef,
+    rank: usize,
+    seed: u64,
+) -> Result<String> {
+    let spec = specs
+        .by_param
+        .get(&p)
+        .ok_or_else(|| err(format!("no spec for parameter `{p}`")))?;
+    let Init::Derived(how) = spec.init else {
+        return tensor_param(b, spec, rank, seed);
+    };
+    let full = p.to_string();
+    if b.producers.contains_key(&full) {
+        return Ok(full);
+    }
+    let Role::Coefficient(which) = spec.role else {
+        return Err(err(format!("{p}: only α and β are derived")));
+    };
+    let block = usize::try_from(p.block().0).map_err(|_| err("too many blocks"))?;
+    let logit = |b: &mut Builder<'_>, role: Role| -> Result<String> {
+        let spec = specs
+            .by_role
+            .get(&(p.block(), role))
+            .ok_or_else(|| err(format!("{p}: no {role} to derive it from")))?;
+        tensor_param(b, spec, rank, seed)
+    };
+    // The logits first, then the constant 2, then the ops.
+    let logits = match how {
+        Derivation::Softmax => vec![
+            logit(b, Role::SoftmaxLogit(Coefficient::Alpha))?,
+            logit(b, Role::SoftmaxLogit(Coefficient::Beta))?,
+        ],
+        Derivation::Sigmoid => vec![logit(b, Role::SigmoidLogit)?],
+    };
+    let two = b.initializer("laurel.two", &[], &[2.0]);
+    let arg = match (how, which, logits.as_slice()) {
+        // (α, β) = 2·softmax(a, b): α = 2σ(a − b), β = 2σ(b − a).
+        (Derivation::Softmax, Coefficient::Alpha, [a, bb]) => b.op(block, "Sub", &[a, bb], None)?.1,
+        (Derivation::Softmax, Coefficient::Beta, [a, bb]) => b.op(block, "Sub", &[bb, a], None)?.1,
+        // α = 2σ(p), β = 2(1 − σ(p)) = 2σ(−p).
+        (Derivation::Sigmoid, Coefficient::Alpha, [p]) => p.clone(),
+        (Derivation::Sigmoid, Coefficient::Beta, [p]) => b.op(block, "Neg", &[p], None)?.1,
+        _ => return Err(err(format!("{p}: its logits are missing"))),
+    };
+    let (_, s) = b.op(block, "Sigmoid", &[&arg], None)?;
+    Ok(b.op(block, "Mul", &[&s, &two], Some(&full))?.1)
+}
+
+/// Replaces each residual's add by its extracted term; returns per-block
+/// reports, with the parameters each block got (from the specs) and the
+/// FLOPs of the ops built for it, less the `Add` it replaced.
 ///
 /// # Errors
-/// [`Error::Augment`] on a term the lifting does not know (a bug).
+/// [`Error::Augment`] on a term the lifting does not know, or a parameter
+/// without a spec (a bug).
 #[allow(clippy::too_many_lines)] // one pass over the blocks; each step is commented
 pub fn lift(
     model: &mut Model,
@@ -317,9 +242,13 @@ pub fn lift(
         producers,
         insert_at: 0,
         counter: 0,
+        created: Vec::new(),
     };
+    let specs = Specs::new(&report.params);
     let expr = &report.expr;
     let mut lifted: HashMap<usize, String> = HashMap::new();
+    // The type of every value the blocks read or compute, for their FLOPs.
+    let mut types: HashMap<String, TensorType> = HashMap::new();
     let mut blocks = Vec::new();
     for (&(k, r), &root) in residuals.iter().zip(&report.roots) {
         // Take the add out, remembering its consumers and its place.
@@ -341,14 +270,8 @@ pub fn lift(
         b.g.op_order.retain(|&n| n != r.node);
         b.g.dag.remove_node(r.node);
         b.producers.remove(&out_name);
-
-        let ctx = BlockCtx {
-            k,
-            residual: r,
-            channels: r.channels.unwrap_or(0),
-            layout: Layout::of(r.axis, r.shape.len()),
-        };
-        let before = b.g.initializers.len();
+        let first_op = b.created.len();
+        let rank = r.shape.len();
         // Post-order over the term under `root` (children come first in a RecExpr).
         let mut order = Vec::new();
         let mut stack = vec![usize::from(root)];
@@ -381,7 +304,7 @@ pub fn lift(
             };
             let value = match node {
                 TensorLang::Value(v) => v.name().to_string(),
-                TensorLang::Param(p) => param(&mut b, &ctx, p.name(), opts)?,
+                TensorLang::Param(p) => param(&mut b, &specs, *p, rank, opts.seed)?,
                 TensorLang::Add(_) => b.op(k, "Add", &[&arg(0), &arg(1)], name)?.1,
                 TensorLang::Sub(_) => b.op(k, "Sub", &[&arg(0), &arg(1)], name)?.1,
                 TensorLang::Mul(_) => b.op(k, "Mul", &[&arg(0), &arg(1)], name)?.1,
@@ -396,6 +319,9 @@ pub fn lift(
                 }
                 other => return Err(err(format!("cannot lift `{other}` into ONNX"))),
             };
+            if let Some(d) = report.data.get(i) {
+                types.entry(value.clone()).or_insert_with(|| d.ty());
+            }
             lifted.insert(i, value);
         }
         let root_value = lifted.get(&usize::from(root)).cloned().unwrap_or_default();
@@ -411,52 +337,77 @@ pub fn lift(
         for (target, edge) in consumers {
             b.g.dag.add_edge(root_node, target, edge);
         }
-        let parameters: u64 = b.g.initializers[before..]
+        let block = u32::try_from(k).unwrap_or(u32::MAX);
+        let mine: Vec<&ParamSpec> = report
+            .params
             .iter()
-            .filter_map(|&n| match &b.g.dag[n] {
-                Node::Initializer(i) if i.proto.name.starts_with(&format!("laurel.{k}.")) => Some(
-                    i.proto
-                        .dims
-                        .iter()
-                        .map(|&d| u64::try_from(d).unwrap_or(0))
-                        .product::<u64>(),
-                ),
-                _ => None,
+            .filter(|s| s.block().0 == block && s.is_tensor())
+            .collect();
+        let parameters: u64 = mine.iter().map(|s| s.elements().unwrap_or(0)).sum();
+        let params = mine
+            .iter()
+            .map(|s| {
+                let name = s.param.to_string();
+                let dims = match b.producers.get(&name).map(|&(n, _)| &b.g.dag[n]) {
+                    Some(Node::Initializer(i)) => i.proto.dims.clone(),
+                    _ => Vec::new(),
+                };
+                ParamReport {
+                    name,
+                    role: s.role.to_string(),
+                    dims,
+                }
             })
-            .sum();
-        let elems: u64 = r
-            .shape
-            .iter()
-            .map(|d| d.parse::<u64>().unwrap_or(1))
-            .product();
-        let pa_terms = b.g.initializers[before..]
-            .iter()
-            .filter(|&&n| {
-                matches!(&b.g.dag[n], Node::Initializer(i)
-                    if i.proto.name.starts_with(&format!("laurel.{k}.gamma")))
-            })
-            .count() as u64;
-        let flops = flops(opts, elems, pa_terms);
+            .collect();
+        let flops = block_flops(&b, &b.created[first_op..], &types, r);
         blocks.push(BlockReport {
-            block: u32::try_from(k).unwrap_or(u32::MAX),
+            block,
             node: r.name.clone(),
             parameters,
             flops,
+            params,
         });
     }
     Ok(blocks)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::transpose;
-
-    #[test]
-    fn transpose_swaps_rows_and_columns() {
-        // [[1, 2, 3], [4, 5, 6]] → [[1, 4], [2, 5], [3, 6]]
-        assert_eq!(
-            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
-            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
-        );
+/// The FLOPs of the ops `created` for a block, less those of the `Add` the
+/// block replaced (one per element of `r`); a value of unknown type (the
+/// derived coefficients' intermediates, initializers) is typed from the
+/// graph: initializers by their dims, anything else as a scalar.
+fn block_flops(
+    b: &Builder<'_>,
+    created: &[NodeIndex],
+    types: &HashMap<String, TensorType>,
+    r: &Residual,
+) -> u64 {
+    let g = &*b.g;
+    let type_of = |name: &str| -> TensorType {
+        if let Some(t) = types.get(name) {
+            return t.clone();
+        }
+        match b.producers.get(name).map(|&(n, _)| &g.dag[n]) {
+            Some(Node::Initializer(i)) => crate::analysis::types::initializer_type(&i.proto),
+            _ => TensorType::new(Vec::new(), DType::F32),
+        }
+    };
+    let mut total = 0.0;
+    for &n in created {
+        let Node::Op(op) = &g.dag[n] else { continue };
+        let inputs: Vec<Option<String>> = g
+            .op_inputs(n)
+            .into_iter()
+            .map(|s| s.map(|(_, e)| e.name.clone()))
+            .collect();
+        let out = op
+            .proto
+            .output
+            .first()
+            .map_or_else(TensorType::unknown, |o| type_of(o));
+        total += op_flops_with_elementwise(&op.proto, &inputs, &out, &type_of).unwrap_or(0.0);
     }
+    let replaced = laurel_passes::shape::estimated_elements(&r.shape);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // an estimate
+    let added = (total - replaced).max(0.0).round() as u64;
+    added
 }

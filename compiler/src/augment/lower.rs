@@ -12,14 +12,14 @@
 //! ([`TensorGraph::record_states`]): the skip inputs of the earlier
 //! residuals of the same stream (all of the analysis's, selected or not),
 //! with the same shape and element type as this block's skip, nearest
-//! first, at most `pa_window − 1` of them. They are values the model
+//! first, at most `window − 1` of them. They are values the model
 //! already computes before this block, so lifting reads them by name.
 //! O(R²) at worst (R residuals), O(R·k) leaves.
 
 use laurel_passes::analysis::Leaf;
 use laurel_passes::block::{Block, BlockId};
 use laurel_passes::lang::ValueRef;
-use laurel_passes::shape::{DType, Dim, TensorType};
+use laurel_passes::shape::{DType, TensorType};
 use laurel_passes::{TensorGraph, TensorLang};
 
 use super::AugmentOptions;
@@ -31,16 +31,6 @@ pub struct Lowered {
     pub graph: TensorGraph,
     /// Each residual's e-class.
     pub roots: Vec<egg::Id>,
-}
-
-fn dims(shape: &[String]) -> Vec<Dim> {
-    shape
-        .iter()
-        .map(|d| {
-            d.parse::<u64>()
-                .map_or_else(|_| Dim::Sym(d.clone()), Dim::Fixed)
-        })
-        .collect()
 }
 
 /// The earlier states PA reads for `r`: skip inputs of the residuals of
@@ -85,7 +75,7 @@ pub fn lower(
     let mut graph = TensorGraph::new();
     let mut roots = Vec::with_capacity(residuals.len());
     for &(k, r) in residuals {
-        let ty = TensorType::new(dims(&r.shape), DType::F32);
+        let ty = TensorType::new(r.shape.clone(), DType::F32);
         let mut leaf = |name: &str| -> Result<egg::Id, String> {
             let v = ValueRef::new(name).map_err(|e| e.to_string())?;
             // A value may be an operand of two residuals; declaring it twice with one type is fine.
@@ -96,8 +86,8 @@ pub fn lower(
         };
         let skip = leaf(&r.skip)?;
         let branch = leaf(&r.branch)?;
-        let states = if opts.variant.has_pa() {
-            earlier_states(r, all, opts.pa_window)
+        let states = if let Some(pa) = opts.variant.pa {
+            earlier_states(r, all, pa.window.get())
                 .into_iter()
                 .map(&mut leaf)
                 .collect::<Result<Vec<_>, _>>()?

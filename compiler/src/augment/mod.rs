@@ -13,198 +13,44 @@
 //!   ([`init`] gives their values), and the add's output name is kept, so
 //!   every consumer and graph output reads the augmented value.
 //!
-//! At `--init identity` the result computes exactly what the original did:
-//! RW's α = β = 1 (raw), `a = b = 0` (softmax: α = 2σ(a−b), β = 2σ(b−a)) or
-//! `p = 0` (sigmoid: α = 2σ(p), β = 2σ(−p)); LR's `B` is zero; PA's γ are
-//! zero (so PA's low-rank `B` factors need not be, and are not: a zero γ
-//! next to a zero `B` would have no gradient).
+//! The variants, their parameters and initial values are
+//! [`laurel_passes::variant`]'s and [`laurel_passes::params`]'s: the e-graph
+//! pass reports a typed [`laurel_passes::ParamSpec`] for every parameter, and
+//! lifting materialises each by its role. At `--init identity` the result
+//! computes exactly what the original did (α = β = 1, or their logits 0;
+//! LR's `B` zero; PA's γ zero).
 //!
 //! PA reads earlier states of the block's residual stream: the skip inputs
 //! of the earlier residuals of the same stream (by the analysis's `stream`
 //! and `index`, selected or not) with the same shape and element type,
-//! nearest first, at most `pa_window − 1` of them ([`lower`]).
+//! nearest first, at most `window − 1` of them ([`lower`]).
 //!
-//! Parameters per block (D channels, r = `rank`, r' = `pa_rank`, k the
-//! block's number of PA terms, at most `pa_window`; RW is 2 scalars, 1 with
-//! `--rw-param sigmoid`):
-//!
-//! | variant | parameters |
-//! |---|---|
-//! | rw | 2 (1) |
-//! | lr | 2rD |
-//! | pa | k, or k + 2r'D |
-//! | rw+lr | 2 + 2rD |
-//! | rw+pa | 2 + k, or 2 + k + 2r'D |
-//! | lr+pa | 2rD + k, or 2rD + k + 2r'D |
-//! | rw+lr+pa | 2 + k + 2rkD |
+//! The report's parameters are counted from the specs, and its FLOPs from
+//! the ops lifting built ([`crate::analysis::flops::op_flops_with_elementwise`]:
+//! matrix products and convolutions by their formulas, elementwise ops at
+//! one FLOP per result element), less the `Add` each block replaces.
 
 pub mod init;
 pub mod lift;
 pub mod lower;
 pub mod select;
 
-use std::str::FromStr;
-
+use laurel_passes::shape::DType;
 use laurel_passes::{Limits, StopReport};
+
+pub use laurel_passes::variant::Pa;
+pub use laurel_passes::{InitMode, ParamSpec, RwParam, Variant};
 use serde::Serialize;
 
 use crate::analysis::{Residual, ResidualKind};
 use crate::error::{Error, Result};
 use crate::ir::Model;
 
-/// The `LAuReL` variant to apply, as the CLI names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum VariantName {
-    /// α·f + β·x.
-    #[serde(rename = "rw")]
-    Rw,
-    /// f + x + (x·A)·B.
-    #[serde(rename = "lr")]
-    Lr,
-    /// `f + x + Σ_j γ_j·h(x_{i−j})`.
-    #[serde(rename = "pa")]
-    Pa,
-    /// α·f + β·(x + (x·A)·B).
-    #[serde(rename = "rw+lr")]
-    RwLr,
-    /// `α·f + β·(x + Σ_j γ_j·h(x_{i−j}))`.
-    #[serde(rename = "rw+pa")]
-    RwPa,
-    /// `f + x + (x·A)·B + Σ_j γ_j·h(x_{i−j})`.
-    #[serde(rename = "lr+pa")]
-    LrPa,
-    /// `α·f + β·(x + Σ_j γ_j·(x_{i−j}·A_j)·B_j)` (the paper's Eq. 6).
-    #[serde(rename = "rw+lr+pa")]
-    RwLrPa,
-}
-
-impl std::fmt::Display for VariantName {
-    /// The CLI's name of the variant (`rw`, `rw+lr+pa`, …).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Rw => "rw",
-            Self::Lr => "lr",
-            Self::Pa => "pa",
-            Self::RwLr => "rw+lr",
-            Self::RwPa => "rw+pa",
-            Self::LrPa => "lr+pa",
-            Self::RwLrPa => "rw+lr+pa",
-        })
-    }
-}
-
-impl VariantName {
-    /// Whether the variant has RW's α and β.
-    #[must_use]
-    pub fn has_rw(self) -> bool {
-        matches!(self, Self::Rw | Self::RwLr | Self::RwPa | Self::RwLrPa)
-    }
-
-    /// Whether the variant reads earlier stream states (PA).
-    #[must_use]
-    pub fn has_pa(self) -> bool {
-        matches!(self, Self::Pa | Self::RwPa | Self::LrPa | Self::RwLrPa)
-    }
-
-    /// Whether the variant has LR's `A`, `B` on `x` (not RW+LR+PA, whose
-    /// factors are per state).
-    #[must_use]
-    pub fn has_lr(self) -> bool {
-        matches!(self, Self::Lr | Self::RwLr | Self::LrPa)
-    }
-
-    /// Whether the variant needs low-rank factors with `opts`, hence a
-    /// known channel count and a layout.
-    #[must_use]
-    pub fn needs_channels(self, opts: &AugmentOptions) -> bool {
-        self.has_lr() || self == Self::RwLrPa || (self.has_pa() && opts.pa_rank > 0)
-    }
-}
-
-impl FromStr for VariantName {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "rw" => Ok(Self::Rw),
-            "lr" => Ok(Self::Lr),
-            "pa" => Ok(Self::Pa),
-            "rw+lr" => Ok(Self::RwLr),
-            "rw+pa" => Ok(Self::RwPa),
-            "lr+pa" => Ok(Self::LrPa),
-            "rw+lr+pa" => Ok(Self::RwLrPa),
-            _ => Err(format!(
-                "unknown variant `{s}` (expected rw, lr, pa, rw+lr, rw+pa, lr+pa or rw+lr+pa)"
-            )),
-        }
-    }
-}
-
-/// How RW's α and β are parametrised; all three are the identity at initialisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RwParam {
-    /// α and β themselves, initialised to 1: 2 parameters.
-    Raw,
-    /// (α, β) = 2·softmax(a, b), a = b = 0: 2 parameters.
-    #[default]
-    Softmax,
-    /// α = 2σ(p), β = 2(1 − σ(p)) = 2σ(−p), p = 0: 1 parameter.
-    Sigmoid,
-}
-
-impl FromStr for RwParam {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "raw" => Ok(Self::Raw),
-            "softmax" => Ok(Self::Softmax),
-            "sigmoid" => Ok(Self::Sigmoid),
-            _ => Err(format!(
-                "unknown --rw-param `{s}` (expected raw, softmax or sigmoid)"
-            )),
-        }
-    }
-}
-
-/// Initial parameter values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InitMode {
-    /// Function-preserving values (see the module doc).
-    #[default]
-    Identity,
-    /// Seeded random values, for tests that need a non-trivial `LAuReL`.
-    Random,
-}
-
-impl FromStr for InitMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "identity" => Ok(Self::Identity),
-            "random" => Ok(Self::Random),
-            _ => Err(format!(
-                "unknown --init `{s}` (expected identity or random)"
-            )),
-        }
-    }
-}
-
 /// Options of [`augment_model`].
 #[derive(Debug, Clone)]
 pub struct AugmentOptions {
-    /// The variant.
-    pub variant: VariantName,
-    /// LR's rank `r` (also the rank of RW+LR+PA's per-state `A_j`, `B_j`).
-    pub rank: u64,
-    /// PA's window `k`: the block's own skip and at most `k − 1` earlier
-    /// states of its stream (`--pa-window`, at least 1).
-    pub pa_window: usize,
-    /// PA's `h`: 0 for the identity, else the rank of the low-rank map
-    /// shared across `j` (`--pa-rank`; not used by RW+LR+PA).
-    pub pa_rank: u64,
-    /// RW's parametrisation.
-    pub rw_param: RwParam,
+    /// The variant, with its parameters (rank, window, RW parametrisation).
+    pub variant: Variant,
     /// Initial values.
     pub init: InitMode,
     /// Seed of random values (A's Xavier values, and everything with `--init random`).
@@ -220,11 +66,7 @@ pub struct AugmentOptions {
 impl Default for AugmentOptions {
     fn default() -> Self {
         Self {
-            variant: VariantName::Rw,
-            rank: 4,
-            pa_window: 3,
-            pa_rank: 0,
-            rw_param: RwParam::default(),
+            variant: Variant::of(true, false, false),
             init: InitMode::default(),
             seed: 0,
             include_projection: false,
@@ -232,6 +74,17 @@ impl Default for AugmentOptions {
             limits: Limits::default(),
         }
     }
+}
+
+/// One parameter a block got, as the report writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamReport {
+    /// The initializer (`laurel.<block>.<name>`).
+    pub name: String,
+    /// What it is (`α`, `γ1`, `down-projection of LR`, …).
+    pub role: String,
+    /// Its dims as written.
+    pub dims: Vec<i64>,
 }
 
 /// One augmented block.
@@ -243,15 +96,18 @@ pub struct BlockReport {
     pub node: String,
     /// Parameters added.
     pub parameters: u64,
-    /// Estimated FLOPs added per inference.
+    /// Estimated FLOPs added per inference (symbolic dims counted as 1).
     pub flops: u64,
+    /// The trainable tensors it got.
+    pub params: Vec<ParamReport>,
 }
 
 /// What [`augment_model`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct AugmentReport {
-    /// The variant.
-    pub variant: VariantName,
+    /// The variant (its name in JSON: `rw+lr`).
+    #[serde(serialize_with = "serialize_display")]
+    pub variant: Variant,
     /// Blocks augmented.
     pub blocks: Vec<BlockReport>,
     /// Residuals not augmented, with the reason.
@@ -266,35 +122,16 @@ pub struct AugmentReport {
     pub egraph: (usize, usize),
     /// Why the e-graph runner stopped.
     pub stop: String,
+    /// Every parameter added, typed (not in JSON: see each block's `params`).
+    #[serde(skip)]
+    pub specs: Vec<ParamSpec>,
 }
 
-/// The e-graph pass's variant for `opts`.
-fn passes_variant(opts: &AugmentOptions) -> Result<laurel_passes::rules::Variant> {
-    use laurel_passes::rules::Variant;
-    use std::num::NonZeroU64;
-    let rank = || {
-        NonZeroU64::new(opts.rank).ok_or_else(|| Error::Augment {
-            message: "--rank must be at least 1".into(),
-        })
-    };
-    if opts.variant.has_pa() && opts.pa_window == 0 {
-        return Err(Error::Augment {
-            message: "--pa-window must be at least 1".into(),
-        });
-    }
-    let h_rank = NonZeroU64::new(opts.pa_rank);
-    Ok(match opts.variant {
-        VariantName::Rw => Variant::Rw,
-        VariantName::Lr => Variant::Lr { rank: rank()? },
-        VariantName::Pa => Variant::Pa { h_rank },
-        VariantName::RwLr => Variant::RwLr { rank: rank()? },
-        VariantName::RwPa => Variant::RwPa { h_rank },
-        VariantName::LrPa => Variant::LrPa {
-            rank: rank()?,
-            h_rank,
-        },
-        VariantName::RwLrPa => Variant::RwLrPa { rank: rank()? },
-    })
+fn serialize_display<S: serde::Serializer>(
+    v: &impl std::fmt::Display,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// Refuses models the lifted ops would break: value names already in the
@@ -361,9 +198,9 @@ pub fn augment_model(
                 Some(d)
             } else if r.kind == ResidualKind::Projection && !opts.include_projection {
                 Some("projection shortcut (pass --include-projection)".to_string())
-            } else if r.dtype.as_deref() != Some("f32") {
+            } else if r.dtype != Some(DType::F32) {
                 Some("not float32".to_string())
-            } else if opts.variant.needs_channels(opts) && r.channels.is_none() {
+            } else if opts.variant.needs_channels() && r.channels.is_none() {
                 Some("symbolic channel count".to_string())
             } else {
                 None
@@ -387,16 +224,21 @@ pub fn augment_model(
             rules_fired: std::collections::BTreeMap::new(),
             egraph: (0, 0),
             stop: StopReport::NotRun.to_string(),
+            specs: Vec::new(),
         });
     }
     let lowered =
         lower::lower(&selected, residuals, opts).map_err(|e| Error::Augment { message: e })?;
-    let variant = passes_variant(opts)?;
-    let report =
-        laurel_passes::augment::augment(lowered.graph, &lowered.roots, variant, opts.limits)
-            .map_err(|e| Error::Augment {
-                message: e.to_string(),
-            })?;
+    let report = laurel_passes::augment::augment(
+        lowered.graph,
+        &lowered.roots,
+        opts.variant,
+        opts.init,
+        opts.limits,
+    )
+    .map_err(|e| Error::Augment {
+        message: e.to_string(),
+    })?;
     let blocks = lift::lift(model, &selected, &report, opts)?;
     Ok(AugmentReport {
         variant: opts.variant,
@@ -407,5 +249,6 @@ pub fn augment_model(
         rules_fired: report.fired.clone(),
         egraph: (report.classes, report.nodes),
         stop: report.stop.to_string(),
+        specs: report.params,
     })
 }

@@ -35,19 +35,21 @@
 //! The parameters are per block: the applier reads the block `k` from the
 //! matched class's tag ([`crate::graph::TensorGraph::tag_block`], which the
 //! lowering sets from its residual analysis), names them `laurel.k.<name>`
-//! and declares their types in the leaf table before the checked
-//! instantiation. RW's α and β and PA's `γ_j` are scalars; low-rank factors
-//! have rank `r` and act on the channel axis: `A: [C, r]`, `B: [r, C]`
-//! channel-last, `A: [r, C]`, `B: [C, r]` channel-first (the `[out, in]`
-//! weights of `conv1x1`). A match is refused (and recorded) when the class
-//! has no block, a low-rank factor is needed and the axis fits no
-//! [`Layout`] or `C` is not a known number, or the result would be
-//! ill-shaped (an earlier state of another shape, say).
+//! from their roles ([`param_name`]), declares their types in the leaf
+//! table before the checked instantiation, and records a
+//! [`ParamSpec`] for each on success (RW's softmax and sigmoid logits too,
+//! which are no leaves of the term: α and β are computed from them). RW's α
+//! and β are scalars, or vectors over the channels (`[C]` channel-last,
+//! `[C, 1, …, 1]` channel-first) with [`RwParam::Vector`]; PA's `γ_j` are
+//! scalars; low-rank factors have rank `r` and act on the channel axis:
+//! `A: [C, r]`, `B: [r, C]` channel-last, `A: [r, C]`, `B: [C, r]`
+//! channel-first (the `[out, in]` weights of `conv1x1`). A match is refused
+//! (and recorded) when the class has no block, a low-rank factor or vector
+//! coefficient is needed and the axis fits no [`Layout`] or `C` is not a
+//! known number, or the result would be ill-shaped (an earlier state of
+//! another shape, say).
 //!
 //! Complexity: O(k) per match plus the checked instantiation.
-
-use std::fmt;
-use std::num::NonZeroU64;
 
 use egg::{Applier, ENodeOrVar, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var};
 
@@ -56,106 +58,65 @@ use crate::analysis::{Leaf, Refusal, TensorAnalysis, TensorEGraph};
 use crate::block::{Block, Layout};
 use crate::checked::apply_checked;
 use crate::lang::{PaChildren, ParamRef, TensorLang};
+use crate::params::{Coefficient, InitMode, Map, ParamSpec, Role};
 use crate::shape::{DType, Dim, TensorType, fixed};
+use crate::variant::{Rank, RwParam, Variant};
 
-/// Which `LAuReL` variant the augmentation applies to every residual add.
-///
-/// `h_rank` is PA's `h`: `None` for the identity, `Some(r)` for the low-rank
-/// map shared across `j`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Variant {
-    /// Learned weights: `α·f + β·x`, two scalars per block.
-    Rw,
-    /// Low rank: `f + x + (x·A)·B` along the channel axis, `2·r·C`
-    /// parameters per block.
-    Lr {
-        /// The rank `r`.
-        rank: NonZeroU64,
-    },
-    /// Previous activations: `f + x + Σ_j γ_j·h(x_{i−j})`; `k` or
-    /// `k + 2·r'·C` parameters.
-    Pa {
-        /// `h`'s rank, or `None` for the identity.
-        h_rank: Option<NonZeroU64>,
-    },
-    /// `α·f + β·(x + (x·A)·B)`: 2 + 2rC.
-    RwLr {
-        /// The rank `r`.
-        rank: NonZeroU64,
-    },
-    /// `α·f + β·(x + Σ_j γ_j·h(x_{i−j}))`: 2 + k (+ 2r'C).
-    RwPa {
-        /// `h`'s rank, or `None` for the identity.
-        h_rank: Option<NonZeroU64>,
-    },
-    /// `f + x + (x·A)·B + Σ_j γ_j·h(x_{i−j})`: 2rC + k (+ 2r'C).
-    LrPa {
-        /// LR's rank `r`.
-        rank: NonZeroU64,
-        /// `h`'s rank, or `None` for the identity.
-        h_rank: Option<NonZeroU64>,
-    },
-    /// `α·f + β·(x + Σ_j γ_j·(x_{i−j}·A_j)·B_j)` (Eq. 6): 2 + k + 2rkC.
-    RwLrPa {
-        /// The rank `r` of every `A_j`, `B_j`.
-        rank: NonZeroU64,
-    },
-}
-
-impl Variant {
-    /// The augmentation rule's name.
-    #[must_use]
-    pub fn rule_name(&self) -> &'static str {
-        match self {
-            Variant::Rw => "resadd-to-rw",
-            Variant::Lr { .. } => "resadd-to-lr",
-            Variant::Pa { .. } => "resadd-to-pa",
-            Variant::RwLr { .. } => "resadd-to-rw-lr",
-            Variant::RwPa { .. } => "resadd-to-rw-pa",
-            Variant::LrPa { .. } => "resadd-to-lr-pa",
-            Variant::RwLrPa { .. } => "resadd-to-rw-lr-pa",
-        }
-    }
-}
-
-impl fmt::Display for Variant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h =
-            |h: &Option<NonZeroU64>| h.map_or_else(|| "h=id".to_owned(), |r| format!("h-rank={r}"));
-        match self {
-            Variant::Rw => write!(f, "rw"),
-            Variant::Lr { rank } => write!(f, "lr(r={rank})"),
-            Variant::Pa { h_rank } => write!(f, "pa({})", h(h_rank)),
-            Variant::RwLr { rank } => write!(f, "rw+lr(r={rank})"),
-            Variant::RwPa { h_rank } => write!(f, "rw+pa({})", h(h_rank)),
-            Variant::LrPa { rank, h_rank } => write!(f, "lr+pa(r={rank}, {})", h(h_rank)),
-            Variant::RwLrPa { rank } => write!(f, "rw+lr+pa(r={rank})"),
-        }
-    }
-}
-
-/// A built right-hand side: its pattern, the parameters it declares and the
+/// A built right-hand side: its pattern, the parameters it declares (its
+/// leaves), the parameters it adds outside the term (RW's logits) and the
 /// substitution that binds its variables.
-type Built = (PatternAst<TensorLang>, Vec<(ParamRef, TensorType)>, Subst);
+type Built = (
+    PatternAst<TensorLang>,
+    Vec<ParamSpec>,
+    Vec<ParamSpec>,
+    Subst,
+);
 
 /// The right-hand side of an augmentation rule, built per match.
 #[derive(Debug, Clone)]
 struct Augment {
     variant: Variant,
+    init: InitMode,
     f: Var,
     x: Var,
 }
 
 /// A right-hand side under construction: its pattern, the parameters it
-/// uses with their types, and the earlier states bound to fresh variables.
+/// uses with their specs, and the earlier states bound to fresh variables.
 struct Rhs<'g> {
     egraph: &'g TensorEGraph,
+    variant: Variant,
+    init: InitMode,
     block: Block,
     dtype: Option<DType>,
     x_shape: Option<Vec<Dim>>,
     ast: PatternAst<TensorLang>,
-    params: Vec<(ParamRef, TensorType)>,
+    params: Vec<ParamSpec>,
+    logits: Vec<ParamSpec>,
     subst: Subst,
+}
+
+/// The name of a parameter of `role` in `variant`, within its block: the one
+/// place names are made (`laurel.<block>.<name>`; nothing parses them back).
+fn param_name(role: Role, variant: Variant) -> String {
+    let ab = |m: Map, a: &str, b: &str, down: bool| -> String {
+        match m {
+            Map::State(j) => format!("{}{j}", if down { a } else { b }),
+            // PA's shared h is `hA`, `hB` beside LR's `A`, `B`.
+            Map::SharedH if variant.lr.is_some() => (if down { "hA" } else { "hB" }).to_owned(),
+            Map::Lr | Map::SharedH => (if down { a } else { b }).to_owned(),
+        }
+    };
+    match role {
+        Role::Coefficient(Coefficient::Alpha) => "alpha".into(),
+        Role::Coefficient(Coefficient::Beta) => "beta".into(),
+        Role::SoftmaxLogit(Coefficient::Alpha) => "a".into(),
+        Role::SoftmaxLogit(Coefficient::Beta) => "b".into(),
+        Role::SigmoidLogit => "p".into(),
+        Role::Gamma(j) => format!("gamma{j}"),
+        Role::Down(m) => ab(m, "A", "B", true),
+        Role::Up(m) => ab(m, "A", "B", false),
+    }
 }
 
 #[allow(clippy::many_single_char_names)] // the paper's names: f, x, g(γ), h, a, b
@@ -168,20 +129,30 @@ impl Rhs<'_> {
         self.ast.add(ENodeOrVar::ENode(n))
     }
 
-    /// A parameter leaf `laurel.k.<name>` of `shape`.
-    fn param(&mut self, name: &str, shape: Vec<Dim>) -> Id {
-        let p = ParamRef::named(self.block.id, name);
-        self.params.push((
-            p,
-            TensorType {
+    /// The spec of a parameter of `role` and `shape`.
+    fn spec(&self, role: Role, shape: Vec<Dim>, layout: Option<Layout>) -> ParamSpec {
+        ParamSpec {
+            param: ParamRef::named(self.block.id, &param_name(role, self.variant)),
+            role,
+            ty: TensorType {
                 shape: Some(shape),
                 dtype: self.dtype.clone(),
             },
-        ));
-        self.node(TensorLang::Param(p))
+            layout,
+            init: role.init(self.init, layout, self.variant.rw),
+        }
     }
 
-    /// The block's layout and channel count, for low-rank factors.
+    /// A parameter leaf of `role` and `shape`, recorded with its spec.
+    fn param(&mut self, role: Role, shape: Vec<Dim>, layout: Option<Layout>) -> Id {
+        let spec = self.spec(role, shape, layout);
+        let leaf = TensorLang::Param(spec.param);
+        self.params.push(spec);
+        self.node(leaf)
+    }
+
+    /// The block's layout and channel count, for low-rank factors and
+    /// vector coefficients.
     fn layout(&self) -> Result<(Layout, u64), Refusal> {
         let shape = self.x_shape.as_ref();
         let axis = self.block.channel_axis;
@@ -197,15 +168,17 @@ impl Rhs<'_> {
         Ok((layout, c))
     }
 
-    /// The factors `a`, `b` of rank `r`.
-    fn factors(&mut self, a: &str, b: &str, r: NonZeroU64) -> Result<(Id, Id, Layout), Refusal> {
+    /// The factors `A`, `B` of `map`, of rank `r`.
+    fn factors(&mut self, map: Map, r: Rank) -> Result<(Id, Id, Layout), Refusal> {
         let (layout, c) = self.layout()?;
         let r = r.get();
         let (sa, sb) = match layout {
             Layout::ChannelLast => (fixed(&[c, r]), fixed(&[r, c])),
             Layout::ChannelFirst => (fixed(&[r, c]), fixed(&[c, r])),
         };
-        Ok((self.param(a, sa), self.param(b, sb), layout))
+        let a = self.param(Role::Down(map), sa, Some(layout));
+        let b = self.param(Role::Up(map), sb, Some(layout));
+        Ok((a, b, layout))
     }
 
     /// `LR(v, a, b)`: `(v·a)·b` on the channel axis.
@@ -241,27 +214,34 @@ impl Rhs<'_> {
         out
     }
 
-    /// The pairs `(γ_j, h(s_j))` with `h` the identity or `LR(·, a, b)`
-    /// shared across `j` (`a`, `b` named by `names`).
-    fn pa_pairs(
-        &mut self,
-        x: Id,
-        h_rank: Option<NonZeroU64>,
-        names: (&str, &str),
-    ) -> Result<Vec<(Id, Id)>, Refusal> {
+    /// The pairs `(γ_j, h(s_j))` with `h` the identity or PA's shared
+    /// low-rank map of rank `h_rank`.
+    fn pa_pairs(&mut self, x: Id, h_rank: Option<Rank>) -> Result<Vec<(Id, Id)>, Refusal> {
         let h = match h_rank {
-            Some(r) => Some(self.factors(names.0, names.1, r)?),
+            Some(r) => Some(self.factors(Map::SharedH, r)?),
             None => None,
         };
         let states = self.states(x);
         let mut pairs = Vec::with_capacity(states.len());
-        for (j, s) in states.into_iter().enumerate() {
-            let g = self.param(&format!("gamma{j}"), Vec::new());
+        for (j, s) in (0u32..).zip(states) {
+            let g = self.param(Role::Gamma(j), Vec::new(), None);
             let hs = match h {
                 Some((a, b, layout)) => self.low_rank(s, a, b, layout),
                 None => s,
             };
             pairs.push((g, hs));
+        }
+        Ok(pairs)
+    }
+
+    /// The pairs `(γ_j, (s_j·A_j)·B_j)` of RW+LR+PA, a map of rank `r` per state.
+    fn pa_pairs_per_state(&mut self, x: Id, r: Rank) -> Result<Vec<(Id, Id)>, Refusal> {
+        let states = self.states(x);
+        let mut pairs = Vec::with_capacity(states.len());
+        for (j, s) in (0u32..).zip(states) {
+            let g = self.param(Role::Gamma(j), Vec::new(), None);
+            let (a, b, layout) = self.factors(Map::State(j), r)?;
+            pairs.push((g, self.low_rank(s, a, b, layout)));
         }
         Ok(pairs)
     }
@@ -283,11 +263,38 @@ impl Rhs<'_> {
         }
     }
 
-    /// `(laurel-rw f g α β)`.
-    fn rw(&mut self, f: Id, g: Id) -> Id {
-        let a = self.param("alpha", Vec::new());
-        let b = self.param("beta", Vec::new());
-        self.node(TensorLang::LaurelRw([f, g, a, b]))
+    /// `(laurel-rw f g α β)`, α and β parametrised by `param`: scalars, or
+    /// vectors over the channels shaped to broadcast along the channel axis;
+    /// under softmax and sigmoid they are computed from logits, whose specs
+    /// are recorded too.
+    fn rw(&mut self, f: Id, g: Id, param: RwParam) -> Result<Id, Refusal> {
+        let (shape, layout) = match param {
+            RwParam::Vector => {
+                let (layout, c) = self.layout()?;
+                let rank = self.x_shape.as_ref().map_or(0, Vec::len);
+                let mut shape = vec![Dim::Fixed(c)];
+                if layout == Layout::ChannelFirst {
+                    shape.extend(std::iter::repeat_n(Dim::Fixed(1), rank.saturating_sub(2)));
+                }
+                (shape, Some(layout))
+            }
+            RwParam::Raw | RwParam::Softmax | RwParam::Sigmoid => (Vec::new(), None),
+        };
+        let a = self.param(Role::Coefficient(Coefficient::Alpha), shape.clone(), layout);
+        let b = self.param(Role::Coefficient(Coefficient::Beta), shape, layout);
+        let logits: &[Role] = match param {
+            RwParam::Softmax => &[
+                Role::SoftmaxLogit(Coefficient::Alpha),
+                Role::SoftmaxLogit(Coefficient::Beta),
+            ],
+            RwParam::Sigmoid => &[Role::SigmoidLogit],
+            RwParam::Raw | RwParam::Vector => &[],
+        };
+        for &role in logits {
+            let spec = self.spec(role, Vec::new(), None);
+            self.logits.push(spec);
+        }
+        Ok(self.node(TensorLang::LaurelRw([f, g, a, b])))
     }
 }
 
@@ -299,83 +306,94 @@ impl Augment {
         let x_data = subst.get(self.x).map(|&id| &egraph[id].data);
         let mut rhs = Rhs {
             egraph,
+            variant: self.variant,
+            init: self.init,
             block,
             dtype: x_data.and_then(|d| d.dtype.clone()),
             x_shape: x_data.and_then(|d| d.shape.clone()),
             ast: PatternAst::default(),
             params: Vec::new(),
+            logits: Vec::new(),
             subst: subst.clone(),
         };
         let f = rhs.var(self.f);
         let x = rhs.var(self.x);
-        match self.variant {
-            Variant::Rw => {
-                rhs.rw(f, x);
+        let v = self.variant;
+        match (v.rw, v.lr, v.pa) {
+            // α·f + β·x
+            (Some(p), None, None) => {
+                rhs.rw(f, x, p)?;
             }
-            Variant::Lr { rank } => {
-                let (a, b, _) = rhs.factors("A", "B", rank)?;
+            // f + x + (x·A)·B
+            (None, Some(r), None) => {
+                let (a, b, _) = rhs.factors(Map::Lr, r)?;
                 rhs.node(TensorLang::LaurelLr([f, x, a, b]));
             }
-            Variant::Pa { h_rank } => {
-                let pairs = rhs.pa_pairs(x, h_rank, ("A", "B"))?;
+            // f + x + Σ_j γ_j·h(s_j)
+            (None, None, Some(pa)) => {
+                let pairs = rhs.pa_pairs(x, pa.h)?;
                 rhs.node(TensorLang::LaurelPa(PaChildren::new(f, x, &pairs)));
             }
-            Variant::RwLr { rank } => {
-                let (a, b, layout) = rhs.factors("A", "B", rank)?;
+            // α·f + β·(x + (x·A)·B)
+            (Some(p), Some(r), None) => {
+                let (a, b, layout) = rhs.factors(Map::Lr, r)?;
                 let lr = rhs.low_rank(x, a, b, layout);
                 let g = rhs.node(TensorLang::Add([x, lr]));
-                rhs.rw(f, g);
+                rhs.rw(f, g, p)?;
             }
-            Variant::RwPa { h_rank } => {
-                let pairs = rhs.pa_pairs(x, h_rank, ("A", "B"))?;
+            // α·f + β·(x + Σ_j γ_j·h(s_j))
+            (Some(p), None, Some(pa)) => {
+                let pairs = rhs.pa_pairs(x, pa.h)?;
                 let g = rhs.plus_sum(x, &pairs);
-                rhs.rw(f, g);
+                rhs.rw(f, g, p)?;
             }
-            Variant::LrPa { rank, h_rank } => {
-                let (a, b, layout) = rhs.factors("A", "B", rank)?;
+            // f + x + (x·A)·B + Σ_j γ_j·h(s_j)
+            (None, Some(r), Some(pa)) => {
+                let (a, b, layout) = rhs.factors(Map::Lr, r)?;
                 let lr = rhs.low_rank(x, a, b, layout);
                 let f_lr = rhs.node(TensorLang::Add([f, lr]));
-                let pairs = rhs.pa_pairs(x, h_rank, ("hA", "hB"))?;
+                let pairs = rhs.pa_pairs(x, pa.h)?;
                 rhs.node(TensorLang::LaurelPa(PaChildren::new(f_lr, x, &pairs)));
             }
-            Variant::RwLrPa { rank } => {
-                let states = rhs.states(x);
-                let mut pairs = Vec::with_capacity(states.len());
-                for (j, s) in states.into_iter().enumerate() {
-                    let g = rhs.param(&format!("gamma{j}"), Vec::new());
-                    let (a, b, layout) = rhs.factors(&format!("A{j}"), &format!("B{j}"), rank)?;
-                    pairs.push((g, rhs.low_rank(s, a, b, layout)));
-                }
+            // α·f + β·(x + Σ_j γ_j·(s_j·A_j)·B_j), the paper's Eq. 6
+            (Some(p), Some(r), Some(_)) => {
+                let pairs = rhs.pa_pairs_per_state(x, r)?;
                 let g = rhs.plus_sum(x, &pairs);
-                rhs.rw(f, g);
+                rhs.rw(f, g, p)?;
             }
+            (None, None, None) => return Err(Refusal::NoPart),
         }
-        Ok((rhs.ast, rhs.params, rhs.subst))
+        Ok((rhs.ast, rhs.params, rhs.logits, rhs.subst))
     }
 
     /// Declares the parameters, instantiates the checked right-hand side and
-    /// unions it with `eclass`; undoes the declarations it made on refusal.
+    /// unions it with `eclass`; records the specs on success and undoes the
+    /// declarations it made on refusal.
     fn apply(&self, egraph: &mut TensorEGraph, eclass: Id, subst: &Subst) -> Result<bool, Refusal> {
-        let (ast, params, subst) = self.build(egraph, eclass, subst)?;
+        let (ast, params, logits, subst) = self.build(egraph, eclass, subst)?;
         let mut declared = Vec::new();
-        for (param, ty) in params {
-            let leaf = Leaf::Param(param);
+        for spec in &params {
+            let leaf = Leaf::Param(spec.param);
             match egraph.analysis.leaves.get(&leaf) {
-                Some(old) if *old == ty => {}
+                Some(old) if *old == spec.ty => {}
                 Some(_) => {
                     undeclare(&mut egraph.analysis, declared);
-                    return Err(Refusal::ParamType(param));
+                    return Err(Refusal::ParamType(spec.param));
                 }
                 None => {
-                    egraph.analysis.leaves.insert(leaf.clone(), ty);
+                    egraph.analysis.leaves.insert(leaf.clone(), spec.ty.clone());
                     declared.push(leaf);
                 }
             }
         }
-        apply_checked(egraph, eclass, &ast, &subst).map_err(|e| {
+        let changed = apply_checked(egraph, eclass, &ast, &subst).map_err(|e| {
             undeclare(&mut egraph.analysis, declared);
             Refusal::IllShaped(e)
-        })
+        })?;
+        for spec in params.into_iter().chain(logits) {
+            egraph.analysis.params.insert(spec.param, spec);
+        }
+        Ok(changed)
     }
 }
 
@@ -410,58 +428,69 @@ impl Applier<TensorLang, TensorAnalysis> for Augment {
 }
 
 /// The augmentation rule of `variant`: `(resadd ?x ?f)` and the per-block
-/// right-hand side.
+/// right-hand side, whose parameters start as `init` says.
 ///
 /// # Errors
-/// [`RuleError`] if the rule does not build (a bug).
-pub fn augment_rule(variant: Variant) -> Result<TensorRewrite, RuleError> {
+/// [`RuleError`] if the rule does not build (a bug), or `variant` has no part.
+pub fn augment_rule(variant: Variant, init: InitMode) -> Result<TensorRewrite, RuleError> {
     let name = variant.rule_name();
+    if variant.rw.is_none() && variant.lr.is_none() && variant.pa.is_none() {
+        return Err(RuleError::new(name, &"a variant needs RW, LR or PA"));
+    }
     let lhs: Pattern<TensorLang> = "(resadd ?x ?f)"
         .parse()
         .map_err(|e| RuleError::new(name, &e))?;
     let var = |v: &str| v.parse::<Var>().map_err(|e| RuleError::new(name, &e));
     let applier = Augment {
         variant,
+        init,
         f: var("?f")?,
         x: var("?x")?,
     };
     Rewrite::new(name, lhs, applier).map_err(|e| RuleError::new(name, &e))
 }
 
-/// `resadd-to-rw`: `x + f ↦ α·f + β·x`.
-///
-/// # Errors
-/// [`RuleError`] if the rule does not build (a bug).
-pub fn resadd_to_rw() -> Result<TensorRewrite, RuleError> {
-    augment_rule(Variant::Rw)
-}
-
-/// `resadd-to-lr`: `x + f ↦ f + x + (x·A)·B` with rank `rank`.
-///
-/// # Errors
-/// [`RuleError`] if the rule does not build (a bug).
-pub fn resadd_to_lr(rank: NonZeroU64) -> Result<TensorRewrite, RuleError> {
-    augment_rule(Variant::Lr { rank })
-}
-
 /// The augmentation rules of `variant` (one rule per variant).
 ///
 /// # Errors
-/// [`RuleError`] if a rule does not build (a bug).
-pub fn augment_rules(variant: Variant) -> Result<Vec<TensorRewrite>, RuleError> {
-    Ok(vec![augment_rule(variant)?])
+/// [`RuleError`] if a rule does not build (a bug), or `variant` has no part.
+pub fn augment_rules(variant: Variant, init: InitMode) -> Result<Vec<TensorRewrite>, RuleError> {
+    Ok(vec![augment_rule(variant, init)?])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::graph::TensorGraph;
+    use crate::params::Init;
     use crate::shape::Shape;
     use crate::testing::{add, block, expr, graph};
     use egg::Runner;
 
-    fn rank(r: u64) -> NonZeroU64 {
-        NonZeroU64::new(r).unwrap()
+    fn rank(r: u64) -> Rank {
+        Rank::new(r).unwrap()
+    }
+
+    fn resadd_to_rw() -> Result<TensorRewrite, RuleError> {
+        augment_rule(Variant::rw(RwParam::Raw), InitMode::Identity)
+    }
+
+    fn resadd_to_lr(r: Rank) -> Result<TensorRewrite, RuleError> {
+        augment_rule(Variant::lr(r), InitMode::Identity)
+    }
+
+    /// The parts given (RW raw), LR of rank `lr`, PA's h of rank `h` (the
+    /// outer `None`: no PA; `Some(None)`: PA with h the identity).
+    #[allow(clippy::option_option)] // the three cases are the test's point
+    fn variant(rw: bool, lr: Option<Rank>, pa: Option<Option<Rank>>) -> Variant {
+        Variant {
+            rw: rw.then_some(RwParam::Raw),
+            lr,
+            pa: pa.map(|h| crate::variant::Pa {
+                window: crate::variant::DEFAULT_WINDOW,
+                h,
+            }),
+        }
     }
 
     /// Runs `rules` to saturation and returns the e-graph.
@@ -622,37 +651,40 @@ mod tests {
     #[test]
     fn the_variant_picks_the_rule() {
         let names = |v| -> Vec<String> {
-            augment_rules(v)
+            augment_rules(v, InitMode::Identity)
                 .unwrap()
                 .iter()
                 .map(|r| r.name.to_string())
                 .collect()
         };
-        assert_eq!(names(Variant::Rw), ["resadd-to-rw"]);
-        assert_eq!(names(Variant::Lr { rank: rank(4) }), ["resadd-to-lr"]);
-        assert_eq!(names(Variant::Pa { h_rank: None }), ["resadd-to-pa"]);
-        assert_eq!(names(Variant::RwLr { rank: rank(4) }), ["resadd-to-rw-lr"]);
-        assert_eq!(names(Variant::RwPa { h_rank: None }), ["resadd-to-rw-pa"]);
+        assert_eq!(names(variant(true, None, None)), ["resadd-to-rw"]);
+        assert_eq!(names(variant(false, Some(rank(4)), None)), ["resadd-to-lr"]);
+        assert_eq!(names(variant(false, None, Some(None))), ["resadd-to-pa"]);
         assert_eq!(
-            names(Variant::LrPa {
-                rank: rank(4),
-                h_rank: None
-            }),
+            names(variant(true, Some(rank(4)), None)),
+            ["resadd-to-rw-lr"]
+        );
+        assert_eq!(names(variant(true, None, Some(None))), ["resadd-to-rw-pa"]);
+        assert_eq!(
+            names(variant(false, Some(rank(4)), Some(None))),
             ["resadd-to-lr-pa"]
         );
         assert_eq!(
-            names(Variant::RwLrPa { rank: rank(4) }),
+            names(variant(true, Some(rank(4)), Some(None))),
             ["resadd-to-rw-lr-pa"]
         );
-        assert_eq!(Variant::Lr { rank: rank(4) }.to_string(), "lr(r=4)");
-        assert_eq!(Variant::Pa { h_rank: None }.to_string(), "pa(h=id)");
+        // The variant describes itself with every parameter (PA's window too).
         assert_eq!(
-            Variant::LrPa {
-                rank: rank(4),
-                h_rank: Some(rank(2))
-            }
-            .to_string(),
-            "lr+pa(r=4, h-rank=2)"
+            format!("{:#}", variant(false, Some(rank(4)), None)),
+            "lr(r=4)"
+        );
+        assert_eq!(
+            format!("{:#}", variant(false, None, Some(None))),
+            "pa(k=3, h=id)"
+        );
+        assert_eq!(
+            format!("{:#}", variant(false, Some(rank(4)), Some(Some(rank(2))))),
+            "lr(r=4)+pa(k=3, h=r2)"
         );
     }
 
@@ -681,14 +713,14 @@ mod tests {
     }
 
     fn run_variant(g: TensorGraph, v: Variant) -> TensorEGraph {
-        run(g, &augment_rules(v).unwrap())
+        run(g, &augment_rules(v, InitMode::Identity).unwrap())
     }
 
     #[test]
     fn resadd_to_pa_weighs_the_block_and_its_earlier_states() {
         let s = fixed(&[2, 3, 8]);
         let (g, root) = residual_with_states(&s, 2, 2, &[s.clone(), s.clone()]);
-        let egraph = run_variant(g, Variant::Pa { h_rank: None });
+        let egraph = run_variant(g, variant(false, None, Some(None)));
         assert!(holds(
             &egraph,
             root,
@@ -707,7 +739,7 @@ mod tests {
         // No states recorded; a symbolic channel count is fine with h = id.
         let s = vec![Dim::Fixed(2), Dim::Sym("D".into())];
         let (g, root) = residual(s, Some((0, 1)));
-        let egraph = run_variant(g, Variant::Pa { h_rank: None });
+        let egraph = run_variant(g, variant(false, None, Some(None)));
         assert!(holds(&egraph, root, "(laurel-pa $f $x laurel.0.gamma0 $x)"));
     }
 
@@ -715,12 +747,7 @@ mod tests {
     fn resadd_to_pa_with_low_rank_h_shares_the_factors() {
         let s = fixed(&[2, 3, 8]);
         let (g, root) = residual_with_states(&s, 0, 2, std::slice::from_ref(&s));
-        let egraph = run_variant(
-            g,
-            Variant::Pa {
-                h_rank: Some(rank(2)),
-            },
-        );
+        let egraph = run_variant(g, variant(false, None, Some(Some(rank(2)))));
         assert!(holds(
             &egraph,
             root,
@@ -735,7 +762,7 @@ mod tests {
     fn resadd_to_pa_refuses_an_earlier_state_of_another_shape() {
         let s = fixed(&[2, 3, 8]);
         let (g, root) = residual_with_states(&s, 0, 2, &[fixed(&[2, 3, 4])]);
-        let egraph = run_variant(g, Variant::Pa { h_rank: None });
+        let egraph = run_variant(g, variant(false, None, Some(None)));
         assert_eq!(egraph[root].nodes.len(), 1);
         assert!(matches!(
             egraph.analysis.refusals().values().next(),
@@ -750,7 +777,7 @@ mod tests {
     #[test]
     fn resadd_to_rw_lr_weighs_the_low_rank_skip_channel_first() {
         let (g, root) = residual(fixed(&[1, 8, 4, 4]), Some((3, 1)));
-        let egraph = run_variant(g, Variant::RwLr { rank: rank(2) });
+        let egraph = run_variant(g, variant(true, Some(rank(2)), None));
         assert!(holds(
             &egraph,
             root,
@@ -764,7 +791,7 @@ mod tests {
     fn resadd_to_rw_pa_weighs_the_augmented_skip() {
         let s = fixed(&[4, 8]);
         let (g, root) = residual_with_states(&s, 1, 1, std::slice::from_ref(&s));
-        let egraph = run_variant(g, Variant::RwPa { h_rank: None });
+        let egraph = run_variant(g, variant(true, None, Some(None)));
         assert!(holds(
             &egraph,
             root,
@@ -776,10 +803,7 @@ mod tests {
     fn resadd_to_lr_pa_names_h_factors_apart_from_lr() {
         let s = fixed(&[4, 8]);
         let (g, root) = residual_with_states(&s, 0, 1, std::slice::from_ref(&s));
-        let v = Variant::LrPa {
-            rank: rank(3),
-            h_rank: Some(rank(2)),
-        };
+        let v = variant(false, Some(rank(3)), Some(Some(rank(2))));
         let egraph = run_variant(g, v);
         assert!(holds(
             &egraph,
@@ -792,10 +816,7 @@ mod tests {
         assert_eq!(param_type(&egraph, "laurel.0.hA"), Some(fixed(&[8, 2])));
 
         let (g, root) = residual(fixed(&[4, 8]), Some((0, 1)));
-        let v = Variant::LrPa {
-            rank: rank(3),
-            h_rank: None,
-        };
+        let v = variant(false, Some(rank(3)), Some(None));
         let egraph = run_variant(g, v);
         assert!(holds(
             &egraph,
@@ -808,7 +829,7 @@ mod tests {
     fn resadd_to_rw_lr_pa_has_factors_per_state() {
         let s = fixed(&[4, 8]);
         let (g, root) = residual_with_states(&s, 0, 1, std::slice::from_ref(&s));
-        let egraph = run_variant(g, Variant::RwLrPa { rank: rank(4) });
+        let egraph = run_variant(g, variant(true, Some(rank(4)), Some(None)));
         assert!(holds(
             &egraph,
             root,
@@ -823,11 +844,9 @@ mod tests {
     fn combined_low_rank_rules_need_a_known_channel_count() {
         let symbolic = vec![Dim::Fixed(2), Dim::Sym("D".into())];
         for v in [
-            Variant::RwLr { rank: rank(2) },
-            Variant::RwLrPa { rank: rank(2) },
-            Variant::Pa {
-                h_rank: Some(rank(2)),
-            },
+            variant(true, Some(rank(2)), None),
+            variant(true, Some(rank(2)), Some(None)),
+            variant(false, None, Some(Some(rank(2)))),
         ] {
             let (g, root) = residual(symbolic.clone(), Some((0, 1)));
             let egraph = run_variant(g, v);
@@ -837,5 +856,184 @@ mod tests {
                 Some(&Refusal::Channels)
             );
         }
+    }
+
+    fn specs(egraph: &TensorEGraph) -> Vec<(String, Role, Option<Shape>, Init)> {
+        egraph
+            .analysis
+            .params()
+            .into_iter()
+            .map(|p| (p.param.to_string(), p.role, p.ty.shape, p.init))
+            .collect()
+    }
+
+    #[test]
+    fn vector_rw_has_a_coefficient_per_channel_along_the_channel_axis() {
+        // Channel-last: α, β are [D]; channel-first: [D, 1, 1], broadcasting over H, W.
+        for (shape, axis, coefficient) in [
+            (fixed(&[2, 5, 8]), 2, fixed(&[8])),
+            (fixed(&[1, 8, 4, 4]), 1, fixed(&[8, 1, 1])),
+        ] {
+            let (g, root) = residual(shape, Some((0, axis)));
+            let v = Variant::rw(RwParam::Vector);
+            let egraph = run(g, &augment_rules(v, InitMode::Identity).unwrap());
+            assert!(holds(
+                &egraph,
+                root,
+                "(laurel-rw $f $x laurel.0.alpha laurel.0.beta)"
+            ));
+            assert_eq!(
+                param_type(&egraph, "laurel.0.alpha"),
+                Some(coefficient.clone())
+            );
+            assert_eq!(
+                specs(&egraph),
+                [
+                    (
+                        "laurel.0.alpha".to_owned(),
+                        Role::Coefficient(Coefficient::Alpha),
+                        Some(coefficient.clone()),
+                        Init::Constant(1.0)
+                    ),
+                    (
+                        "laurel.0.beta".to_owned(),
+                        Role::Coefficient(Coefficient::Beta),
+                        Some(coefficient),
+                        Init::Constant(1.0)
+                    ),
+                ]
+            );
+        }
+        // D must be a known number.
+        let (g, root) = residual(vec![Dim::Fixed(2), Dim::Sym("D".into())], Some((0, 1)));
+        let egraph = run(
+            g,
+            &augment_rules(Variant::rw(RwParam::Vector), InitMode::Identity).unwrap(),
+        );
+        assert_eq!(egraph[root].nodes.len(), 1);
+        assert_eq!(
+            egraph.analysis.refusals().values().next(),
+            Some(&Refusal::Channels)
+        );
+        assert!(
+            specs(&egraph).is_empty(),
+            "a refused match records no parameter"
+        );
+    }
+
+    #[test]
+    fn softmax_and_sigmoid_rw_report_their_logits_and_derive_the_coefficients() {
+        use crate::params::Derivation;
+        let (g, root) = residual(fixed(&[2, 8]), Some((4, 1)));
+        let egraph = run(
+            g,
+            &augment_rules(Variant::rw(RwParam::Softmax), InitMode::Random).unwrap(),
+        );
+        assert!(holds(
+            &egraph,
+            root,
+            "(laurel-rw $f $x laurel.4.alpha laurel.4.beta)"
+        ));
+        let derived = Init::Derived(Derivation::Softmax);
+        let normal = Init::Normal { std: 0.5 };
+        assert_eq!(
+            specs(&egraph),
+            [
+                (
+                    "laurel.4.alpha".to_owned(),
+                    Role::Coefficient(Coefficient::Alpha),
+                    Some(vec![]),
+                    derived
+                ),
+                (
+                    "laurel.4.beta".to_owned(),
+                    Role::Coefficient(Coefficient::Beta),
+                    Some(vec![]),
+                    derived
+                ),
+                (
+                    "laurel.4.a".to_owned(),
+                    Role::SoftmaxLogit(Coefficient::Alpha),
+                    Some(vec![]),
+                    normal
+                ),
+                (
+                    "laurel.4.b".to_owned(),
+                    Role::SoftmaxLogit(Coefficient::Beta),
+                    Some(vec![]),
+                    normal
+                ),
+            ]
+        );
+        // The logits are no leaves of the term.
+        assert!(param_type(&egraph, "laurel.4.a").is_none());
+        let (g, _) = residual(fixed(&[2, 8]), Some((0, 1)));
+        let egraph = run(
+            g,
+            &augment_rules(Variant::rw(RwParam::Sigmoid), InitMode::Identity).unwrap(),
+        );
+        let roles: Vec<(String, Init)> = specs(&egraph).into_iter().map(|s| (s.0, s.3)).collect();
+        assert_eq!(
+            roles,
+            [
+                (
+                    "laurel.0.alpha".to_owned(),
+                    Init::Derived(Derivation::Sigmoid)
+                ),
+                (
+                    "laurel.0.beta".to_owned(),
+                    Init::Derived(Derivation::Sigmoid)
+                ),
+                ("laurel.0.p".to_owned(), Init::Constant(0.0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_parameter_of_rw_lr_pa_has_its_role() {
+        let s = fixed(&[4, 8]);
+        let (g, _) = residual_with_states(&s, 0, 1, std::slice::from_ref(&s));
+        let egraph = run_variant(g, variant(true, Some(rank(2)), Some(None)));
+        let got: Vec<(String, Role, Option<Shape>)> = specs(&egraph)
+            .into_iter()
+            .map(|s| (s.0, s.1, s.2))
+            .collect();
+        let want = [
+            ("alpha", Role::Coefficient(Coefficient::Alpha), vec![]),
+            ("beta", Role::Coefficient(Coefficient::Beta), vec![]),
+            ("gamma0", Role::Gamma(0), vec![]),
+            ("gamma1", Role::Gamma(1), vec![]),
+            ("A0", Role::Down(Map::State(0)), fixed(&[8, 2])),
+            ("A1", Role::Down(Map::State(1)), fixed(&[8, 2])),
+            ("B0", Role::Up(Map::State(0)), fixed(&[2, 8])),
+            ("B1", Role::Up(Map::State(1)), fixed(&[2, 8])),
+        ];
+        let want: Vec<(String, Role, Option<Shape>)> = want
+            .into_iter()
+            .map(|(n, r, s)| (format!("laurel.0.{n}"), r, Some(s)))
+            .collect();
+        assert_eq!(got, want);
+        // LR+PA with a low-rank h: LR's A, B and PA's hA, hB are apart.
+        let (g, _) = residual_with_states(&s, 0, 1, std::slice::from_ref(&s));
+        let egraph = run_variant(g, variant(false, Some(rank(3)), Some(Some(rank(2)))));
+        let roles: Vec<(String, Role)> = specs(&egraph).into_iter().map(|s| (s.0, s.1)).collect();
+        assert!(
+            roles.contains(&("laurel.0.hA".to_owned(), Role::Down(Map::SharedH))),
+            "{roles:?}"
+        );
+        assert!(
+            roles.contains(&("laurel.0.B".to_owned(), Role::Up(Map::Lr))),
+            "{roles:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_variant_is_refused_when_the_rule_is_built() {
+        let empty = Variant {
+            rw: None,
+            lr: None,
+            pa: None,
+        };
+        assert!(augment_rule(empty, InitMode::Identity).is_err());
     }
 }

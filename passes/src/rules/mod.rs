@@ -41,7 +41,7 @@ use crate::checked::CheckedPattern;
 use crate::lang::TensorLang;
 use crate::target::Capabilities;
 
-pub use augment::{Variant, augment_rules};
+pub use augment::augment_rules;
 pub use expand::expand_rules;
 pub use scale::scale_rules;
 

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a check failed, 2 bad input or usage.
 
 use std::collections::BTreeMap;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -46,9 +47,9 @@ struct CompileArgs {
     /// Write initializers of at least 1 KiB to `OUT.data` (automatic above 2 GiB).
     #[arg(long)]
     external_data: bool,
-    /// The `LAuReL` variant: rw, lr, pa, rw+lr, rw+pa, lr+pa or rw+lr+pa.
-    #[arg(long, default_value = "rw")]
-    variant: String,
+    /// The `LAuReL` variant.
+    #[arg(long, default_value = "rw", value_parser = NamedValues::<VariantArg>::new())]
+    variant: VariantArg,
     /// The rank r of LR (and of rw+lr+pa's per-state maps).
     #[arg(long, default_value_t = 4)]
     rank: u64,
@@ -58,12 +59,12 @@ struct CompileArgs {
     /// The rank of PA's shared map h; 0 makes h the identity.
     #[arg(long, default_value_t = 0)]
     pa_rank: u64,
-    /// How RW's α and β are parametrised: raw, softmax or sigmoid.
-    #[arg(long, default_value = "softmax")]
-    rw_param: String,
-    /// Initial values: identity (function-preserving) or random.
-    #[arg(long, default_value = "identity")]
-    init: String,
+    /// How RW's α and β are parametrised.
+    #[arg(long, default_value = "softmax", value_parser = NamedValues::<RwParamArg>::new())]
+    rw_param: RwParamArg,
+    /// Initial values.
+    #[arg(long, default_value = "identity", value_parser = NamedValues::<InitArg>::new())]
+    init: InitArg,
     /// Seed of random initial values.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -363,12 +364,8 @@ fn compile(a: &CompileArgs) -> Result<()> {
         bail!("usage: laurelc MODEL -o OUT (see --help)");
     };
     let augment = laurelc::augment::AugmentOptions {
-        variant: a.variant.parse().map_err(anyhow::Error::msg)?,
-        rank: a.rank,
-        pa_window: a.pa_window,
-        pa_rank: a.pa_rank,
-        rw_param: a.rw_param.parse().map_err(anyhow::Error::msg)?,
-        init: a.init.parse().map_err(anyhow::Error::msg)?,
+        variant: variant_of(a)?,
+        init: a.init.0,
         seed: a.seed,
         include_projection: a.include_projection,
         blocks: a
@@ -448,6 +445,148 @@ fn compile(a: &CompileArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The variant `--variant` names, with the parameters of `--rank`,
+/// `--pa-window`, `--pa-rank` and `--rw-param` (each checked only where the
+/// variant uses it).
+fn variant_of(a: &CompileArgs) -> Result<laurel_passes::Variant> {
+    let mut v = a.variant.0.with_rw_param(a.rw_param.0);
+    if v.lr.is_some() {
+        v = v.with_rank(NonZeroU64::new(a.rank).context("--rank must be at least 1")?);
+    }
+    if v.pa.is_some() {
+        v = v.with_pa(laurel_passes::variant::Pa {
+            window: NonZeroUsize::new(a.pa_window).context("--pa-window must be at least 1")?,
+            h: NonZeroU64::new(a.pa_rank),
+        });
+    }
+    Ok(v)
+}
+
+/// A clap value enum over a library type: the values are `$all`, named by
+/// `$name` and explained by `$help`, so `--help` lists them and shells
+/// complete them; a value that is none of them is refused with `$unknown`'s
+/// message (the library's own, e.g. `unknown variant …`), through
+/// [`NamedValues`].
+macro_rules! value_enum {
+    ($(#[$doc:meta])* $arg:ident($ty:ty), $all:expr, $name:expr, $help:expr, $unknown:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        struct $arg($ty);
+
+        impl clap::ValueEnum for $arg {
+            fn value_variants<'a>() -> &'a [Self] {
+                static ALL: std::sync::LazyLock<Vec<$arg>> =
+                    std::sync::LazyLock::new(|| $all.into_iter().map($arg).collect());
+                &ALL
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                let name: fn(&$ty) -> &'static str = $name;
+                let help: fn(&$ty) -> String = $help;
+                Some(clap::builder::PossibleValue::new(name(&self.0)).help(help(&self.0)))
+            }
+        }
+
+        impl Unknown for $arg {
+            fn unknown(value: &str) -> String {
+                let unknown: fn(&str) -> String = $unknown;
+                unknown(value)
+            }
+        }
+
+    };
+}
+
+/// The message for a value a [`value_enum!`] type does not know.
+trait Unknown {
+    fn unknown(value: &str) -> String;
+}
+
+/// Parses a [`clap::ValueEnum`] by its values' names, listing them for help
+/// and completion like clap's own enum parser, with the library's message
+/// for anything else.
+#[derive(Clone)]
+struct NamedValues<T>(std::marker::PhantomData<T>);
+
+impl<T> NamedValues<T> {
+    fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T: clap::ValueEnum + Unknown + Clone + Send + Sync + 'static> clap::builder::TypedValueParser
+    for NamedValues<T>
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        T::value_variants()
+            .iter()
+            .find(|v| {
+                v.to_possible_value()
+                    .is_some_and(|p| p.matches(&text, false))
+            })
+            .cloned()
+            .ok_or_else(|| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("{}\n", T::unknown(&text)),
+                )
+            })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            T::value_variants()
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value),
+        ))
+    }
+}
+
+value_enum!(
+    /// `--variant`: the seven variants of the paper.
+    VariantArg(laurel_passes::Variant),
+    laurel_passes::Variant::NAMED,
+    |v| v.name(),
+    |v| v.equation().to_owned(),
+    |s| match s.parse::<laurel_passes::Variant>() {
+        Err(e) => e.to_string(),
+        Ok(_) => format!(
+            "`{s}`: give the variant by name; its parameters come from --rank, --pa-window, --pa-rank and --rw-param"
+        ),
+    }
+);
+value_enum!(
+    /// `--rw-param`.
+    RwParamArg(laurel_passes::RwParam),
+    laurel_passes::RwParam::ALL,
+    |p| p.name(),
+    |p| p.help().to_owned(),
+    |s| format!("unknown --rw-param `{s}` (expected raw, softmax, sigmoid or vector)")
+);
+value_enum!(
+    /// `--init`.
+    InitArg(laurel_passes::InitMode),
+    laurel_passes::InitMode::ALL,
+    |m| m.name(),
+    |m| match m {
+        laurel_passes::InitMode::Identity => {
+            "function-preserving values (γ = 0, B = 0, α = β = 1)".to_owned()
+        }
+        laurel_passes::InitMode::Random => "seeded non-trivial values, for tests".to_owned(),
+    },
+    |s| format!("unknown --init `{s}` (expected identity or random)")
+);
 
 fn fuse(a: &FuseArgs) -> Result<()> {
     laurelc::pipeline::guard_output(&a.model, &a.output, a.force)?;
