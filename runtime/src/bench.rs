@@ -1,7 +1,7 @@
 //! Interleaved benchmarks: how long models take on tract, relative to a baseline
 //! measured in the same run.
 //!
-//! [`bench_files`] loads N models with the same [`LoadOptions`]; [`bench`] takes them
+//! [`bench_files`] loads N models with the same [`LoadOptions`]; [`bench()`] takes them
 //! loaded. The first model is the **baseline**. One set of inputs is made for all of
 //! them: the tensors the caller gives, and seeded random values
 //! ([`random_inputs`]) for the other inputs *declared by the baseline*. Every other
@@ -55,7 +55,7 @@ use crate::model::{LoadOptions, ModelSource};
 use crate::random::random_inputs;
 use crate::runnable::Runnable;
 
-/// Options of [`bench`] and [`bench_files`].
+/// Options of [`bench()`] and [`bench_files`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct BenchOptions {
     /// Timed rounds (samples per model). 0 counts as 1.
@@ -233,7 +233,7 @@ pub fn round_order(round: usize, models: usize, rotate: bool) -> impl Iterator<I
     (0..models).map(move |k| (start + k) % models)
 }
 
-/// The timing loop behind [`bench`], generic so that it can be tested with a fake
+/// The timing loop behind [`bench()`], generic so that it can be tested with a fake
 /// clock: `opts.warmup` untimed rounds, then `max(opts.runs, 1)` timed rounds, each
 /// running models `0..models` in [`round_order`]. For each run it calls
 /// `prepare(model)` (untimed; e.g. copying the inputs), reads `now()`, calls
@@ -297,7 +297,7 @@ pub struct BenchModel {
     pub timing: Timing,
 }
 
-/// The result of [`bench`].
+/// The result of [`bench()`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchReport {
     /// Timed rounds (samples per model).
@@ -468,14 +468,14 @@ pub fn bench(
     bench_loads(&loaded, given, &BenchOptions { loads: 1, ..*opts })
 }
 
-/// [`bench`] for models loaded several times each (`models[i].1`, the loads of model
+/// [`bench()`] for models loaded several times each (`models[i].1`, the loads of model
 /// `i`, not empty): the `k`-th run of a model (warm-up and check runs included) uses
 /// its load `k mod loads`, so that its samples span every load. The report's `loads`
 /// is the most loads of a model.
 ///
-/// Errors: those of [`bench`]; a model without a load is
+/// Errors: those of [`bench()`]; a model without a load is
 /// [`RuntimeError::UnsupportedModel`].
-/// Cost: as [`bench`], plus one check run of every load.
+/// Cost: as [`bench()`], plus one check run of every load.
 pub fn bench_loads(
     models: &[(String, Vec<Runnable>)],
     given: &[(String, Tensor)],
@@ -588,8 +588,8 @@ pub fn bench_loads(
 /// `given` tensors are added to `load.shapes` (replacing entries of the same name),
 /// so that given tensors size the models as in `laurelc run`.
 ///
-/// Errors: those of [`crate::load()`] for any file, then those of [`bench`].
-/// Cost: loading (and optimising) every model, then as [`bench`].
+/// Errors: those of [`crate::load()`] for any file, then those of [`bench()`].
+/// Cost: loading (and optimising) every model, then as [`bench()`].
 pub fn bench_files<P: AsRef<Path>>(
     paths: &[P],
     load: &LoadOptions,

@@ -22,7 +22,7 @@
 //! Modules: [`model`] (sources, options, declared inputs), [`load`](mod@load) (the loader
 //! strategy ladder), [`runnable`] (running), [`infer`] (shape inference),
 //! [`npy`] and [`tensor_pb`] (tensor files), [`random`], [`stats`], [`compare`](mod@compare),
-//! [`ops`] (custom op registration), [`bench`] and [`profile`](mod@profile) (timing),
+//! [`ops`] (custom op registration), [`bench`](mod@bench) and [`profile`](mod@profile) (timing),
 //! [`error`].
 
 pub mod bench;

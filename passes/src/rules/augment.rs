@@ -35,7 +35,7 @@
 //! The parameters are per block: the applier reads the block `k` from the
 //! matched class's tag ([`crate::graph::TensorGraph::tag_block`], which the
 //! lowering sets from its residual analysis), names them `laurel.k.<name>`
-//! from their roles ([`param_name`]), declares their types in the leaf
+//! from their roles (`param_name`), declares their types in the leaf
 //! table before the checked instantiation, and records a
 //! [`ParamSpec`] for each on success (RW's softmax and sigmoid logits too,
 //! which are no leaves of the term: α and β are computed from them). RW's α
