@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod augment;
+pub mod build;
 pub mod check;
 pub mod error;
 pub mod fsutil;

@@ -17,7 +17,7 @@ use laurel_passes::block::{BlockId, Layout};
 use laurel_passes::lang::ParamRef;
 use laurel_passes::params::{Coefficient, Derivation, Init, ParamSpec, Role};
 use laurel_passes::shape::{DType, Dim, TensorType};
-use onnx_protobuf::{NodeProto, TensorProto};
+use onnx_protobuf::NodeProto;
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef;
@@ -26,8 +26,9 @@ use super::init;
 use super::{AugmentOptions, BlockReport, ParamReport};
 use crate::analysis::Residual;
 use crate::analysis::flops::op_flops_with_elementwise;
+use crate::build::GraphBuilder;
 use crate::error::{Error, Result};
-use crate::ir::{Edge, Graph, Initializer, Model, Node, OpNode};
+use crate::ir::{Edge, Model, Node};
 
 fn err(message: impl Into<String>) -> Error {
     Error::Augment {
@@ -35,34 +36,21 @@ fn err(message: impl Into<String>) -> Error {
     }
 }
 
-/// Builds new nodes into a graph, tracking value producers.
+/// The augmentation's use of the builder: new ops at the removed add's place,
+/// named `laurel.<block>/<Op>_<i>` (their outputs too, unless named).
 struct Builder<'g> {
-    g: &'g mut Graph,
-    producers: HashMap<String, (NodeIndex, usize)>,
-    /// Where new ops go in `op_order`.
-    insert_at: usize,
-    counter: usize,
-    /// The op nodes built, in order.
-    created: Vec<NodeIndex>,
+    b: GraphBuilder<'g>,
+    /// The anchor of the ops built now: the position of the add they replace.
+    anchor: usize,
 }
 
 impl Builder<'_> {
     fn initializer(&mut self, name: &str, dims: &[i64], values: &[f32]) -> String {
-        if !self.producers.contains_key(name) {
-            let proto = TensorProto {
-                name: name.into(),
-                dims: dims.to_vec(),
-                data_type: 1,
-                raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ..TensorProto::default()
-            };
-            let n = self.g.add_initializer(Initializer {
-                proto,
-                external: None,
-            });
-            self.producers.insert(name.into(), (n, 0));
-        }
-        name.into()
+        self.b.f32_initializer(name, dims, values)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.b.producer(name).is_some()
     }
 
     fn op(
@@ -72,40 +60,19 @@ impl Builder<'_> {
         inputs: &[&str],
         output: Option<&str>,
     ) -> Result<(NodeIndex, String)> {
-        self.counter += 1;
-        let out = output.map_or_else(
-            || format!("laurel.{block}/{op_type}_{}", self.counter),
-            ToString::to_string,
-        );
+        let name = self.b.new_node_name(&format!("laurel.{block}"), op_type);
+        let out = output.map_or_else(|| name.clone(), ToString::to_string);
         let proto = NodeProto {
             op_type: op_type.into(),
-            name: format!("laurel.{block}/{op_type}_{}", self.counter),
+            name,
             output: vec![out.clone()],
             ..NodeProto::default()
         };
-        let n = self.g.dag.add_node(Node::Op(OpNode {
-            proto,
-            num_inputs: inputs.len(),
-        }));
-        for (slot, name) in inputs.iter().enumerate() {
-            let &(src, src_slot) = self
-                .producers
-                .get(*name)
-                .ok_or_else(|| err(format!("no producer for `{name}` while lifting")))?;
-            self.g.dag.add_edge(
-                src,
-                n,
-                Edge {
-                    name: (*name).to_string(),
-                    src_slot,
-                    dst_slot: Some(slot),
-                },
-            );
-        }
-        self.g.op_order.insert(self.insert_at, n);
-        self.insert_at += 1;
-        self.created.push(n);
-        self.producers.insert(out.clone(), (n, 0));
+        let inputs: Vec<String> = inputs.iter().map(|s| (*s).to_owned()).collect();
+        let n = self
+            .b
+            .op(proto, &inputs, self.anchor)
+            .map_err(|e| err(format!("{e} while lifting")))?;
         Ok((n, out))
     }
 }
@@ -141,7 +108,7 @@ fn data_type(spec: &ParamSpec) -> Result<i32> {
 /// channel-first block gets the trailing 1s of a 1×1 convolution's weight.
 fn tensor_param(b: &mut Builder<'_>, spec: &ParamSpec, rank: usize, seed: u64) -> Result<String> {
     let name = spec.param.to_string();
-    if b.producers.contains_key(&name) {
+    if b.has(&name) {
         return Ok(name);
     }
     data_type(spec)?;
@@ -181,7 +148,7 @@ fn param(
         return tensor_param(b, spec, rank, seed);
     };
     let full = p.to_string();
-    if b.producers.contains_key(&full) {
+    if b.has(&full) {
         return Ok(full);
     }
     let Role::Coefficient(which) = spec.role else {
@@ -231,18 +198,9 @@ pub fn lift(
     report: &laurel_passes::AugmentReport,
     opts: &AugmentOptions,
 ) -> Result<Vec<BlockReport>> {
-    let g = &mut model.graph;
-    let producers: HashMap<String, (NodeIndex, usize)> = g
-        .producers()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
     let mut b = Builder {
-        g,
-        producers,
-        insert_at: 0,
-        counter: 0,
-        created: Vec::new(),
+        b: GraphBuilder::new(&mut model.graph),
+        anchor: 0,
     };
     let specs = Specs::new(&report.params);
     let expr = &report.expr;
@@ -252,25 +210,20 @@ pub fn lift(
     let mut blocks = Vec::new();
     for (&(k, r), &root) in residuals.iter().zip(&report.roots) {
         // Take the add out, remembering its consumers and its place.
-        let out_name = b.g.dag[r.node]
+        let g = b.b.graph();
+        let out_name = g.dag[r.node]
             .outputs()
             .first()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let consumers: Vec<(NodeIndex, Edge)> =
-            b.g.dag
-                .edges_directed(r.node, Direction::Outgoing)
-                .map(|e| (e.target(), e.weight().clone()))
-                .collect();
-        b.insert_at =
-            b.g.op_order
-                .iter()
-                .position(|&n| n == r.node)
-                .unwrap_or(b.g.op_order.len());
-        b.g.op_order.retain(|&n| n != r.node);
-        b.g.dag.remove_node(r.node);
-        b.producers.remove(&out_name);
-        let first_op = b.created.len();
+        let consumers: Vec<(NodeIndex, Edge)> = g
+            .dag
+            .edges_directed(r.node, Direction::Outgoing)
+            .map(|e| (e.target(), e.weight().clone()))
+            .collect();
+        b.anchor = b.b.position(r.node).unwrap_or(usize::MAX);
+        b.b.remove_op(r.node);
+        let first_op = b.b.created_count();
         let rank = r.shape.len();
         // Post-order over the term under `root` (children come first in a RecExpr).
         let mut order = Vec::new();
@@ -330,12 +283,12 @@ pub fn lift(
                 "block {k}: the term's root is a leaf, not an op"
             )));
         }
-        let &(root_node, _) = b
-            .producers
-            .get(&out_name)
-            .ok_or_else(|| err("lost the root"))?;
+        if b.b.producer(&out_name).is_none() {
+            return Err(err("lost the root"));
+        }
         for (target, edge) in consumers {
-            b.g.dag.add_edge(root_node, target, edge);
+            b.b.connect(target, edge)
+                .map_err(|e| err(format!("{e} while lifting")))?;
         }
         let block = u32::try_from(k).unwrap_or(u32::MAX);
         let mine: Vec<&ParamSpec> = report
@@ -348,7 +301,7 @@ pub fn lift(
             .iter()
             .map(|s| {
                 let name = s.param.to_string();
-                let dims = match b.producers.get(&name).map(|&(n, _)| &b.g.dag[n]) {
+                let dims = match b.b.producer(&name).map(|(n, _)| &b.b.graph().dag[n]) {
                     Some(Node::Initializer(i)) => i.proto.dims.clone(),
                     _ => Vec::new(),
                 };
@@ -359,7 +312,8 @@ pub fn lift(
                 }
             })
             .collect();
-        let flops = block_flops(&b, &b.created[first_op..], &types, r);
+        let created: Vec<NodeIndex> = b.b.created().skip(first_op).collect();
+        let flops = block_flops(&b.b, &created, &types, r);
         blocks.push(BlockReport {
             block,
             node: r.name.clone(),
@@ -368,6 +322,8 @@ pub fn lift(
             params,
         });
     }
+    // The ops are placed; which they are, the block reports say.
+    let _ = b.b.finish();
     Ok(blocks)
 }
 
@@ -376,17 +332,17 @@ pub fn lift(
 /// derived coefficients' intermediates, initializers) is typed from the
 /// graph: initializers by their dims, anything else as a scalar.
 fn block_flops(
-    b: &Builder<'_>,
+    b: &GraphBuilder<'_>,
     created: &[NodeIndex],
     types: &HashMap<String, TensorType>,
     r: &Residual,
 ) -> u64 {
-    let g = &*b.g;
+    let g = b.graph();
     let type_of = |name: &str| -> TensorType {
         if let Some(t) = types.get(name) {
             return t.clone();
         }
-        match b.producers.get(name).map(|&(n, _)| &g.dag[n]) {
+        match b.producer(name).map(|(n, _)| &g.dag[n]) {
             Some(Node::Initializer(i)) => crate::analysis::types::initializer_type(&i.proto),
             _ => TensorType::new(Vec::new(), DType::F32),
         }

@@ -27,13 +27,13 @@ use laurel_passes::lang::Scalar;
 use laurel_passes::semantics::OpSemantics;
 use laurel_passes::shape::DType;
 use laurel_passes::{FuseReport, TensorLang};
-use laurel_runtime::ops::laurel_residual;
 use onnx_protobuf::{AttributeProto, NodeProto, TensorProto};
 use petgraph::stable_graph::NodeIndex;
 
 use super::lower::Lowered;
+use crate::build::GraphBuilder;
 use crate::error::{Error, Result};
-use crate::ir::{Edge, Graph, Initializer, Model, Node, OpNode};
+use crate::ir::{Edge, Graph, Model, Node};
 
 fn err(message: impl Into<String>) -> Error {
     Error::Fuse {
@@ -55,45 +55,22 @@ fn scalar_bytes(dtype: Option<&DType>, value: &Scalar) -> Result<(i32, Vec<u8>)>
     }
 }
 
+/// Fusion's use of the builder: shared constants and identities, and the
+/// names of fused values.
 struct Lifter<'a> {
-    g: &'a mut Graph,
-    producers: HashMap<String, (NodeIndex, usize)>,
-    used: HashSet<String>,
+    b: GraphBuilder<'a>,
     consts: HashMap<(Scalar, i32), String>,
     eyes: HashMap<(Vec<i64>, i32), String>,
     int64s: HashMap<Vec<i64>, String>,
     /// The model's default-domain opset (`Slice` takes its indices as
     /// inputs from opset 10, as attributes before).
     opset: i64,
-    counter: usize,
-    /// New op nodes with their order anchors.
-    anchors: Vec<(NodeIndex, usize)>,
-    /// Node names in use.
-    node_names: HashSet<String>,
 }
 
 impl Lifter<'_> {
-    /// `base` if unused, else `base.fused<k>` for the first free `k ≥ 2`.
-    fn node_name(&mut self, base: &str) -> String {
-        let mut name = base.to_owned();
-        let mut k = 2;
-        while self.node_names.contains(&name) {
-            name = format!("{base}.fused{k}");
-            k += 1;
-        }
-        self.node_names.insert(name.clone());
-        name
-    }
-
     /// `fuse/<op>_<k>` for the first free `k`.
     fn new_node_name(&mut self, op_type: &str) -> String {
-        loop {
-            self.counter += 1;
-            let name = format!("fuse/{op_type}_{}", self.counter);
-            if self.node_names.insert(name.clone()) {
-                return name;
-            }
-        }
+        self.b.new_node_name("fuse", op_type)
     }
 
     fn fresh(&mut self, base: &str) -> String {
@@ -112,11 +89,10 @@ impl Lifter<'_> {
         };
         let mut name = format!("{base}.fused");
         let mut k = 2;
-        while self.used.contains(&name) {
+        while !self.b.claim(&name) {
             name = format!("{base}.fused.{k}");
             k += 1;
         }
-        self.used.insert(name.clone());
         name
     }
 
@@ -125,8 +101,8 @@ impl Lifter<'_> {
         if let Some(name) = self.consts.get(&(value.clone(), data_type)) {
             return Ok(name.clone());
         }
-        let name = self.free_name("fuse.const", self.consts.len());
-        self.add_initializer(TensorProto {
+        let name = self.b.free_name("fuse.const", self.consts.len());
+        self.b.initializer(TensorProto {
             name: name.clone(),
             data_type,
             raw_data: raw,
@@ -134,18 +110,6 @@ impl Lifter<'_> {
         });
         self.consts.insert((value.clone(), data_type), name.clone());
         Ok(name)
-    }
-
-    /// `base_k` for the first `k ≥ start` not in use, now in use.
-    fn free_name(&mut self, base: &str, start: usize) -> String {
-        let mut k = start;
-        let mut name = format!("{base}_{k}");
-        while self.used.contains(&name) {
-            k += 1;
-            name = format!("{base}_{k}");
-        }
-        self.used.insert(name.clone());
-        name
     }
 
     /// The identity channel-map weight of shape `dims` (`[d, d]` or
@@ -167,8 +131,8 @@ impl Lifter<'_> {
                 raw.extend_from_slice(if i == j { &one } else { &zero });
             }
         }
-        let name = self.free_name(&format!("fuse.eye{d}"), 0);
-        self.add_initializer(TensorProto {
+        let name = self.b.free_name(&format!("fuse.eye{d}"), 0);
+        self.b.initializer(TensorProto {
             name: name.clone(),
             data_type,
             dims: dims.to_vec(),
@@ -184,8 +148,8 @@ impl Lifter<'_> {
         if let Some(name) = self.int64s.get(values) {
             return name.clone();
         }
-        let name = self.free_name("fuse.ints", self.int64s.len());
-        self.add_initializer(TensorProto {
+        let name = self.b.free_name("fuse.ints", self.int64s.len());
+        self.b.initializer(TensorProto {
             name: name.clone(),
             data_type: 7, // INT64
             dims: vec![i64::try_from(values.len()).unwrap_or(i64::MAX)],
@@ -196,42 +160,10 @@ impl Lifter<'_> {
         name
     }
 
-    /// Adds `proto` as an initializer (and as a graph input where the
-    /// model declares its initializers as inputs).
-    fn add_initializer(&mut self, proto: TensorProto) {
-        let name = proto.name.clone();
-        let n = self.g.add_initializer(Initializer {
-            proto,
-            external: None,
-        });
-        self.producers.insert(name, (n, 0));
-    }
-
     fn add_op(&mut self, proto: NodeProto, inputs: &[String], anchor: usize) -> Result<NodeIndex> {
-        let n = self.g.dag.add_node(Node::Op(OpNode {
-            proto,
-            num_inputs: inputs.len(),
-        }));
-        for (slot, name) in inputs.iter().enumerate() {
-            if name.is_empty() {
-                continue;
-            }
-            let &(src, src_slot) = self
-                .producers
-                .get(name)
-                .ok_or_else(|| err(format!("no producer for `{name}`")))?;
-            self.g.dag.add_edge(
-                src,
-                n,
-                Edge {
-                    name: name.clone(),
-                    src_slot,
-                    dst_slot: Some(slot),
-                },
-            );
-        }
-        self.anchors.push((n, anchor));
-        Ok(n)
+        self.b
+            .op(proto, inputs, anchor)
+            .map_err(|e| err(e.to_string()))
     }
 }
 
@@ -375,13 +307,10 @@ fn fusion_op(
                     _ => operand(pair[1])?,
                 });
             }
-            let coefficients =
-                attribute(laurel_residual::COEFFICIENTS, AttributeType::FLOATS, |a| {
-                    a.floats = coefficients;
-                });
-            let mut proto = op(laurel_residual::OP_TYPE, vec![coefficients]);
-            proto.domain = laurel_residual::DOMAIN.into();
-            Ok((proto, inputs))
+            Ok((
+                crate::build::laurel_residual(String::new(), String::new(), coefficients, 0),
+                inputs,
+            ))
         }
         other => Err(err(format!("`{other}` is not a fusion term"))),
     }
@@ -410,46 +339,20 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
             }
         }
     }
-    // Take the lowered ops out, keeping their protos.
-    let mut protos: HashMap<u32, (NodeProto, usize, Vec<Option<String>>)> = HashMap::new();
-    for (&no, op) in &lowered.ops {
-        if let Some(Node::Op(o)) = g.dag.remove_node(op.node) {
-            protos.insert(no, (o.proto, op.position, op.inputs.clone()));
-        }
-    }
-    let removed: HashSet<NodeIndex> = lowered.ops.values().map(|o| o.node).collect();
-    let kept_order: Vec<(NodeIndex, usize)> = g
-        .op_order
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| !removed.contains(n))
-        .map(|(i, &n)| (n, i))
-        .collect();
-    let producers: HashMap<String, (NodeIndex, usize)> = g
-        .producers()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    let used: HashSet<String> = producers.keys().cloned().collect();
-    let node_names: HashSet<String> = g
-        .op_order
-        .iter()
-        .filter(|n| !removed.contains(n))
-        .filter_map(|&n| g.dag[n].as_op().map(|o| o.proto.name.clone()))
-        .filter(|n| !n.is_empty())
-        .collect();
     let mut l = Lifter {
-        node_names,
-        g,
-        producers,
-        used,
+        b: GraphBuilder::new(g),
         consts: HashMap::new(),
         eyes: HashMap::new(),
         int64s: HashMap::new(),
         opset,
-        counter: 0,
-        anchors: Vec::new(),
     };
+    // Take the lowered ops out, keeping their protos; their names are free again.
+    let mut protos: HashMap<u32, (NodeProto, usize, Vec<Option<String>>)> = HashMap::new();
+    for (&no, op) in &lowered.ops {
+        if let Some(o) = l.b.remove_op(op.node) {
+            protos.insert(no, (o.proto, op.position, op.inputs.clone()));
+        }
+    }
 
     // Original names by final class, in lowering order.
     let mut names_of: HashMap<Id, Vec<&str>> = HashMap::new();
@@ -485,7 +388,7 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
             TensorLang::Value(v) if v.name() == want => {}
             TensorLang::Value(_) | TensorLang::Num(_) => identities.push((i, want.clone())),
             _ if value_names[i].is_none() => {
-                l.used.insert(want.clone());
+                l.b.claim(want);
                 value_names[i] = Some(want.clone());
             }
             _ if value_names[i].as_deref() == Some(want.as_str()) => {}
@@ -508,9 +411,9 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
         if value_names[i].is_none() && !matches!(node, TensorLang::Value(_) | TensorLang::Num(_)) {
             let free = names_of
                 .get(&class)
-                .and_then(|ns| ns.iter().find(|n| !l.used.contains(**n)));
+                .and_then(|ns| ns.iter().find(|n| !l.b.is_used(n)));
             let name = if let Some(n) = free {
-                l.used.insert((*n).to_owned());
+                l.b.claim(n);
                 (*n).to_owned()
             } else {
                 let base = if let TensorLang::Onnx(op, _) = node {
@@ -543,7 +446,7 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
             .and_then(|n| origin.get(n).copied());
         match node {
             TensorLang::Value(v) => {
-                if !l.producers.contains_key(v.name()) {
+                if l.b.producer(v.name()).is_none() {
                     return Err(err(format!("no producer for `{}`", v.name())));
                 }
                 value_names[i] = Some(v.name().to_owned());
@@ -572,7 +475,7 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                 }
                 let out = value_names[i].clone().unwrap_or_default();
                 let name = match produced_by.get(&(out.as_str(), op_type)) {
-                    Some(original) if !original.is_empty() => l.node_name(original),
+                    Some(original) if !original.is_empty() => l.b.node_name(original),
                     _ => l.new_node_name(op_type),
                 };
                 let proto = NodeProto {
@@ -587,8 +490,7 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                 if scale && !report.data[i].weight && root_positions.contains(&i) {
                     lifted.carried.push(n);
                 }
-                lifted.types.push((out.clone(), report.data[i].ty()));
-                l.producers.insert(out, (n, 0));
+                lifted.types.push((out, report.data[i].ty()));
                 anchor_of[i] = anchor;
             }
             TensorLang::Compose(_)
@@ -608,9 +510,8 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                 proto.name = l.new_node_name(&proto.op_type);
                 proto.output = vec![out.clone()];
                 let anchor = own_anchor.unwrap_or(child_anchor);
-                let n = l.add_op(proto, &inputs, anchor)?;
-                lifted.types.push((out.clone(), report.data[i].ty()));
-                l.producers.insert(out, (n, 0));
+                l.add_op(proto, &inputs, anchor)?;
+                lifted.types.push((out, report.data[i].ty()));
                 anchor_of[i] = anchor;
             }
             TensorLang::Onnx(op, ch) => {
@@ -621,13 +522,13 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                 let out = value_names[i].clone().unwrap_or_default();
                 let key = (op.node(), ch.clone());
                 if let Some(&n) = built.get(&key) {
-                    if let Node::Op(o) = &mut l.g.dag[n]
+                    if let Node::Op(o) = &mut l.b.graph_mut().dag[n]
                         && let Some(s) = o.proto.output.get_mut(slot)
                     {
                         s.clone_from(&out);
                     }
-                    lifted.types.push((out.clone(), report.data[i].ty()));
-                    l.producers.insert(out, (n, slot));
+                    l.b.set_producer(&out, n, slot);
+                    lifted.types.push((out, report.data[i].ty()));
                     anchor_of[i] = *position;
                     continue;
                 }
@@ -690,11 +591,10 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
                     .collect();
                 new.output = outputs;
                 if !new.name.is_empty() {
-                    new.name = l.node_name(&proto.name);
+                    new.name = l.b.node_name(&proto.name);
                 }
                 let n = l.add_op(new, &inputs, *position)?;
-                lifted.types.push((out.clone(), report.data[i].ty()));
-                l.producers.insert(out, (n, slot));
+                lifted.types.push((out, report.data[i].ty()));
                 built.insert(key, n);
                 anchor_of[i] = *position;
             }
@@ -717,28 +617,19 @@ pub fn lift(model: &mut Model, lowered: &Lowered, report: &FuseReport) -> Result
             ..NodeProto::default()
         };
         let anchor = anchor_of[i];
-        let n = l.add_op(proto, &[input], anchor)?;
-        lifted.types.push((want.clone(), report.data[i].ty()));
-        l.producers.insert(want, (n, 0));
+        l.add_op(proto, &[input], anchor)?;
+        lifted.types.push((want, report.data[i].ty()));
     }
     for (target, edge) in outgoing {
-        let &(src, src_slot) = l.producers.get(&edge.name).ok_or_else(|| {
+        let name = edge.name.clone();
+        l.b.connect(target, edge).map_err(|_| {
             err(format!(
-                "`{}` is read by an op that stays but was not rebuilt",
-                edge.name
+                "`{name}` is read by an op that stays but was not rebuilt"
             ))
         })?;
-        l.g.dag.add_edge(src, target, Edge { src_slot, ..edge });
     }
     // The preferred order: kept ops where they were, new ops at their anchors.
-    let mut order: Vec<(usize, usize, NodeIndex)> =
-        kept_order.into_iter().map(|(n, pos)| (pos, 0, n)).collect();
-    for (k, &(n, anchor)) in l.anchors.iter().enumerate() {
-        order.push((anchor, k + 1, n));
-    }
-    order.sort_unstable();
-    l.g.op_order = order.into_iter().map(|(_, _, n)| n).collect();
-    lifted.created = l.anchors.iter().map(|&(n, _)| n).collect();
+    lifted.created = l.b.finish();
     Ok(lifted)
 }
 

@@ -31,8 +31,7 @@
 use std::collections::{HashMap, HashSet};
 
 use laurel_runtime::ops::laurel_residual;
-use onnx_protobuf::attribute_proto::AttributeType;
-use onnx_protobuf::{AttributeProto, NodeProto};
+use onnx_protobuf::NodeProto;
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
 use petgraph::visit::EdgeRef as _;
@@ -240,33 +239,9 @@ fn rewrite(
         );
     }
     let k = taken.len();
-    let mut attribute: Vec<AttributeProto> = Vec::new();
-    if new_coefficients
-        .iter()
-        .any(|&c| c.to_bits() != 1f32.to_bits())
-    {
-        attribute.push(AttributeProto {
-            name: laurel_residual::COEFFICIENTS.into(),
-            type_: AttributeType::FLOATS.into(),
-            floats: new_coefficients,
-            ..AttributeProto::default()
-        });
-    }
-    attribute.push(AttributeProto {
-        name: laurel_residual::LOW_RANK.into(),
-        type_: AttributeType::INT.into(),
-        i: i64::try_from(k).unwrap_or(i64::MAX),
-        ..AttributeProto::default()
-    });
     if let Some(Node::Op(o)) = g.dag.node_weight_mut(root) {
-        o.proto = NodeProto {
-            op_type: laurel_residual::OP_TYPE.into(),
-            domain: laurel_residual::DOMAIN.into(),
-            name: proto.name,
-            output: proto.output,
-            attribute,
-            ..NodeProto::default()
-        };
+        let output = proto.output.into_iter().next().unwrap_or_default();
+        o.proto = crate::build::laurel_residual(proto.name, output, new_coefficients, k);
         o.num_inputs = new_inputs.len();
     }
     for &n in &dead {
