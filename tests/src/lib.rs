@@ -2,6 +2,8 @@
 //! third-party data lives, which models to augment, how to check them.
 #![allow(clippy::missing_panics_doc, clippy::unwrap_used)]
 
+pub mod golden;
+
 use std::path::PathBuf;
 
 /// The cache that `fixtures/fetch.py` fills: `$LAURELC_CACHE`, else `~/.cache/laurelc`.
