@@ -29,7 +29,9 @@
 //! - [`mod@fuse`]: [`fuse()`], the fusion pass end to end;
 //! - [`limits`]: [`Limits`] every runner is given and the [`StopReport`] it
 //!   gives back;
-//! - [`target`]: [`Capabilities`], what the runtime of a fused graph can do.
+//! - [`target`]: [`Capabilities`], what the runtime of a fused graph can do;
+//! - [`text`]: a textual form of a lowered graph (declarations and terms),
+//!   for the rule examples and the golden filetests.
 
 pub mod analysis;
 pub mod augment;
@@ -48,6 +50,7 @@ pub mod scalar;
 pub mod semantics;
 pub mod shape;
 pub mod target;
+pub mod text;
 pub mod variant;
 
 pub use augment::{AugmentError, AugmentReport, augment};

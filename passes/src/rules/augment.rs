@@ -1,21 +1,7 @@
 //! Augmentation: each residual add becomes a `LAuReL` term.
 //!
-//! ```text
-//! resadd-to-rw       (resadd ?x ?f)  =>  (laurel-rw ?f ?x laurel.k.alpha laurel.k.beta)
-//!                    x + f  ↦  α·f + β·x                              the identity at α = β = 1
-//! resadd-to-lr       (resadd ?x ?f)  =>  (laurel-lr ?f ?x laurel.k.A laurel.k.B)
-//!                    x + f  ↦  f + x + (x·A)·B                        the identity at B = 0
-//! resadd-to-pa       (resadd ?x ?f)  =>  (laurel-pa ?f ?x γ0 h(x) γ1 h(s1) … )
-//!                    x + f  ↦  f + x + Σ_j γ_j·h(x_{i−j})             the identity at γ = 0
-//! resadd-to-rw-lr    (resadd ?x ?f)  =>  (laurel-rw ?f (+ ?x LR(?x, A, B)) α β)
-//!                    x + f  ↦  α·f + β·(x + (x·A)·B)                  α = β = 1, B = 0
-//! resadd-to-rw-pa    (resadd ?x ?f)  =>  (laurel-rw ?f (+ ?x Σ_j (* γ_j h(s_j))) α β)
-//!                    x + f  ↦  α·f + β·(x + Σ_j γ_j·h(x_{i−j}))       α = β = 1, γ = 0
-//! resadd-to-lr-pa    (resadd ?x ?f)  =>  (laurel-pa (+ ?f LR(?x, A, B)) ?x γ0 h(x) …)
-//!                    x + f  ↦  f + x + (x·A)·B + Σ_j γ_j·h(x_{i−j})   B = 0, γ = 0
-//! resadd-to-rw-lr-pa (resadd ?x ?f)  =>  (laurel-rw ?f (+ ?x Σ_j (* γ_j LR(s_j, A_j, B_j))) α β)
-//!                    x + f  ↦  α·f + β·(x + Σ_j γ_j·(x_{i−j}·A_j)·B_j) (paper Eq. 6) α = β = 1, γ = 0
-//! ```
+//! The rules, one per variant, are [`TOPIC`]'s entries (for the seven named
+//! variants; [`augment_rule`] builds the rule of any variant).
 //!
 //! `LR(v, A, B)` is `(matmul (matmul v A) B)` channel-last and
 //! `(conv1x1 (conv1x1 v A) B)` channel-first. `s_0 = x` and `s_1, s_2, …`
@@ -53,6 +39,7 @@
 
 use egg::{Applier, ENodeOrVar, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var};
 
+use super::entry::{Kind, Pass, Rule, Topic};
 use super::{RuleError, TensorRewrite};
 use crate::analysis::{Leaf, Refusal, TensorAnalysis, TensorEGraph};
 use crate::block::{Block, Layout};
@@ -457,6 +444,50 @@ pub fn augment_rule(variant: Variant, init: InitMode) -> Result<TensorRewrite, R
 pub fn augment_rules(variant: Variant, init: InitMode) -> Result<Vec<TensorRewrite>, RuleError> {
     Ok(vec![augment_rule(variant, init)?])
 }
+
+/// The augmentation rules of the seven named variants (default parameters:
+/// RW softmax, rank 4, h the identity; the variant's parameters shape the
+/// same rule). Examples: `$x`, `$f`, `$s1` `[2, 8]`, block 0 on the last
+/// axis with the earlier state `$s1`; `$xs`, `$fs` of a symbolic channel
+/// count. Their numbers agree with `x + f` at the parameters' initial values.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "augment",
+    summary: "Each residual add becomes a `LAuReL` term: one-directional, a change of the model that is the identity at the parameters' initial values (α = β = 1, B = 0, γ = 0).",
+    pass: Pass::Augment,
+    context: "$x: f32[2, 8]\n$f: f32[2, 8]\n$s1: f32[2, 8]\n$xs: f32[2, D]\n$fs: f32[2, D]\n\
+              block 0 axis 1\nstates 0: $s1",
+    rules: &[
+        Rule { when: "a block tag", equality: false,
+               examples: &[("(resadd $x $f)", "(laurel-rw $f $x laurel.0.alpha laurel.0.beta)")],
+               non_examples: &["untagged (resadd $x $f)"],
+               ..Rule::new("resadd-to-rw", "x + f ↦ α·f + β·x", Kind::Custom(|| augment_rule(Variant::NAMED[0], InitMode::Identity))) },
+        Rule { when: "a block tag; the channel count known and a layout the rules know (low-rank factors)", equality: false,
+               examples: &[("(resadd $x $f)", "(laurel-lr $f $x laurel.0.A laurel.0.B)")],
+               non_examples: &["untagged (resadd $x $f)", "(resadd $xs $fs)"],
+               ..Rule::new("resadd-to-lr", "x + f ↦ f + x + (x·A)·B", Kind::Custom(|| augment_rule(Variant::NAMED[1], InitMode::Identity))) },
+        Rule { when: "a block tag", equality: false,
+               examples: &[("(resadd $x $f)", "(laurel-pa $f $x laurel.0.gamma0 $x laurel.0.gamma1 $s1)")],
+               non_examples: &["untagged (resadd $x $f)"],
+               ..Rule::new("resadd-to-pa", "x + f ↦ f + x + Σ_j γ_j·h(x_{i−j})", Kind::Custom(|| augment_rule(Variant::NAMED[2], InitMode::Identity))) },
+        Rule { when: "a block tag; the channel count known and a layout the rules know (low-rank factors)", equality: false,
+               examples: &[("(resadd $x $f)", "(laurel-rw $f (+ $x (matmul (matmul $x laurel.0.A) laurel.0.B)) laurel.0.alpha laurel.0.beta)")],
+               non_examples: &["untagged (resadd $x $f)", "(resadd $xs $fs)"],
+               ..Rule::new("resadd-to-rw-lr", "x + f ↦ α·f + β·(x + (x·A)·B)", Kind::Custom(|| augment_rule(Variant::NAMED[3], InitMode::Identity))) },
+        Rule { when: "a block tag", equality: false,
+               examples: &[("(resadd $x $f)", "(laurel-rw $f (+ $x (+ (* laurel.0.gamma0 $x) (* laurel.0.gamma1 $s1))) laurel.0.alpha laurel.0.beta)")],
+               non_examples: &["untagged (resadd $x $f)"],
+               ..Rule::new("resadd-to-rw-pa", "x + f ↦ α·f + β·(x + Σ_j γ_j·h(x_{i−j}))", Kind::Custom(|| augment_rule(Variant::NAMED[4], InitMode::Identity))) },
+        Rule { when: "a block tag; the channel count known and a layout the rules know (low-rank factors)", equality: false,
+               examples: &[("(resadd $x $f)", "(laurel-pa (+ $f (matmul (matmul $x laurel.0.A) laurel.0.B)) $x laurel.0.gamma0 $x laurel.0.gamma1 $s1)")],
+               non_examples: &["untagged (resadd $x $f)", "(resadd $xs $fs)"],
+               ..Rule::new("resadd-to-lr-pa", "x + f ↦ f + x + (x·A)·B + Σ_j γ_j·h(x_{i−j})", Kind::Custom(|| augment_rule(Variant::NAMED[5], InitMode::Identity))) },
+        Rule { when: "a block tag; the channel count known and a layout the rules know (low-rank factors)", equality: false,
+               examples: &[("(resadd $x $f)", "(laurel-rw $f (+ $x (+ (* laurel.0.gamma0 (matmul (matmul $x laurel.0.A0) laurel.0.B0)) (* laurel.0.gamma1 (matmul (matmul $s1 laurel.0.A1) laurel.0.B1)))) laurel.0.alpha laurel.0.beta)")],
+               non_examples: &["untagged (resadd $x $f)", "(resadd $xs $fs)"],
+               ..Rule::new("resadd-to-rw-lr-pa", "x + f ↦ α·f + β·(x + Σ_j γ_j·(x_{i−j}·A_j)·B_j) (the paper's Eq. 6)", Kind::Custom(|| augment_rule(Variant::NAMED[6], InitMode::Identity))) },
+    ],
+};
 
 #[cfg(test)]
 mod tests {

@@ -280,31 +280,10 @@ pub(crate) mod tests {
     use crate::analysis::TensorEGraph;
     use crate::graph::TensorGraph;
     use crate::lang::{OpRef, TensorLang, ValueRef};
-    use crate::semantics::{ChannelMap, OpSemantics};
+    use crate::semantics::ChannelMap;
     use crate::shape::Shape;
     use crate::testing::eval::{Rng, eval};
     use crate::testing::{add, expr, f32, graph, op};
-
-    /// Declared generic ops: (reference, semantics, result shape).
-    pub type Ops<'a> = &'a [(&'a str, Option<OpSemantics>, Shape)];
-
-    /// Runs `rule` once on `lhs` over `values` (weights: names starting with `w`).
-    pub fn run_class_rule(
-        rule: ClassRule,
-        values: &[(&str, Shape)],
-        ops: Ops<'_>,
-        lhs: &str,
-    ) -> (TensorEGraph, Id) {
-        let (egraph, roots) = run_declared(rule, values, &[lhs], |g| {
-            for (text, sem, shape) in ops {
-                g.declare(op(text), f32(shape.clone())).unwrap();
-                if let Some(sem) = sem {
-                    g.declare_semantics(text.parse::<OpRef>().unwrap(), sem.clone());
-                }
-            }
-        });
-        (egraph, roots[0])
-    }
 
     /// Runs `rule` once on `lhs` over `values` (weights: names starting with
     /// `w`), with `ops` declared channel maps.

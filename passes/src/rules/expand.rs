@@ -5,17 +5,15 @@
 //! of the block the term belongs to (its class's block tag and rank, see
 //! [`Layout::of`]): [`channel_axis_is_last`] and [`channel_axis_is_first`]
 //! are the guards. A `LAuReL` term without a block tag does not expand to a
-//! low-rank form.
+//! low-rank form. The rules are [`TOPIC`]'s entries.
 //!
 //! `expand-pa` is variadic (`laurel-pa` has `2 + 2k` children), which a
 //! pattern cannot say, so it is a searcher of its own ([`LaurelPaSearcher`],
 //! binding child `i` to the numbered variable `i`) with a checked applier
 //! ([`ExpandPa`]):
 //!
-//! ```text
-//! expand-pa  (laurel-pa ?f ?x ?g0 ?h0 … ?gk ?hk)  =>  (+ (+ ?f ?x) (+ … (+ (* ?g0 ?h0) (* ?g1 ?h1)) … (* ?gk ?hk)))
-//!            f + x + Σ_j γ_j·h_j                     (+ ?f ?x) when k = 0
-//! ```
+//! `(laurel-pa ?f ?x ?g0 ?h0 … ?gk ?hk)` becomes `(+ (+ ?f ?x) (+ … (+ (* ?g0 ?h0)
+//! (* ?g1 ?h1)) … (* ?gk ?hk)))`, and `(+ ?f ?x)` when there are no pairs.
 //!
 //! Complexity: O(1) per match (O(k) for `expand-pa`) plus the checked
 //! instantiation.
@@ -27,7 +25,8 @@ use egg::{
     Var,
 };
 
-use super::{RuleError, TensorRewrite, rule};
+use super::entry::{Kind, Pass, Rule, Topic};
+use super::{RuleError, TensorRewrite, guard, pattern};
 use crate::analysis::{Refusal, TensorAnalysis, TensorEGraph};
 use crate::block::Layout;
 use crate::checked::apply_checked;
@@ -155,24 +154,44 @@ pub fn channel_axis_is_first(egraph: &TensorEGraph, eclass: Id, _: &Subst) -> bo
     layout(egraph, eclass) == Some(Layout::ChannelFirst)
 }
 
+/// The expansion rules. Examples: `$f`, `$x` `[2, 4]` (channel-last, the
+/// block's axis 1 is the last) and `$f4`, `$x4` `[1, 4, 2, 2]` (channel-first),
+/// each term tagged as block 0 with axis 1.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "expand",
+    summary: "Each `LAuReL` term rewritten into elementwise and low-rank terms, its definition: equalities, so augmentation keeps the function it chose.",
+    pass: Pass::Expand,
+    context: "$f: f32[2, 4]\n$x: f32[2, 4]\n$s: f32[2, 4]\n$g0: f32[]\n$g1: f32[]\n\
+              $a: f32[4, 2]\n$b: f32[2, 4]\n$f4: f32[1, 4, 2, 2]\n$x4: f32[1, 4, 2, 2]\n\
+              $a4: f32[2, 4]\n$b4: f32[4, 2]\nblock 0 axis 1",
+    rules: &[
+        Rule { examples: &[("(laurel-rw $f $x $g0 $g1)", "(+ (* $g0 $f) (* $g1 $x))")],
+               ..Rule::new("expand-rw", "laurel-rw(f, x, α, β) = α·f + β·x", pattern("(laurel-rw ?f ?x ?a ?b)", "(+ (* ?a ?f) (* ?b ?x))")) },
+        Rule { guard: guard!(channel_axis_is_last), when: "the block's channel axis is the last",
+               examples: &[("(laurel-lr $f $x $a $b)", "(+ (+ $f $x) (matmul (matmul $x $a) $b))")],
+               non_examples: &["(laurel-lr $f4 $x4 $a4 $b4)"],
+               ..Rule::new("expand-lr-channel-last", "laurel-lr(f, x, A, B) = f + x + (x·A)·B, A: [C, r], B: [r, C]", pattern("(laurel-lr ?f ?x ?a ?b)", "(+ (+ ?f ?x) (matmul (matmul ?x ?a) ?b))")) },
+        Rule { guard: guard!(channel_axis_is_first), when: "the block's channel axis is 1, of a rank ≥ 3 tensor",
+               examples: &[("(laurel-lr $f4 $x4 $a4 $b4)", "(+ (+ $f4 $x4) (conv1x1 (conv1x1 $x4 $a4) $b4))")],
+               non_examples: &["(laurel-lr $f $x $a $b)"],
+               ..Rule::new("expand-lr-channel-first", "laurel-lr(f, x, A, B) = f + x + conv1x1(conv1x1(x, A), B), A: [r, C], B: [C, r]", pattern("(laurel-lr ?f ?x ?a ?b)", "(+ (+ ?f ?x) (conv1x1 (conv1x1 ?x ?a) ?b))")) },
+        Rule { when: "variadic: a searcher and a checked applier of its own",
+               examples: &[
+                   ("(laurel-pa $f $x $g0 $x $g1 $s)", "(+ (+ $f $x) (+ (* $g0 $x) (* $g1 $s)))"),
+                   ("(laurel-pa $f $x)", "(+ $f $x)"),
+               ],
+               non_examples: &["untagged (+ $f $x)"],
+               ..Rule::new("expand-pa", "laurel-pa(f, x, γ₀, h₀, …) = f + x + Σ_j γ_j·h_j", Kind::Custom(expand_pa)) },
+    ],
+};
+
 /// The expansion rules.
 ///
 /// # Errors
 /// [`RuleError`] if a rule does not build (a bug).
-#[rustfmt::skip]
 pub fn expand_rules() -> Result<Vec<TensorRewrite>, RuleError> {
-    Ok(vec![
-        // α·f + β·x
-        rule!("expand-rw";               "(laurel-rw ?f ?x ?a ?b)" => "(+ (* ?a ?f) (* ?b ?x))")?,
-        // f + x + (x·a)·b, with a: [C, r], b: [r, C] on the last axis
-        rule!("expand-lr-channel-last";  "(laurel-lr ?f ?x ?a ?b)" => "(+ (+ ?f ?x) (matmul (matmul ?x ?a) ?b))"
-                                                                       if channel_axis_is_last)?,
-        // f + x + conv1x1(conv1x1(x, a), b), with a: [r, C], b: [C, r] on axis 1
-        rule!("expand-lr-channel-first"; "(laurel-lr ?f ?x ?a ?b)" => "(+ (+ ?f ?x) (conv1x1 (conv1x1 ?x ?a) ?b))"
-                                                                       if channel_axis_is_first)?,
-        // f + x + Σ_j γ_j·h_j (variadic: a searcher and a checked applier of its own)
-        expand_pa()?,
-    ])
+    TOPIC.rules.iter().map(Rule::rewrite).collect()
 }
 
 #[cfg(test)]

@@ -5,21 +5,14 @@
 //! scalars). One direction only: nothing pushes a factor back in, so the
 //! rules terminate.
 //!
-//! | rule | rewrite | guard |
-//! |---|---|---|
-//! | `scale-out-of-homogeneous` | `f(…, c·x, …) ⇒ c·f(…, x, …)` | `f` homogeneous in that input; `c > 0` when only positively homogeneous (`Relu`, `MaxPool`), `c ≠ 0` otherwise |
-//! | `scale-out-of-uniform` | `f(c·x_0, …, c·x_n) ⇒ c·f(x_0, …, x_n)` | every input carries the same `c` (`Concat`) |
-//!
-//! Examples (before → after):
-//! - `(onnx:Relu@n4.0 (* 2 $x))` → `(* 2 (onnx:Relu@n4.0 $x))`;
-//! - `(onnx:Relu@n4.0 (* -2 $x))` stays: `Relu(−2x) ≠ −2·Relu(x)`;
-//! - `(onnx:Concat@n9.0 (* 3 $a) (* 3 $b))` → `(* 3 (onnx:Concat@n9.0 $a $b))`.
+//! The rules are [`TOPIC`]'s entries.
 //!
 //! Complexity: per class, linear in its e-nodes and their inputs' e-nodes.
 
 use egg::Id;
 
 use super::class::{Child, ClassRule, onnx_node, onnx_nodes, scaled_forms, times};
+use super::entry::{Kind, Pass, Rule, Topic};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
 use crate::lang::Scalar;
@@ -113,86 +106,29 @@ pub const SCALE_OUT_OF_UNIFORM: ClassRule = ClassRule {
     find: out_of_uniform,
 };
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::class::tests::{holds, numerically_equal, run_class_rule};
-    use crate::shape::fixed;
-
-    #[allow(clippy::unnecessary_wraps)] // the tables take an optional semantics
-    fn relu() -> Option<OpSemantics> {
-        Some(OpSemantics::Homogeneous {
-            inputs: vec![0],
-            positive_only: true,
-        })
-    }
-
-    #[test]
-    fn scale_leaves_a_relu_only_when_positive() {
-        let v = [("x", fixed(&[2, 3]))];
-        let ops = [("onnx:Relu@n1.0", relu(), fixed(&[2, 3]))];
-        let (e, root) = run_class_rule(
-            SCALE_OUT_OF_HOMOGENEOUS,
-            &v,
-            &ops,
-            "(onnx:Relu@n1.0 (* 3/2 $x))",
-        );
-        assert!(holds(&e, root, "(* 3/2 (onnx:Relu@n1.0 $x))"));
-        numerically_equal(
-            &v,
-            "(onnx:Relu@n1.0 (* 3/2 $x))",
-            "(* 3/2 (onnx:Relu@n1.0 $x))",
-        );
-        let (e, root) = run_class_rule(
-            SCALE_OUT_OF_HOMOGENEOUS,
-            &v,
-            &ops,
-            "(onnx:Relu@n1.0 (* -3/2 $x))",
-        );
-        assert_eq!(e[e.find(root)].nodes.len(), 1, "Relu(−c·x) ≠ −c·Relu(x)");
-    }
-
-    #[test]
-    fn a_linear_op_passes_negative_scales_too() {
-        let v = [("x", fixed(&[2, 3]))];
-        let ops = [(
-            "onnx:ReduceMean@n1.0",
-            Some(OpSemantics::Homogeneous {
-                inputs: vec![0],
-                positive_only: false,
-            }),
-            fixed(&[2, 1]),
-        )];
-        let lhs = "(onnx:ReduceMean@n1.0 (* -2 $x))";
-        let (e, root) = run_class_rule(SCALE_OUT_OF_HOMOGENEOUS, &v, &ops, lhs);
-        assert!(holds(&e, root, "(* -2 (onnx:ReduceMean@n1.0 $x))"));
-        numerically_equal(&v, lhs, "(* -2 (onnx:ReduceMean@n1.0 $x))");
-        // An op without semantics is opaque.
-        let opaque = [("onnx:ReduceMean@n1.0", None, fixed(&[2, 1]))];
-        let (e, root) = run_class_rule(SCALE_OUT_OF_HOMOGENEOUS, &v, &opaque, lhs);
-        assert_eq!(e[e.find(root)].nodes.len(), 1);
-    }
-
-    #[test]
-    fn concat_needs_the_same_scale_on_every_input() {
-        let v = [("a", fixed(&[2, 3])), ("b", fixed(&[2, 3]))];
-        let ops = [(
-            "onnx:Concat@n1.0",
-            Some(OpSemantics::Uniform {
-                positive_only: false,
-            }),
-            fixed(&[4, 3]),
-        )];
-        let lhs = "(onnx:Concat@n1.0 (* 3 $a) (* 3 $b))";
-        let (e, root) = run_class_rule(SCALE_OUT_OF_UNIFORM, &v, &ops, lhs);
-        assert!(holds(&e, root, "(* 3 (onnx:Concat@n1.0 $a $b))"));
-        numerically_equal(&v, lhs, "(* 3 (onnx:Concat@n1.0 $a $b))");
-        let (e, root) = run_class_rule(
-            SCALE_OUT_OF_UNIFORM,
-            &v,
-            &ops,
-            "(onnx:Concat@n1.0 (* 3 $a) (* 2 $b))",
-        );
-        assert_eq!(e[e.find(root)].nodes.len(), 1);
-    }
-}
+/// The rules. Examples: `$x`, `$a`, `$b` computed `[2, 3]`.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "homogeneous",
+    summary: "A scalar factor moves out of an op's input to its result, towards the consumers that absorb it (a weight, a norm, the next residual's scalars); one direction only.",
+    pass: Pass::Fuse,
+    context: "$x: f32[2, 3]\n$a: f32[2, 3]\n$b: f32[2, 3]\n\
+              onnx:Relu@n1.0: f32[2, 3] homogeneous 0 positive\n\
+              onnx:ReduceMean@n2.0: f32[2, 1] homogeneous 0\n\
+              onnx:ReduceMean@n3.0: f32[2, 1]\n\
+              onnx:Concat@n4.0: f32[4, 3] uniform",
+    rules: &[
+        Rule { when: "f homogeneous in that input; c > 0 when only positively homogeneous (Relu, MaxPool), c ≠ 0 otherwise",
+               examples: &[
+                   ("(onnx:Relu@n1.0 (* 3/2 $x))", "(* 3/2 (onnx:Relu@n1.0 $x))"),
+                   ("(onnx:ReduceMean@n2.0 (* -2 $x))", "(* -2 (onnx:ReduceMean@n2.0 $x))"),
+               ],
+               // Relu(−c·x) ≠ −c·Relu(x); an op without semantics is opaque.
+               non_examples: &["(onnx:Relu@n1.0 (* -3/2 $x))", "(onnx:ReduceMean@n3.0 (* -2 $x))"],
+               ..Rule::new("scale-out-of-homogeneous", "f(…, c·x, …) = c·f(…, x, …)", Kind::Class(SCALE_OUT_OF_HOMOGENEOUS)) },
+        Rule { when: "every input carries the same c (Concat)",
+               examples: &[("(onnx:Concat@n4.0 (* 3 $a) (* 3 $b))", "(* 3 (onnx:Concat@n4.0 $a $b))")],
+               non_examples: &["(onnx:Concat@n4.0 (* 3 $a) (* 2 $b))"],
+               ..Rule::new("scale-out-of-uniform", "f(c·x₀, …, c·xₙ) = c·f(x₀, …, xₙ)", Kind::Class(SCALE_OUT_OF_UNIFORM)) },
+    ],
+};

@@ -1,8 +1,6 @@
 //! The fused `LaurelResidual` op: a weighted sum in one pass over memory.
 //!
-//! | rule | rewrite | guard |
-//! |---|---|---|
-//! | `sum-to-laurel-residual` | `Σᵢ cᵢ·tᵢ ⇒ (laurel-residual c₀ t₀ c₁ t₁ …)` | at least 3 terms, or 2 with a coefficient other than 1; f16/f32 terms of known shapes |
+//! The rule is [`TOPIC`]'s entry.
 //!
 //! Equation: a tree of `+` whose leaves are terms `tᵢ` or scaled terms
 //! `cᵢ·tᵢ` (a known scalar `cᵢ`) equals `LaurelResidual(t₀, t₁, …;
@@ -17,15 +15,13 @@
 //! The rule runs once, after the fusion rules saturate, and only for
 //! runtimes with [`crate::target::Capabilities::fused_residual`] (onnxruntime does not know the op).
 //!
-//! Example (before → after):
-//! `(+ (+ $f $x) (* 1/4 $s))` → `(laurel-residual 1 $f 1 $x 1/4 $s)`.
-//!
 //! Complexity: per class, linear in the sum tree's size (at most
 //! [`MAX_TERMS`] terms).
 
 use egg::Id;
 
 use super::class::{ClassRule, sum_terms_of};
+use super::entry::{Kind, Pass, Requires, Rule, Topic};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
 use crate::lang::{Scalar, TensorLang};
@@ -83,41 +79,22 @@ pub const SUM_TO_LAUREL_RESIDUAL: ClassRule = ClassRule {
     find: to_laurel_residual,
 };
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::class::tests::{holds, numerically_equal, run_class_rule};
-    use crate::shape::fixed;
-
-    fn values() -> [(&'static str, crate::shape::Shape); 3] {
-        [
-            ("f", fixed(&[2, 3])),
-            ("x", fixed(&[2, 3])),
-            ("s", fixed(&[2, 3])),
-        ]
-    }
-
-    #[test]
-    fn a_sum_of_scaled_states_becomes_one_op() {
-        let lhs = "(+ (+ $f $x) (* 1/4 $s))";
-        let rhs = "(laurel-residual 1 $f 1 $x 1/4 $s)";
-        let (e, root) = run_class_rule(SUM_TO_LAUREL_RESIDUAL, &values(), &[], lhs);
-        assert!(holds(&e, root, rhs));
-        numerically_equal(&values(), lhs, rhs);
-    }
-
-    #[test]
-    fn equal_terms_combine_and_scales_distribute() {
-        let lhs = "(+ (* -2 (+ $f $x)) (* 3 $x))";
-        let rhs = "(laurel-residual -2 $f 1 $x)";
-        let (e, root) = run_class_rule(SUM_TO_LAUREL_RESIDUAL, &values(), &[], lhs);
-        assert!(holds(&e, root, rhs));
-        numerically_equal(&values(), lhs, rhs);
-    }
-
-    #[test]
-    fn a_plain_add_of_two_terms_stays_an_add() {
-        let (e, root) = run_class_rule(SUM_TO_LAUREL_RESIDUAL, &values(), &[], "(+ $f $x)");
-        assert_eq!(e[e.find(root)].nodes.len(), 1);
-    }
-}
+/// The rule. Examples: `$f`, `$x`, `$s` `[2, 3]`.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "laurel_residual",
+    summary: "Weighted sums into laurel-runtime's fused `LaurelResidual` op, one pass over memory.",
+    pass: Pass::AfterFuse,
+    context: "$f: f32[2, 3]\n$x: f32[2, 3]\n$s: f32[2, 3]",
+    rules: &[
+        Rule { when: "at least 3 terms, or 2 with a coefficient other than 1; f16/f32 terms of known shapes",
+               requires: Requires::FusedResidual,
+               examples: &[
+                   ("(+ (+ $f $x) (* 1/4 $s))", "(laurel-residual 1 $f 1 $x 1/4 $s)"),
+                   // Equal terms combine, scales distribute.
+                   ("(+ (* -2 (+ $f $x)) (* 3 $x))", "(laurel-residual -2 $f 1 $x)"),
+               ],
+               non_examples: &["(+ $f $x)"],
+               ..Rule::new("sum-to-laurel-residual", "Σᵢ cᵢ·tᵢ = LaurelResidual(t₀, t₁, …; coefficients = [c₀, c₁, …])", Kind::Class(SUM_TO_LAUREL_RESIDUAL)) },
+    ],
+};

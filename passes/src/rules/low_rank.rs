@@ -4,12 +4,7 @@
 //! `W: [in, out]` or a bias-free 1×1 `Conv(x, W)` with `W: [out, in, 1, 1]`.
 //! LR's branch `(x·A)·B` is two of them.
 //!
-//! | rule | rewrite | guard |
-//! |---|---|---|
-//! | `reassociate-channel-maps` | `L₂(L₁(x, w₁), w₂) ⇒ L₂(x, compose(w₁, w₂))` | one layout; the product no larger than `w₁` and `w₂` |
-//! | `skip-into-channel-map` | `x + L(x, w) ⇒ L(x, add-eye(w))` and `(u + x) + L(x, w) ⇒ u + L(x, add-eye(w))` | `w` square, `L(x, w)` of `x`'s shape |
-//! | `merge-shared-input` | `L₁(x, W₁) ⇒ slice(L(x, concat(W₁, W₂)))`, where `L₂(x, W₂)` is another map of `x` | one layout, one input width, one of them narrowing (`LAuReL`'s `A`), not multiples of one weight; the merged map is built once (the lower class's weight first) |
-//! | `merge-channel-maps` | `L₁(h, W) + L₂(d, B) + Σ rest ⇒ L₁(concat(h, d), concat(W, B)) + Σ rest` | one layout, one output width, unscaled terms of one shape; `h` or `d` a narrowing map's result (`d = x·A`) |
+//! The rules are [`TOPIC`]'s entries.
 //!
 //! Equations: `(x·A)·B = x·(A·B)` and `x + x·M = x·(I + M)`, along the
 //! channel axis. Both sides stay in the e-graph and the cost model chooses:
@@ -37,17 +32,12 @@
 //! rules make, and only where it lets a skip fold (no blanket
 //! associativity).
 //!
-//! Examples (before → after), `x: [1, 8, 4, 4]`, `A: [16, 8, 1, 1]`, `B: [8, 16, 1, 1]`:
-//! - `(onnx:Conv@n2.0 (onnx:Conv@n1.0 $x $A) $B)` → `(onnx:Conv@n2.0 $x (compose $A $B))`;
-//! - `(+ (+ $f $x) (onnx:Conv@n2.0 $x $M))` → `(+ $f (onnx:Conv@n2.0 $x (add-eye $M)))`;
-//! - `(+ (+ (onnx:MatMul@n1.0 $h $W) $x) (onnx:MatMul@n2.0 $d $B))` →
-//!   `(+ (onnx:MatMul@n1.0 (concat 1 $h $d) (concat 0 $W $B)) $x)`.
-//!
 //! Complexity: per class, linear in its e-nodes and their children's e-nodes.
 
 use egg::Id;
 
 use super::class::{Child, ClassRule, onnx_node, scaled_forms, sum_terms_of, times_class};
+use super::entry::{Kind, Pass, Requires, Rule, Topic};
 use super::laurel_residual::MAX_SUMS;
 use crate::analysis::{TensorEGraph, map_dims};
 use crate::block::Layout;
@@ -415,6 +405,70 @@ pub const MERGE_SHARED_INPUT: ClassRule = ClassRule {
 pub const MERGE_CHANNEL_MAPS: ClassRule = ClassRule {
     name: "merge-channel-maps",
     find: merge,
+};
+
+/// The rules. Examples: channel maps `onnx:Conv` (layout first) and
+/// `onnx:MatMul` (layout last) of the shapes below; names starting with `w`
+/// are weights.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "low_rank",
+    summary: "Products and sums of channel maps: LR's (x·A)·B multiplied out, a skip folded into a square map, maps of one input or of one sum merged.",
+    pass: Pass::Fuse,
+    context: "$x4: f32[1, 8, 3, 3]\nweight $wa: f32[16, 8, 1, 1]\nweight $wb: f32[8, 16, 1, 1]\n\
+              onnx:Conv@n1.0: f32[1, 16, 3, 3] map=first\nonnx:Conv@n2.0: f32[1, 8, 3, 3] map=first\n\
+              $x3: f32[2, 3, 4]\nweight $wc: f32[4, 5]\nweight $wd: f32[5, 4]\nweight $wm: f32[4, 4]\n\
+              onnx:MatMul@n3.0: f32[2, 3, 5] map=last\nonnx:MatMul@n4.0: f32[2, 3, 4] map=last\n\
+              $xn: f32[2, 8]\nweight $we: f32[8, 2]\nweight $wf: f32[2, 8]\n\
+              onnx:MatMul@n5.0: f32[2, 2] map=last\nonnx:MatMul@n6.0: f32[2, 8] map=last\n\
+              $f5: f32[1, 4, 2, 2]\n$x5: f32[1, 4, 2, 2]\nweight $wn: f32[4, 4, 1, 1]\n\
+              onnx:Conv@n7.0: f32[1, 4, 2, 2] map=first\n\
+              $h: f32[2, 3]\n$g: f32[2, 3]\n$x6: f32[2, 4]\n$y6: f32[2, 4]\nweight $wo: f32[3, 4]\n\
+              weight $wp: f32[3, 4]\nweight $wq: f32[4, 2]\nweight $wr: f32[2, 4]\nweight $ws: f32[4, 2]\n\
+              weight $wk: f32[4, 4]\nweight $wv: f32[4, 4]\n\
+              onnx:MatMul@n8.0: f32[2, 4] map=last\nonnx:MatMul@n9.0: f32[2, 4] map=last\n\
+              onnx:MatMul@n10.0: f32[2, 2] map=last\nonnx:MatMul@n11.0: f32[2, 2] map=last",
+    rules: &[
+        Rule { when: "one layout; the product no larger than w₁ and w₂ (r ≥ C_in·C_out / (C_in + C_out))",
+               examples: &[
+                   // C = 8 < r = 16: A·B (8×8) is smaller than A and B (2·128).
+                   ("(onnx:Conv@n2.0 (onnx:Conv@n1.0 $x4 $wa) $wb)", "(onnx:Conv@n2.0 $x4 (compose $wa $wb))"),
+                   ("(onnx:MatMul@n4.0 (onnx:MatMul@n3.0 $x3 $wc) $wd)", "(onnx:MatMul@n4.0 $x3 (compose $wc $wd))"),
+               ],
+               // C = 8 > 2r = 4: A·B (64) would be larger than A and B (2·16).
+               non_examples: &["(onnx:MatMul@n6.0 (onnx:MatMul@n5.0 $xn $we) $wf)"],
+               ..Rule::new("reassociate-channel-maps", "L₂(L₁(x, w₁), w₂) = L₂(x, w₁·w₂): (x·A)·B = x·(A·B)", Kind::Class(REASSOCIATE_CHANNEL_MAPS)) },
+        Rule { when: "w square, L(x, w) of x's shape; also one sum deep, (u + x) + L(x, w) (LR's expansion)",
+               examples: &[
+                   ("(+ $x3 (onnx:MatMul@n4.0 $x3 $wm))", "(onnx:MatMul@n4.0 $x3 (add-eye $wm))"),
+                   ("(+ (+ $f5 $x5) (onnx:Conv@n7.0 $x5 $wn))", "(+ $f5 (onnx:Conv@n7.0 $x5 (add-eye $wn)))"),
+               ],
+               // The map reads y, not the skip x.
+               non_examples: &["(+ $x6 (onnx:MatMul@n8.0 $y6 $wk))"],
+               ..Rule::new("skip-into-channel-map", "x + L(x, w) = L(x, I + w): x + x·M = x·(I + M)", Kind::Class(SKIP_INTO_CHANNEL_MAP)) },
+        Rule { when: "one layout, one output width, unscaled terms of one shape; h or d a narrowing map's result (d = x·A)",
+               requires: Requires::ChannelMapMerges,
+               examples: &[(
+                   "(+ (+ (onnx:MatMul@n8.0 $h $wo) $x6) (onnx:MatMul@n9.0 (onnx:MatMul@n10.0 $x6 $wq) $wr))",
+                   "(+ (onnx:MatMul@n8.0 (concat 1 $h (onnx:MatMul@n10.0 $x6 $wq)) (concat 0 $wo $wr)) $x6)",
+               )],
+               non_examples: &[
+                   // The projections of two layers in one flattened stream.
+                   "(+ (onnx:MatMul@n8.0 $h $wo) (onnx:MatMul@n9.0 $g $wp))",
+                   // A scaled term is left to the scale rules (which move c into B).
+                   "(+ (onnx:MatMul@n8.0 $h $wo) (* 2 (onnx:MatMul@n9.0 (onnx:MatMul@n10.0 $x6 $wq) $wr)))",
+               ],
+               ..Rule::new("merge-channel-maps", "L₁(h, W) + L₂(d, B) + Σ rest = L₁([h d], [W; B]) + Σ rest", Kind::Class(MERGE_CHANNEL_MAPS)) },
+        Rule { when: "one layout, one input width, one of them narrowing (LAuReL's A), not multiples of one weight; the merged map built once, the lower class's weight first",
+               requires: Requires::ChannelMapMerges,
+               examples: &[(
+                   "(+ (onnx:MatMul@n10.0 $x6 $wq) (onnx:MatMul@n11.0 $x6 $ws))",
+                   "(+ (slice 1 0 2 (matmul $x6 (concat 1 $wq $ws))) (slice 1 2 4 (matmul $x6 (concat 1 $wq $ws))))",
+               )],
+               // Attention's Q and K read one value: neither is low rank.
+               non_examples: &["(+ (onnx:MatMul@n8.0 $x6 $wk) (onnx:MatMul@n9.0 $x6 $wv))"],
+               ..Rule::new("merge-shared-input", "L(x, W₁), L(x, W₂) = split(L(x, [W₁ W₂]))", Kind::Class(MERGE_SHARED_INPUT)) },
+    ],
 };
 
 #[cfg(test)]

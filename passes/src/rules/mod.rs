@@ -1,12 +1,12 @@
-//! Rule tables, one file per topic.
+//! Rule tables, one file per topic, each a `TOPIC` of the [`registry`].
 //!
-//! Each table is an aligned list of rules, each with a kebab-case name, an
-//! equation comment and, when it needs one, a guard: a named function of the
-//! matched class (see [`Guard`]). Right-hand sides are [`CheckedPattern`]s,
-//! so a rule whose result would be ill-shaped does not fire.
-//!
-//! Policy (cranelift's): the right-hand side is never worse; no blanket
-//! commutativity or associativity.
+//! Each table is an aligned list of entries, each rule one entry with a
+//! kebab-case name, an equation, its guard (a named function of the matched
+//! class, see [`Guard`]) and its examples and non-examples. Right-hand sides
+//! are [`CheckedPattern`]s, so a rule whose result would be ill-shaped does
+//! not fire. `README.md` beside this file gives the policy (cranelift's:
+//! never worse, no blanket commutativity or associativity) and how to add a
+//! rule.
 //!
 //! - [`mod@augment`]: `resadd` → a `LAuReL` term (one-directional; a model change,
 //!   the identity at the parameters' initial values).
@@ -19,18 +19,21 @@
 //! - [`laurel_residual`]: weighted sums into the fused `LaurelResidual` op
 //!   (run once after saturation, for tract only).
 //!
-//! [`fusion_rules`] is every fusion table together, for a target.
+//! [`fusion_rules`] is every fusion table together, for a runtime's
+//! capabilities; [`registry::TOPICS`] lists the tables.
 //!
 //! Complexity: building a table parses a handful of patterns. Errors:
 //! [`RuleError`] when a table entry does not parse (a bug, caught by tests).
 
 pub mod augment;
 pub mod class;
+pub mod entry;
 pub mod expand;
 pub mod homogeneous;
 pub mod laurel_residual;
 pub mod low_rank;
 pub mod norm;
+pub mod registry;
 pub mod scale;
 pub mod weights;
 
@@ -43,14 +46,14 @@ use crate::target::Capabilities;
 
 pub use augment::augment_rules;
 pub use expand::expand_rules;
-pub use scale::scale_rules;
 
-/// The fusion rules for a runtime that can do `capabilities`: [`scale`],
-/// [`homogeneous`], [`weights`], [`norm`] and [`low_rank`], the two merges of
-/// channel maps only with [`Capabilities::channel_map_merges`]. tract's
-/// optimiser splits a product over a concatenated contraction axis back into
-/// one product per part and an `Add` (tract-core `optim/concat_then_einsum.rs`;
-/// 1×1 convolutions become such products first), and pushes a `Slice` of a
+/// The fusion rules for a runtime that can do `capabilities`: the
+/// registry's [`registry::Pass::Fuse`] tables ([`scale`], [`homogeneous`],
+/// [`weights`], [`norm`], [`low_rank`]), the two merges of channel maps only
+/// with [`Capabilities::channel_map_merges`]. tract's optimiser splits a
+/// product over a concatenated contraction axis back into one product per
+/// part and an `Add` (tract-core `optim/concat_then_einsum.rs`; 1×1
+/// convolutions become such products first), and pushes a `Slice` of a
 /// product's output up into a narrower product (`optim/slice.rs`): a merge
 /// there only adds its copy. There a low-rank `B` goes to `LaurelResidual`'s
 /// low-rank kernel instead (the compiler's `fuse::low_rank`).
@@ -58,28 +61,7 @@ pub use scale::scale_rules;
 /// # Errors
 /// [`RuleError`] if a rule does not build (a bug, caught by the tests).
 pub fn fusion_rules(capabilities: Capabilities) -> Result<Vec<TensorRewrite>, RuleError> {
-    let mut rules = scale_rules()?;
-    let merges = [low_rank::MERGE_CHANNEL_MAPS, low_rank::MERGE_SHARED_INPUT];
-    for r in [
-        homogeneous::SCALE_OUT_OF_HOMOGENEOUS,
-        homogeneous::SCALE_OUT_OF_UNIFORM,
-        weights::SCALE_INTO_WEIGHTS,
-        weights::ABSORB_INPUT_SCALE,
-        norm::NORM_ABSORBS_SCALE,
-        norm::POW_OF_SCALED,
-        norm::SQRT_OF_SCALED,
-        norm::RECIPROCAL_OF_SCALED,
-        low_rank::REASSOCIATE_CHANNEL_MAPS,
-        low_rank::SKIP_INTO_CHANNEL_MAP,
-    ] {
-        rules.push(r.rewrite()?);
-    }
-    if capabilities.channel_map_merges {
-        for r in merges {
-            rules.push(r.rewrite()?);
-        }
-    }
-    Ok(rules)
+    registry::rules_of(registry::Pass::Fuse, capabilities)
 }
 
 /// A rewrite rule of this crate.
@@ -139,25 +121,22 @@ pub fn checked_rule(
     .map_err(|e| RuleError::new(name, &e))
 }
 
-/// `rule!("name"; "lhs" => "rhs")` or `rule!("name"; "lhs" => "rhs" if guard)`,
-/// egg's `rw!` for checked right-hand sides, returning a `Result`.
-macro_rules! rule {
-    ($name:literal; $lhs:literal => $rhs:literal) => {
-        $crate::rules::checked_rule($name, $lhs, $rhs, None)
-    };
-    ($name:literal; $lhs:literal => $rhs:literal if $guard:ident) => {
-        $crate::rules::checked_rule(
-            $name,
-            $lhs,
-            $rhs,
-            Some($crate::rules::Guard {
-                name: stringify!($guard),
-                check: $guard,
-            }),
-        )
+/// `Some(Guard)` of a guard function, named after it: `guard!(c_one)`.
+macro_rules! guard {
+    ($f:ident) => {
+        Some($crate::rules::Guard {
+            name: stringify!($f),
+            check: $f,
+        })
     };
 }
-pub(crate) use rule;
+pub(crate) use guard;
+
+/// A pattern rule's kind: `lhs => rhs`.
+#[must_use]
+pub const fn pattern(lhs: &'static str, rhs: &'static str) -> entry::Kind {
+    entry::Kind::Pattern { lhs, rhs }
+}
 
 #[cfg(test)]
 mod tests {

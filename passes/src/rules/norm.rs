@@ -1,11 +1,6 @@
 //! Norm scale invariance, whole and decomposed.
 //!
-//! | rule | rewrite | guard |
-//! |---|---|---|
-//! | `norm-absorbs-scale` | `N(c·x, …; ε) ⇒ N(x, …; ε/c²)` | `c > 0`; `N` a declared norm (`LayerNormalization`, `RMSNormalization`, …) |
-//! | `pow-of-scaled` | `Pow(c·x, p) ⇒ c^p·Pow(x, p)` | `p` a constant integer, `c ≠ 0` |
-//! | `sqrt-of-scaled` | `Sqrt(c·x) ⇒ √c·Sqrt(x)` | `c > 0` with a rational root |
-//! | `reciprocal-of-scaled` | `Reciprocal(c·x) ⇒ (1/c)·Reciprocal(x)` | `c ≠ 0` |
+//! The rules are [`TOPIC`]'s entries.
 //!
 //! The decomposed norms exporters emit (`ReduceMean`, `Sub`, `Pow`,
 //! `ReduceMean`, `Add ε`, `Sqrt`, `Div`; or `RMSNorm`'s `x·Reciprocal(Sqrt(…))`)
@@ -15,16 +10,12 @@
 //! `c` through `Sqrt`, where the quotient cancels it. A factor that varies
 //! along the normalised axes is not a scalar, so no rule moves it.
 //!
-//! Examples (before → after):
-//! - `(onnx:LayerNormalization@n7.0 (* 4 $x) $g $b 1/100000)` →
-//!   `(onnx:LayerNormalization@n7.0 $x $g $b 1/1600000)`;
-//! - `(onnx:Sqrt@n8.0 (* 4 $v))` → `(* 2 (onnx:Sqrt@n8.0 $v))`.
-//!
 //! Complexity: per class, linear in its e-nodes and their inputs' e-nodes.
 
 use egg::Id;
 
 use super::class::{Child, ClassRule, onnx_node, onnx_nodes, scalar, scaled_forms, times};
+use super::entry::{Kind, Pass, Rule, Topic};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
 use crate::lang::{Scalar, TensorLang};
@@ -145,79 +136,36 @@ pub const RECIPROCAL_OF_SCALED: ClassRule = ClassRule {
     find: |e, id| unary(e, id, reciprocal_factor),
 };
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::class::tests::{holds, numerically_equal, run_class_rule};
-    use crate::shape::fixed;
-
-    fn ln_values() -> [(&'static str, crate::shape::Shape); 3] {
-        [
-            ("x", fixed(&[2, 4])),
-            ("g", fixed(&[4])),
-            ("b", fixed(&[4])),
-        ]
-    }
-
-    fn ln() -> [(&'static str, Option<OpSemantics>, crate::shape::Shape); 1] {
-        [(
-            "onnx:LayerNormalization@n1.0",
-            Some(OpSemantics::Norm { input: 0, eps: 3 }),
-            fixed(&[2, 4]),
-        )]
-    }
-
-    #[test]
-    fn a_norm_absorbs_a_positive_scale_into_epsilon() {
-        let lhs = "(onnx:LayerNormalization@n1.0 (* 4 $x) $g $b 1/100)";
-        let rhs = "(onnx:LayerNormalization@n1.0 $x $g $b 1/1600)";
-        let (e, root) = run_class_rule(NORM_ABSORBS_SCALE, &ln_values(), &ln(), lhs);
-        assert!(holds(&e, root, rhs));
-        numerically_equal(&ln_values(), lhs, rhs);
-    }
-
-    #[test]
-    fn a_norm_keeps_a_negative_scale() {
-        let lhs = "(onnx:LayerNormalization@n1.0 (* -4 $x) $g $b 1/100)";
-        let (e, root) = run_class_rule(NORM_ABSORBS_SCALE, &ln_values(), &ln(), lhs);
-        assert_eq!(e[e.find(root)].nodes.len(), 1, "LN(−c·x) = −LN(x) ≠ LN(x)");
-    }
-
-    #[test]
-    fn pow_sqrt_and_reciprocal_carry_the_scale() {
-        let v = [("px", fixed(&[2, 3])), ("two", fixed(&[]))];
-        let cases = [
-            (
-                POW_OF_SCALED,
-                "onnx:Pow@n1.0",
-                OpSemantics::Power { exponent: 2 },
-                "(onnx:Pow@n1.0 (* -3 $px) 2)",
-                "(* 9 (onnx:Pow@n1.0 $px 2))",
-            ),
-            (
-                SQRT_OF_SCALED,
-                "onnx:Sqrt@n1.0",
-                OpSemantics::Sqrt,
-                "(onnx:Sqrt@n1.0 (* 9/4 $px))",
-                "(* 3/2 (onnx:Sqrt@n1.0 $px))",
-            ),
-            (
-                RECIPROCAL_OF_SCALED,
-                "onnx:Reciprocal@n1.0",
-                OpSemantics::Reciprocal,
-                "(onnx:Reciprocal@n1.0 (* -4 $px))",
-                "(* -1/4 (onnx:Reciprocal@n1.0 $px))",
-            ),
-        ];
-        for (rule, op, sem, lhs, rhs) in cases {
-            let ops = [(op, Some(sem), fixed(&[2, 3]))];
-            let (e, root) = run_class_rule(rule, &v, &ops, lhs);
-            assert!(holds(&e, root, rhs), "{lhs}");
-            numerically_equal(&v, lhs, rhs);
-        }
-        // √2 is irrational: no exact factor, no rewrite.
-        let ops = [("onnx:Sqrt@n1.0", Some(OpSemantics::Sqrt), fixed(&[2, 3]))];
-        let (e, root) = run_class_rule(SQRT_OF_SCALED, &v, &ops, "(onnx:Sqrt@n1.0 (* 2 $px))");
-        assert_eq!(e[e.find(root)].nodes.len(), 1);
-    }
-}
+/// The rules. Examples: `$x` `[2, 4]` with `$g`, `$b` `[4]` for the norm;
+/// `$px` `[2, 3]`, positive, for the unary ops.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "norm",
+    summary: "Norm scale invariance, whole (a declared norm takes c into its ε) and decomposed (Pow, Sqrt and Reciprocal carry c through, so the quotient cancels it).",
+    pass: Pass::Fuse,
+    context: "$x: f32[2, 4]\n$g: f32[4]\n$b: f32[4]\n$px: f32[2, 3]\n\
+              onnx:LayerNormalization@n1.0: f32[2, 4] norm input=0 eps=3\n\
+              onnx:Pow@n2.0: f32[2, 3] power 2\n\
+              onnx:Sqrt@n3.0: f32[2, 3] sqrt\n\
+              onnx:Reciprocal@n4.0: f32[2, 3] reciprocal",
+    rules: &[
+        Rule { when: "c > 0; N a declared norm (LayerNormalization, RMSNormalization, …)",
+               examples: &[("(onnx:LayerNormalization@n1.0 (* 4 $x) $g $b 1/100)", "(onnx:LayerNormalization@n1.0 $x $g $b 1/1600)")],
+               // LN(−c·x) = −LN(x) ≠ LN(x).
+               non_examples: &["(onnx:LayerNormalization@n1.0 (* -4 $x) $g $b 1/100)"],
+               ..Rule::new("norm-absorbs-scale", "N(c·x, …; ε) = N(x, …; ε/c²)", Kind::Class(NORM_ABSORBS_SCALE)) },
+        Rule { when: "p a constant integer, c ≠ 0",
+               examples: &[("(onnx:Pow@n2.0 (* -3 $px) 2)", "(* 9 (onnx:Pow@n2.0 $px 2))")],
+               non_examples: &["(onnx:Pow@n2.0 (* 0 $px) 2)"],
+               ..Rule::new("pow-of-scaled", "Pow(c·x, p) = cᵖ·Pow(x, p)", Kind::Class(POW_OF_SCALED)) },
+        Rule { when: "c > 0 with a rational square root",
+               examples: &[("(onnx:Sqrt@n3.0 (* 9/4 $px))", "(* 3/2 (onnx:Sqrt@n3.0 $px))")],
+               // √2 is irrational: no exact factor.
+               non_examples: &["(onnx:Sqrt@n3.0 (* 2 $px))", "(onnx:Sqrt@n3.0 (* -4 $px))"],
+               ..Rule::new("sqrt-of-scaled", "Sqrt(c·x) = √c·Sqrt(x)", Kind::Class(SQRT_OF_SCALED)) },
+        Rule { when: "c ≠ 0",
+               examples: &[("(onnx:Reciprocal@n4.0 (* -4 $px))", "(* -1/4 (onnx:Reciprocal@n4.0 $px))")],
+               non_examples: &["(onnx:Reciprocal@n4.0 (* 0 $px))"],
+               ..Rule::new("reciprocal-of-scaled", "Reciprocal(c·x) = (1/c)·Reciprocal(x)", Kind::Class(RECIPROCAL_OF_SCALED)) },
+    ],
+};

@@ -2,29 +2,8 @@
 //! factors, combining them, and factoring them out of sums, products and
 //! quotients so they can travel to where they are absorbed.
 //!
-//! ```text
-//! mul-scalar-first            (* ?x ?c)          => (* ?c ?x)                          x·c = c·x
-//! mul-one                     (* 1 ?x)           => ?x                                 1·x = x
-//! combine-scalars             (* ?c (* ?d ?x))   => (* (* ?c ?d) ?x)                   c·(d·x) = (cd)·x
-//! factor-sum-left             (+ (* ?c ?a) (* ?d ?b)) => (* ?c (+ ?a (* (/ ?d ?c) ?b)))   c·a + d·b = c·(a + (d/c)·b)
-//! factor-sum-right            (+ (* ?c ?a) (* ?d ?b)) => (* ?d (+ (* (/ ?c ?d) ?a) ?b))   c·a + d·b = d·((c/d)·a + b)
-//! factor-sum-bias-left        (+ (* ?c ?a) ?k)        => (* ?c (+ ?a (* (/ 1 ?c) ?k)))    c·a + k = c·(a + k/c)
-//! factor-sum-bias-right       (+ ?k (* ?c ?a))        => (* ?c (+ (* (/ 1 ?c) ?k) ?a))    k + c·a = c·(k/c + a)
-//! factor-difference-left      (- (* ?c ?a) (* ?d ?b)) => (* ?c (- ?a (* (/ ?d ?c) ?b)))   c·a − d·b = c·(a − (d/c)·b)
-//! factor-difference-right     (- (* ?c ?a) (* ?d ?b)) => (* ?d (- (* (/ ?c ?d) ?a) ?b))   c·a − d·b = d·((c/d)·a − b)
-//! factor-difference-bias      (- (* ?c ?a) ?k)        => (* ?c (- ?a (* (/ 1 ?c) ?k)))    c·a − k = c·(a − k/c)
-//! distribute-over-bias-right  (* ?c (+ ?a ?k))   => (+ (* ?c ?a) (* ?c ?k))            c·(a + k) = c·a + c·k
-//! distribute-over-bias-left   (* ?c (+ ?k ?a))   => (+ (* ?c ?k) (* ?c ?a))            c·(k + a) = c·k + c·a
-//! distribute-over-difference  (* ?c (- ?a ?k))   => (- (* ?c ?a) (* ?c ?k))            c·(a − k) = c·a − c·k
-//! scalar-out-of-product-left  (* (* ?c ?a) ?b)   => (* ?c (* ?a ?b))                   (c·a)·b = c·(a·b)
-//! scalar-out-of-product-right (* ?a (* ?c ?b))   => (* ?c (* ?a ?b))                   a·(c·b) = c·(a·b)
-//! scalar-into-weight-factor   (* ?c (* ?a ?k))   => (* ?a (* ?c ?k))                   c·(a·k) = a·(c·k)
-//! scalar-into-weight-factor-left (* ?c (* ?k ?a)) => (* (* ?c ?k) ?a)                   c·(k·a) = (c·k)·a
-//! scalar-into-weight-of-product  (* (* ?c ?a) ?k) => (* ?a (* ?c ?k))                   (c·a)·k = a·(c·k)
-//! scalar-out-of-numerator     (/ (* ?c ?a) ?b)   => (* ?c (/ ?a ?b))                   (c·a)/b = c·(a/b)
-//! scalar-out-of-denominator   (/ ?b (* ?d ?a))   => (* (/ 1 ?d) (/ ?b ?a))             b/(d·a) = (1/d)·(b/a)
-//! combine-like-terms          (… x …) + (… c·x …) ⇒ (… …) + (… (1+c)·x …)            (a class rule)
-//! ```
+//! The rules are [`TOPIC`]'s entries (name, equation, guard, examples);
+//! `docs/egraph.md` shows them as a table generated from it.
 //!
 //! `combine-like-terms` finds a term `x` of one operand's sum and a term
 //! `c·x` of the other's, each up to [`MAX_LIKE_TERM_DEPTH`] sums down (PA's
@@ -56,7 +35,8 @@ use std::sync::LazyLock;
 use egg::{Id, Subst, Var};
 
 use super::class::{ClassRule, scaled_forms};
-use super::{RuleError, TensorRewrite, rule};
+use super::entry::{Kind, Pass, Rule, Topic};
+use super::{guard, pattern};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
 use crate::lang::{Scalar, TensorLang};
@@ -251,275 +231,108 @@ pub const COMBINE_LIKE_TERMS: ClassRule = ClassRule {
     find: combine_like_terms,
 };
 
-/// The scalar-algebra rules.
-///
-/// # Errors
-/// [`RuleError`] if a pattern does not parse (a bug, caught by the tests).
-pub fn scale_rules() -> Result<Vec<TensorRewrite>, RuleError> {
-    Ok(vec![
-        rule!("mul-scalar-first";            "(* ?x ?c)"        => "(* ?c ?x)"                      if c_scalar_x_not)?,
-        rule!("mul-one";                     "(* ?c ?x)"        => "?x"                             if c_one)?,
-        rule!("combine-scalars";             "(* ?c (* ?d ?x))" => "(* (* ?c ?d) ?x)"               if c_d_scalars_x_not)?,
-        rule!("factor-sum-left";             "(+ (* ?c ?a) (* ?d ?b))" => "(* ?c (+ ?a (* (/ ?d ?c) ?b)))" if both_scaled)?,
-        rule!("factor-sum-right";            "(+ (* ?c ?a) (* ?d ?b))" => "(* ?d (+ (* (/ ?c ?d) ?a) ?b))" if both_scaled)?,
-        rule!("factor-sum-bias-left";        "(+ (* ?c ?a) ?k)"        => "(* ?c (+ ?a (* (/ 1 ?c) ?k)))"  if c_nonzero_a_computed_k_weight)?,
-        rule!("factor-sum-bias-right";       "(+ ?k (* ?c ?a))"        => "(* ?c (+ (* (/ 1 ?c) ?k) ?a))"  if c_nonzero_a_computed_k_weight)?,
-        rule!("factor-difference-left";      "(- (* ?c ?a) (* ?d ?b))" => "(* ?c (- ?a (* (/ ?d ?c) ?b)))" if both_scaled)?,
-        rule!("factor-difference-right";     "(- (* ?c ?a) (* ?d ?b))" => "(* ?d (- (* (/ ?c ?d) ?a) ?b))" if both_scaled)?,
-        rule!("factor-difference-bias";      "(- (* ?c ?a) ?k)"        => "(* ?c (- ?a (* (/ 1 ?c) ?k)))"  if c_nonzero_a_computed_k_weight)?,
-        rule!("distribute-over-bias-right";  "(* ?c (+ ?a ?k))" => "(+ (* ?c ?a) (* ?c ?k))"        if c_scalar_k_weight_a_computed)?,
-        rule!("distribute-over-bias-left";   "(* ?c (+ ?k ?a))" => "(+ (* ?c ?k) (* ?c ?a))"        if c_scalar_k_weight_a_computed)?,
-        rule!("distribute-over-difference";  "(* ?c (- ?a ?k))" => "(- (* ?c ?a) (* ?c ?k))"        if c_scalar_k_weight_a_computed)?,
-        rule!("scalar-out-of-product-left";  "(* (* ?c ?a) ?b)" => "(* ?c (* ?a ?b))"               if c_scalar_a_b_computed)?,
-        rule!("scalar-out-of-product-right"; "(* ?a (* ?c ?b))" => "(* ?c (* ?a ?b))"               if c_scalar_a_b_computed)?,
-        rule!("scalar-into-weight-factor";   "(* ?c (* ?a ?k))" => "(* ?a (* ?c ?k))"               if c_scalar_k_weight_a_computed)?,
-        rule!("scalar-into-weight-factor-left"; "(* ?c (* ?k ?a))" => "(* (* ?c ?k) ?a)"            if c_scalar_k_weight_a_computed)?,
-        rule!("scalar-into-weight-of-product"; "(* (* ?c ?a) ?k)" => "(* ?a (* ?c ?k))"             if c_scalar_k_weight_a_computed)?,
-        rule!("scalar-out-of-numerator";     "(/ (* ?c ?a) ?b)" => "(* ?c (/ ?a ?b))"               if c_scalar_a_computed)?,
-        rule!("scalar-out-of-denominator";   "(/ ?b (* ?d ?a))" => "(* (/ 1 ?d) (/ ?b ?a))"         if d_nonzero_a_computed)?,
-        COMBINE_LIKE_TERMS.rewrite()?,
-    ])
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use egg::{RecExpr, Runner};
-
-    use super::*;
-    use crate::lang::{TensorLang, ValueRef};
-    use crate::shape::fixed;
-    use crate::testing::eval::{Rng, eval};
-    use crate::testing::{add, expr, graph};
-
-    /// Each rule with an instance of its left-hand side and the right-hand
-    /// side it must add (`$a`, `$b`, `$x`: computed `[2, 3]`; `$k`: a weight).
-    const CASES: &[(&str, &str, &str)] = &[
-        ("mul-scalar-first", "(* $x 3)", "(* 3 $x)"),
-        ("mul-one", "(* 1 $x)", "$x"),
-        ("combine-scalars", "(* 2 (* 3/4 $x))", "(* 3/2 $x)"),
-        (
-            "factor-sum-left",
-            "(+ (* 2 $a) (* 3 $b))",
-            "(* 2 (+ $a (* 3/2 $b)))",
-        ),
-        (
-            "factor-sum-right",
-            "(+ (* 2 $a) (* 3 $b))",
-            "(* 3 (+ (* 2/3 $a) $b))",
-        ),
-        (
-            "factor-sum-bias-left",
-            "(+ (* 4 $a) $k)",
-            "(* 4 (+ $a (* 1/4 $k)))",
-        ),
-        (
-            "factor-sum-bias-right",
-            "(+ $k (* 4 $a))",
-            "(* 4 (+ (* 1/4 $k) $a))",
-        ),
-        (
-            "factor-difference-left",
-            "(- (* 2 $a) (* -3 $b))",
-            "(* 2 (- $a (* -3/2 $b)))",
-        ),
-        (
-            "factor-difference-right",
-            "(- (* 2 $a) (* -3 $b))",
-            "(* -3 (- (* -2/3 $a) $b))",
-        ),
-        (
-            "factor-difference-bias",
-            "(- (* 4 $a) $k)",
-            "(* 4 (- $a (* 1/4 $k)))",
-        ),
-        (
-            "distribute-over-bias-right",
-            "(* 5 (+ $a $k))",
-            "(+ (* 5 $a) (* 5 $k))",
-        ),
-        (
-            "distribute-over-bias-left",
-            "(* 5 (+ $k $a))",
-            "(+ (* 5 $k) (* 5 $a))",
-        ),
-        (
-            "distribute-over-difference",
-            "(* 5 (- $a $k))",
-            "(- (* 5 $a) (* 5 $k))",
-        ),
-        (
-            "scalar-out-of-product-left",
-            "(* (* 2 $a) $b)",
-            "(* 2 (* $a $b))",
-        ),
-        (
-            "scalar-out-of-product-right",
-            "(* $a (* 2 $b))",
-            "(* 2 (* $a $b))",
-        ),
-        (
-            "scalar-into-weight-factor",
-            "(* 2 (* $a $k))",
-            "(* $a (* 2 $k))",
-        ),
-        (
-            "scalar-into-weight-factor-left",
-            "(* 2 (* $k $a))",
-            "(* (* 2 $k) $a)",
-        ),
-        (
-            "scalar-into-weight-of-product",
-            "(* (* 2 $a) $k)",
-            "(* $a (* 2 $k))",
-        ),
-        (
-            "scalar-out-of-numerator",
-            "(/ (* 2 $a) $b)",
-            "(* 2 (/ $a $b))",
-        ),
-        (
-            "scalar-out-of-denominator",
-            "(/ $b (* 4 $a))",
-            "(* 1/4 (/ $b $a))",
-        ),
-        (
-            "combine-like-terms",
-            "(+ $x (+ (+ (* 1/2 $x) (* 2 $a)) $b))",
-            "(+ (+ (* 3/2 $x) (* 2 $a)) $b)",
-        ),
-    ];
-
-    fn run_one(name: &str, lhs: &str) -> (crate::analysis::TensorEGraph, egg::Id) {
-        let s = fixed(&[2, 3]);
-        let mut g = graph(&[
-            ("a", s.clone()),
-            ("b", s.clone()),
-            ("x", s.clone()),
-            ("k", s),
-        ]);
-        g.declare_weight(ValueRef::new("k").unwrap()).unwrap();
-        let root = add(&mut g, lhs);
-        let rule = scale_rules()
-            .unwrap()
-            .into_iter()
-            .find(|r| r.name.as_str() == name)
-            .unwrap_or_else(|| panic!("no rule {name}"));
-        let runner = Runner::default()
-            .with_egraph(g.into_egraph())
-            .with_iter_limit(1)
-            .run(std::slice::from_ref(&rule));
-        assert!(runner.egraph.analysis.refusals().is_empty(), "{name}");
-        (runner.egraph, root)
-    }
-
-    #[test]
-    fn every_rule_has_a_case_and_a_distinct_name() {
-        let names: Vec<String> = scale_rules()
-            .unwrap()
-            .iter()
-            .map(|r| r.name.to_string())
-            .collect();
-        let cases: Vec<&str> = CASES.iter().map(|c| c.0).collect();
-        assert_eq!(names, cases);
-    }
-
-    #[test]
-    fn each_rule_adds_its_right_hand_side() {
-        for &(name, lhs, rhs) in CASES {
-            let (egraph, root) = run_one(name, lhs);
-            assert_eq!(
-                egraph.lookup_expr(&expr(rhs)),
-                Some(egraph.find(root)),
-                "{name}: {lhs} should equal {rhs}"
-            );
-        }
-    }
-
-    #[test]
-    fn each_rule_is_an_equality_on_random_tensors() {
-        for &(name, lhs, rhs) in CASES {
-            for seed in 0..3 {
-                let mut rng = Rng(seed + 17);
-                let env: HashMap<String, _> = ["$a", "$b", "$x", "$k"]
-                    .into_iter()
-                    .map(|n| (n.to_owned(), rng.tensor(&[2, 3])))
-                    .collect();
-                let (l, r): (RecExpr<TensorLang>, RecExpr<TensorLang>) = (expr(lhs), expr(rhs));
-                let (l, r) = (eval(&l, &env, 1), eval(&r, &env, 1));
-                for (p, q) in l.data.iter().zip(&r.data) {
-                    assert!(
-                        (p - q).abs() <= 1e-12 * p.abs().max(1.0),
-                        "{name}: {p} vs {q}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn like_terms_combine_wherever_they_sit_in_either_operand() {
-        for (lhs, rhs) in [
-            // PA alone: (f + x) + (γ₀·x + γ₁·x₁).
-            (
-                "(+ (+ $a $x) (+ (* 1/2 $x) $b))",
-                "(+ $a (+ (* 3/2 $x) $b))",
-            ),
-            // The scaled term on the left, x two sums down on the right.
-            ("(+ (* 2 $x) (+ $b (+ $x $a)))", "(+ (* 3 $x) (+ $b $a))"),
-            // Directly: x + c·x.
-            ("(+ $x (* -3 $x))", "(* -2 $x)"),
-        ] {
-            let (egraph, root) = run_one("combine-like-terms", lhs);
-            assert_eq!(
-                egraph.lookup_expr(&expr(rhs)),
-                Some(egraph.find(root)),
-                "{lhs} should equal {rhs}"
-            );
-            let mut rng = Rng(5);
-            let env: HashMap<String, _> = ["$a", "$b", "$x"]
-                .into_iter()
-                .map(|n| (n.to_owned(), rng.tensor(&[2, 3])))
-                .collect();
-            let (l, r) = (eval(&expr(lhs), &env, 1), eval(&expr(rhs), &env, 1));
-            for (p, q) in l.data.iter().zip(&r.data) {
-                assert!(
-                    (p - q).abs() <= 1e-12 * p.abs().max(1.0),
-                    "{lhs}: {p} vs {q}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn guards_keep_rules_from_firing_where_they_do_not_apply() {
-        for (name, lhs) in [
-            // Only one side scaled: the producer absorbs it, nothing is factored.
-            ("factor-sum-right", "(+ $a (* 3 $b))"),
-            ("factor-sum-left", "(+ (* 3 $a) $b)"),
-            // Dividing by zero.
-            ("factor-sum-bias-left", "(+ (* 0 $a) $k)"),
-            // A weight on the wrong side of the bias rules.
-            ("distribute-over-bias-right", "(* 5 (+ $a $b))"),
-            // Scalars stay out of computed products only.
-            ("scalar-out-of-product-left", "(* (* 2 $a) $k)"),
-            ("mul-one", "(* 2 $x)"),
-            // `1 + c = 0`; a scaled term of another value; deeper than the limit.
-            ("combine-like-terms", "(+ $x (+ (* -1 $x) $a))"),
-            ("combine-like-terms", "(+ $x (+ (* 2 $a) $b))"),
-            (
-                "combine-like-terms",
-                "(+ $x (+ (+ (+ (+ (+ (* 2 $x) $a) $b) $a) $b) $a))",
-            ),
-        ] {
-            let (egraph, root) = run_one(name, lhs);
-            assert_eq!(
-                egraph[egraph.find(root)].nodes.len(),
-                1,
-                "{name} fired on {lhs}: {:?}",
-                egraph[egraph.find(root)].nodes
-            );
-        }
-    }
-}
+/// The scalar-algebra rules. Examples: `$a`, `$b`, `$x` computed `[2, 3]`,
+/// `$k` a weight.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "scale",
+    summary: "Scalar algebra on elementwise terms: scalar factors placed first, combined, and factored out of sums, differences, products and quotients, so they can travel to where they are absorbed.",
+    pass: Pass::Fuse,
+    context: "$a: f32[2, 3]\n$b: f32[2, 3]\n$x: f32[2, 3]\nweight $k: f32[2, 3]",
+    rules: &[
+        Rule { guard: guard!(c_scalar_x_not), when: "c a scalar, x not",
+               examples: &[("(* $x 3)", "(* 3 $x)")], non_examples: &["(* $x $a)", "(* 2 3)"],
+               ..Rule::new("mul-scalar-first", "x·c = c·x", pattern("(* ?x ?c)", "(* ?c ?x)")) },
+        Rule { guard: guard!(c_one), when: "c = 1",
+               examples: &[("(* 1 $x)", "$x")], non_examples: &["(* 2 $x)"],
+               ..Rule::new("mul-one", "1·x = x", pattern("(* ?c ?x)", "?x")) },
+        Rule { guard: guard!(c_d_scalars_x_not), when: "c, d scalars, x not",
+               examples: &[("(* 2 (* 3/4 $x))", "(* 3/2 $x)")], non_examples: &["(* 2 (* $a $x))"],
+               ..Rule::new("combine-scalars", "c·(d·x) = (cd)·x", pattern("(* ?c (* ?d ?x))", "(* (* ?c ?d) ?x)")) },
+        Rule { guard: guard!(both_scaled), when: "c, d non-zero scalars, a, b computed",
+               examples: &[("(+ (* 2 $a) (* 3 $b))", "(* 2 (+ $a (* 3/2 $b)))")],
+               non_examples: &["(+ (* 3 $a) $b)", "(+ (* 0 $a) (* 3 $b))"],
+               ..Rule::new("factor-sum-left", "c·a + d·b = c·(a + (d/c)·b)", pattern("(+ (* ?c ?a) (* ?d ?b))", "(* ?c (+ ?a (* (/ ?d ?c) ?b)))")) },
+        Rule { guard: guard!(both_scaled), when: "c, d non-zero scalars, a, b computed",
+               examples: &[("(+ (* 2 $a) (* 3 $b))", "(* 3 (+ (* 2/3 $a) $b))")],
+               non_examples: &["(+ $a (* 3 $b))"],
+               ..Rule::new("factor-sum-right", "c·a + d·b = d·((c/d)·a + b)", pattern("(+ (* ?c ?a) (* ?d ?b))", "(* ?d (+ (* (/ ?c ?d) ?a) ?b))")) },
+        Rule { guard: guard!(c_nonzero_a_computed_k_weight), when: "c ≠ 0, a computed, k a weight",
+               examples: &[("(+ (* 4 $a) $k)", "(* 4 (+ $a (* 1/4 $k)))")],
+               non_examples: &["(+ (* 0 $a) $k)", "(+ (* 4 $a) $b)"],
+               ..Rule::new("factor-sum-bias-left", "c·a + k = c·(a + k/c)", pattern("(+ (* ?c ?a) ?k)", "(* ?c (+ ?a (* (/ 1 ?c) ?k)))")) },
+        Rule { guard: guard!(c_nonzero_a_computed_k_weight), when: "c ≠ 0, a computed, k a weight",
+               examples: &[("(+ $k (* 4 $a))", "(* 4 (+ (* 1/4 $k) $a))")],
+               non_examples: &["(+ $b (* 4 $a))"],
+               ..Rule::new("factor-sum-bias-right", "k + c·a = c·(k/c + a)", pattern("(+ ?k (* ?c ?a))", "(* ?c (+ (* (/ 1 ?c) ?k) ?a))")) },
+        Rule { guard: guard!(both_scaled), when: "c, d non-zero scalars, a, b computed",
+               examples: &[("(- (* 2 $a) (* -3 $b))", "(* 2 (- $a (* -3/2 $b)))")],
+               non_examples: &["(- (* 2 $a) $b)"],
+               ..Rule::new("factor-difference-left", "c·a − d·b = c·(a − (d/c)·b)", pattern("(- (* ?c ?a) (* ?d ?b))", "(* ?c (- ?a (* (/ ?d ?c) ?b)))")) },
+        Rule { guard: guard!(both_scaled), when: "c, d non-zero scalars, a, b computed",
+               examples: &[("(- (* 2 $a) (* -3 $b))", "(* -3 (- (* -2/3 $a) $b))")],
+               non_examples: &["(- $a (* -3 $b))"],
+               ..Rule::new("factor-difference-right", "c·a − d·b = d·((c/d)·a − b)", pattern("(- (* ?c ?a) (* ?d ?b))", "(* ?d (- (* (/ ?c ?d) ?a) ?b))")) },
+        Rule { guard: guard!(c_nonzero_a_computed_k_weight), when: "c ≠ 0, a computed, k a weight",
+               examples: &[("(- (* 4 $a) $k)", "(* 4 (- $a (* 1/4 $k)))")],
+               non_examples: &["(- (* 4 $a) $b)"],
+               ..Rule::new("factor-difference-bias", "c·a − k = c·(a − k/c)", pattern("(- (* ?c ?a) ?k)", "(* ?c (- ?a (* (/ 1 ?c) ?k)))")) },
+        Rule { guard: guard!(c_scalar_k_weight_a_computed), when: "c a scalar, a computed, k a weight",
+               examples: &[("(* 5 (+ $a $k))", "(+ (* 5 $a) (* 5 $k))")],
+               non_examples: &["(* 5 (+ $a $b))"],
+               ..Rule::new("distribute-over-bias-right", "c·(a + k) = c·a + c·k", pattern("(* ?c (+ ?a ?k))", "(+ (* ?c ?a) (* ?c ?k))")) },
+        Rule { guard: guard!(c_scalar_k_weight_a_computed), when: "c a scalar, a computed, k a weight",
+               examples: &[("(* 5 (+ $k $a))", "(+ (* 5 $k) (* 5 $a))")],
+               non_examples: &["(* 5 (+ $b $a))"],
+               ..Rule::new("distribute-over-bias-left", "c·(k + a) = c·k + c·a", pattern("(* ?c (+ ?k ?a))", "(+ (* ?c ?k) (* ?c ?a))")) },
+        Rule { guard: guard!(c_scalar_k_weight_a_computed), when: "c a scalar, a computed, k a weight",
+               examples: &[("(* 5 (- $a $k))", "(- (* 5 $a) (* 5 $k))")],
+               non_examples: &["(* 5 (- $a $b))"],
+               ..Rule::new("distribute-over-difference", "c·(a − k) = c·a − c·k", pattern("(* ?c (- ?a ?k))", "(- (* ?c ?a) (* ?c ?k))")) },
+        Rule { guard: guard!(c_scalar_a_b_computed), when: "c a scalar, a, b computed",
+               examples: &[("(* (* 2 $a) $b)", "(* 2 (* $a $b))")],
+               non_examples: &["(* (* 2 $a) $k)"],
+               ..Rule::new("scalar-out-of-product-left", "(c·a)·b = c·(a·b)", pattern("(* (* ?c ?a) ?b)", "(* ?c (* ?a ?b))")) },
+        Rule { guard: guard!(c_scalar_a_b_computed), when: "c a scalar, a, b computed",
+               examples: &[("(* $a (* 2 $b))", "(* 2 (* $a $b))")],
+               non_examples: &["(* $k (* 2 $b))"],
+               ..Rule::new("scalar-out-of-product-right", "a·(c·b) = c·(a·b)", pattern("(* ?a (* ?c ?b))", "(* ?c (* ?a ?b))")) },
+        Rule { guard: guard!(c_scalar_k_weight_a_computed), when: "c a scalar, a computed, k a weight",
+               examples: &[("(* 2 (* $a $k))", "(* $a (* 2 $k))")],
+               non_examples: &["(* 2 (* $a $b))"],
+               ..Rule::new("scalar-into-weight-factor", "c·(a·k) = a·(c·k)", pattern("(* ?c (* ?a ?k))", "(* ?a (* ?c ?k))")) },
+        Rule { guard: guard!(c_scalar_k_weight_a_computed), when: "c a scalar, a computed, k a weight",
+               examples: &[("(* 2 (* $k $a))", "(* (* 2 $k) $a)")],
+               non_examples: &["(* 2 (* $b $a))"],
+               ..Rule::new("scalar-into-weight-factor-left", "c·(k·a) = (c·k)·a", pattern("(* ?c (* ?k ?a))", "(* (* ?c ?k) ?a)")) },
+        Rule { guard: guard!(c_scalar_k_weight_a_computed), when: "c a scalar, a computed, k a weight",
+               examples: &[("(* (* 2 $a) $k)", "(* $a (* 2 $k))")],
+               non_examples: &["(* (* 2 $a) $b)"],
+               ..Rule::new("scalar-into-weight-of-product", "(c·a)·k = a·(c·k)", pattern("(* (* ?c ?a) ?k)", "(* ?a (* ?c ?k))")) },
+        Rule { guard: guard!(c_scalar_a_computed), when: "c a scalar, a computed",
+               examples: &[("(/ (* 2 $a) $b)", "(* 2 (/ $a $b))")],
+               non_examples: &["(/ (* 2 $k) $b)"],
+               ..Rule::new("scalar-out-of-numerator", "(c·a)/b = c·(a/b)", pattern("(/ (* ?c ?a) ?b)", "(* ?c (/ ?a ?b))")) },
+        Rule { guard: guard!(d_nonzero_a_computed), when: "d ≠ 0, a computed",
+               examples: &[("(/ $b (* 4 $a))", "(* 1/4 (/ $b $a))")],
+               non_examples: &["(/ $b (* 0 $a))"],
+               ..Rule::new("scalar-out-of-denominator", "b/(d·a) = (1/d)·(b/a)", pattern("(/ ?b (* ?d ?a))", "(* (/ 1 ?d) (/ ?b ?a))")) },
+        Rule { when: "a term x of one operand's sum and c·x of the other's, up to 4 sums down; 1 + c ≠ 0; at most 16 right-hand sides per class",
+               examples: &[
+                   ("(+ $x (+ (+ (* 1/2 $x) (* 2 $a)) $b))", "(+ (+ (* 3/2 $x) (* 2 $a)) $b)"),
+                   // PA alone: (f + x) + (γ₀·x + γ₁·x₁).
+                   ("(+ (+ $a $x) (+ (* 1/2 $x) $b))", "(+ $a (+ (* 3/2 $x) $b))"),
+                   // The scaled term on the left, x two sums down on the right.
+                   ("(+ (* 2 $x) (+ $b (+ $x $a)))", "(+ (* 3 $x) (+ $b $a))"),
+                   // Directly: x + c·x.
+                   ("(+ $x (* -3 $x))", "(* -2 $x)"),
+               ],
+               // 1 + c = 0; a scaled term of another value; deeper than the limit.
+               non_examples: &[
+                   "(+ $x (+ (* -1 $x) $a))",
+                   "(+ $x (+ (* 2 $a) $b))",
+                   "(+ $x (+ (+ (+ (+ (+ (* 2 $x) $a) $b) $a) $b) $a))",
+               ],
+               ..Rule::new("combine-like-terms", "(… + x + …) + (… + c·x + …) = (… + …) + (… + (1 + c)·x + …)", Kind::Class(COMBINE_LIKE_TERMS)) },
+    ],
+};

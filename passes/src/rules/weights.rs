@@ -1,9 +1,6 @@
 //! Scalars into the weights of linear ONNX ops.
 //!
-//! | rule | rewrite | guard |
-//! |---|---|---|
-//! | `scale-into-weights` | `c·f(x, w) ⇒ f(x, w')`, `w'_j = c^e·w_j` per the op's `output_into` | `c ≠ 0`, `f` linear with constant weights |
-//! | `absorb-input-scale` | `f(c·x, w) ⇒ f(x, w')`, `w'_j = c^e·w_j` per the op's `input_into` | `c ≠ 0`, `f` linear with constant weights |
+//! The rules are [`TOPIC`]'s entries.
 //!
 //! For `Conv`, `ConvTranspose`, `Gemm` (`B`, `C`) and `MatMul` with a
 //! constant operand, `e = 1`; `BatchNormalization(c·x)` takes `c` into its
@@ -11,15 +8,12 @@
 //! terms (`(* c $W)`), computed once by the compiler: at inference they cost
 //! nothing.
 //!
-//! Examples (before → after):
-//! - `(* 1/2 (onnx:Conv@n3.0 $x $W $b))` → `(onnx:Conv@n3.0 $x (* 1/2 $W) (* 1/2 $b))`;
-//! - `(onnx:MatMul@n5.0 (* 3 $h) $W)` → `(onnx:MatMul@n5.0 $h (* 3 $W))`.
-//!
 //! Complexity: per class, linear in its e-nodes and their children's e-nodes.
 
 use egg::Id;
 
 use super::class::{Child, ClassRule, onnx_node, onnx_nodes, scaled_forms, times_class};
+use super::entry::{Kind, Pass, Rule, Topic};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
 use crate::lang::Scalar;
@@ -104,54 +98,27 @@ pub const ABSORB_INPUT_SCALE: ClassRule = ClassRule {
     find: absorb_input,
 };
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::class::tests::{holds, numerically_equal, run_class_rule};
-    use crate::shape::fixed;
-
-    #[allow(clippy::unnecessary_wraps)] // the tables take an optional semantics
-    fn matmul() -> Option<OpSemantics> {
-        Some(OpSemantics::Linear {
-            input: 0,
-            output_into: vec![(1, 1)],
-            input_into: vec![(1, 1)],
-        })
-    }
-
-    fn values() -> [(&'static str, crate::shape::Shape); 2] {
-        [("x", fixed(&[2, 3])), ("w", fixed(&[3, 4]))]
-    }
-
-    #[test]
-    fn a_scale_on_the_result_goes_into_the_weight() {
-        let ops = [("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4]))];
-        let lhs = "(* 3/2 (onnx:MatMul@n1.0 $x $w))";
-        let rhs = "(onnx:MatMul@n1.0 $x (* 3/2 $w))";
-        let (e, root) = run_class_rule(SCALE_INTO_WEIGHTS, &values(), &ops, lhs);
-        assert!(holds(&e, root, rhs));
-        numerically_equal(&values(), lhs, rhs);
-    }
-
-    #[test]
-    fn a_scale_on_the_input_goes_into_the_weight() {
-        let ops = [("onnx:MatMul@n1.0", matmul(), fixed(&[2, 4]))];
-        let lhs = "(onnx:MatMul@n1.0 (* -2 $x) $w)";
-        let rhs = "(onnx:MatMul@n1.0 $x (* -2 $w))";
-        let (e, root) = run_class_rule(ABSORB_INPUT_SCALE, &values(), &ops, lhs);
-        assert!(holds(&e, root, rhs));
-        numerically_equal(&values(), lhs, rhs);
-    }
-
-    #[test]
-    fn an_op_that_is_not_linear_keeps_its_scale() {
-        let ops = [("onnx:MatMul@n1.0", None, fixed(&[2, 4]))];
-        let (e, root) = run_class_rule(
-            SCALE_INTO_WEIGHTS,
-            &values(),
-            &ops,
-            "(* 3/2 (onnx:MatMul@n1.0 $x $w))",
-        );
-        assert_eq!(e[e.find(root)].nodes.len(), 1);
-    }
-}
+/// The rules. Examples: `$x` `[2, 3]`, the weight `$w` `[3, 4]`.
+#[rustfmt::skip]
+pub const TOPIC: Topic = Topic {
+    name: "weights",
+    summary: "Scalars into the weights of linear ONNX ops (Conv, ConvTranspose, Gemm, MatMul with a constant operand, BatchNormalization), as weight terms the compiler computes once.",
+    pass: Pass::Fuse,
+    context: "$x: f32[2, 3]\nweight $w: f32[3, 4]\n\
+              onnx:MatMul@n1.0: f32[2, 4] linear input=0 out=1 in=1\n\
+              onnx:MatMul@n2.0: f32[2, 4]",
+    rules: &[
+        Rule { when: "c ≠ 0; f linear with constant weights (w'ⱼ = cᵉ·wⱼ per the op's output_into)",
+               examples: &[
+                   ("(* 3/2 (onnx:MatMul@n1.0 $x $w))", "(onnx:MatMul@n1.0 $x (* 3/2 $w))"),
+                   // A linear map takes negative scales too.
+                   ("(* -2 (onnx:MatMul@n1.0 $x $w))", "(onnx:MatMul@n1.0 $x (* -2 $w))"),
+               ],
+               non_examples: &["(* 3/2 (onnx:MatMul@n2.0 $x $w))", "(* 0 (onnx:MatMul@n1.0 $x $w))"],
+               ..Rule::new("scale-into-weights", "c·f(x, w) = f(x, w′)", Kind::Class(SCALE_INTO_WEIGHTS)) },
+        Rule { when: "c ≠ 0; f linear with constant weights (w'ⱼ = cᵉ·wⱼ per the op's input_into)",
+               examples: &[("(onnx:MatMul@n1.0 (* -2 $x) $w)", "(onnx:MatMul@n1.0 $x (* -2 $w))")],
+               non_examples: &["(onnx:MatMul@n2.0 (* -2 $x) $w)"],
+               ..Rule::new("absorb-input-scale", "f(c·x, w) = f(x, w′)", Kind::Class(ABSORB_INPUT_SCALE)) },
+    ],
+};
