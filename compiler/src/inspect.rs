@@ -1,6 +1,8 @@
 //! Model summaries for `laurelc inspect`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
 
 use onnx_protobuf::tensor_shape_proto::dimension;
 use onnx_protobuf::type_proto;
@@ -271,4 +273,120 @@ pub fn dtype_name(t: i32) -> &'static str {
         23 => "float4e2m1",
         _ => "undefined",
     }
+}
+
+/// What `laurelc inspect` prints of `model` (shown as `path`): the summary,
+/// then the residual analysis, one line per residual.
+#[must_use]
+pub fn to_text(
+    path: &Path,
+    s: &ModelSummary,
+    analysis: &crate::analysis::ResidualAnalysis,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "model: {}", path.display());
+    let _ = writeln!(out, "ir_version: {}", s.ir_version);
+    let opsets: Vec<String> = s
+        .opsets
+        .iter()
+        .map(|(d, v)| format!("{}={v}", if d.is_empty() { "ai.onnx" } else { d }))
+        .collect();
+    let _ = writeln!(out, "opsets: {}", opsets.join(", "));
+    if !s.producer.is_empty() {
+        let _ = writeln!(out, "producer: {}", s.producer);
+    }
+    let fmt_value = |v: &ValueSummary| {
+        let shape = v.shape.as_ref().map_or_else(
+            || "unknown rank".to_string(),
+            |d| format!("[{}]", d.join(", ")),
+        );
+        format!("  {} {} {shape}", v.name, v.dtype)
+    };
+    let _ = writeln!(out, "inputs:");
+    for v in &s.inputs {
+        let _ = writeln!(out, "{}", fmt_value(v));
+    }
+    let _ = writeln!(out, "outputs:");
+    for v in &s.outputs {
+        let _ = writeln!(out, "{}", fmt_value(v));
+    }
+    let _ = writeln!(
+        out,
+        "nodes: {} ({} with subgraphs)",
+        s.node_count, s.ops_with_subgraphs
+    );
+    for (op, n) in &s.op_counts {
+        let _ = writeln!(out, "  {op}: {n}");
+    }
+    let _ = writeln!(
+        out,
+        "parameters: {} ({} bytes)",
+        s.parameter_count, s.parameter_bytes
+    );
+    let _ = writeln!(out, "{}", flops_line(s));
+    let _ = writeln!(
+        out,
+        "external data: {}",
+        if s.external_data { "yes" } else { "no" }
+    );
+    if !s.laurel_parameters.is_empty() {
+        let total: u64 = s.laurel_parameters.values().sum();
+        let per_block: Vec<String> = s
+            .laurel_parameters
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "LAuReL parameters: {total} in {} blocks ({})",
+            s.laurel_parameters.len(),
+            per_block.join(", ")
+        );
+    }
+    if s.functions > 0 {
+        let _ = writeln!(out, "functions: {}", s.functions);
+    }
+    let identity = analysis
+        .residuals
+        .iter()
+        .filter(|r| r.kind == crate::analysis::ResidualKind::Identity)
+        .count();
+    let _ = writeln!(
+        out,
+        "residuals: {} ({identity} identity, {} projection; shapes by tract, {})",
+        analysis.residuals.len(),
+        analysis.residuals.len() - identity,
+        analysis.shape_strategy
+    );
+    for r in &analysis.residuals {
+        let _ = writeln!(
+            out,
+            "  stream {} #{}: {} {:?} D={} axis={} skip={} branch={} ({} ops)",
+            r.stream,
+            r.index,
+            r.name,
+            r.kind,
+            r.channels.map_or_else(|| "?".into(), |d| d.to_string()),
+            r.axis,
+            r.skip,
+            r.branch,
+            r.branch_ops
+        );
+    }
+    out
+}
+
+/// `laurelc inspect --json`: the summary with the residuals and how their
+/// shapes were inferred.
+///
+/// # Errors
+/// A summary that does not serialise (a bug).
+pub fn to_json(
+    s: &ModelSummary,
+    analysis: &crate::analysis::ResidualAnalysis,
+) -> serde_json::Result<serde_json::Value> {
+    let mut j = serde_json::to_value(s)?;
+    j["residuals"] = serde_json::to_value(&analysis.residuals)?;
+    j["shape_inference"] = serde_json::Value::from(analysis.shape_strategy.as_str());
+    Ok(j)
 }

@@ -3,15 +3,17 @@
 //! A graph-rewriting compiler for ONNX models built around `LAuReL`, the
 //! Learned Augmented Residual Layer (Menghani, Kumar & Kumar, ICML 2025).
 //!
-//! The library holds the IR ([`ir`]), lossless ONNX import and export
-//! ([`onnx`]), model summaries ([`inspect`]), model comparison on tract
-//! ([`check`]) and the pipeline ([`pipeline`]). The `laurelc` binary is a thin
-//! shell around it.
+//! The library holds the IR ([`ir`]) and the builder that adds to it
+//! ([`build`]), lossless ONNX import and export ([`onnx`]), the analyses of a
+//! model ([`analysis`]: residuals, streams, shapes, FLOPs), the graph
+//! transforms (augmentation, [`augment`]; fusion, [`fuse`]), model summaries
+//! ([`inspect`]) and the pipelines file to file ([`pipeline`]). Running models
+//! on tract (run, check, bench, profile) is `laurel-runtime`'s. The `laurelc`
+//! binary is a thin shell around both: one file per command.
 
 pub mod analysis;
 pub mod augment;
 pub mod build;
-pub mod check;
 pub mod error;
 pub mod fsutil;
 pub mod fuse;

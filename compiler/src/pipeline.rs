@@ -1,9 +1,8 @@
-//! The compilation pipeline: import, passes, export.
-//!
-//! Today the pipeline has no passes: the residual analysis and `LAuReL`
-//! augmentation land with the next milestone, and `--no-passes` already
-//! names the pure import → export round trip that this stage guarantees
-//! lossless (see [`crate::onnx`]).
+//! The pipelines, file to file: [`compile_file`] (import, residual analysis,
+//! `LAuReL` augmentation, export; `--no-passes` is the lossless round trip of
+//! [`crate::onnx`]) and [`fuse_file`] (import, fusion, export). Both refuse an
+//! output that would replace the input or one of its external data files
+//! ([`guard_output`], [`guard_external`]), and write atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -69,6 +68,29 @@ fn same_file(a: &Path, b: &Path) -> bool {
     canon(a) == canon(b)
 }
 
+/// Refuses an output (or its `.data` side file) that is one of `model`'s own
+/// external data files, unless `force`.
+///
+/// # Errors
+/// [`Error::WouldOverwriteInput`].
+pub fn guard_external(model: &crate::ir::Model, output: &Path, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    // The input's external data files are part of the input, too.
+    let side = onnx::export::side_path(output);
+    for file in model.graph.external_files() {
+        for candidate in [output, side.as_path()] {
+            if same_file(&file, candidate) {
+                return Err(Error::WouldOverwriteInput {
+                    path: candidate.to_path_buf(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads `input`, runs the pipeline and writes `output` atomically.
 /// The input file is never modified; with `force` it may be replaced by the
 /// new file through an atomic rename.
@@ -78,19 +100,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Result<PipelineReport> {
     guard_output(input, output, opts.force)?;
     let mut model = onnx::import_path(input)?;
-    if !opts.force {
-        // The input's external data files are part of the input, too.
-        let side = onnx::export::side_path(output);
-        for file in model.graph.external_files() {
-            for candidate in [output, side.as_path()] {
-                if same_file(&file, candidate) {
-                    return Err(Error::WouldOverwriteInput {
-                        path: candidate.to_path_buf(),
-                    });
-                }
-            }
-        }
-    }
+    guard_external(&model, output, opts.force)?;
     let ops_before = model.graph.op_count();
     let parameters_before = crate::inspect::summarize_without_flops(&model).parameter_count;
     let mut passes = Vec::new();
@@ -115,4 +125,103 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
         augment,
         parameters_before,
     })
+}
+
+impl PipelineReport {
+    /// What `laurelc MODEL -o OUT` prints: the ops in and out and the bytes
+    /// written; the augmentation's blocks, parameters (and their share of
+    /// the model's) and FLOPs; every residual skipped, with why; the
+    /// external data written.
+    #[must_use]
+    pub fn to_text(&self, input: &Path, output: &Path) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let passes = if self.passes.is_empty() {
+            "none".to_string()
+        } else {
+            self.passes.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "{} -> {}: {} ops in, {} ops out, passes: {passes}, {} bytes written",
+            input.display(),
+            output.display(),
+            self.ops_before,
+            self.ops_after,
+            self.export.model_bytes
+        );
+        if let Some(aug) = &self.augment {
+            #[allow(clippy::cast_precision_loss)]
+            let pct = if self.parameters_before == 0 {
+                0.0
+            } else {
+                100.0 * aug.parameters_added as f64 / self.parameters_before as f64
+            };
+            let _ = writeln!(
+                out,
+                "augmented {} blocks ({}): +{} parameters ({pct:.4}% of {}), +{} FLOPs (estimated, symbolic dims counted as 1); e-graph {} classes / {} nodes, {}",
+                aug.blocks.len(),
+                aug.variant,
+                aug.parameters_added,
+                self.parameters_before,
+                aug.flops_added,
+                aug.egraph.0,
+                aug.egraph.1,
+                aug.stop
+            );
+            for (node, why) in &aug.skipped {
+                let _ = writeln!(out, "  skipped {node}: {why}");
+            }
+        }
+        if let Some(side) = &self.export.external_file {
+            let _ = writeln!(
+                out,
+                "external data: {} tensors, {} bytes in {}",
+                self.export.external_tensors,
+                self.export.external_bytes,
+                side.display()
+            );
+        }
+        out
+    }
+}
+
+/// Options of [`fuse_file`].
+#[derive(Debug, Clone, Default)]
+pub struct FuseFileOptions {
+    /// Allow the output to replace the input file.
+    pub force: bool,
+    /// How to write the output.
+    pub export: ExportOptions,
+    /// The fusion's options.
+    pub fuse: crate::fuse::FuseOptions,
+}
+
+/// What [`fuse_file`] did.
+#[derive(Debug, Clone)]
+pub struct FuseFileReport {
+    /// What fusion did.
+    pub summary: crate::fuse::FuseSummary,
+    /// What the export wrote.
+    pub export: ExportReport,
+}
+
+/// Reads `input`, fuses it ([`crate::fuse::fuse_model_with_progress`], each
+/// window reported to `progress`) and writes `output` atomically, with the
+/// guards of [`compile_file`].
+///
+/// # Errors
+/// Any import, fusion or export error; [`Error::WouldOverwriteInput`].
+pub fn fuse_file(
+    input: &Path,
+    output: &Path,
+    opts: &FuseFileOptions,
+    progress: &mut dyn laurel_runtime::Progress,
+) -> Result<FuseFileReport> {
+    guard_output(input, output, opts.force)?;
+    let mut model = onnx::import_path(input)?;
+    guard_external(&model, output, opts.force)?;
+    let summary = crate::fuse::fuse_model_with_progress(&mut model, &opts.fuse, progress)?;
+    let export = onnx::write_path(&model, output, &opts.export)?;
+    Ok(FuseFileReport { summary, export })
 }

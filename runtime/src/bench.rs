@@ -481,6 +481,20 @@ pub fn bench_loads(
     given: &[(String, Tensor)],
     opts: &BenchOptions,
 ) -> Result<BenchReport, RuntimeError> {
+    bench_loads_with_progress(models, given, opts, &mut crate::progress::Silent)
+}
+
+/// [`bench_loads`], reporting every run (warm-up runs too) to `progress`,
+/// outside the timed region.
+///
+/// Errors and cost: those of [`bench_loads`].
+#[allow(clippy::too_many_lines)] // checks, one untimed run of each load, the timed rounds, the report
+pub fn bench_loads_with_progress(
+    models: &[(String, Vec<Runnable>)],
+    given: &[(String, Tensor)],
+    opts: &BenchOptions,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<BenchReport, RuntimeError> {
     let runs = opts.runs.max(1);
     let loads = models
         .iter()
@@ -538,10 +552,17 @@ pub fn bench_loads(
     }
     let origin = Instant::now();
     let mut calls = vec![0usize; models.len()];
+    let total = (opts.warmup + runs) * models.len();
+    progress.start("bench runs", total as u64);
+    let mut prepared = 0u64;
     let samples = time_rounds(
         models.len(),
         opts,
-        |_| inputs.clone(),
+        |_| {
+            progress.set(prepared);
+            prepared += 1;
+            inputs.clone()
+        },
         |i, input| {
             let copies = &models[i].1;
             let m = &copies[calls[i] % copies.len()];
@@ -550,6 +571,8 @@ pub fn bench_loads(
         },
         || origin.elapsed(),
     )?;
+    progress.set(prepared);
+    progress.finish();
     let report_inputs = base
         .inputs()
         .iter()
@@ -596,9 +619,20 @@ pub fn bench_files<P: AsRef<Path>>(
     given: &[(String, Tensor)],
     opts: &BenchOptions,
 ) -> Result<BenchReport, RuntimeError> {
-    let mut load = load.clone();
-    load.shapes
-        .extend(given.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())));
+    bench_files_with_progress(paths, load, given, opts, &mut crate::progress::Silent)
+}
+
+/// [`bench_files`], reporting the runs to `progress` ([`bench_loads_with_progress`]).
+///
+/// Errors and cost: those of [`bench_files`].
+pub fn bench_files_with_progress<P: AsRef<Path>>(
+    paths: &[P],
+    load: &LoadOptions,
+    given: &[(String, Tensor)],
+    opts: &BenchOptions,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<BenchReport, RuntimeError> {
+    let load = crate::inputs::sized(load, given);
     let models = paths
         .iter()
         .map(|p| {
@@ -609,7 +643,7 @@ pub fn bench_files<P: AsRef<Path>>(
             Ok((p.display().to_string(), copies))
         })
         .collect::<Result<Vec<_>, RuntimeError>>()?;
-    bench_loads(&models, given, opts)
+    bench_loads_with_progress(&models, given, opts, progress)
 }
 
 #[cfg(test)]

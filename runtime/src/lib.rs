@@ -22,19 +22,23 @@
 //! Modules: [`model`] (sources, options, declared inputs), [`load`](mod@load) (the loader
 //! strategy ladder), [`runnable`] (running), [`infer`] (shape inference),
 //! [`npy`] and [`tensor_pb`] (tensor files), [`random`], [`stats`], [`compare`](mod@compare),
-//! [`ops`] (custom op registration), [`bench`](mod@bench) and [`profile`](mod@profile) (timing),
-//! [`error`].
+//! [`ops`] (custom op registration), [`inputs`] (a model's inputs: files and
+//! random values), [`check`](mod@check) (two models compared), [`bench`](mod@bench) and
+//! [`profile`](mod@profile) (timing), [`progress`] (reports of long loops), [`error`].
 
 pub mod bench;
+pub mod check;
 pub mod compare;
 pub mod datum;
 pub mod error;
 pub mod infer;
+pub mod inputs;
 pub mod load;
 pub mod model;
 pub mod npy;
 pub mod ops;
 pub mod profile;
+pub mod progress;
 pub mod random;
 pub mod raw;
 pub mod runnable;
@@ -47,13 +51,16 @@ pub use tract_onnx;
 pub use tract_onnx::prelude::Tensor;
 
 pub use bench::{BenchOptions, BenchReport, bench, bench_files, bench_loads};
+pub use check::{CheckOptions, CheckReport, check_models};
 pub use compare::{Comparison, compare};
 pub use datum::{DatumKind, DimSpec, InputSpec};
 pub use error::RuntimeError;
 pub use infer::{InferredShapes, InferredValue, infer_shapes, infer_symbolic_shapes};
+pub use inputs::InputSource;
 pub use load::{STRATEGIES, load, load_with_strategy};
 pub use model::{LoadOptions, ModelSource, declared_inputs};
 pub use npy::{read_npy, read_npz, write_npy, write_npz};
+pub use progress::{Progress, Silent};
 pub use random::random_inputs;
 pub use raw::{RawTensor, to_raw};
 pub use runnable::Runnable;

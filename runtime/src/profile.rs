@@ -141,7 +141,22 @@ pub fn profile(
     runs: usize,
     warmup: usize,
 ) -> Result<Profile, RuntimeError> {
+    profile_with_progress(model, inputs, runs, warmup, &mut crate::progress::Silent)
+}
+
+/// [`profile`], reporting each round (warm-up too) to `progress`.
+///
+/// # Errors
+/// As [`profile`].
+pub fn profile_with_progress(
+    model: &Runnable,
+    inputs: &[(String, Tensor)],
+    runs: usize,
+    warmup: usize,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<Profile, RuntimeError> {
     let runs = runs.max(1);
+    progress.start("profile rounds", (warmup + runs) as u64);
     // Checks the inputs (names, types, shapes), and gives them in graph order.
     model.run(inputs.to_vec())?;
     let ordered: Vec<Tensor> = model
@@ -160,6 +175,7 @@ pub fn profile(
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(runs); count];
     let mut totals = Vec::with_capacity(runs);
     for round in 0..warmup + runs {
+        progress.set(round as u64);
         let measured = round >= warmup;
         let values: TVec<TValue> = ordered.iter().map(|t| t.clone().into_tvalue()).collect();
         let start = Instant::now();
@@ -182,6 +198,8 @@ pub fn profile(
             totals.push(start.elapsed().as_secs_f64() * 1e6);
         }
     }
+    progress.set((warmup + runs) as u64);
+    progress.finish();
     let mut nodes = Vec::with_capacity(count);
     for node in plan.model().nodes() {
         nodes.push(NodeTime {

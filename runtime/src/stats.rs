@@ -25,6 +25,22 @@ pub struct Summary {
     pub nan_count: usize,
 }
 
+impl std::fmt::Display for Summary {
+    /// `f32[1, 10]\tmin=… max=… mean=… std=…`, with ` nan=N` when some are NaN,
+    /// as `laurelc run` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}{:?}\tmin={:.6} max={:.6} mean={:.6} std={:.6}",
+            self.dtype, self.shape, self.min, self.max, self.mean, self.std
+        )?;
+        if self.nan_count > 0 {
+            write!(f, " nan={}", self.nan_count)?;
+        }
+        Ok(())
+    }
+}
+
 /// Summarizes a tensor. Statistics are computed in `f64` over the non-NaN elements
 /// (booleans count as 0/1); they are NaN when there is no such element (empty or
 /// all-NaN tensors) and for non-numeric element types. Infinities take part as they

@@ -78,13 +78,13 @@ pub fn augmentable_models() -> Vec<(String, PathBuf, serde_json::Value)> {
 /// `check` options for a manifest `run` entry (its `dims` and `shapes`):
 /// rtol 1e-4, atol 1e-5, two runs.
 #[must_use]
-pub fn check_options(run: &serde_json::Value) -> laurelc::check::CheckOptions {
+pub fn check_options(run: &serde_json::Value) -> laurel_runtime::check::CheckOptions {
     let map = |v: &serde_json::Value| -> std::collections::BTreeMap<String, serde_json::Value> {
         v.as_object()
             .map(|o| o.clone().into_iter().collect())
             .unwrap_or_default()
     };
-    laurelc::check::CheckOptions {
+    laurel_runtime::check::CheckOptions {
         rtol: 1e-4,
         atol: 1e-5,
         runs: 2,
@@ -103,6 +103,6 @@ pub fn check_options(run: &serde_json::Value) -> laurelc::check::CheckOptions {
                 )
             })
             .collect(),
-        ..laurelc::check::CheckOptions::default()
+        ..laurel_runtime::check::CheckOptions::default()
     }
 }

@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use laurel_runtime::check::check_models;
 use laurelc::augment::{AugmentOptions, InitMode, RwParam, Variant};
-use laurelc::check::check_models;
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
 fn augment(input: &Path, out: &Path, augment: AugmentOptions) -> laurelc::augment::AugmentReport {

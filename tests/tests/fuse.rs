@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use laurel_runtime::check::check_models;
 use laurelc::augment::{AugmentOptions, InitMode, Variant};
-use laurelc::check::check_models;
 use laurelc::fuse::{FuseOptions, FuseSummary, Target, fuse_model};
 use laurelc::pipeline::{PipelineOptions, compile_file};
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use laurelc::check::{CheckOptions, check_models};
+use laurel_runtime::check::{CheckOptions, check_models};
 use laurelc::onnx::{ExportOptions, import_path, write_path};
 use onnx_protobuf::{Message, ModelProto};
 
@@ -86,19 +86,21 @@ fn real_models_round_trip_and_run_identically_on_tract() {
             e.name
         );
 
-        let mut inputs = Vec::new();
+        // The given values go through .npy files, as `laurelc check --input` reads them.
+        let mut sources = Vec::new();
         for (input, v) in &e.values {
             let file = dir.path().join(format!("{}.{input}.npy", e.name));
             laurel_runtime::write_npy(&file, &laurel_runtime::Tensor::from(*v)).unwrap();
-            inputs.push((input.clone(), file));
+            sources.push(laurel_runtime::InputSource::Named(input.clone(), file));
         }
+        let given = laurel_runtime::inputs::read_given(&sources).unwrap();
         let opts = CheckOptions {
             rtol: 0.0,
             atol: 0.0,
             runs: 2,
             dims: e.dims.clone(),
             shapes: e.shapes.clone(),
-            inputs,
+            given,
             ..CheckOptions::default()
         };
         let report =

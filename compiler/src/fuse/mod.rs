@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashSet};
 use petgraph::stable_graph::NodeIndex;
 use std::time::Duration;
 
-use laurel_passes::{FuseReport, Limits, StopReport};
+use laurel_passes::{FuseReport, Limits};
 use laurel_runtime::ops::laurel_residual;
 use serde::Serialize;
 
@@ -53,6 +53,29 @@ pub enum Target {
 }
 
 impl Target {
+    /// Both targets, in the order the CLI lists them.
+    pub const ALL: [Self; 2] = [Self::Onnx, Self::Tract];
+
+    /// The CLI's name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Onnx => "onnx",
+            Target::Tract => "tract",
+        }
+    }
+
+    /// One line on what the result may contain.
+    #[must_use]
+    pub fn help(self) -> &'static str {
+        match self {
+            Target::Onnx => "standard ONNX ops (onnxruntime runs the result)",
+            Target::Tract => {
+                "standard ops and ai.laurel::LaurelResidual (tract through laurel-runtime)"
+            }
+        }
+    }
+
     /// What the target's runtime can do, for the e-graph pass: tract runs
     /// `LaurelResidual` and undoes merged channel maps (see
     /// [`laurel_passes::Capabilities`]).
@@ -198,8 +221,21 @@ impl FuseSummary {
 /// # Errors
 /// [`Error::Fuse`] when a step fails (tract cannot fold, a term cannot be
 /// lowered or lifted, or the e-graph reports a bug).
-#[allow(clippy::too_many_lines)] // the window loop and the summary
 pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> {
+    fuse_model_with_progress(model, opts, &mut laurel_runtime::Silent)
+}
+
+/// [`fuse_model`], reporting to `progress` the ops fused so far, window by
+/// window.
+///
+/// # Errors
+/// As [`fuse_model`].
+#[allow(clippy::too_many_lines)] // the window loop and the summary
+pub fn fuse_model_with_progress(
+    model: &mut Model,
+    opts: &FuseOptions,
+    progress: &mut dyn laurel_runtime::Progress,
+) -> Result<FuseSummary> {
     let ops_before = model.graph.op_count();
     let histogram_before = model.graph.op_counts();
     let snapshot = blocks::BlockSnapshot::of(&model.graph);
@@ -223,6 +259,14 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
     // window. Never lowered, they keep their nodes from window to window.
     let gelu = gelu::gelu_ops(&model.graph);
     let fusible = |g: &crate::ir::Graph, n: NodeIndex| lower::lowerable(g, n) && !gelu.contains(&n);
+    let total = model
+        .graph
+        .op_order
+        .iter()
+        .filter(|&&n| fusible(&model.graph, n))
+        .count();
+    progress.start("fusion windows (ops)", total as u64);
+    let mut fused_ops = 0u64;
     loop {
         let order = model.graph.topo_ops().map_err(|e| Error::Fuse {
             message: e.to_string(),
@@ -242,6 +286,7 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
         if fresh == 0 {
             break;
         }
+        fused_ops += fresh as u64;
         // The ops already fused that read a carried scale join again, so the
         // scale can still go into them (a norm's ε, a convolution's weights)
         // rather than stay because they were fused before it arrived.
@@ -312,7 +357,9 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
                 .filter(|n| !carried.contains(n)),
         );
         summary.add(&report);
+        progress.set(fused_ops.min(total as u64));
     }
+    progress.finish();
     let materialised = fold_constants(model)?;
     if opts.target == Target::Tract {
         summary.low_rank_products = low_rank::low_rank_residuals(&mut model.graph);
@@ -334,6 +381,27 @@ pub fn fuse_model(model: &mut Model, opts: &FuseOptions) -> Result<FuseSummary> 
     summary.removed_initializers = removed_initializers;
     summary.blocks = blocks::block_outcomes(&snapshot, &model.graph);
     Ok(summary)
+}
+
+impl FuseSummary {
+    /// The line `laurelc fuse` prints: ops in and out, the e-graph's size,
+    /// iterations and stop reason, the cost before and after.
+    #[must_use]
+    pub fn to_line(&self, input: &std::path::Path, output: &std::path::Path) -> String {
+        format!(
+            "{} -> {}: {} ops in, {} ops out; e-graph: {} classes, {} nodes, {} iterations, {}; cost {:.1} -> {:.1}",
+            input.display(),
+            output.display(),
+            self.ops_before,
+            self.ops_after,
+            self.classes,
+            self.nodes,
+            self.iterations,
+            self.stop,
+            self.cost_before,
+            self.cost_after,
+        )
+    }
 }
 
 /// The `--explain` text of a summary.
@@ -430,10 +498,3 @@ pub fn explain(s: &FuseSummary) -> String {
 
 /// Blocks listed one per line by [`explain`]; the rest are only counted.
 pub const EXPLAIN_BLOCKS: usize = 64;
-
-/// The stop reason of a report, for callers that only need to know whether
-/// a limit was hit.
-#[must_use]
-pub fn hit_limit(stop: &StopReport) -> bool {
-    stop.hit_limit()
-}

@@ -1,19 +1,21 @@
 //! Comparing two models on tract: `laurelc check A B`.
 //!
-//! Both models get the same inputs: the files the caller names, and seeded
-//! random tensors (see [`laurel_runtime::random_inputs`]) for the rest, one
-//! fresh set per run. Outputs are matched by name, or by position when the
+//! Both models get the same inputs: the given tensors, and seeded random
+//! tensors for the rest, one fresh set per run ([`crate::inputs::complete`]). Outputs are matched by name, or by position when the
 //! two models name their outputs differently. An output passes when every
 //! element satisfies numpy's `allclose` rule `|b − a| ≤ atol + rtol·|a|`,
 //! taking A as the reference.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::fmt::Write as _;
+use std::path::Path;
 
-use laurel_runtime::{LoadOptions, ModelSource, Runnable, Tensor};
 use serde::Serialize;
+use tract_onnx::prelude::Tensor;
 
-use crate::error::Result;
+use crate::error::RuntimeError;
+use crate::inputs::{complete, load_sized};
+use crate::model::LoadOptions;
 
 /// Options of [`check_models`].
 #[derive(Debug, Clone)]
@@ -30,8 +32,8 @@ pub struct CheckOptions {
     pub dims: BTreeMap<String, i64>,
     /// Shapes of randomly generated inputs, by input name.
     pub shapes: BTreeMap<String, Vec<usize>>,
-    /// Inputs read from `.npy` files, by input name.
-    pub inputs: Vec<(String, PathBuf)>,
+    /// Given input tensors, by input name (see [`crate::inputs::read_given`]).
+    pub given: Vec<(String, Tensor)>,
 }
 
 impl Default for CheckOptions {
@@ -43,7 +45,7 @@ impl Default for CheckOptions {
             runs: 1,
             dims: BTreeMap::new(),
             shapes: BTreeMap::new(),
-            inputs: Vec::new(),
+            given: Vec::new(),
         }
     }
 }
@@ -78,66 +80,32 @@ pub struct CheckReport {
     pub passed: bool,
 }
 
-/// Reads `.npy` input files, by input name.
-///
-/// # Errors
-/// A file cannot be read or decoded.
-pub fn read_inputs(files: &[(String, PathBuf)]) -> Result<Vec<(String, Tensor)>> {
-    files
-        .iter()
-        .map(|(name, path)| Ok((name.clone(), laurel_runtime::read_npy(path)?)))
-        .collect()
-}
-
-/// Loads a model for [`check_models`] and `laurelc run`, sized by the given
-/// tensors' shapes, then `shapes`, then `dims` (see [`LoadOptions`]).
-///
-/// # Errors
-/// The runtime's load error.
-pub fn load(
-    path: &Path,
-    dims: &BTreeMap<String, i64>,
-    shapes: &BTreeMap<String, Vec<usize>>,
-    given: &[(String, Tensor)],
-) -> Result<Runnable> {
-    let mut shapes = shapes.clone();
-    shapes.extend(given.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())));
-    let opts = LoadOptions {
-        dims: dims.clone(),
-        shapes,
-        ..LoadOptions::default()
-    };
-    Ok(laurel_runtime::load(ModelSource::Path(path), &opts)?)
-}
-
-/// The inputs of one run: the given tensors, then seeded random tensors for the rest.
-///
-/// # Errors
-/// Random generation fails.
-pub fn complete_inputs(
-    model: &Runnable,
-    given: &[(String, Tensor)],
-    seed: u64,
-) -> Result<Vec<(String, Tensor)>> {
-    let mut inputs = given.to_vec();
-    let rest: Vec<_> = model
-        .inputs()
-        .iter()
-        .filter(|s| !given.iter().any(|(n, _)| *n == s.name))
-        .cloned()
-        .collect();
-    inputs.extend(laurel_runtime::random_inputs(&rest, seed)?);
-    Ok(inputs)
-}
-
 /// Runs A and B on the same inputs and compares their outputs.
 ///
 /// # Errors
-/// A model fails to load or run, or the models' outputs cannot be paired.
-pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckReport> {
-    let given = read_inputs(&opts.inputs)?;
-    let ma = load(a, &opts.dims, &opts.shapes, &given)?;
-    let mb = load(b, &opts.dims, &opts.shapes, &given)?;
+/// A model fails to load or run, or random inputs cannot be made.
+pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckReport, RuntimeError> {
+    check_models_with_progress(a, b, opts, &mut crate::progress::Silent)
+}
+
+/// [`check_models`], reporting each run to `progress`.
+///
+/// # Errors
+/// As [`check_models`].
+pub fn check_models_with_progress(
+    a: &Path,
+    b: &Path,
+    opts: &CheckOptions,
+    progress: &mut dyn crate::progress::Progress,
+) -> Result<CheckReport, RuntimeError> {
+    let given = &opts.given;
+    let load = LoadOptions {
+        dims: opts.dims.clone(),
+        shapes: opts.shapes.clone(),
+        ..LoadOptions::default()
+    };
+    let ma = load_sized(a, &load, given)?;
+    let mb = load_sized(b, &load, given)?;
     let by_name = ma
         .output_names()
         .iter()
@@ -161,8 +129,9 @@ pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckRepo
         }
     }
     let runs = opts.runs.max(1);
+    progress.start("check runs", runs as u64);
     for k in 0..runs {
-        let inputs = complete_inputs(&ma, &given, opts.seed.wrapping_add(k as u64))?;
+        let inputs = complete(&ma, given, opts.seed.wrapping_add(k as u64))?;
         let ra = ma.run(inputs.clone())?;
         let rb = mb.run(inputs)?;
         for (i, (name, ta)) in ra.iter().enumerate() {
@@ -179,14 +148,16 @@ pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckRepo
                 o.ok = false;
                 continue;
             };
-            let c = laurel_runtime::compare(tb, ta, opts.rtol, opts.atol);
+            let c = crate::compare::compare(tb, ta, opts.rtol, opts.atol);
             o.max_abs = o.max_abs.max(c.max_abs);
             o.max_rel = o.max_rel.max(c.max_rel);
             o.mismatches += c.mismatches;
             o.incompatible |= c.shape_mismatch || c.dtype_mismatch;
             o.ok &= !(c.shape_mismatch || c.dtype_mismatch) && c.mismatches == 0;
         }
+        progress.set(k as u64 + 1);
     }
+    progress.finish();
     let passed = outputs.iter().all(|o| o.ok);
     Ok(CheckReport {
         outputs,
@@ -197,4 +168,40 @@ pub fn check_models(a: &Path, b: &Path, opts: &CheckOptions) -> Result<CheckRepo
         ],
         passed,
     })
+}
+
+impl CheckReport {
+    /// The report as `laurelc check` prints it: one line per output (its
+    /// largest absolute and relative errors, mismatches, status), then the
+    /// verdict with the tolerances.
+    #[must_use]
+    pub fn to_table(&self, rtol: f64, atol: f64) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<40} {:>12} {:>12} {:>10}  status",
+            "output", "max_abs", "max_rel", "mismatches"
+        );
+        for o in &self.outputs {
+            let status = if o.ok {
+                "ok"
+            } else if o.incompatible {
+                "INCOMPATIBLE"
+            } else {
+                "DIFFERS"
+            };
+            let _ = writeln!(
+                out,
+                "{:<40} {:>12.3e} {:>12.3e} {:>10}  {status}",
+                o.name, o.max_abs, o.max_rel, o.mismatches
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{} runs, rtol={rtol}, atol={atol}: {}",
+            self.runs,
+            if self.passed { "PASS" } else { "FAIL" }
+        );
+        out
+    }
 }

@@ -1,0 +1,250 @@
+//! What several commands share: the value enums over the libraries' types,
+//! the inputs of a run (`--input`, `--seed`, `--dim`, `--shape`), and the
+//! `NAME=VALUE` parsers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use laurel_runtime::{InputSource, LoadOptions, Runnable, Tensor};
+
+/// A clap value enum over a library type: the values are `$all`, named by
+/// `$name` and explained by `$help`, so `--help` lists them and shells
+/// complete them; a value that is none of them is refused with `$unknown`'s
+/// message (the library's own, e.g. `unknown variant …`), through
+/// [`NamedValues`].
+macro_rules! value_enum {
+    ($(#[$doc:meta])* $arg:ident($ty:ty), $all:expr, $name:expr, $help:expr, $unknown:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $arg(pub $ty);
+
+        impl clap::ValueEnum for $arg {
+            fn value_variants<'a>() -> &'a [Self] {
+                static ALL: std::sync::LazyLock<Vec<$arg>> =
+                    std::sync::LazyLock::new(|| $all.into_iter().map($arg).collect());
+                &ALL
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                let name: fn(&$ty) -> &'static str = $name;
+                let help: fn(&$ty) -> String = $help;
+                Some(clap::builder::PossibleValue::new(name(&self.0)).help(help(&self.0)))
+            }
+        }
+
+        impl Unknown for $arg {
+            fn unknown(value: &str) -> String {
+                let unknown: fn(&str) -> String = $unknown;
+                unknown(value)
+            }
+        }
+    };
+}
+
+/// The message for a value a [`value_enum!`] type does not know.
+pub trait Unknown {
+    /// What is wrong with `value`.
+    fn unknown(value: &str) -> String;
+}
+
+/// Parses a [`clap::ValueEnum`] by its values' names, listing them for help
+/// and completion like clap's own enum parser, with the library's message
+/// for anything else.
+#[derive(Clone)]
+pub struct NamedValues<T>(std::marker::PhantomData<T>);
+
+impl<T> NamedValues<T> {
+    /// The parser.
+    pub fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T: clap::ValueEnum + Unknown + Clone + Send + Sync + 'static> clap::builder::TypedValueParser
+    for NamedValues<T>
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        T::value_variants()
+            .iter()
+            .find(|v| {
+                v.to_possible_value()
+                    .is_some_and(|p| p.matches(&text, false))
+            })
+            .cloned()
+            .ok_or_else(|| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("{}\n", T::unknown(&text)),
+                )
+            })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            T::value_variants()
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value),
+        ))
+    }
+}
+
+value_enum!(
+    /// `--variant`: the seven variants of the paper.
+    VariantArg(laurel_passes::Variant),
+    laurel_passes::Variant::NAMED,
+    |v| v.name(),
+    |v| v.equation().to_owned(),
+    |s| match s.parse::<laurel_passes::Variant>() {
+        Err(e) => e.to_string(),
+        Ok(_) => format!(
+            "`{s}`: give the variant by name; its parameters come from --rank, --pa-window, --pa-rank and --rw-param"
+        ),
+    }
+);
+value_enum!(
+    /// `--rw-param`.
+    RwParamArg(laurel_passes::RwParam),
+    laurel_passes::RwParam::ALL,
+    |p| p.name(),
+    |p| p.help().to_owned(),
+    |s| format!("unknown --rw-param `{s}` (expected raw, softmax, sigmoid or vector)")
+);
+value_enum!(
+    /// `--init`.
+    InitArg(laurel_passes::InitMode),
+    laurel_passes::InitMode::ALL,
+    |m| m.name(),
+    |m| match m {
+        laurel_passes::InitMode::Identity => {
+            "function-preserving values (γ = 0, B = 0, α = β = 1)".to_owned()
+        }
+        laurel_passes::InitMode::Random => "seeded non-trivial values, for tests".to_owned(),
+    },
+    |s| format!("unknown --init `{s}` (expected identity or random)")
+);
+value_enum!(
+    /// `--target`.
+    TargetArg(laurelc::fuse::Target),
+    laurelc::fuse::Target::ALL,
+    |t| t.name(),
+    |t| t.help().to_owned(),
+    |s| format!("unknown --target `{s}` (expected onnx or tract)")
+);
+
+/// The inputs of `run`, `check`, `bench` and `profile`: given ones, random
+/// ones, and the sizes of symbolic dimensions.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Seed for random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The value of a symbolic dimension, as NAME=VALUE (default 1).
+    #[arg(long = "dim", value_name = "NAME=VALUE")]
+    pub dims: Vec<String>,
+    /// The shape of a random input, as NAME=1x3x224x224.
+    #[arg(long = "shape", value_name = "NAME=SHAPE")]
+    pub shapes: Vec<String>,
+    /// An input from a .npy file, as NAME=FILE.npy; or an .npz file holding inputs by name.
+    #[arg(long = "input", value_name = "NAME=FILE|FILE.npz")]
+    pub inputs: Vec<InputSource>,
+}
+
+impl InputArgs {
+    /// The given inputs (`--input`, a later one replacing an earlier one of
+    /// the same name), and the load options of `--dim` and `--shape`.
+    pub fn parse(&self) -> Result<(Vec<(String, Tensor)>, LoadOptions)> {
+        let given = laurel_runtime::inputs::read_given(&self.inputs)?;
+        let load = LoadOptions {
+            dims: parse_dims(&self.dims)?,
+            shapes: parse_shapes(&self.shapes)?,
+            ..LoadOptions::default()
+        };
+        Ok((given, load))
+    }
+
+    /// `model` loaded and sized by the given inputs, and every input of it:
+    /// the given ones and seeded random values for the rest.
+    pub fn load(&self, model: &Path) -> Result<(Runnable, Vec<(String, Tensor)>)> {
+        let (given, load) = self.parse()?;
+        let runnable = laurel_runtime::inputs::load_sized(model, &load, &given)?;
+        let inputs = laurel_runtime::inputs::complete(&runnable, &given, self.seed)?;
+        Ok((runnable, inputs))
+    }
+}
+
+/// `NAME=VALUE` given to `flag`, with VALUE a `T` (`what` names it in errors).
+pub fn name_number<'a, T: std::str::FromStr>(
+    flag: &str,
+    arg: &'a str,
+    what: &str,
+) -> Result<(&'a str, T)>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let (k, v) = arg
+        .split_once('=')
+        .with_context(|| format!("{flag} `{arg}`: expected NAME=VALUE"))?;
+    let v = v
+        .parse()
+        .with_context(|| format!("{flag} `{arg}`: `{v}` is not {what}"))?;
+    Ok((k, v))
+}
+
+/// `--dim NAME=VALUE`s.
+pub fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
+    dims.iter()
+        .map(|d| {
+            let (k, v) = name_number::<i64>("--dim", d, "an integer")?;
+            if v < 0 {
+                bail!("--dim `{d}`: a dimension cannot be negative");
+            }
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+/// `--cost NAME=VALUE`s over the calibrated constants.
+pub fn parse_costs(costs: &[String]) -> Result<laurel_passes::cost::CostParams> {
+    let mut params = laurel_passes::cost::CostParams::default();
+    for c in costs {
+        let (k, v) = name_number::<f64>("--cost", c, "a number")?;
+        params.set(k, v).with_context(|| format!("--cost `{c}`"))?;
+    }
+    Ok(params)
+}
+
+/// `--shape NAME=1x3x224x224`s (`NAME=` for a scalar).
+pub fn parse_shapes(shapes: &[String]) -> Result<BTreeMap<String, Vec<usize>>> {
+    shapes
+        .iter()
+        .map(|s| {
+            let (k, v) = s
+                .split_once('=')
+                .with_context(|| format!("--shape `{s}`: expected NAME=1x3x224x224"))?;
+            let dims = if v.is_empty() {
+                Vec::new() // a scalar
+            } else {
+                v.split(['x', ','])
+                    .map(|d| {
+                        d.trim()
+                            .parse::<usize>()
+                            .with_context(|| format!("--shape `{s}`: `{d}` is not a size"))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            Ok((k.to_string(), dims))
+        })
+        .collect()
+}
