@@ -6,9 +6,9 @@
 //! become the producers of theirs. It keeps the names in use (values and op
 //! nodes) so that new names are free, and it places what it built in the
 //! graph's preferred node order when it is [finished](GraphBuilder::finish):
-//! each op it removed or kept stays at its position, each new op goes at
-//! the position of its *anchor* (the op it stands for), new ops of one anchor
-//! in the order they were built.
+//! each op that stayed keeps its position, each new op goes at the position
+//! of its *anchor* (the op it stands for), new ops of one anchor in the order
+//! they were built; removed ops leave the order.
 //!
 //! Complexity: O(1) per name lookup, O(inputs) per op, O(V log V) to finish.
 
@@ -239,6 +239,8 @@ impl<'g> GraphBuilder<'g> {
             return None;
         };
         self.removed.insert(n);
+        // An op this builder made and took out again is not placed.
+        self.created.retain(|&(c, _)| c != n);
         for o in &op.proto.output {
             if self.producers.get(o).is_some_and(|&(p, _)| p == n) {
                 self.producers.remove(o);
@@ -397,7 +399,8 @@ mod tests {
             "two",
             "a name is made once"
         );
-        // Before the Relu (anchor 0, built after it in order: after it), a Mul of its output.
+        // Anchored at the Relu's position (0): placed after it, since the ops that
+        // stay come first at one position. It reads the Relu's output.
         let mul = b.op(op("Mul", "m", "z"), &["y".into(), two], 0).unwrap();
         assert_eq!(b.producer("z"), Some((mul, 0)));
         assert!(b.op(op("Neg", "n", "w"), &["nothing".into()], 0).is_err());
@@ -415,8 +418,21 @@ mod tests {
         let mut b = GraphBuilder::new(&mut m.graph);
         b.remove_op(relu).unwrap();
         let neg = b.op(op("Neg", "n", "y"), &["x".into()], 5).unwrap();
+        assert_eq!(neg, relu, "the case this guards: the index was reused");
         assert_eq!(b.finish(), vec![neg]);
-        assert_eq!(m.graph.op_order, vec![neg], "index reused: {}", neg == relu);
+        assert_eq!(m.graph.op_order, vec![neg]);
+    }
+
+    #[test]
+    fn an_op_built_and_removed_again_is_not_placed() {
+        let mut m = tiny();
+        let relu = m.graph.op_order[0];
+        let mut b = GraphBuilder::new(&mut m.graph);
+        let neg = b.op(op("Neg", "n", "z"), &["y".into()], 0).unwrap();
+        b.remove_op(neg).unwrap();
+        assert_eq!(b.created_count(), 0);
+        assert!(b.finish().is_empty());
+        assert_eq!(m.graph.op_order, vec![relu]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! values in `--help`; completions and the man page are generated from the
 //! same definition; progress bars appear on a terminal only.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -194,4 +194,100 @@ fn check_reads_inputs_from_an_npz_like_run_and_bench() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn quiet_goes_before_or_after_the_command() {
+    assert!(!bench_output(true, &["-q"]).contains("bench runs"));
+    let model = fixture("tiny_resnet.onnx");
+    let o = laurelc(&["-q", "inspect", &model]);
+    assert!(stdout(&o).contains("residuals: 3"), "{}", stdout(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.onnx");
+    let o = laurelc(&["--quiet", &model, "-o", out.to_str().unwrap()]);
+    assert!(stdout(&o).contains("augmented 2 blocks"));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::io::Read as _;
+    let model = fixture("tiny_resnet.onnx");
+    for args in [
+        vec!["inspect", &model],
+        vec!["man"],
+        vec!["inspect", "--json", &model],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_laurelc"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before laurelc writes.
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panic"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_rank_too_large_is_refused_not_a_crash() {
+    let model = fixture("tiny_preln_transformer.onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.onnx");
+    for rank in ["4611686018427387904", "4000000000"] {
+        let o = laurelc(&[
+            &model,
+            "-o",
+            out.to_str().unwrap(),
+            "--variant",
+            "lr",
+            "--rank",
+            rank,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{rank}: {err}");
+        assert!(
+            err.contains("2^28 elements") && !err.contains("panic"),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
+    // The variant's flags mean nothing to the pure round trip.
+    let o = laurelc(&[
+        &model,
+        "-o",
+        out.to_str().unwrap(),
+        "--no-passes",
+        "--variant",
+        "lr",
+        "--rank",
+        "0",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn each_command_has_its_own_man_page() {
+    let fuse = stdout(&laurelc(&["man", "fuse"]));
+    assert!(
+        fuse.contains(".TH laurelc-fuse 1") && fuse.contains("\\-\\-target"),
+        "{fuse}"
+    );
+    let bench = stdout(&laurelc(&["man", "bench"]));
+    assert!(bench.contains("\\-\\-loads"));
+    assert_eq!(laurelc(&["man", "nope"]).status.code(), Some(2));
 }

@@ -23,7 +23,7 @@ use crate::graph::{TensorGraph, is_id};
 use crate::lang::TensorLang;
 use crate::limits::{Limits, StopReport};
 use crate::refine::Choices;
-use crate::rules::laurel_residual::SUM_TO_LAUREL_RESIDUAL;
+use crate::rules::registry::{Pass, rules_of};
 use crate::rules::{RuleError, fusion_rules};
 use crate::shape::Sizes;
 use crate::target::Capabilities;
@@ -105,10 +105,11 @@ pub enum FuseError {
 /// lowered graph whose final classes the caller wants back
 /// ([`FuseReport::kept`]), to name the extracted values; `carried` are
 /// roots later windows read, where a scale is carried rather than paid for
-/// (see [`FuseCost::with_carried`]). With
-/// [`Capabilities::fused_residual`], once the rules saturate (or a limit
-/// stops them), one more pass of [`crate::rules::laurel_residual`] offers
-/// each weighted sum as one `LaurelResidual` op, under the same time limit.
+/// (see [`FuseCost::with_carried`]). Once the rules saturate (or a limit
+/// stops them), one more pass runs the registry's after-saturation rules the
+/// capabilities allow ([`crate::rules::laurel_residual`] with
+/// [`Capabilities::fused_residual`]: each weighted sum as one
+/// `LaurelResidual` op), under the same time limit.
 ///
 /// # Errors
 /// [`FuseError`].
@@ -157,7 +158,10 @@ pub fn fuse(
     let iterations = runner.iterations.len();
     let mut fired = crate::limits::fired(&runner);
     let mut egraph = runner.egraph;
-    if settings.capabilities.fused_residual {
+    // The rules that run once after saturation, where the runtime allows them
+    // (the fused residual op).
+    let after = rules_of(Pass::AfterFuse, settings.capabilities)?;
+    if !after.is_empty() {
         egraph.rebuild();
         // Sums are flattened along what extraction would take now.
         let cost = new_cost(&originals, &egraph);
@@ -171,7 +175,7 @@ pub fn fuse(
             .with_iter_limit(1)
             .with_node_limit(nodes + limits.nodes)
             .with_time_limit(limits.time)
-            .run(&[SUM_TO_LAUREL_RESIDUAL.rewrite()?]);
+            .run(&after);
         for (rule, n) in crate::limits::fired(&post) {
             *fired.entry(rule).or_default() += n;
         }

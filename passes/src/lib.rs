@@ -22,8 +22,8 @@
 //! - [`checked`]: [`checked::CheckedPattern`], rule right-hand sides that
 //!   only fire when well-shaped;
 //! - [`rules`]: the rule tables, one topic per file, listed by
-//!   [`rules::registry::TOPICS`] (augment, expand, scale, homogeneous,
-//!   weights, norm, low_rank, laurel_residual);
+//!   [`rules::registry::TOPICS`] (`augment`, `expand`, `scale`,
+//!   `homogeneous`, `weights`, `norm`, `low_rank`, `laurel_residual`);
 //! - [`cost`]: [`cost::CostModel`] and [`cost::AugmentCost`];
 //! - [`extract`]: [`extract::DagExtractor`], DAG-aware greedy extraction;
 //! - [`refine`]: [`refine::Choices`], local search on the exact DAG cost;

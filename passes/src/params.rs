@@ -110,6 +110,17 @@ impl InitMode {
     }
 }
 
+impl InitMode {
+    /// One line on what it gives.
+    #[must_use]
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::Identity => "function-preserving values (γ = 0, B = 0, α = β = 1)",
+            Self::Random => "seeded non-trivial values, for tests",
+        }
+    }
+}
+
 impl fmt::Display for InitMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -122,7 +133,7 @@ impl std::str::FromStr for InitMode {
         Self::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown --init `{s}` (expected identity or random)"))
+            .ok_or_else(|| format!("unknown init mode `{s}` (expected identity or random)"))
     }
 }
 
@@ -164,7 +175,9 @@ pub enum Init {
 /// One parameter the augmentation adds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamSpec {
-    /// Its leaf in the term, and the initializer's name: `laurel.<block>.<name>`.
+    /// Its name, `laurel.<block>.<name>`: the initializer's, and the leaf's in
+    /// the term (RW's softmax and sigmoid logits are no leaves: α and β are
+    /// computed from them).
     pub param: ParamRef,
     /// What it is.
     pub role: Role,

@@ -126,9 +126,14 @@ fn tensor_type(s: &str) -> Option<TensorType> {
         dims.split(',')
             .map(|d| {
                 let d = d.trim();
+                let symbol = d
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && d.chars().all(|c| c.is_alphanumeric() || c == '_');
                 match d.parse::<u64>() {
                     Ok(n) => Some(Dim::Fixed(n)),
-                    Err(_) if !d.is_empty() => Some(Dim::Sym(d.to_owned())),
+                    Err(_) if symbol => Some(Dim::Sym(d.to_owned())),
                     Err(_) => None,
                 }
             })
@@ -257,7 +262,7 @@ impl Declarations {
     ///
     /// # Errors
     /// [`TextError::Syntax`] for a line that is neither a declaration nor a
-    /// term (terms start with `(`, `$`, a number or `laurel.`).
+    /// term (a term starts with `(` or `laurel.`, or is one `$value`).
     pub fn parse(text: &str) -> Result<Self, TextError> {
         let mut d = Self::default();
         for (k, raw) in text.lines().enumerate() {
@@ -277,7 +282,9 @@ impl Declarations {
                         id: BlockId(b.parse().map_err(|_| fail("a block number"))?),
                         channel_axis: a.parse().map_err(|_| fail("an axis"))?,
                     };
-                    d.blocks.insert(d.terms.len(), block);
+                    if d.blocks.insert(d.terms.len(), block).is_some() {
+                        return Err(fail("a second `block` line for one term"));
+                    }
                 }
                 ["states", b, rest @ ..] => {
                     let b = b
@@ -322,6 +329,9 @@ impl Declarations {
                         let v = ValueRef::new(v).map_err(|e| fail(&e.to_string()))?;
                         d.values.push((v, ty, weight));
                     } else {
+                        if weight {
+                            return Err(fail("only a value can be a weight"));
+                        }
                         let op: OpRef = name.parse().map_err(|_| fail("an `onnx:Op@nN.S`"))?;
                         let (semantics, map, flops) = op_extras(&extras).map_err(|m| fail(&m))?;
                         d.ops.push(OpDecl {
@@ -484,15 +494,16 @@ mod tests {
         for text in [
             "$x f32[2]",
             "$x: f33[2]",
+            "$x: f32[-1]",
+            "$x: f32[2 3]",
+            "weight onnx:Relu@n1.0: f32[2]",
+            "block 0 axis 1\nblock 1 axis 1\n(+ $x $x)",
             "onnx:Relu@n1.0: f32[2] cubic",
             "block x axis 1",
             "onnx:Pow@n1.0: f32[2] power",
         ] {
             let err = Declarations::parse(text).unwrap_err();
-            assert!(
-                matches!(err, TextError::Syntax { line: 1, .. }),
-                "{text}: {err}"
-            );
+            assert!(matches!(err, TextError::Syntax { .. }), "{text}: {err}");
         }
     }
 }

@@ -363,40 +363,47 @@ impl FromStr for Variant {
             match name {
                 "rw" => {
                     let mut p = RwParam::Softmax;
-                    for (k, x) in args {
-                        if !k.is_empty() {
-                            return Err(bad(&format!("rw takes its parametrisation, not `{k}=`")));
-                        }
-                        p = x.parse()?;
+                    match args.as_slice() {
+                        [] => {}
+                        [("", x)] => p = x.parse()?,
+                        _ => return Err(bad("rw takes one parametrisation, e.g. rw(raw)")),
                     }
                     v.rw = Some(p);
                 }
                 "lr" => {
                     let mut r = DEFAULT_RANK;
-                    for (k, x) in args {
-                        if k != "r" {
-                            return Err(bad("lr takes r=RANK"));
+                    match args.as_slice() {
+                        [] => {}
+                        [("r", x)] => {
+                            r = x
+                                .parse()
+                                .map_err(|_| bad(&format!("the rank `{x}` is not a number ≥ 1")))?;
                         }
-                        r = x.parse().map_err(|_| bad("the rank must be at least 1"))?;
+                        _ => return Err(bad("lr takes one r=RANK")),
                     }
                     v.lr = Some(r);
                 }
                 _ => {
                     let mut pa = Pa::default();
+                    let mut seen = Vec::new();
                     for (k, x) in args {
+                        if seen.contains(&k) {
+                            return Err(bad(&format!("pa takes `{k}=` once")));
+                        }
+                        seen.push(k);
                         match k {
                             "k" => {
-                                pa.window = x
-                                    .parse()
-                                    .map_err(|_| bad("the window must be at least 1"))?;
+                                pa.window = x.parse().map_err(|_| {
+                                    bad(&format!("the window `{x}` is not a number ≥ 1"))
+                                })?;
                             }
                             "h" if x == "id" => pa.h = None,
                             "h" => {
                                 let r =
                                     x.strip_prefix('r').ok_or_else(|| bad("h is id or rRANK"))?;
-                                pa.h = Some(
-                                    r.parse().map_err(|_| bad("h's rank must be at least 1"))?,
-                                );
+                                pa.h = Some(r.parse().map_err(|_| {
+                                    bad(&format!("h's rank `{r}` is not a number ≥ 1"))
+                                })?);
                             }
                             _ => return Err(bad("pa takes k=WINDOW and h=id|rRANK")),
                         }
@@ -494,10 +501,21 @@ mod tests {
             "lr(x=2)",
             "pa(h=4)",
             "rw(raw",
+            "rw(raw, sigmoid)",
+            "lr(r=2, r=3)",
+            "pa(k=2, k=3)",
+            "lr(r=abc)",
         ] {
             let err = bad.parse::<Variant>().unwrap_err();
             assert!(!err.0.is_empty(), "{bad}");
         }
+        assert!(
+            "lr(r=abc)"
+                .parse::<Variant>()
+                .unwrap_err()
+                .0
+                .contains("`abc` is not a number")
+        );
         assert!(
             "sq".parse::<Variant>()
                 .unwrap_err()

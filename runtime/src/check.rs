@@ -78,6 +78,10 @@ pub struct CheckReport {
     pub strategies: [String; 2],
     /// Every output of every run within tolerance.
     pub passed: bool,
+    /// The relative tolerance checked.
+    pub rtol: f64,
+    /// The absolute tolerance checked.
+    pub atol: f64,
 }
 
 /// Runs A and B on the same inputs and compares their outputs.
@@ -167,6 +171,8 @@ pub fn check_models_with_progress(
             mb.load_strategy().to_string(),
         ],
         passed,
+        rtol: opts.rtol,
+        atol: opts.atol,
     })
 }
 
@@ -175,7 +181,8 @@ impl CheckReport {
     /// largest absolute and relative errors, mismatches, status), then the
     /// verdict with the tolerances.
     #[must_use]
-    pub fn to_table(&self, rtol: f64, atol: f64) -> String {
+    pub fn to_table(&self) -> String {
+        let (rtol, atol) = (self.rtol, self.atol);
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -28,15 +28,18 @@ pub enum InputSource {
 impl std::str::FromStr for InputSource {
     type Err = String;
 
-    /// `NAME=FILE.npy` or `FILE.npz` (a file name without `=`).
+    /// `NAME=FILE.npy`, or an archive: any file name without `=` that is not a
+    /// `.npy`.
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once('=') {
             Some(("", _)) => Err(format!("--input `{s}`: expected NAME=FILE.npy")),
             Some((name, file)) => Ok(Self::Named(name.to_owned(), PathBuf::from(file))),
-            None if Path::new(s).extension().is_some_and(|e| e == "npz") => {
-                Ok(Self::Npz(PathBuf::from(s)))
-            }
-            None => Err(format!("--input `{s}`: expected NAME=FILE.npy or FILE.npz")),
+            // One `.npy` holds one tensor and needs the input's name.
+            None if Path::new(s).extension().is_some_and(|e| e == "npy") => Err(format!(
+                "--input `{s}`: a .npy file needs the input's name: NAME={s}"
+            )),
+            // Any other file without a name is an archive of named tensors.
+            None => Ok(Self::Npz(PathBuf::from(s))),
         }
     }
 }
@@ -116,6 +119,8 @@ mod tests {
             Ok(InputSource::Named("x".into(), "a.npy".into()))
         );
         assert_eq!("in.npz".parse(), Ok(InputSource::Npz("in.npz".into())));
+        // A file without a name is an archive, whatever it is called.
+        assert_eq!("inputs".parse(), Ok(InputSource::Npz("inputs".into())));
         assert!("a.npy".parse::<InputSource>().is_err());
         assert!("=a.npy".parse::<InputSource>().is_err());
     }

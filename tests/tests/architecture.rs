@@ -56,22 +56,36 @@ fn is_dir_module(file: &Path) -> bool {
     )
 }
 
-/// The text without comments, string literals and unit-test modules.
+/// The text without comments, string, byte-string, raw-string, char and
+/// byte literals, and unit-test modules (`#[cfg(test)] mod … { … }`, wherever
+/// they sit).
 fn code_of(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i..].starts_with(b"//") {
+        let rest = &b[i..];
+        if rest.starts_with(b"//") {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
-        } else if b[i..].starts_with(b"/*") {
+        } else if rest.starts_with(b"/*") {
             i += 2;
             while i < b.len() && !b[i..].starts_with(b"*/") {
                 i += 1;
             }
             i += 2;
+        } else if let Some(hashes) = raw_string_start(rest) {
+            // r"…", r#"…"#, br"…": no escapes, ends at `"` and the same hashes.
+            let close: Vec<u8> = std::iter::once(b'"')
+                .chain(std::iter::repeat_n(b'#', hashes))
+                .collect();
+            i += rest.iter().position(|&c| c == b'"').unwrap_or(0) + 1;
+            while i < b.len() && !b[i..].starts_with(&close) {
+                i += 1;
+            }
+            i += close.len();
+            out.push_str("\"\"");
         } else if b[i] == b'"' {
             i += 1;
             while i < b.len() && b[i] != b'"' {
@@ -82,24 +96,86 @@ fn code_of(text: &str) -> String {
             }
             i += 1;
             out.push_str("\"\"");
+        } else if b[i] == b'\'' {
+            // A char or byte literal ('x', '\n', '\u{1F600}', b'"'), or a lifetime.
+            let literal_end = if b.get(i + 1) == Some(&b'\\') {
+                b[i + 2..]
+                    .iter()
+                    .position(|&c| c == b'\'')
+                    .map(|k| i + 2 + k)
+            } else {
+                let ch = text[i + 1..].chars().next();
+                ch.map(|c| i + 1 + c.len_utf8())
+                    .filter(|&e| b.get(e) == Some(&b'\''))
+            };
+            if let Some(e) = literal_end {
+                i = e + 1;
+                out.push_str("' '");
+            } else {
+                out.push('\'');
+                i += 1;
+            }
         } else {
-            out.push(b[i] as char);
-            i += 1;
+            let c = text[i..].chars().next().unwrap_or(' ');
+            out.push(c);
+            i += c.len_utf8().max(1);
         }
     }
-    // `#[cfg(test)]`, other attributes, then `mod tests`: the rest of the file.
-    let mut search = 0;
-    while let Some(k) = out[search..].find("#[cfg(test)]") {
-        let at = search + k;
-        let mut rest = out[at + "#[cfg(test)]".len()..].trim_start();
-        while rest.starts_with("#[") {
-            rest = rest[rest.find(']').map_or(rest.len(), |e| e + 1)..].trim_start();
+    remove_test_modules(&out)
+}
+
+/// `Some(hashes)` when `s` starts a raw (byte) string: `r"`, `r#"`, `br"`.
+fn raw_string_start(s: &[u8]) -> Option<usize> {
+    let s = s.strip_prefix(b"b").unwrap_or(s);
+    let s = s.strip_prefix(b"r")?;
+    let hashes = s.iter().take_while(|&&c| c == b'#').count();
+    (s.get(hashes) == Some(&b'"')).then_some(hashes)
+}
+
+/// `code` without its `#[cfg(test)] mod NAME { … }` blocks (other attributes
+/// may sit between), through their matching brace.
+fn remove_test_modules(code: &str) -> String {
+    let mut out = code.to_owned();
+    let mut from = 0;
+    while let Some(k) = out[from..].find("#[cfg(test)]") {
+        let at = from + k;
+        let mut rest_at = at + "#[cfg(test)]".len();
+        loop {
+            let trimmed = out[rest_at..].trim_start();
+            rest_at = out.len() - trimmed.len();
+            if trimmed.starts_with("#[") {
+                rest_at += trimmed.find(']').map_or(trimmed.len(), |e| e + 1);
+            } else {
+                break;
+            }
         }
-        if rest.starts_with("mod ") && rest.contains('{') && rest.find('{') < rest.find(';') {
-            out.truncate(at);
-            break;
+        let rest = &out[rest_at..];
+        let is_block_module = rest.starts_with("mod ")
+            && rest
+                .find('{')
+                .is_some_and(|b| rest.find(';').is_none_or(|s| b < s));
+        if !is_block_module {
+            from = at + 1;
+            continue;
         }
-        search = at + 1;
+        let open = rest_at + rest.find('{').unwrap_or(0);
+        let mut depth = 0usize;
+        let mut end = out.len();
+        for (k, c) in out[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + k + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.replace_range(at..end, "");
+        from = at;
     }
     out
 }
@@ -242,6 +318,27 @@ fn paths_named(code: &str, me: &[String], me_is_dir: bool) -> Vec<ModPath> {
     out
 }
 
+/// The paths a module's `pub use` / `pub(crate) use` statements re-export.
+fn reexported_paths(code: &str, me: &[String], me_is_dir: bool) -> Vec<ModPath> {
+    let mut out = Vec::new();
+    for marker in ["pub use ", "pub(crate) use "] {
+        for piece in code.split(marker).skip(1) {
+            let body = piece[..piece.find(';').map_or(piece.len(), |e| e + 1)].trim_start();
+            // `pub use child::X` is relative to the module itself.
+            let stmt = if ["crate::", "super::", "self::"]
+                .iter()
+                .any(|p| body.starts_with(p))
+            {
+                format!("use {body}")
+            } else {
+                format!("use self::{body}")
+            };
+            out.extend(paths_named(&stmt, me, me_is_dir));
+        }
+    }
+    out
+}
+
 /// The module dependency graph of the crate at `src` (files under
 /// `skip` left out): for each parent module, edges between its children.
 fn module_graph(
@@ -263,14 +360,57 @@ fn module_graph(
         }
     }
     let modules: BTreeSet<ModPath> = files.iter().map(|f| module_of(src, f)).collect();
-    let mut graph: BTreeMap<ModPath, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for f in &files {
-        let me = module_of(src, f);
-        let code = code_of(&std::fs::read_to_string(f).unwrap());
-        for mut target in paths_named(&code, &me, is_dir_module(f)) {
-            while !target.is_empty() && !modules.contains(&target) {
-                target.pop();
+    let codes: Vec<(ModPath, bool, String)> = files
+        .iter()
+        .map(|f| {
+            let code = code_of(&std::fs::read_to_string(f).unwrap());
+            (module_of(src, f), is_dir_module(f), code)
+        })
+        .collect();
+    // What each module re-exports (`pub use x::Y`): `crate::m::Y` is `x`'s.
+    let mut reexports: BTreeMap<ModPath, BTreeMap<String, ModPath>> = BTreeMap::new();
+    for (me, dir, code) in &codes {
+        for path in reexported_paths(code, me, *dir) {
+            // Only what comes from another module of this crate.
+            let mut module = path.clone();
+            while !module.is_empty() && !modules.contains(&module) {
+                module.pop();
             }
+            if module == *me {
+                continue;
+            }
+            if let Some(name) = path.last() {
+                reexports
+                    .entry(me.clone())
+                    .or_default()
+                    .insert(name.clone(), path.clone());
+            }
+        }
+    }
+    let resolve = |mut target: ModPath| -> ModPath {
+        for _ in 0..8 {
+            let mut module = target.clone();
+            while !module.is_empty() && !modules.contains(&module) {
+                module.pop();
+            }
+            let next = target.get(module.len());
+            let Some(via) = next.and_then(|n| reexports.get(&module)?.get(n)) else {
+                return module;
+            };
+            let mut redirected = via.clone();
+            redirected.extend(target.iter().skip(module.len() + 1).cloned());
+            if redirected == target {
+                return module;
+            }
+            target = redirected;
+        }
+        target
+    };
+    let mut graph: BTreeMap<ModPath, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for (me, dir, code) in &codes {
+        let me = me.clone();
+        for target in paths_named(code, &me, *dir) {
+            let target = resolve(target);
             let common = me.iter().zip(&target).take_while(|(a, b)| a == b).count();
             if common < me.len() && common < target.len() {
                 graph
@@ -374,6 +514,37 @@ fn the_scanner_sees_every_form_of_path() {
         .map(str::to_owned)
         .collect();
     assert_eq!(got, want);
+}
+
+/// A crate whose only cycles hide behind a re-export and a byte literal, and
+/// a test module in mid-file whose paths do not count.
+#[test]
+fn the_graph_sees_through_re_exports_literals_and_test_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    let write = |name: &str, text: &str| std::fs::write(src.join(name), text).unwrap();
+    write("lib.rs", "mod a;\nmod b;\nmod c;\npub use c::Thing;\n");
+    // a → c, through the crate root's re-export.
+    write("a.rs", "use crate::Thing;\npub fn g() {}\n");
+    // c → a, after a byte literal holding a quote and a raw string.
+    write(
+        "c.rs",
+        "pub struct Thing;\nconst Q: u8 = b'\"';\nconst R: &str = r#\"x\"#;\nfn f() { crate::a::g(); }\n",
+    );
+    // b → a only in its tests (not counted), b → c after them (counted).
+    write(
+        "b.rs",
+        "#[cfg(test)]\nmod tests {\n    use crate::a::g;\n}\nfn h() { crate::c::f(); }\n",
+    );
+    let graph = module_graph(src, None);
+    let root = &graph[&Vec::new()];
+    assert!(root["a"].contains("c"), "{graph:?}");
+    assert!(root["c"].contains("a"), "{graph:?}");
+    assert!(
+        root["b"].contains("c") && !root["b"].contains("a"),
+        "{graph:?}"
+    );
+    assert_eq!(cycles(root), vec![vec!["a".to_owned(), "c".to_owned()]]);
 }
 
 #[test]

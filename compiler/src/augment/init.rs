@@ -40,7 +40,9 @@ pub fn stream(role: Role) -> u64 {
         Role::SoftmaxLogit(Coefficient::Alpha) => 10,
         Role::SoftmaxLogit(Coefficient::Beta) => 11,
         Role::SigmoidLogit => 20,
-        Role::Gamma(j) => 100 + u64::from(j),
+        // 100 + j below 100 (the numbers of old), beyond the 32-bit range after.
+        Role::Gamma(j) if j < 100 => 100 + u64::from(j),
+        Role::Gamma(j) => (1 << 32) + u64::from(j),
         Role::Down(m) => map(m, true),
         Role::Up(m) => map(m, false),
     }
@@ -112,7 +114,10 @@ pub fn values(spec: &ParamSpec, seed: u64) -> Result<Vec<f32>, InitError> {
         })
         .collect::<Option<_>>()
         .ok_or_else(|| err("a symbolic dimension"))?;
-    let n: usize = dims.iter().product();
+    let n: usize = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| err("too many elements"))?;
     let mut rng = rng(seed, spec.block().0, stream(spec.role));
     let factor = matches!(spec.role, Role::Down(_) | Role::Up(_));
     let channel_first = factor && spec.layout == Some(Layout::ChannelFirst);

@@ -244,11 +244,15 @@ pub fn lift(
         order.sort_unstable();
         for i in order {
             let node = &expr[egg::Id::from(i)];
-            let arg = |j: usize| {
-                lifted
-                    .get(&usize::from(node.children()[j]))
+            // A child of the term is lifted before it (children come first).
+            let arg = |j: usize| -> Result<String> {
+                node.children()
+                    .get(j)
+                    .and_then(|c| lifted.get(&usize::from(*c)))
                     .cloned()
-                    .unwrap_or_default()
+                    .ok_or_else(|| {
+                        err(format!("block {k}: operand {j} of `{node}` was not lifted"))
+                    })
             };
             let name = if i == usize::from(root) {
                 Some(out_name.as_str())
@@ -258,13 +262,13 @@ pub fn lift(
             let value = match node {
                 TensorLang::Value(v) => v.name().to_string(),
                 TensorLang::Param(p) => param(&mut b, &specs, *p, rank, opts.seed)?,
-                TensorLang::Add(_) => b.op(k, "Add", &[&arg(0), &arg(1)], name)?.1,
-                TensorLang::Sub(_) => b.op(k, "Sub", &[&arg(0), &arg(1)], name)?.1,
-                TensorLang::Mul(_) => b.op(k, "Mul", &[&arg(0), &arg(1)], name)?.1,
-                TensorLang::Div(_) => b.op(k, "Div", &[&arg(0), &arg(1)], name)?.1,
-                TensorLang::Sigmoid(_) => b.op(k, "Sigmoid", &[&arg(0)], name)?.1,
-                TensorLang::MatMul(_) => b.op(k, "MatMul", &[&arg(0), &arg(1)], name)?.1,
-                TensorLang::Conv1x1(_) => b.op(k, "Conv", &[&arg(0), &arg(1)], name)?.1,
+                TensorLang::Add(_) => b.op(k, "Add", &[&arg(0)?, &arg(1)?], name)?.1,
+                TensorLang::Sub(_) => b.op(k, "Sub", &[&arg(0)?, &arg(1)?], name)?.1,
+                TensorLang::Mul(_) => b.op(k, "Mul", &[&arg(0)?, &arg(1)?], name)?.1,
+                TensorLang::Div(_) => b.op(k, "Div", &[&arg(0)?, &arg(1)?], name)?.1,
+                TensorLang::Sigmoid(_) => b.op(k, "Sigmoid", &[&arg(0)?], name)?.1,
+                TensorLang::MatMul(_) => b.op(k, "MatMul", &[&arg(0)?, &arg(1)?], name)?.1,
+                TensorLang::Conv1x1(_) => b.op(k, "Conv", &[&arg(0)?, &arg(1)?], name)?.1,
                 TensorLang::Num(s) => {
                     #[allow(clippy::cast_possible_truncation)]
                     let v = s.to_f64() as f32;

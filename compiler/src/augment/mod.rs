@@ -105,9 +105,13 @@ pub struct BlockReport {
 /// What [`augment_model`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct AugmentReport {
-    /// The variant (its name in JSON: `rw+lr`).
+    /// The variant (its name in JSON: `rw+lr`; with every parameter in
+    /// `variant_parameters`: `rw(softmax)+lr(r=4)`).
     #[serde(serialize_with = "serialize_display")]
     pub variant: Variant,
+    /// The variant with its parameters, as `{:#}` writes it (JSON only).
+    #[serde(serialize_with = "serialize_alternate")]
+    pub variant_parameters: Variant,
     /// Blocks augmented.
     pub blocks: Vec<BlockReport>,
     /// Residuals not augmented, with the reason.
@@ -125,6 +129,13 @@ pub struct AugmentReport {
     /// Every parameter added, typed (not in JSON: see each block's `params`).
     #[serde(skip)]
     pub specs: Vec<ParamSpec>,
+}
+
+fn serialize_alternate<S: serde::Serializer>(
+    v: &impl std::fmt::Display,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{v:#}"))
 }
 
 fn serialize_display<S: serde::Serializer>(
@@ -202,6 +213,14 @@ pub fn augment_model(
                 Some("not float32".to_string())
             } else if opts.variant.needs_channels() && r.channels.is_none() {
                 Some("symbolic channel count".to_string())
+            } else if opts.variant.needs_channels()
+                && laurel_passes::block::Layout::of(r.axis, r.shape.len()).is_none()
+            {
+                Some(format!(
+                    "channel axis {} of a rank-{} tensor fits no low-rank layout",
+                    r.axis,
+                    r.shape.len()
+                ))
             } else {
                 None
             };
@@ -217,6 +236,7 @@ pub fn augment_model(
     if selected.is_empty() {
         return Ok(AugmentReport {
             variant: opts.variant,
+            variant_parameters: opts.variant,
             blocks: Vec::new(),
             skipped,
             parameters_added: 0,
@@ -242,6 +262,7 @@ pub fn augment_model(
     let blocks = lift::lift(model, &selected, &report, opts)?;
     Ok(AugmentReport {
         variant: opts.variant,
+        variant_parameters: opts.variant,
         parameters_added: blocks.iter().map(|b| b.parameters).sum(),
         flops_added: blocks.iter().map(|b| b.flops).sum(),
         blocks,

@@ -91,6 +91,22 @@ impl Target {
     }
 }
 
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown target `{s}` (expected onnx or tract)"))
+    }
+}
+
 /// The default window: enough for several transformer or `ResNet` blocks, small
 /// enough that the scaled forms of a stream do not pile up.
 pub const DEFAULT_WINDOW_OPS: usize = 64;

@@ -80,6 +80,13 @@ pub enum Refusal {
     ParamType(ParamRef),
     /// The variant has none of RW, LR and PA.
     NoPart,
+    /// A low-rank factor of this rank on this many channels would be too large.
+    TooLarge {
+        /// The rank.
+        rank: u64,
+        /// The channels.
+        channels: u64,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -94,6 +101,10 @@ impl fmt::Display for Refusal {
             Refusal::Channels => write!(f, "the channel count is not a known number"),
             Refusal::ParamType(p) => write!(f, "{p} is already declared with another type"),
             Refusal::NoPart => write!(f, "the variant has none of RW, LR and PA"),
+            Refusal::TooLarge { rank, channels } => write!(
+                f,
+                "a rank-{rank} factor on {channels} channels would hold more than 2^28 elements"
+            ),
         }
     }
 }

@@ -49,6 +49,10 @@ use crate::params::{Coefficient, InitMode, Map, ParamSpec, Role};
 use crate::shape::{DType, Dim, TensorType, fixed};
 use crate::variant::{Rank, RwParam, Variant};
 
+/// The most elements one low-rank factor may hold (`r·C`): 2^28, a gigabyte
+/// of float32, the bound of a random input too.
+pub const MAX_FACTOR_ELEMENTS: u64 = 1 << 28;
+
 /// A built right-hand side: its pattern, the parameters it declares (its
 /// leaves), the parameters it adds outside the term (RW's logits) and the
 /// substitution that binds its variables.
@@ -155,10 +159,20 @@ impl Rhs<'_> {
         Ok((layout, c))
     }
 
-    /// The factors `A`, `B` of `map`, of rank `r`.
+    /// The factors `A`, `B` of `map`, of rank `r`; refused when one would
+    /// hold more than [`MAX_FACTOR_ELEMENTS`] elements.
     fn factors(&mut self, map: Map, r: Rank) -> Result<(Id, Id, Layout), Refusal> {
         let (layout, c) = self.layout()?;
         let r = r.get();
+        match c.checked_mul(r) {
+            Some(n) if n <= MAX_FACTOR_ELEMENTS => {}
+            _ => {
+                return Err(Refusal::TooLarge {
+                    rank: r,
+                    channels: c,
+                });
+            }
+        }
         let (sa, sb) = match layout {
             Layout::ChannelLast => (fixed(&[c, r]), fixed(&[r, c])),
             Layout::ChannelFirst => (fixed(&[r, c]), fixed(&[c, r])),

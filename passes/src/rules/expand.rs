@@ -181,7 +181,6 @@ pub const TOPIC: Topic = Topic {
                    ("(laurel-pa $f $x $g0 $x $g1 $s)", "(+ (+ $f $x) (+ (* $g0 $x) (* $g1 $s)))"),
                    ("(laurel-pa $f $x)", "(+ $f $x)"),
                ],
-               non_examples: &["untagged (+ $f $x)"],
                ..Rule::new("expand-pa", "laurel-pa(f, x, γ₀, h₀, …) = f + x + Σ_j γ_j·h_j", Kind::Custom(expand_pa)) },
     ],
 };

@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(a.shape, b.shape, "{}: `{before}`", r.name);
         for (p, q) in a.data.iter().zip(&b.data) {
             assert!(
-                (p - q).abs() <= 1e-9 * p.abs().max(1.0),
+                (p - q).abs() <= 1e-12 * p.abs().max(1.0),
                 "{}: `{before}`: {p} vs {q}",
                 r.name
             );
@@ -290,6 +290,9 @@ mod tests {
                 r.name
             );
             assert!(names.insert(r.name), "{} twice", r.name);
+            // The rewrite egg runs bears the entry's name (class and custom
+            // rules carry a name of their own).
+            assert_eq!(r.rewrite().unwrap().name.as_str(), r.name);
             // A guarded pattern says when in words too.
             if r.guard.is_some() {
                 assert!(!r.when.is_empty(), "{}: a guard without words", r.name);

@@ -5,17 +5,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use std::io::Write as _;
+
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use laurel_runtime::{InputSource, LoadOptions, Runnable, Tensor};
 
 /// A clap value enum over a library type: the values are `$all`, named by
 /// `$name` and explained by `$help`, so `--help` lists them and shells
-/// complete them; a value that is none of them is refused with `$unknown`'s
-/// message (the library's own, e.g. `unknown variant …`), through
-/// [`NamedValues`].
+/// complete them. Parsing ([`NamedValues`]) takes a value's name; anything
+/// else goes to the type's own `FromStr`, whose message says what is wrong
+/// (`unknown variant …`).
 macro_rules! value_enum {
-    ($(#[$doc:meta])* $arg:ident($ty:ty), $all:expr, $name:expr, $help:expr, $unknown:expr) => {
+    ($(#[$doc:meta])* $arg:ident($ty:ty), $all:expr, $name:expr, $help:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $arg(pub $ty);
@@ -36,14 +38,19 @@ macro_rules! value_enum {
 
         impl Unknown for $arg {
             fn unknown(value: &str) -> String {
-                let unknown: fn(&str) -> String = $unknown;
-                unknown(value)
+                match value.parse::<$ty>() {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!(
+                        "`{value}`: give it by name; its parameters come from their own flags"
+                    ),
+                }
             }
         }
     };
 }
 
-/// The message for a value a [`value_enum!`] type does not know.
+/// Why a value a [`value_enum!`] type lists is not this one: the library's
+/// own parser's message.
 pub trait Unknown {
     /// What is wrong with `value`.
     fn unknown(value: &str) -> String;
@@ -105,42 +112,28 @@ value_enum!(
     VariantArg(laurel_passes::Variant),
     laurel_passes::Variant::NAMED,
     |v| v.name(),
-    |v| v.equation().to_owned(),
-    |s| match s.parse::<laurel_passes::Variant>() {
-        Err(e) => e.to_string(),
-        Ok(_) => format!(
-            "`{s}`: give the variant by name; its parameters come from --rank, --pa-window, --pa-rank and --rw-param"
-        ),
-    }
+    |v| v.equation().to_owned()
 );
 value_enum!(
     /// `--rw-param`.
     RwParamArg(laurel_passes::RwParam),
     laurel_passes::RwParam::ALL,
     |p| p.name(),
-    |p| p.help().to_owned(),
-    |s| format!("unknown --rw-param `{s}` (expected raw, softmax, sigmoid or vector)")
+    |p| p.help().to_owned()
 );
 value_enum!(
     /// `--init`.
     InitArg(laurel_passes::InitMode),
     laurel_passes::InitMode::ALL,
     |m| m.name(),
-    |m| match m {
-        laurel_passes::InitMode::Identity => {
-            "function-preserving values (γ = 0, B = 0, α = β = 1)".to_owned()
-        }
-        laurel_passes::InitMode::Random => "seeded non-trivial values, for tests".to_owned(),
-    },
-    |s| format!("unknown --init `{s}` (expected identity or random)")
+    |m| m.help().to_owned()
 );
 value_enum!(
     /// `--target`.
     TargetArg(laurelc::fuse::Target),
     laurelc::fuse::Target::ALL,
     |t| t.name(),
-    |t| t.help().to_owned(),
-    |s| format!("unknown --target `{s}` (expected onnx or tract)")
+    |t| t.help().to_owned()
 );
 
 /// The inputs of `run`, `check`, `bench` and `profile`: given ones, random
@@ -247,4 +240,37 @@ pub fn parse_shapes(shapes: &[String]) -> Result<BTreeMap<String, Vec<usize>>> {
             Ok((k.to_string(), dims))
         })
         .collect()
+}
+
+/// Standard output went away (`laurelc inspect m.onnx | head`): the command
+/// stops, and laurelc exits quietly.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `text` to standard output (every command prints through this, so a
+/// closed pipe is an error the command returns, not a panic).
+pub fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                anyhow::Error::new(StdoutClosed)
+            } else {
+                anyhow::Error::new(e).context("writing to standard output")
+            }
+        })
+}
+
+/// [`emit`] with a newline.
+pub fn emit_line(text: &str) -> Result<()> {
+    emit(&format!("{text}\n"))
 }

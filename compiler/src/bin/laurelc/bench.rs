@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::args::InputArgs;
+use crate::args::{InputArgs, emit, emit_line};
 
 /// `laurelc bench BASELINE OTHER...`.
 #[derive(Debug, Args)]
@@ -57,9 +57,9 @@ pub fn run(a: &BenchArgs, quiet: bool) -> Result<()> {
     let report =
         laurel_runtime::bench::bench_files_with_progress(&paths, &load, &given, &opts, &mut bar)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        emit_line(&serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.to_table());
+        emit(&report.to_table())?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use laurel_runtime::CheckOptions;
 
-use crate::args::InputArgs;
+use crate::args::{InputArgs, emit, emit_line};
 
 /// `laurelc check A B`.
 #[derive(Debug, Args)]
@@ -62,9 +62,9 @@ pub fn run(a: &CheckArgs, quiet: bool) -> Result<()> {
     let mut bar = crate::progress::Bar::new(quiet || a.json);
     let report = laurel_runtime::check::check_models_with_progress(&a.a, &a.b, &opts, &mut bar)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        emit_line(&serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.to_table(a.rtol, a.atol));
+        emit(&report.to_table())?;
     }
     if report.passed {
         Ok(())

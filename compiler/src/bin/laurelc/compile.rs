@@ -9,7 +9,7 @@ use clap::Args;
 use laurelc::onnx::ExportOptions;
 use laurelc::pipeline::{PipelineOptions, compile_file};
 
-use crate::args::{InitArg, NamedValues, RwParamArg, VariantArg};
+use crate::args::{InitArg, NamedValues, RwParamArg, VariantArg, emit};
 
 /// `laurelc MODEL -o OUT`: run the pipeline.
 #[derive(Debug, Args)]
@@ -84,8 +84,14 @@ pub fn run(a: &CompileArgs) -> Result<()> {
     let (Some(model), Some(output)) = (&a.model, &a.output) else {
         bail!("usage: laurelc MODEL -o OUT (see --help)");
     };
+    // The variant's flags are checked only when the passes run.
+    let variant = if a.no_passes {
+        laurelc::augment::AugmentOptions::default().variant
+    } else {
+        variant_of(a)?
+    };
     let augment = laurelc::augment::AugmentOptions {
-        variant: variant_of(a)?,
+        variant,
         init: a.init.0,
         seed: a.seed,
         include_projection: a.include_projection,
@@ -117,7 +123,7 @@ pub fn run(a: &CompileArgs) -> Result<()> {
         }
     }
     let report = compile_file(model, output, &opts)?;
-    print!("{}", report.to_text(model, output));
+    emit(&report.to_text(model, output))?;
     if let (Some(aug), Some(path)) = (&report.augment, &a.report_json) {
         let json = serde_json::to_string_pretty(aug)?;
         laurelc::fsutil::write_atomically(path, |w| w.write_all(json.as_bytes()))?;

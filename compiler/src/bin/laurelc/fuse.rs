@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::args::{NamedValues, TargetArg, parse_costs, parse_dims};
+use crate::args::{NamedValues, TargetArg, emit_line, parse_costs, parse_dims};
 
 /// `laurelc fuse MODEL -o OUT`.
 #[derive(Debug, Args)]
@@ -59,9 +59,9 @@ pub fn run(a: &FuseArgs, quiet: bool) -> Result<()> {
     let mut bar = crate::progress::Bar::new(quiet);
     let report = laurelc::pipeline::fuse_file(&a.model, &a.output, &opts, &mut bar)?;
     let summary = &report.summary;
-    println!("{}", summary.to_line(&a.model, &a.output));
+    emit_line(&summary.to_line(&a.model, &a.output))?;
     if a.explain {
-        println!("{}", laurelc::fuse::explain(summary));
+        emit_line(&laurelc::fuse::explain(summary))?;
     }
     if summary.hit_limit {
         eprintln!(

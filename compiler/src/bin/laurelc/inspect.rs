@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::args::{emit, emit_line};
+
 /// `laurelc inspect MODEL`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -41,9 +43,9 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     }
     if a.json {
         let j = laurelc::inspect::to_json(&s, &analysis)?;
-        println!("{}", serde_json::to_string_pretty(&j)?);
+        emit_line(&serde_json::to_string_pretty(&j)?)?;
     } else {
-        print!("{}", laurelc::inspect::to_text(&a.model, &s, &analysis));
+        emit(&laurelc::inspect::to_text(&a.model, &s, &analysis))?;
     }
     Ok(())
 }

@@ -56,8 +56,8 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff) of laurelc, or of one of its commands.
+    Man(generate::ManArgs),
 }
 
 /// Panics inside dependencies (tract on unusual models) are caught by the
@@ -76,9 +76,36 @@ fn quiet_panics() {
     }));
 }
 
+/// The arguments with any `-q`/`--quiet` given before the subcommand (or the
+/// model) moved to the end: clap refuses top-level flags beside a subcommand
+/// when, as here, the default command's arguments conflict with
+/// subcommands, and `--quiet` is meant for every command.
+fn quiet_last(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let is_quiet = |a: &std::ffi::OsString| a == "-q" || a == "--quiet";
+    let first_word = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map_or(args.len(), |i| i + 1);
+    let (mut out, mut moved) = (Vec::with_capacity(args.len()), 0);
+    for (i, a) in args.into_iter().enumerate() {
+        if i > 0 && i < first_word && is_quiet(&a) {
+            moved += 1;
+        } else {
+            out.push(a);
+        }
+    }
+    // Before a `--`, which ends the flags.
+    let at = out.iter().position(|a| a == "--").unwrap_or(out.len());
+    for _ in 0..moved {
+        out.insert(at, "--quiet".into());
+    }
+    out
+}
+
 fn main() -> ExitCode {
     quiet_panics();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(quiet_last(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -92,7 +119,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`laurelc man | head`): nothing to report.
-        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<args::StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) if e.is::<check::CheckFailed>() => {
             eprintln!("laurelc: check failed: {e}");
             ExitCode::from(1)
@@ -102,14 +129,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Whether `e` is a write to a closed pipe.
-fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
@@ -122,7 +141,36 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Bench(a)) => bench::run(&a, quiet),
         Some(Command::Profile(a)) => profile::run(&a, quiet),
         Some(Command::Completions(a)) => generate::completions(&a),
-        Some(Command::Man) => generate::man(),
+        Some(Command::Man(a)) => generate::man(&a),
         None => compile::run(&cli.compile),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_last;
+
+    fn args(s: &str) -> Vec<std::ffi::OsString> {
+        s.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn a_leading_quiet_moves_behind_the_command() {
+        assert_eq!(
+            quiet_last(args("laurelc -q inspect m")),
+            args("laurelc inspect m --quiet")
+        );
+        assert_eq!(
+            quiet_last(args("laurelc --quiet m -o o")),
+            args("laurelc m -o o --quiet")
+        );
+        assert_eq!(
+            quiet_last(args("laurelc bench a -q b")),
+            args("laurelc bench a -q b")
+        );
+        assert_eq!(
+            quiet_last(args("laurelc -q run m -- x")),
+            args("laurelc run m --quiet -- x")
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::args::InputArgs;
+use crate::args::{InputArgs, emit, emit_line};
 
 /// `laurelc profile MODEL`.
 #[derive(Debug, Args)]
@@ -40,9 +40,9 @@ pub fn run(a: &ProfileArgs, quiet: bool) -> Result<()> {
         &model, &inputs, a.runs, a.warmup, &mut bar,
     )?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
+        emit_line(&serde_json::to_string_pretty(&p)?)?;
     } else {
-        print!("{}", p.to_table(a.top));
+        emit(&p.to_table(a.top))?;
     }
     Ok(())
 }

@@ -49,3 +49,12 @@ impl laurel_runtime::Progress for Bar {
         }
     }
 }
+
+impl Drop for Bar {
+    /// A bar left by an error is cleared before the error is printed.
+    fn drop(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::args::InputArgs;
+use crate::args::{InputArgs, emit_line};
 
 /// `laurelc run MODEL`.
 #[derive(Debug, Args)]
@@ -56,7 +56,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         }
     }
     for (name, t) in &outputs {
-        println!("{name}\t{}", laurel_runtime::summarize(t));
+        emit_line(&format!("{name}\t{}", laurel_runtime::summarize(t)))?;
         if let Some(dir) = &a.out_dir {
             let path = dir.join(format!("{}.npy", file_stem(name)));
             laurel_runtime::write_npy(&path, t)?;
