@@ -137,6 +137,9 @@ pub enum Error {
     /// A runtime (tract) error, passed through with its context.
     #[error(transparent)]
     Runtime(#[from] laurel_runtime::RuntimeError),
+    /// The training step cannot be built.
+    #[error(transparent)]
+    Autodiff(#[from] crate::autodiff::AutodiffError),
 }
 
 /// Shorthand for results of this crate.

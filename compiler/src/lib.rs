@@ -13,6 +13,7 @@
 
 pub mod analysis;
 pub mod augment;
+pub mod autodiff;
 pub mod build;
 pub mod error;
 pub mod fsutil;

@@ -225,3 +225,79 @@ pub fn fuse_file(
     let export = onnx::write_path(&model, output, &opts.export)?;
     Ok(FuseFileReport { summary, export })
 }
+
+/// Options of [`grad_file`].
+#[derive(Debug, Clone, Default)]
+pub struct GradFileOptions {
+    /// Allow the output to be the input file.
+    pub force: bool,
+    /// What to differentiate.
+    pub grad: crate::autodiff::GradOptions,
+    /// How to write the step.
+    pub export: ExportOptions,
+}
+
+/// What [`grad_file`] did.
+#[derive(Debug, Clone)]
+pub struct GradFileReport {
+    /// The training step built.
+    pub step: crate::autodiff::StepReport,
+    /// What the export wrote.
+    pub export: ExportReport,
+}
+
+/// Reads `input`, builds its training step ([`crate::autodiff::training_step`])
+/// and writes it to `output` atomically, with the guards of [`compile_file`].
+///
+/// # Errors
+/// Any import, autodiff or export error; [`Error::WouldOverwriteInput`].
+pub fn grad_file(input: &Path, output: &Path, opts: &GradFileOptions) -> Result<GradFileReport> {
+    guard_output(input, output, opts.force)?;
+    let model = onnx::import_path(input)?;
+    guard_external(&model, output, opts.force)?;
+    let (step, report) = crate::autodiff::training_step(&model, &opts.grad)?;
+    let export = onnx::write_path(&step, output, &opts.export)?;
+    Ok(GradFileReport {
+        step: report,
+        export,
+    })
+}
+
+impl GradFileReport {
+    /// What `laurelc grad` prints.
+    #[must_use]
+    pub fn to_text(&self, input: &Path, output: &Path) -> String {
+        use std::fmt::Write as _;
+        let s = &self.step;
+        let parameters: i64 = s
+            .trainable
+            .iter()
+            .map(|t| t.dims.iter().product::<i64>())
+            .sum();
+        let mut text = format!(
+            "{} -> {}: training step, {} loss on `{}`: {} trainable tensors ({parameters} parameters), {} forward + {} backward ops, {} bytes written",
+            input.display(),
+            output.display(),
+            s.loss,
+            s.prediction,
+            s.trainable.len(),
+            s.forward_ops,
+            s.backward_ops,
+            self.export.model_bytes,
+        );
+        if s.lowered_batch_norms > 0 {
+            let _ = write!(
+                text,
+                "\n  {} batch norms lowered to elementwise ops (a parameter trains)",
+                s.lowered_batch_norms
+            );
+        }
+        for u in &s.unused {
+            let _ = write!(
+                text,
+                "\n  warning: the loss does not depend on `{u}` (its gradient is 0)"
+            );
+        }
+        text
+    }
+}

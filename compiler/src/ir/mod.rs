@@ -15,6 +15,7 @@
 //! metadata, unknown fields) with the `input` list cleared: inputs live on the
 //! edges, so a pass that rewires an edge cannot leave a stale name behind.
 
+pub mod attr;
 mod topo;
 
 use std::collections::HashMap;

@@ -129,6 +129,13 @@ value_enum!(
     |m| m.help().to_owned()
 );
 value_enum!(
+    /// `--loss`.
+    LossArg(laurelc::autodiff::Loss),
+    laurelc::autodiff::Loss::ALL,
+    |l| l.name(),
+    |l| l.help().to_owned()
+);
+value_enum!(
     /// `--target`.
     TargetArg(laurelc::fuse::Target),
     laurelc::fuse::Target::ALL,

@@ -11,6 +11,7 @@ mod check;
 mod compile;
 mod fuse;
 mod generate;
+mod grad;
 mod inspect;
 mod profile;
 mod progress;
@@ -50,6 +51,9 @@ enum Command {
     /// Fuse a `LAuReL` model for inference: fold its scalars into weights and
     /// norms, merge its low-rank maps, and extract the cheapest equivalent graph.
     Fuse(fuse::FuseArgs),
+    /// Write a model's training step: its loss and the gradients of its trainable tensors,
+    /// in standard ONNX.
+    Grad(grad::GradArgs),
     /// Time models on tract, interleaved (A B C A B C …), against the first one.
     Bench(bench::BenchArgs),
     /// Time every node of a model's plan on tract: where its time goes.
@@ -138,6 +142,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Check(a)) => check::run(&a, quiet),
         Some(Command::Inspect(a)) => inspect::run(&a),
         Some(Command::Fuse(a)) => fuse::run(&a, quiet),
+        Some(Command::Grad(a)) => grad::run(&a),
         Some(Command::Bench(a)) => bench::run(&a, quiet),
         Some(Command::Profile(a)) => profile::run(&a, quiet),
         Some(Command::Completions(a)) => generate::completions(&a),

@@ -1,0 +1,687 @@
+//! Reverse-mode automatic differentiation on the IR: a model becomes its
+//! *training step*, a standard ONNX model any runtime can run.
+//!
+//! ```text
+//! inputs:  the model's inputs…, target, every trainable tensor (under its initializer name)…
+//! outputs: loss, <name>.grad for every trainable tensor…, the model's outputs…
+//! ```
+//!
+//! - `loss` is a float scalar, the mean over every position of the batch
+//!   ([`loss`]); `target` is int64 class ids shaped like the prediction
+//!   without its last (class) axis for `ce`, and a float tensor shaped like
+//!   the prediction for `mse` and `kd`.
+//! - The trainable tensors ([`train_set`]) leave the initializers and become
+//!   inputs; frozen weights stay initializers, so a runtime still packs them.
+//! - The backward graph is built by one vector-Jacobian product per op
+//!   ([`rules`]), in reverse topological order, over the ops that lie both
+//!   below a trainable tensor and above the prediction: nothing is computed
+//!   for frozen weights or below the earliest trainable tensor. Gradients of
+//!   a value read by several ops are summed.
+//! - Every shape is static: the model is specialised to the input sizes of
+//!   the [`GradOptions::load`] options (tract needs reduction axes and pad
+//!   amounts as constants, so unbroadcasting must know them).
+//! - Two forward rewrites make the model differentiable on tract: a
+//!   `BatchNormalization` with a trainable parameter is lowered to
+//!   elementwise ops ([`lower`]), and a `MaxPool` on the path gets its
+//!   `Indices` output.
+//!
+//! Complexity: two shape inferences (one when nothing is lowered), then
+//! O(V + E) plus the emitted ops, linear in the forward graph.
+//!
+//! # Errors
+//! [`AutodiffError`]: an op without a rule on the path (naming op and node),
+//! an unsupported attribute combination, a value without a static shape, a
+//! `--train` selection that selects nothing.
+
+// Gradient code follows its equations: x, y, g, e (the emitter), v (the node).
+#![allow(clippy::many_single_char_names)]
+
+pub mod emit;
+pub mod loss;
+pub mod lower;
+pub mod rules;
+pub mod train_set;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use laurel_runtime::{LoadOptions, ModelSource};
+use onnx_protobuf::{NodeProto, TensorProto};
+use petgraph::Direction;
+use petgraph::stable_graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+
+use crate::build::GraphBuilder;
+use crate::ir::{Edge, Graph, Model, Node};
+use emit::{Emitter, Ty, elem};
+pub use loss::Loss;
+pub use train_set::TrainSpec;
+
+/// Why a training step cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AutodiffError {
+    /// An op on the path from a trainable tensor to the loss has no rule.
+    #[error(
+        "node {node}: laurelc has no gradient rule for {op_type} (the op lies between a trainable tensor and the loss)"
+    )]
+    NoRule {
+        /// The node.
+        node: String,
+        /// Its op type (with its domain outside the default one).
+        op_type: String,
+    },
+    /// A rule does not handle this node's attributes or inputs.
+    #[error("node {node} ({op_type}): cannot differentiate {reason}")]
+    Unsupported {
+        /// The node.
+        node: String,
+        /// Its op type.
+        op_type: String,
+        /// What is not handled.
+        reason: String,
+    },
+    /// A value the backward graph needs has no static type.
+    #[error(
+        "value `{value}` has no static shape at these input sizes (fix them with --dim or --shape)"
+    )]
+    UnknownShape {
+        /// The value.
+        value: String,
+    },
+    /// The `--train` selection.
+    #[error("--train {spec}: {reason}")]
+    Train {
+        /// The selection as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The loss cannot be built on the prediction.
+    #[error("the {loss} loss on output `{output}`: {reason}")]
+    Loss {
+        /// The loss.
+        loss: String,
+        /// The prediction.
+        output: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name the training step's interface needs is taken in the model.
+    #[error("the model has a value named `{name}`, a name the training step needs for itself")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// Shape inference failed.
+    #[error("shape inference failed: {0}")]
+    Infer(#[from] laurel_runtime::RuntimeError),
+    /// Encoding the model for shape inference failed.
+    #[error("{0}")]
+    Encode(String),
+    /// A bug in laurelc's autodiff.
+    #[error("internal autodiff error: {message}")]
+    Internal {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What to differentiate, with respect to what.
+#[derive(Debug, Clone)]
+pub struct GradOptions {
+    /// The loss.
+    pub loss: Loss,
+    /// The temperature of the `kd` loss.
+    pub temperature: f64,
+    /// Which tensors train.
+    pub train: TrainSpec,
+    /// The input sizes the step is specialised to.
+    pub load: LoadOptions,
+    /// The model output the loss reads (default: the first).
+    pub prediction: Option<String>,
+}
+
+impl Default for GradOptions {
+    fn default() -> Self {
+        Self {
+            loss: Loss::Ce,
+            temperature: 1.0,
+            train: TrainSpec::Laurel,
+            load: LoadOptions::default(),
+            prediction: None,
+        }
+    }
+}
+
+/// A tensor of the step's interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TensorSpec {
+    /// Its name.
+    pub name: String,
+    /// Its ONNX element type.
+    pub elem: i32,
+    /// Its dims.
+    pub dims: Vec<i64>,
+}
+
+/// What [`training_step`] built.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// The loss.
+    pub loss: String,
+    /// The model output the loss reads.
+    pub prediction: String,
+    /// The target input.
+    pub target: TensorSpec,
+    /// The trainable tensors, in input order; each has a `<name>.grad` output.
+    pub trainable: Vec<TensorSpec>,
+    /// Trainable tensors the loss does not depend on (their gradient is 0).
+    pub unused: Vec<String>,
+    /// Ops of the forward graph (after lowering).
+    pub forward_ops: usize,
+    /// Ops of the loss and the backward graph.
+    pub backward_ops: usize,
+    /// Batch norms lowered to elementwise ops because a parameter trains.
+    pub lowered_batch_norms: usize,
+}
+
+/// The name of the loss output.
+pub const LOSS: &str = "loss";
+/// The name of the target input.
+pub const TARGET: &str = "target";
+
+/// The name of the gradient output of the trainable tensor `name`.
+#[must_use]
+pub fn grad_name(name: &str) -> String {
+    format!("{name}.grad")
+}
+
+/// Builds the training step of `model`; see the [module docs](self).
+#[allow(clippy::too_many_lines)] // the steps of the module docs, in order
+///
+/// # Errors
+/// See the [module docs](self).
+pub fn training_step(
+    model: &Model,
+    opts: &GradOptions,
+) -> Result<(Model, StepReport), AutodiffError> {
+    let mut m = model.clone();
+    let opset = m.onnx_opset().unwrap_or(1);
+    let trainable = train_set::select(&m.graph, &opts.train)?;
+    let lowered = lower::lower_trainable_batch_norms(&mut m, &trainable, &opts.load)?;
+    make_inputs(&mut m.graph, &trainable);
+    add_max_pool_indices(&mut m.graph, &trainable);
+
+    let types = infer_types(&m, &opts.load)?;
+    let prediction = match &opts.prediction {
+        Some(p) => p.clone(),
+        None => m
+            .graph
+            .header
+            .output
+            .first()
+            .map(|o| o.name.clone())
+            .ok_or_else(|| AutodiffError::Loss {
+                loss: opts.loss.to_string(),
+                output: String::new(),
+                reason: "the model has no output".into(),
+            })?,
+    };
+    if !m.graph.header.output.iter().any(|o| o.name == prediction) {
+        return Err(AutodiffError::Loss {
+            loss: opts.loss.to_string(),
+            output: prediction,
+            reason: "no such model output".into(),
+        });
+    }
+
+    let used: HashSet<String> = m
+        .graph
+        .producers()
+        .keys()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for name in std::iter::once(LOSS.to_owned())
+        .chain(std::iter::once(TARGET.to_owned()))
+        .chain(trainable.iter().map(|t| grad_name(t)))
+    {
+        if used.contains(&name) {
+            return Err(AutodiffError::NameTaken { name });
+        }
+    }
+    let mut e = Emitter::new(opset, types, used);
+    for n in [LOSS.to_owned(), TARGET.to_owned()] {
+        e.claim(&n);
+    }
+    let pred_ty = e.ty(&prediction)?.clone();
+    let target_ty = opts
+        .loss
+        .target_type(&pred_ty)
+        .map_err(|reason| AutodiffError::Loss {
+            loss: opts.loss.to_string(),
+            output: prediction.clone(),
+            reason,
+        })?;
+    e.set_ty(TARGET, target_ty.clone());
+    let dpred = loss::emit(
+        &mut e,
+        opts.loss,
+        opts.temperature,
+        &prediction,
+        TARGET,
+        LOSS,
+    )?;
+
+    let grads = backward(&m.graph, &mut e, &trainable, &prediction, dpred)?;
+
+    let mut unused = Vec::new();
+    let mut trainable_specs = Vec::new();
+    for t in &trainable {
+        let ty = e.ty(t)?.clone();
+        let out = grad_name(t);
+        e.claim(&out);
+        if let Some(g) = grads.get(t.as_str()) {
+            e.op_into("Identity", &[g], Vec::new(), &out, ty.clone());
+        } else {
+            unused.push(t.clone());
+            let z = e.filled(&ty, 0.0)?;
+            e.op_into("Identity", &[&z], Vec::new(), &out, ty.clone());
+        }
+        trainable_specs.push(TensorSpec {
+            name: t.clone(),
+            elem: ty.elem,
+            dims: ty.dims,
+        });
+    }
+    let forward_ops = m.graph.op_count();
+    let backward_ops = e.ops.len();
+    materialise(&mut m, e, &target_ty, &trainable)?;
+    Ok((
+        m,
+        StepReport {
+            loss: opts.loss.to_string(),
+            prediction,
+            target: TensorSpec {
+                name: TARGET.into(),
+                elem: target_ty.elem,
+                dims: target_ty.dims,
+            },
+            trainable: trainable_specs,
+            unused,
+            forward_ops,
+            backward_ops,
+            lowered_batch_norms: lowered,
+        },
+    ))
+}
+
+/// The static type of every value at the sizes of `load`.
+fn infer_types(m: &Model, load: &LoadOptions) -> Result<HashMap<String, Ty>, AutodiffError> {
+    let probe = crate::onnx::to_shape_probe_bytes(m, crate::analysis::PROBE_MIN_ELEMENTS)
+        .map_err(|err| AutodiffError::Encode(err.to_string()))?;
+    let inferred = laurel_runtime::infer_shapes(ModelSource::Bytes(&probe), load)?;
+    let mut types = HashMap::new();
+    for (name, v) in inferred.values {
+        let (Some(d), Some(shape)) = (v.datum, v.shape) else {
+            continue;
+        };
+        let dims: Option<Vec<i64>> = shape
+            .iter()
+            .map(|s| s.fixed().and_then(|n| i64::try_from(n).ok()))
+            .collect();
+        if let Some(dims) = dims {
+            types.insert(name, Ty::new(d.onnx_code(), &dims));
+        }
+    }
+    // Initializers carry their own types (tract may have folded them away).
+    for &n in &m.graph.initializers {
+        if let Node::Initializer(i) = &m.graph.dag[n] {
+            types
+                .entry(i.proto.name.clone())
+                .or_insert_with(|| Ty::new(i.proto.data_type, &i.proto.dims));
+        }
+    }
+    Ok(types)
+}
+
+/// Turns the trainable initializers into graph inputs of the same name and
+/// type (IR < 4 models declare them as inputs already: the initializer goes).
+fn make_inputs(g: &mut Graph, trainable: &[String]) {
+    let wanted: HashSet<&str> = trainable.iter().map(String::as_str).collect();
+    let declared: HashSet<String> = g
+        .inputs
+        .iter()
+        .flat_map(|&n| g.dag[n].outputs().into_iter().map(str::to_owned))
+        .collect();
+    let inits: Vec<NodeIndex> = g
+        .initializers
+        .iter()
+        .copied()
+        .filter(|&n| matches!(&g.dag[n], Node::Initializer(i) if wanted.contains(i.proto.name.as_str())))
+        .collect();
+    for n in inits {
+        let Node::Initializer(init) = g.dag[n].clone() else {
+            continue;
+        };
+        let name = init.proto.name.clone();
+        let input = if declared.contains(&name) {
+            g.inputs
+                .iter()
+                .copied()
+                .find(|&i| g.dag[i].outputs().first() == Some(&name.as_str()))
+        } else {
+            let decl = crate::ir::tensor_input(&TensorProto {
+                name: name.clone(),
+                dims: init.proto.dims.clone(),
+                data_type: init.proto.data_type,
+                ..TensorProto::default()
+            });
+            let i = g.dag.add_node(Node::Input(decl));
+            g.inputs.push(i);
+            Some(i)
+        };
+        let Some(input) = input else { continue };
+        let out: Vec<(NodeIndex, Edge)> = g
+            .dag
+            .edges_directed(n, Direction::Outgoing)
+            .map(|e| (e.target(), e.weight().clone()))
+            .collect();
+        for (t, w) in out {
+            g.dag.add_edge(input, t, w);
+        }
+        g.dag.remove_node(n);
+        g.initializers.retain(|&i| i != n);
+    }
+}
+
+/// Gives every `MaxPool` below a trainable tensor its `Indices` output.
+fn add_max_pool_indices(g: &mut Graph, trainable: &[String]) {
+    let Ok(order) = g.topo_ops() else { return };
+    let mut live: HashSet<String> = trainable.iter().cloned().collect();
+    let mut taken: HashSet<String> = g.producers().keys().map(|s| (*s).to_owned()).collect();
+    for n in order {
+        let ins: Vec<String> = g
+            .op_inputs(n)
+            .iter()
+            .flatten()
+            .map(|(_, e)| e.name.clone())
+            .collect();
+        if !ins.iter().any(|i| live.contains(i)) {
+            continue;
+        }
+        let Node::Op(op) = &mut g.dag[n] else {
+            continue;
+        };
+        if op.proto.op_type == "MaxPool"
+            && crate::ir::is_onnx_domain(&op.proto.domain)
+            && (op.proto.output.len() < 2 || op.proto.output[1].is_empty())
+        {
+            {
+                let base = format!("{}.indices", op.proto.output[0]);
+                let mut name = base.clone();
+                let mut k = 2;
+                while taken.contains(&name) {
+                    name = format!("{base}{k}");
+                    k += 1;
+                }
+                taken.insert(name.clone());
+                op.proto.output.resize(1, String::new());
+                op.proto.output.push(name);
+            }
+        }
+        live.extend(op.proto.output.iter().cloned());
+    }
+}
+
+/// The integer values of the graph's constants: int initializers and
+/// `Constant` nodes.
+fn int_constants(g: &Graph) -> HashMap<String, Vec<i64>> {
+    let mut out = HashMap::new();
+    for n in g.dag.node_indices() {
+        match &g.dag[n] {
+            Node::Initializer(i) => {
+                if let Some(v) = int_values(&i.proto) {
+                    out.insert(i.proto.name.clone(), v);
+                }
+            }
+            Node::Op(op) if op.proto.op_type == "Constant" => {
+                let Some(name) = op.proto.output.first() else {
+                    continue;
+                };
+                for a in &op.proto.attribute {
+                    let v = match a.name.as_str() {
+                        "value" => a.t.as_ref().and_then(int_values),
+                        "value_ints" => Some(a.ints.clone()),
+                        "value_int" => Some(vec![a.i]),
+                        _ => None,
+                    };
+                    if let Some(v) = v {
+                        out.insert(name.clone(), v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The values of an int32 or int64 tensor held in the proto.
+fn int_values(t: &TensorProto) -> Option<Vec<i64>> {
+    const INT32: i32 = 6;
+    match t.data_type {
+        elem::I64 if !t.raw_data.is_empty() => Some(
+            t.raw_data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+        ),
+        elem::I64 => Some(t.int64_data.clone()),
+        INT32 if !t.raw_data.is_empty() => Some(
+            t.raw_data
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
+                .collect(),
+        ),
+        INT32 => Some(t.int32_data.iter().map(|&v| i64::from(v)).collect()),
+        _ => None,
+    }
+}
+
+/// Emits the backward graph; returns the gradient of every trainable tensor
+/// the loss depends on.
+#[allow(clippy::too_many_lines)] // activity, relevance, then the reverse sweep
+fn backward(
+    g: &Graph,
+    e: &mut Emitter,
+    trainable: &[String],
+    prediction: &str,
+    dpred: String,
+) -> Result<HashMap<String, String>, AutodiffError> {
+    let order = g.topo_ops().map_err(|c| AutodiffError::Internal {
+        message: format!("the graph has a cycle ({c:?})"),
+    })?;
+    let constants = int_constants(g);
+    let is_float = |e: &Emitter, v: &str| e.ty(v).is_ok_and(|t| elem::is_float(t.elem));
+
+    // Values that depend on a trainable tensor, through differentiable ops.
+    let mut active: HashSet<String> = trainable.iter().cloned().collect();
+    let mut info: Vec<(NodeIndex, Vec<String>)> = Vec::new();
+    for &n in &order {
+        let Node::Op(op) = &g.dag[n] else { continue };
+        let ins: Vec<String> = g
+            .op_inputs(n)
+            .iter()
+            .map(|s| s.map(|(_, e)| e.name.clone()).unwrap_or_default())
+            .collect();
+        let caps_live = g
+            .dag
+            .edges_directed(n, Direction::Incoming)
+            .any(|ed| ed.weight().dst_slot.is_none() && active.contains(&ed.weight().name));
+        if !(ins.iter().any(|i| active.contains(i)) || caps_live) {
+            continue;
+        }
+        if crate::ir::is_onnx_domain(&op.proto.domain)
+            && rules::has_zero_derivative(&op.proto.op_type)
+        {
+            continue;
+        }
+        for o in &op.proto.output {
+            if !o.is_empty() && is_float(e, o) {
+                active.insert(o.clone());
+            }
+        }
+        info.push((n, ins));
+    }
+    // Ops above the prediction.
+    let producers = g.producers();
+    let mut relevant: HashSet<NodeIndex> = HashSet::new();
+    if let Some(&(p, _)) = producers.get(prediction) {
+        let mut stack = vec![p];
+        while let Some(n) = stack.pop() {
+            if !relevant.insert(n) {
+                continue;
+            }
+            stack.extend(g.dag.neighbors_directed(n, Direction::Incoming));
+        }
+    }
+
+    let mut grads: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    grads.insert(prediction.to_owned(), vec![dpred]);
+    for (n, ins) in info.iter().rev() {
+        if !relevant.contains(n) {
+            continue;
+        }
+        let Node::Op(op) = &g.dag[*n] else { continue };
+        let mut out_grads = Vec::with_capacity(op.proto.output.len());
+        for o in &op.proto.output {
+            out_grads.push(match grads.remove(o) {
+                Some(terms) => Some(e.sum(&terms)?),
+                None => None,
+            });
+        }
+        if out_grads.iter().all(Option::is_none) {
+            continue;
+        }
+        let display = g.display_name(*n);
+        let domain_ok = crate::ir::is_onnx_domain(&op.proto.domain);
+        let rule = domain_ok.then(|| rules::rule(&op.proto.op_type)).flatten();
+        let Some(rule) = rule.filter(|_| !crate::onnx::subgraph::has_subgraphs(&op.proto)) else {
+            return Err(AutodiffError::NoRule {
+                node: display,
+                op_type: if domain_ok {
+                    op.proto.op_type.clone()
+                } else {
+                    format!("{}:{}", op.proto.domain, op.proto.op_type)
+                },
+            });
+        };
+        let needs: Vec<bool> = ins.iter().map(|i| active.contains(i)).collect();
+        let vjp = rules::Vjp {
+            node: &op.proto,
+            display: &display,
+            inputs: ins,
+            outputs: &op.proto.output,
+            needs: &needs,
+            constants: &constants,
+        };
+        e.current.clone_from(&op.proto.name);
+        let input_grads = rule(e, &vjp, &out_grads)?;
+        for (i, gi) in input_grads.into_iter().enumerate() {
+            let (Some(gi), Some(true)) = (gi, needs.get(i).copied()) else {
+                continue;
+            };
+            let (want, got) = (e.ty(&ins[i])?, e.ty(&gi)?);
+            if want.dims != got.dims || want.elem != got.elem {
+                return Err(AutodiffError::Internal {
+                    message: format!(
+                        "{display}: the gradient of input {i} has type {got:?}, the input {want:?}"
+                    ),
+                });
+            }
+            grads.entry(ins[i].clone()).or_default().push(gi);
+        }
+    }
+    e.current.clear();
+    let mut out = HashMap::new();
+    for t in trainable {
+        if let Some(terms) = grads.remove(t) {
+            out.insert(t.clone(), e.sum(&terms)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Adds the target input, the emitted constants and ops to the graph, and
+/// sets the outputs: loss, gradients, the model's own outputs.
+fn materialise(
+    m: &mut Model,
+    e: Emitter,
+    target: &Ty,
+    trainable: &[String],
+) -> Result<(), AutodiffError> {
+    let target_node = m
+        .graph
+        .dag
+        .add_node(Node::Input(crate::ir::tensor_input(&TensorProto {
+            name: TARGET.into(),
+            dims: target.dims.clone(),
+            data_type: target.elem,
+            ..TensorProto::default()
+        })));
+    m.graph.inputs.push(target_node);
+    // Trainable inputs after the model's own inputs and the target, in order.
+    let pos = |g: &Graph, name: &str| {
+        g.inputs
+            .iter()
+            .position(|&i| g.dag[i].outputs().first() == Some(&name))
+    };
+    let mut moved = Vec::new();
+    for t in trainable {
+        if let Some(p) = pos(&m.graph, t) {
+            moved.push(m.graph.inputs.remove(p));
+        }
+    }
+    m.graph.inputs.extend(moved);
+
+    let mut outputs = vec![value_info(LOSS, &e.ty(LOSS)?.clone())];
+    for t in trainable {
+        let n = grad_name(t);
+        outputs.push(value_info(&n, &e.ty(&n)?.clone()));
+    }
+    // The model's own outputs, typed where the model left them untyped.
+    for o in &m.graph.header.output {
+        match e.ty(&o.name) {
+            Ok(ty) if o.type_.is_none() => outputs.push(value_info(&o.name, &ty.clone())),
+            _ => outputs.push(o.clone()),
+        }
+    }
+
+    let anchor = m.graph.op_order.len();
+    let mut b = GraphBuilder::new(&mut m.graph);
+    for init in e.initializers {
+        b.initializer(init);
+    }
+    for op in e.ops {
+        let mut node: NodeProto = op.node;
+        let inputs = std::mem::take(&mut node.input);
+        b.op(node, &inputs, anchor)
+            .map_err(|err| AutodiffError::Internal {
+                message: err.to_string(),
+            })?;
+    }
+    let _placed = b.finish();
+    m.graph.header.output = outputs;
+    Ok(())
+}
+
+/// A graph output of `name` and type `ty`.
+fn value_info(name: &str, ty: &Ty) -> onnx_protobuf::ValueInfoProto {
+    crate::ir::tensor_input(&TensorProto {
+        name: name.into(),
+        dims: ty.dims.clone(),
+        data_type: ty.elem,
+        ..TensorProto::default()
+    })
+}

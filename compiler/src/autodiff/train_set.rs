@@ -1,0 +1,206 @@
+//! Which tensors train: `laurel` (every `LAuReL` parameter), `all` (every
+//! float weight), or name globs.
+//!
+//! - The candidates are the graph's dense float initializers that are not
+//!   the default value of a graph input (an input is data, not a weight).
+//! - `laurel` selects the parameters laurelc's augmentation adds: the
+//!   initializers named `laurel.<block>.<name>` (shared constants such as
+//!   `laurel.two` have no block and do not train).
+//! - `all` selects every candidate except the running mean and variance of a
+//!   `BatchNormalization` (statistics, not parameters).
+//! - A glob (`*` any run of characters, `?` one character) selects the
+//!   candidates whose name it matches; each glob must match one.
+//!
+//! The selection is in the graph's initializer order, so it is deterministic.
+//!
+//! Complexity: O(V + E + initializers · globs · name length²).
+
+use std::collections::HashSet;
+
+use super::AutodiffError;
+use super::emit::elem;
+use crate::ir::{Graph, Node};
+
+/// A `--train` selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrainSpec {
+    /// The `LAuReL` parameters.
+    Laurel,
+    /// Every float weight but batch-norm statistics.
+    All,
+    /// Name globs.
+    Globs(Vec<String>),
+}
+
+impl TrainSpec {
+    /// The selection given as `--train` values: one `laurel` or `all`, or
+    /// globs.
+    ///
+    /// # Errors
+    /// `laurel` or `all` mixed with other values; no value.
+    pub fn parse(values: &[String]) -> Result<Self, String> {
+        match values {
+            [] => Ok(Self::Laurel),
+            [one] if one == "laurel" => Ok(Self::Laurel),
+            [one] if one == "all" => Ok(Self::All),
+            many if many.iter().any(|v| v == "laurel" || v == "all") => {
+                Err("`laurel` and `all` cannot be combined with other --train values".into())
+            }
+            globs => Ok(Self::Globs(globs.to_vec())),
+        }
+    }
+}
+
+impl std::fmt::Display for TrainSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Laurel => f.write_str("laurel"),
+            Self::All => f.write_str("all"),
+            Self::Globs(g) => f.write_str(&g.join(" ")),
+        }
+    }
+}
+
+/// Whether `name` is a `LAuReL` parameter's: `laurel.<digits>.<rest>`.
+#[must_use]
+pub fn is_laurel_parameter(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("laurel.") else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && rest.as_bytes().get(digits) == Some(&b'.') && rest.len() > digits + 1
+}
+
+/// Whether `name` matches the glob `pattern` (`*`, `?`).
+#[must_use]
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Iterative matching with backtracking to the last `*`.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+/// The trainable tensors of `g` under `spec`, in initializer order.
+///
+/// # Errors
+/// [`AutodiffError::Train`]: nothing selected, or a glob that matches no
+/// candidate.
+pub fn select(g: &Graph, spec: &TrainSpec) -> Result<Vec<String>, AutodiffError> {
+    let inputs: HashSet<&str> = if g.initializers_are_constant {
+        HashSet::new()
+    } else {
+        g.inputs.iter().flat_map(|&n| g.dag[n].outputs()).collect()
+    };
+    let mut statistics: HashSet<String> = HashSet::new();
+    for &n in &g.op_order {
+        if let Node::Op(op) = &g.dag[n]
+            && op.proto.op_type == "BatchNormalization"
+            && crate::ir::is_onnx_domain(&op.proto.domain)
+        {
+            for (slot, src) in g.op_inputs(n).iter().enumerate() {
+                if let (3 | 4, Some((_, e))) = (slot, src) {
+                    statistics.insert(e.name.clone());
+                }
+            }
+        }
+    }
+    let candidates: Vec<String> = g
+        .initializers
+        .iter()
+        .filter_map(|&n| match &g.dag[n] {
+            Node::Initializer(i)
+                if elem::is_float(i.proto.data_type) && !inputs.contains(i.proto.name.as_str()) =>
+            {
+                Some(i.proto.name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let err = |reason: String| AutodiffError::Train {
+        spec: spec.to_string(),
+        reason,
+    };
+    let chosen: Vec<String> = match spec {
+        TrainSpec::Laurel => candidates
+            .into_iter()
+            .filter(|c| is_laurel_parameter(c))
+            .collect(),
+        TrainSpec::All => candidates
+            .into_iter()
+            .filter(|c| !statistics.contains(c))
+            .collect(),
+        TrainSpec::Globs(globs) => {
+            for glob in globs {
+                if !candidates.iter().any(|c| glob_match(glob, c)) {
+                    return Err(err(format!(
+                        "`{glob}` matches no float initializer of the model"
+                    )));
+                }
+            }
+            candidates
+                .into_iter()
+                .filter(|c| globs.iter().any(|p| glob_match(p, c)))
+                .collect()
+        }
+    };
+    if chosen.is_empty() {
+        return Err(err(match spec {
+            TrainSpec::Laurel => {
+                "the model has no LAuReL parameters (augment it first, or pass --train all)".into()
+            }
+            _ => "selects no tensor".into(),
+        }));
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn laurel_parameters_have_a_block() {
+        assert!(is_laurel_parameter("laurel.0.a"));
+        assert!(is_laurel_parameter("laurel.12.gamma3"));
+        assert!(!is_laurel_parameter("laurel.two"));
+        assert!(!is_laurel_parameter("laurel.0."));
+        assert!(!is_laurel_parameter("conv.laurel.0.a"));
+    }
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        assert!(glob_match("*.weight", "layer1.conv.weight"));
+        assert!(glob_match("layer?.*", "layer1.conv"));
+        assert!(!glob_match("layer?.*", "layer12.conv"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*b*c", "aXbYbZ"));
+    }
+
+    #[test]
+    fn laurel_and_all_stand_alone() {
+        assert_eq!(TrainSpec::parse(&[]), Ok(TrainSpec::Laurel));
+        assert_eq!(TrainSpec::parse(&["all".into()]), Ok(TrainSpec::All));
+        assert!(TrainSpec::parse(&["all".into(), "x*".into()]).is_err());
+        assert_eq!(
+            TrainSpec::parse(&["fc.*".into()]),
+            Ok(TrainSpec::Globs(vec!["fc.*".into()]))
+        );
+    }
+}
