@@ -139,7 +139,78 @@ pub enum Error {
     Runtime(#[from] laurel_runtime::RuntimeError),
     /// The training step cannot be built.
     #[error(transparent)]
-    Autodiff(#[from] crate::autodiff::AutodiffError),
+    Autodiff(#[from] AutodiffError),
+}
+
+/// Why a training step cannot be built (see `crate::autodiff`). It lives here,
+/// beside [`Error`], so that the error module depends on no module above it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AutodiffError {
+    /// An op on the path from a trainable tensor to the loss has no rule.
+    #[error(
+        "node {node}: laurelc has no gradient rule for {op_type} (the op lies between a trainable tensor and the loss)"
+    )]
+    NoRule {
+        /// The node.
+        node: String,
+        /// Its op type (with its domain outside the default one).
+        op_type: String,
+    },
+    /// A rule does not handle this node's attributes or inputs.
+    #[error("node {node}: cannot differentiate {reason}")]
+    Unsupported {
+        /// The node.
+        node: String,
+        /// Its op type.
+        op_type: String,
+        /// What is not handled.
+        reason: String,
+    },
+    /// A value the backward graph needs has no static type.
+    #[error(
+        "value `{value}` has no static shape at these input sizes (fix them with --dim or --shape)"
+    )]
+    UnknownShape {
+        /// The value.
+        value: String,
+    },
+    /// The `--train` selection.
+    #[error("--train {spec}: {reason}")]
+    Train {
+        /// The selection as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The loss cannot be built on the prediction.
+    #[error("the {loss} loss on output `{output}`: {reason}")]
+    Loss {
+        /// The loss.
+        loss: String,
+        /// The prediction.
+        output: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name the training step's interface needs is taken in the model.
+    #[error("the model has a value named `{name}`, a name the training step needs for itself")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+    /// Shape inference failed.
+    #[error("shape inference failed: {0}")]
+    Infer(#[from] laurel_runtime::RuntimeError),
+    /// Encoding the model for shape inference failed.
+    #[error("{0}")]
+    Encode(String),
+    /// A bug in laurelc's autodiff.
+    #[error("internal autodiff error: {message}")]
+    Internal {
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Shorthand for results of this crate.

@@ -37,6 +37,9 @@ enum Input {
     Bools(Vec<i64>, Vec<bool>),
     /// Absent (an optional input left out).
     Absent,
+    /// Random normal floats held by a `Constant` node (as Paddle2ONNX
+    /// writes weights); trains.
+    ConstNode(Vec<i64>),
 }
 
 struct Case {
@@ -76,7 +79,7 @@ impl Case {
     }
 }
 
-use Input::{Absent, Bools, Frozen, Ints, Param, Positive};
+use Input::{Absent, Bools, ConstNode, Frozen, Ints, Param, Positive};
 
 fn p(d: &[i64]) -> Input {
     Param(d.to_vec())
@@ -118,10 +121,24 @@ type Trained = (String, Vec<i64>, Vec<f64>);
 fn build(c: &Case, rng: &mut StdRng) -> (ModelProto, Vec<Trained>) {
     let mut inits = Vec::new();
     let mut names = Vec::new();
+    let mut nodes = Vec::new();
     let mut params = Vec::new();
     for (i, input) in c.inputs.iter().enumerate() {
         let name = format!("in{i}");
         match input {
+            ConstNode(d) => {
+                let n: i64 = d.iter().product();
+                let values: Vec<f64> = (0..n).map(|_| normal(rng)).collect();
+                let mut t = float_tensor("", d, &values, c.f64);
+                t.name.clear();
+                nodes.push(onnx_protobuf::NodeProto {
+                    op_type: "Constant".into(),
+                    output: vec![name.clone()],
+                    attribute: vec![laurelc::ir::attr::make_tensor("value", t)],
+                    ..Default::default()
+                });
+                params.push((name.clone(), d.clone(), values));
+            }
             Param(d) | Positive(d) => {
                 let n: i64 = d.iter().product();
                 let values: Vec<f64> = (0..n)
@@ -169,7 +186,7 @@ fn build(c: &Case, rng: &mut StdRng) -> (ModelProto, Vec<Trained>) {
     };
     let graph = GraphProto {
         name: c.name.into(),
-        node: vec![node],
+        node: nodes.into_iter().chain(std::iter::once(node)).collect(),
         initializer: inits,
         output: vec![onnx_protobuf::ValueInfoProto {
             name: outputs[0].clone(),
@@ -379,6 +396,10 @@ cases! {
         .attrs(conv_attrs(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1], 3));
     conv_same_upper_strided => case("conv_same", "Conv", vec![p(&[1, 2, 7, 7]), p(&[2, 2, 3, 3])])
         .attrs(vec![make_ints("strides", &[2, 2]), make_string("auto_pad", "SAME_UPPER")]);
+    // A strided 1×1 convolution on an even size leaves a weight gradient
+    // wider than the kernel, cut with Slice's attributes before opset 10.
+    conv_strided_weight_cut_at_opset_9 => case("conv_cut9", "Conv", vec![p(&[1, 2, 6, 6]), p(&[3, 2, 1, 1])])
+        .opset(9).attrs(conv_attrs(&[1, 1], &[2, 2], &[1, 1], &[0, 0, 0, 0], 1));
     conv_1d => case("conv_1d", "Conv", vec![p(&[2, 3, 9]), p(&[2, 3, 3]), p(&[2])])
         .attrs(conv_attrs(&[3], &[2], &[1], &[1, 1], 1));
     batch_norm_frozen => case("bn", "BatchNormalization", vec![
@@ -421,6 +442,21 @@ cases! {
     ]);
     gather_repeated_and_negative_indices => case("gather", "Gather", vec![p(&[3, 4, 2]), ints(&[2, 2], &[0, -1, 3, 0])])
         .opset(16).attrs(vec![make_int("axis", 1)]);
+    max_pool_before_opset_16_by_masks => case("maxpool11", "MaxPool", vec![p(&[1, 2, 5, 5])])
+        .opset(11).attrs(vec![make_ints("kernel_shape", &[3, 3]), make_ints("strides", &[2, 2]), make_ints("pads", &[1, 1, 1, 1])]);
+    max_pool_at_opset_9_by_masks => case("maxpool9", "MaxPool", vec![p(&[2, 2, 4, 4])])
+        .opset(9).attrs(vec![make_ints("kernel_shape", &[2, 2]), make_ints("strides", &[2, 2])]);
+    gather_before_opset_16_by_a_one_hot_product => case("gather13", "Gather", vec![p(&[5, 3]), ints(&[3], &[4, -1, 1])])
+        .opset(13);
+    max_of_three => case("max", "Max", vec![p(&[2, 3]), p(&[3]), p(&[2, 1])]);
+    min_of_two => case("min", "Min", vec![p(&[2, 3]), p(&[2, 3])]);
+    reduce_max => case("rmax", "ReduceMax", vec![p(&[2, 3, 4])]).attrs(vec![make_ints("axes", &[2]), make_int("keepdims", 0)]);
+    reduce_min => case("rmin", "ReduceMin", vec![p(&[2, 3, 4])]).attrs(vec![make_ints("axes", &[0, 1])]);
+    global_max_pool => case("gmp", "GlobalMaxPool", vec![p(&[2, 3, 3, 4])]);
+    hard_sigmoid => case("hsig", "HardSigmoid", vec![p(&[4, 5])]).f32().attrs(vec![make_float("alpha", 0.3), make_float("beta", 0.4)]);
+    hard_swish => case("hswish", "HardSwish", vec![p(&[4, 5])]).opset(14).f32();
+    conv_with_weights_in_constant_nodes => case("conv_const", "Conv", vec![p(&[1, 2, 5, 5]), ConstNode(vec![3, 2, 3, 3]), ConstNode(vec![3])])
+        .attrs(conv_attrs(&[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1], 1));
     max_pool_strided => case("maxpool", "MaxPool", vec![p(&[2, 2, 4, 4])])
         .opset(16).attrs(vec![make_ints("kernel_shape", &[2, 2]), make_ints("strides", &[2, 2])]);
     max_pool_overlapping_padded => case("maxpool_pad", "MaxPool", vec![p(&[1, 2, 5, 5])])

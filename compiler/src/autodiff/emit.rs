@@ -310,6 +310,22 @@ impl Emitter {
         Ok(self.op(op_type, &[a, b], Vec::new(), Ty::new(elem, &dims)))
     }
 
+    /// `a = b`, elementwise. Before opset 11, `Equal` takes no floats: two
+    /// floats are equal when neither is less nor greater.
+    ///
+    /// # Errors
+    /// As [`Emitter::binary`].
+    pub fn equal(&mut self, a: &str, b: &str) -> Result<String, AutodiffError> {
+        if self.opset >= 11 || !elem::is_float(self.ty(a)?.elem) {
+            return self.binary("Equal", a, b);
+        }
+        let lt = self.binary("Less", a, b)?;
+        let gt = self.binary("Greater", a, b)?;
+        let ty = self.ty(&lt)?.clone();
+        let ne = self.op("Or", &[&lt, &gt], Vec::new(), ty.clone());
+        Ok(self.op("Not", &[&ne], Vec::new(), ty))
+    }
+
     /// `a + b`.
     ///
     /// # Errors

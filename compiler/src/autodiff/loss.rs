@@ -10,7 +10,7 @@
 //! kd    loss = −T²·Σ q·log_softmax(p/T) / P             ∂p = T·(softmax(p/T)·Σ_c q − q) / P
 //! ```
 //! `ce` takes int64 class ids `t: [P…]` (an id outside `[0, C)` contributes
-//! nothing: `laurelc train` refuses such labels before they get here);
+//! nothing, so the loop that feeds the step must check its labels first);
 //! `mse` a float `t` shaped like `p`; `kd` the teacher's probabilities `q`
 //! shaped like `p` (softened at `T` by the caller), and is the cross-entropy
 //! form of the distillation loss (it differs from the KL divergence by the

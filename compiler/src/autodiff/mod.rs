@@ -10,8 +10,9 @@
 //!   ([`loss`]); `target` is int64 class ids shaped like the prediction
 //!   without its last (class) axis for `ce`, and a float tensor shaped like
 //!   the prediction for `mse` and `kd`.
-//! - The trainable tensors ([`train_set`]) leave the initializers and become
-//!   inputs; frozen weights stay initializers, so a runtime still packs them.
+//! - The trainable tensors ([`train_set`]), initializers or float `Constant`
+//!   nodes, leave the graph's constants and become inputs; frozen weights
+//!   stay constants, so a runtime still packs them.
 //! - The backward graph is built by one vector-Jacobian product per op
 //!   ([`rules`]), in reverse topological order, over the ops that lie both
 //!   below a trainable tensor and above the prediction: nothing is computed
@@ -23,7 +24,7 @@
 //! - Two forward rewrites make the model differentiable on tract: a
 //!   `BatchNormalization` with a trainable parameter is lowered to
 //!   elementwise ops ([`lower`]), and a `MaxPool` on the path gets its
-//!   `Indices` output.
+//!   `Indices` output from opset 16 on (before, its rule works by masks).
 //!
 //! Complexity: two shape inferences (one when nothing is lowered), then
 //! O(V + E) plus the emitted ops, linear in the forward graph.
@@ -52,80 +53,11 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use crate::build::GraphBuilder;
+pub use crate::error::AutodiffError;
 use crate::ir::{Edge, Graph, Model, Node};
 use emit::{Emitter, Ty, elem};
 pub use loss::Loss;
 pub use train_set::TrainSpec;
-
-/// Why a training step cannot be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AutodiffError {
-    /// An op on the path from a trainable tensor to the loss has no rule.
-    #[error(
-        "node {node}: laurelc has no gradient rule for {op_type} (the op lies between a trainable tensor and the loss)"
-    )]
-    NoRule {
-        /// The node.
-        node: String,
-        /// Its op type (with its domain outside the default one).
-        op_type: String,
-    },
-    /// A rule does not handle this node's attributes or inputs.
-    #[error("node {node} ({op_type}): cannot differentiate {reason}")]
-    Unsupported {
-        /// The node.
-        node: String,
-        /// Its op type.
-        op_type: String,
-        /// What is not handled.
-        reason: String,
-    },
-    /// A value the backward graph needs has no static type.
-    #[error(
-        "value `{value}` has no static shape at these input sizes (fix them with --dim or --shape)"
-    )]
-    UnknownShape {
-        /// The value.
-        value: String,
-    },
-    /// The `--train` selection.
-    #[error("--train {spec}: {reason}")]
-    Train {
-        /// The selection as given.
-        spec: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The loss cannot be built on the prediction.
-    #[error("the {loss} loss on output `{output}`: {reason}")]
-    Loss {
-        /// The loss.
-        loss: String,
-        /// The prediction.
-        output: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A name the training step's interface needs is taken in the model.
-    #[error("the model has a value named `{name}`, a name the training step needs for itself")]
-    NameTaken {
-        /// The name.
-        name: String,
-    },
-    /// Shape inference failed.
-    #[error("shape inference failed: {0}")]
-    Infer(#[from] laurel_runtime::RuntimeError),
-    /// Encoding the model for shape inference failed.
-    #[error("{0}")]
-    Encode(String),
-    /// A bug in laurelc's autodiff.
-    #[error("internal autodiff error: {message}")]
-    Internal {
-        /// What went wrong.
-        message: String,
-    },
-}
 
 /// What to differentiate, with respect to what.
 #[derive(Debug, Clone)]
@@ -211,7 +143,10 @@ pub fn training_step(
     let trainable = train_set::select(&m.graph, &opts.train)?;
     let lowered = lower::lower_trainable_batch_norms(&mut m, &trainable, &opts.load)?;
     make_inputs(&mut m.graph, &trainable);
-    add_max_pool_indices(&mut m.graph, &trainable);
+    if opset >= 16 {
+        // Scatter-add needs opset 16; before it, the MaxPool rule uses masks.
+        add_max_pool_indices(&mut m.graph, &trainable);
+    }
 
     let types = infer_types(&m, &opts.load)?;
     let prediction = match &opts.prediction {
@@ -345,10 +280,41 @@ fn infer_types(m: &Model, load: &LoadOptions) -> Result<HashMap<String, Ty>, Aut
     Ok(types)
 }
 
-/// Turns the trainable initializers into graph inputs of the same name and
-/// type (IR < 4 models declare them as inputs already: the initializer goes).
+/// Turns the trainable initializers and `Constant` nodes into graph inputs
+/// of the same name and type (IR < 4 models declare initializers as inputs
+/// already: the initializer goes).
 fn make_inputs(g: &mut Graph, trainable: &[String]) {
     let wanted: HashSet<&str> = trainable.iter().map(String::as_str).collect();
+    let constants: Vec<(NodeIndex, TensorProto)> = g
+        .op_order
+        .iter()
+        .filter_map(|&n| match &g.dag[n] {
+            Node::Op(op) => train_set::constant_tensor(&op.proto)
+                .filter(|t| wanted.contains(t.name.as_str()))
+                .map(|t| (n, t)),
+            _ => None,
+        })
+        .collect();
+    for (n, t) in constants {
+        let decl = crate::ir::tensor_input(&TensorProto {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            data_type: t.data_type,
+            ..TensorProto::default()
+        });
+        let input = g.dag.add_node(Node::Input(decl));
+        g.inputs.push(input);
+        let out: Vec<(NodeIndex, Edge)> = g
+            .dag
+            .edges_directed(n, Direction::Outgoing)
+            .map(|e| (e.target(), e.weight().clone()))
+            .collect();
+        for (target, w) in out {
+            g.dag.add_edge(input, target, Edge { src_slot: 0, ..w });
+        }
+        g.dag.remove_node(n);
+        g.op_order.retain(|&o| o != n);
+    }
     let declared: HashSet<String> = g
         .inputs
         .iter()
@@ -637,6 +603,18 @@ fn materialise(
             .iter()
             .position(|&i| g.dag[i].outputs().first() == Some(&name))
     };
+    // The model's inputs, declared at the sizes the step is specialised to.
+    for &i in &m.graph.inputs {
+        if let Node::Input(decl) = &m.graph.dag[i]
+            && let Ok(ty) = e.ty(&decl.name)
+        {
+            let fixed = value_info(&decl.name, &ty.clone());
+            m.graph.dag[i] = Node::Input(onnx_protobuf::ValueInfoProto {
+                type_: fixed.type_,
+                ..decl.clone()
+            });
+        }
+    }
     let mut moved = Vec::new();
     for t in trainable {
         if let Some(p) = pos(&m.graph, t) {

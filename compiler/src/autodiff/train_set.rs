@@ -2,16 +2,22 @@
 //! float weight), or name globs.
 //!
 //! - The candidates are the graph's dense float initializers that are not
-//!   the default value of a graph input (an input is data, not a weight).
+//!   the default value of a graph input (an input is data, not a weight),
+//!   and its float `Constant` nodes (exporters such as `Paddle2ONNX` write
+//!   every weight so).
 //! - `laurel` selects the parameters laurelc's augmentation adds: the
 //!   initializers named `laurel.<block>.<name>` (shared constants such as
 //!   `laurel.two` have no block and do not train).
 //! - `all` selects every candidate except the running mean and variance of a
-//!   `BatchNormalization` (statistics, not parameters).
+//!   `BatchNormalization` (statistics, not parameters) and one-element
+//!   tensors other than `LAuReL` parameters: those are constants of the
+//!   computation (an epsilon, an exponent, the 3 and 6 of a hard swish, a
+//!   clip bound), not weights. A glob can still select them.
 //! - A glob (`*` any run of characters, `?` one character) selects the
 //!   candidates whose name it matches; each glob must match one.
 //!
-//! The selection is in the graph's initializer order, so it is deterministic.
+//! The selection is in the graph's initializer order, then its node order,
+//! so it is deterministic.
 //!
 //! Complexity: O(V + E + initializers · globs · name length²).
 
@@ -59,6 +65,22 @@ impl std::fmt::Display for TrainSpec {
             Self::Globs(g) => f.write_str(&g.join(" ")),
         }
     }
+}
+
+/// The tensor a default-domain `Constant` node holds in its `value`
+/// attribute, named after the node's output, if it is a float tensor.
+#[must_use]
+pub fn constant_tensor(node: &onnx_protobuf::NodeProto) -> Option<onnx_protobuf::TensorProto> {
+    if node.op_type != "Constant" || !crate::ir::is_onnx_domain(&node.domain) {
+        return None;
+    }
+    let t = crate::ir::attr::get(node, "value")?.t.as_ref()?;
+    if !elem::is_float(t.data_type) {
+        return None;
+    }
+    let mut t = t.clone();
+    t.name.clone_from(node.output.first()?);
+    Some(t)
 }
 
 /// Whether `name` is a `LAuReL` parameter's: `laurel.<digits>.<rest>`.
@@ -120,7 +142,7 @@ pub fn select(g: &Graph, spec: &TrainSpec) -> Result<Vec<String>, AutodiffError>
             }
         }
     }
-    let candidates: Vec<String> = g
+    let mut candidates: Vec<String> = g
         .initializers
         .iter()
         .filter_map(|&n| match &g.dag[n] {
@@ -132,6 +154,25 @@ pub fn select(g: &Graph, spec: &TrainSpec) -> Result<Vec<String>, AutodiffError>
             _ => None,
         })
         .collect();
+    candidates.extend(g.op_order.iter().filter_map(|&n| match &g.dag[n] {
+        Node::Op(op) => constant_tensor(&op.proto).map(|t| t.name),
+        _ => None,
+    }));
+    // One-element tensors, by name.
+    let mut single: HashSet<String> = HashSet::new();
+    for n in g.dag.node_indices() {
+        let (name, dims) = match &g.dag[n] {
+            Node::Initializer(i) => (i.proto.name.clone(), i.proto.dims.clone()),
+            Node::Op(op) => match constant_tensor(&op.proto) {
+                Some(t) => (t.name, t.dims),
+                None => continue,
+            },
+            _ => continue,
+        };
+        if dims.iter().product::<i64>() == 1 {
+            single.insert(name);
+        }
+    }
     let err = |reason: String| AutodiffError::Train {
         spec: spec.to_string(),
         reason,
@@ -143,7 +184,7 @@ pub fn select(g: &Graph, spec: &TrainSpec) -> Result<Vec<String>, AutodiffError>
             .collect(),
         TrainSpec::All => candidates
             .into_iter()
-            .filter(|c| !statistics.contains(c))
+            .filter(|c| !statistics.contains(c) && (is_laurel_parameter(c) || !single.contains(c)))
             .collect(),
         TrainSpec::Globs(globs) => {
             for glob in globs {

@@ -10,6 +10,8 @@
 //!            ∂x = g·½·(1 + t + x·(1 − t²)·√(2/π)·(1 + 3c·x²)),
 //!                 t = tanh(√(2/π)·(x + c·x³)), c = 0.044715   "tanh"
 //! Clip       ∂x = Where(min ≤ x ≤ max, g, 0)
+//! HardSigmoid  ∂x = Where(0 < αx + β < 1, α·g, 0)
+//! HardSwish    ∂x = g·(h + x·Where(0 < x/6 + ½ < 1, 1/6, 0)),  h = HardSigmoid(x; 1/6, ½)
 //! ```
 
 use std::f64::consts::{FRAC_2_SQRT_PI, PI, SQRT_2};
@@ -184,4 +186,69 @@ pub fn clip(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads,
     let mut out = vec![Some(select(e, &mask, &g, &zero, t))];
     out.resize(v.inputs.len(), None);
     Ok(out)
+}
+
+/// The mask `0 < α·x + β < 1` of a hard sigmoid, and `α·x + β`.
+fn hard_mask(e: &mut Emitter, x: &str, alpha: f64, beta: f64) -> Result<String, AutodiffError> {
+    let t = e.ty(x)?.clone();
+    let ax = e.scale(x, alpha)?;
+    let b = e.scalar(t.elem, beta);
+    let u = e.add(&ax, &b)?;
+    let zero = e.scalar(t.elem, 0.0);
+    let one = e.scalar(t.elem, 1.0);
+    let above = e.binary("Greater", &u, &zero)?;
+    let below = e.binary("Less", &u, &one)?;
+    let ty = e.ty(&above)?.clone();
+    Ok(e.op("And", &[&above, &below], Vec::new(), ty))
+}
+
+/// `HardSigmoid`.
+///
+/// # Errors
+/// No static type.
+pub fn hard_sigmoid(
+    e: &mut Emitter,
+    v: &Vjp<'_>,
+    g: &[Option<String>],
+) -> Result<Grads, AutodiffError> {
+    let g = single(v, g)?;
+    let x = required(v, 0)?;
+    let t = e.ty(x)?.clone();
+    let alpha = f64::from(attr::float(v.node, "alpha", 0.2));
+    let beta = f64::from(attr::float(v.node, "beta", 0.5));
+    let mask = hard_mask(e, x, alpha, beta)?;
+    let ag = e.scale(&g, alpha)?;
+    let zero = e.scalar(t.elem, 0.0);
+    Ok(vec![Some(select(e, &mask, &ag, &zero, t))])
+}
+
+/// `HardSwish`.
+///
+/// # Errors
+/// No static type.
+pub fn hard_swish(
+    e: &mut Emitter,
+    v: &Vjp<'_>,
+    g: &[Option<String>],
+) -> Result<Grads, AutodiffError> {
+    let g = single(v, g)?;
+    let x = required(v, 0)?;
+    let t = e.ty(x)?.clone();
+    let (alpha, beta) = (1.0 / 6.0, 0.5);
+    let h = e.op(
+        "HardSigmoid",
+        &[x],
+        vec![
+            attr::make_float("alpha", 1.0 / 6.0),
+            attr::make_float("beta", 0.5),
+        ],
+        t.clone(),
+    );
+    let mask = hard_mask(e, x, alpha, beta)?;
+    let slope = e.scalar(t.elem, alpha);
+    let zero = e.scalar(t.elem, 0.0);
+    let d = select(e, &mask, &slope, &zero, t);
+    let xd = e.mul(x, &d)?;
+    let total = e.add(&h, &xd)?;
+    Ok(vec![Some(e.mul(&g, &total)?)])
 }

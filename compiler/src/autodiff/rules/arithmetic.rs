@@ -8,6 +8,8 @@
 //! y = aᵇ       ∂a = unbroadcast(g·b·aᵇ⁻¹)     ∂b = unbroadcast(g·y·ln a)
 //! y = −x  ∂x = −g      y = √x  ∂x = g·½ / y      y = 1/x  ∂x = −g·y²
 //! y = eˣ  ∂x = g·y     y = ln x  ∂x = g / x      Identity, Cast, Sum: g
+//! y = Max(x₁ … xₙ), Min(x₁ … xₙ)
+//!              ∂xᵢ = unbroadcast(Where(xᵢ = y and no xⱼ = y for j < i, g, 0))
 //! ```
 
 use super::{Grads, Vjp, required, single};
@@ -199,4 +201,47 @@ pub fn sum(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads, 
     (0..v.inputs.len())
         .map(|i| to_input(e, v, i, |_| Ok(g.clone())))
         .collect()
+}
+
+/// `Max` and `Min` (variadic, broadcasting): the gradient goes to the first
+/// input that attains the result, as `PyTorch`'s `maximum` sends it to one.
+///
+/// # Errors
+/// No static type.
+pub fn extremum(
+    e: &mut Emitter,
+    v: &Vjp<'_>,
+    g: &[Option<String>],
+) -> Result<Grads, AutodiffError> {
+    let g = single(v, g)?;
+    let y = v.outputs[0].clone();
+    let ty = e.ty(&y)?.clone();
+    let zero = e.scalar(ty.elem, 0.0);
+    let mut taken: Option<String> = None;
+    let mut out = Vec::with_capacity(v.inputs.len());
+    for i in 0..v.inputs.len() {
+        let x = required(v, i)?;
+        // Equal(xᵢ, y) has y's shape: xᵢ broadcasts to it.
+        let eq = e.equal(x, &y)?;
+        let bool_ty = e.ty(&eq)?.clone();
+        let hit = match &taken {
+            None => eq,
+            Some(t) => {
+                let not_t = e.op("Not", &[t], Vec::new(), bool_ty.clone());
+                e.op("And", &[&eq, &not_t], Vec::new(), bool_ty.clone())
+            }
+        };
+        taken = Some(match taken {
+            None => hit.clone(),
+            Some(t) => e.op("Or", &[&t, &hit], Vec::new(), bool_ty),
+        });
+        out.push(if v.need(i) {
+            let to = e.ty(x)?.clone();
+            let w = e.op("Where", &[&hit, &g, &zero], Vec::new(), ty.clone());
+            Some(e.unbroadcast(&w, &to)?)
+        } else {
+            None
+        });
+    }
+    Ok(out)
 }

@@ -173,21 +173,10 @@ pub fn conv(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads,
         let cut = if full == geo.kernel {
             cw
         } else {
-            if e.opset() < 10 {
-                return Err(v.unsupported("a weight gradient needing Slice before opset 10"));
-            }
-            let starts = e.ints(&vec![0; sp]);
-            let ends = e.ints(&geo.kernel);
             let axes: Vec<i64> = (2..2 + to_i64(sp)).collect();
-            let axes = e.ints(&axes);
             let mut d = vec![cg, m];
             d.extend_from_slice(&geo.kernel);
-            e.op(
-                "Slice",
-                &[&cw, &starts, &ends, &axes],
-                Vec::new(),
-                tw.with_dims(&d),
-            )
+            super::layout::slice_of(e, &cw, &vec![0; sp], &geo.kernel, &axes, &d)?
         };
         Some(e.transpose(&cut, &perm)?)
     } else {

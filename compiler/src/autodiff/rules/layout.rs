@@ -65,7 +65,7 @@ pub fn expand(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grad
 }
 
 /// A `Slice` of `x` along `axes` from `starts` to `ends`, typed `dims`.
-fn slice_of(
+pub(crate) fn slice_of(
     e: &mut Emitter,
     x: &str,
     starts: &[i64],

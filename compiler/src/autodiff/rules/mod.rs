@@ -12,12 +12,12 @@
 //!
 //! | family | file | op types |
 //! |---|---|---|
-//! | arithmetic | [`arithmetic`] | `Add`, `Sub`, `Mul`, `Div`, `Neg`, `Sqrt`, `Reciprocal`, `Exp`, `Log`, `Pow`, `Identity`, `Cast`, `Sum` |
-//! | activations | [`activation`] | `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Clip` |
+//! | arithmetic | [`arithmetic`] | `Add`, `Sub`, `Mul`, `Div`, `Neg`, `Sqrt`, `Reciprocal`, `Exp`, `Log`, `Pow`, `Identity`, `Cast`, `Sum`, `Max`, `Min` |
+//! | activations | [`activation`] | `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Clip`, `HardSigmoid`, `HardSwish` |
 //! | products | [`matmul`] | `MatMul`, `Gemm` |
 //! | convolution | [`conv`] | `Conv` |
 //! | normalisation | [`norm`] | `BatchNormalization` (inference), `LayerNormalization` |
-//! | reductions | [`reduce`] | `ReduceMean`, `ReduceSum`, `GlobalAveragePool` |
+//! | reductions | [`reduce`] | `ReduceMean`, `ReduceSum`, `ReduceMax`, `ReduceMin`, `GlobalAveragePool`, `GlobalMaxPool` |
 //! | softmax | [`softmax`] | `Softmax`, `LogSoftmax` |
 //! | layout | [`layout`] | `Reshape`, `Flatten`, `Squeeze`, `Unsqueeze`, `Transpose`, `Expand`, `Concat`, `Slice` |
 //! | selection | [`select`] | `Where`, `Gather` |
@@ -173,6 +173,13 @@ pub const RULES: &[(&str, Rule)] = &[
     ("Erf", activation::erf),
     ("Gelu", activation::gelu),
     ("Clip", activation::clip),
+    ("HardSigmoid", activation::hard_sigmoid),
+    ("HardSwish", activation::hard_swish),
+    ("Max", arithmetic::extremum),
+    ("Min", arithmetic::extremum),
+    ("ReduceMax", reduce::reduce_max),
+    ("ReduceMin", reduce::reduce_max),
+    ("GlobalMaxPool", reduce::global_max_pool),
     ("MatMul", matmul::matmul),
     ("Gemm", matmul::gemm),
     ("Conv", conv::conv),

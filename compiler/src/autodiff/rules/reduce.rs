@@ -4,6 +4,9 @@
 //! y = ReduceSum_A(x)    ∂x = Expand(reshape(g, keepdims shape), shape(x))
 //! y = ReduceMean_A(x)   ∂x = the same / Π_{a∈A} dim(x, a)
 //! GlobalAveragePool     ∂x = Expand(g, shape(x)) / Π spatial dims
+//! ReduceMax, ReduceMin, GlobalMaxPool
+//!                       ∂x = m·g′ / Σ_A m,  m = (x = y′), g′ and y′ with keepdims
+//!                       (ties share the gradient evenly, as PyTorch's amax)
 //! ```
 //! The axes come from the attribute (before opset 13 for `ReduceSum`, 18 for
 //! `ReduceMean`) or the constant `axes` input; none means every axis, unless
@@ -128,4 +131,74 @@ pub fn global_average_pool(
         &axes,
         1.0 / to_f64(count.max(1)),
     )?)])
+}
+
+/// The gradient of a max or min over `axes` of `x`: shared evenly by the
+/// elements that attain it.
+fn extremum(
+    e: &mut Emitter,
+    x: &str,
+    y: &str,
+    g: &str,
+    axes: &[usize],
+) -> Result<String, AutodiffError> {
+    let tx = e.ty(x)?.clone();
+    let kept: Vec<i64> = tx
+        .dims
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect();
+    let yk = e.reshape(y, &kept)?;
+    let gk = e.reshape(g, &kept)?;
+    let eq = e.equal(x, &yk)?;
+    let m = e.cast(&eq, tx.elem)?;
+    let count = e.reduce_sum(&m, axes, true)?;
+    let share = e.div(&gk, &count)?;
+    e.mul(&m, &share)
+}
+
+fn reduce_extremum(
+    e: &mut Emitter,
+    v: &Vjp<'_>,
+    g: &[Option<String>],
+) -> Result<Grads, AutodiffError> {
+    let g = single(v, g)?;
+    let x = required(v, 0)?;
+    let rank = e.ty(x)?.rank();
+    let mut out: Grads = vec![None; v.inputs.len()];
+    let Some(axes) = reduced_axes(v, rank)? else {
+        out[0] = Some(g);
+        return Ok(out);
+    };
+    out[0] = Some(extremum(e, x, &v.outputs[0], &g, &axes)?);
+    Ok(out)
+}
+
+/// `ReduceMax` and `ReduceMin`.
+///
+/// # Errors
+/// Non-constant axes; no static type.
+pub fn reduce_max(
+    e: &mut Emitter,
+    v: &Vjp<'_>,
+    g: &[Option<String>],
+) -> Result<Grads, AutodiffError> {
+    reduce_extremum(e, v, g)
+}
+
+/// `GlobalMaxPool`.
+///
+/// # Errors
+/// No static type.
+pub fn global_max_pool(
+    e: &mut Emitter,
+    v: &Vjp<'_>,
+    g: &[Option<String>],
+) -> Result<Grads, AutodiffError> {
+    let g = single(v, g)?;
+    let x = required(v, 0)?;
+    let rank = e.ty(x)?.rank();
+    let axes: Vec<usize> = (2..rank).collect();
+    Ok(vec![Some(extremum(e, x, &v.outputs[0], &g, &axes)?)])
 }

@@ -6,7 +6,8 @@
 //!                          (the axis moved to the front and back; negative
 //!                          indices normalised; repeated indices accumulate)
 //! ```
-//! Scatter-add needs opset 16.
+//! Scatter-add needs opset 16; before it, the gradient is a one-hot product,
+//! `onehot(i, dim)ᵀ · g`, which costs `n · dim` elements for `n` indices.
 
 use super::{Grads, Vjp, required, single};
 use crate::autodiff::AutodiffError;
@@ -37,14 +38,11 @@ pub fn where_(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grad
 /// `Gather`.
 ///
 /// # Errors
-/// An opset below 16; no static type.
+/// No static type.
 pub fn gather(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads, AutodiffError> {
     let g = single(v, g)?;
     if !v.need(0) {
         return Ok(vec![None, None]);
-    }
-    if e.opset() < 16 {
-        return Err(v.unsupported("a data gradient needs scatter-add (opset 16)"));
     }
     let (x, i) = (required(v, 0)?, required(v, 1)?);
     let (tx, ti) = (e.ty(x)?.clone(), e.ty(i)?.clone());
@@ -80,13 +78,31 @@ pub fn gather(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grad
     zdims.extend_from_slice(pre);
     zdims.extend_from_slice(post);
     let zty = tx.with_dims(&zdims);
-    let zeros = e.filled(&zty, 0.0)?;
-    let scattered = e.op(
-        "ScatterND",
-        &[&zeros, &idx, &updates],
-        vec![attr::make_string("reduction", "add")],
-        zty,
-    );
+    let scattered = if e.opset() >= 16 {
+        let zeros = e.filled(&zty, 0.0)?;
+        e.op(
+            "ScatterND",
+            &[&zeros, &idx, &updates],
+            vec![attr::make_string("reduction", "add")],
+            zty,
+        )
+    } else {
+        // onehot [n, V]ᵀ · updates [n, pre·post] → [V, pre·post]
+        let range: Vec<i64> = (0..vsize).collect();
+        let range = e.ints(&range);
+        let hit = e.binary("Equal", &idx, &range)?;
+        let onehot = e.cast(&hit, tx.elem)?;
+        let ot = e.transpose(&onehot, &[1, 0])?;
+        let inner: i64 = pre.iter().chain(post).product();
+        let flat = e.reshape(&updates, &[n, inner])?;
+        let p = e.op(
+            "MatMul",
+            &[&ot, &flat],
+            Vec::new(),
+            tx.with_dims(&[vsize, inner]),
+        );
+        e.reshape(&p, &zdims)?
+    };
     // [V, pre, post] → [pre, V, post]
     let mut back: Vec<usize> = (1..=axis).collect();
     back.push(0);
