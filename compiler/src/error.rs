@@ -134,6 +134,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Training data that do not fit the model (a missing key, a shape or
+    /// element type the input does not take, NaN inputs, class ids out of
+    /// range, too few examples for a batch).
+    #[error("{}: {reason}", path.display())]
+    Data {
+        /// The data file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A runtime (tract) error, passed through with its context.
     #[error(transparent)]
     Runtime(#[from] laurel_runtime::RuntimeError),

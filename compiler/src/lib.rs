@@ -22,6 +22,7 @@ pub mod inspect;
 pub mod ir;
 pub mod onnx;
 pub mod pipeline;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use ir::{Graph, Model};

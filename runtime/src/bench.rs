@@ -71,10 +71,16 @@ pub struct BenchOptions {
     /// memory), more than between the rounds of one load; with several loads, each
     /// model's runs cycle through its loads, so its samples span as many layouts.
     pub loads: usize,
+    /// Give each model its own inputs (the given tensors it declares, seeded
+    /// random values for the rest) instead of requiring every model to declare
+    /// the baseline's: for models with different inputs, such as a model and
+    /// its training step.
+    pub own_inputs: bool,
 }
 
 impl Default for BenchOptions {
-    /// 20 runs, 3 warm-up rounds, seed 0, fixed order, one load.
+    /// 20 runs, 3 warm-up rounds, seed 0, fixed order, one load, the
+    /// baseline's inputs for every model.
     fn default() -> Self {
         BenchOptions {
             runs: 20,
@@ -82,6 +88,7 @@ impl Default for BenchOptions {
             seed: 0,
             rotate: false,
             loads: 1,
+            own_inputs: false,
         }
     }
 }
@@ -520,7 +527,14 @@ pub fn bench_loads_with_progress(
         });
     };
     for (name, _) in given {
-        if !base.inputs().iter().any(|s| s.name == *name) {
+        let known = if opts.own_inputs {
+            models
+                .iter()
+                .any(|(_, c)| c.iter().any(|m| m.inputs().iter().any(|i| i.name == *name)))
+        } else {
+            base.inputs().iter().any(|s| s.name == *name)
+        };
+        if !known {
             return Err(RuntimeError::UnknownInput {
                 name: name.clone(),
                 known: base
@@ -532,20 +546,34 @@ pub fn bench_loads_with_progress(
             });
         }
     }
-    for (label, copies) in models {
-        for m in copies {
-            check_same_inputs(base_label, base.inputs(), label, m.inputs())?;
+    if !opts.own_inputs {
+        for (label, copies) in models {
+            for m in copies {
+                check_same_inputs(base_label, base.inputs(), label, m.inputs())?;
+            }
         }
     }
-    let rest: Vec<InputSpec> = base
-        .inputs()
+    // The inputs of each model: the baseline's for all, or each its own.
+    let inputs_of = |m: &Runnable| -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        let rest: Vec<InputSpec> = m
+            .inputs()
+            .iter()
+            .filter(|s| !given.iter().any(|(n, _)| *n == s.name))
+            .cloned()
+            .collect();
+        let mut inputs: Vec<(String, Tensor)> = given
+            .iter()
+            .filter(|(n, _)| m.inputs().iter().any(|s| s.name == *n))
+            .cloned()
+            .collect();
+        inputs.extend(random_inputs(&rest, opts.seed)?);
+        Ok(inputs)
+    };
+    let per_model: Vec<Vec<(String, Tensor)>> = models
         .iter()
-        .filter(|s| !given.iter().any(|(n, _)| *n == s.name))
-        .cloned()
-        .collect();
-    let mut inputs = given.to_vec();
-    inputs.extend(random_inputs(&rest, opts.seed)?);
-    for (label, copies) in models {
+        .map(|(_, copies)| inputs_of(if opts.own_inputs { &copies[0] } else { base }))
+        .collect::<Result<_, _>>()?;
+    for ((label, copies), inputs) in models.iter().zip(&per_model) {
         for m in copies {
             m.run(inputs.clone()).map_err(|e| labelled(label, e))?;
         }
@@ -558,10 +586,10 @@ pub fn bench_loads_with_progress(
     let samples = time_rounds(
         models.len(),
         opts,
-        |_| {
+        |i| {
             progress.set(prepared);
             prepared += 1;
-            inputs.clone()
+            per_model[i].clone()
         },
         |i, input| {
             let copies = &models[i].1;
@@ -770,6 +798,7 @@ mod tests {
             seed: 0,
             rotate: false,
             loads: 1,
+            own_inputs: false,
         };
         let (samples, calls) = fake_rounds(3, &opts, None);
         assert_eq!(calls, [0, 1, 2].repeat(5));
@@ -788,6 +817,7 @@ mod tests {
             seed: 0,
             rotate: true,
             loads: 1,
+            own_inputs: false,
         };
         let (samples, calls) = fake_rounds(3, &opts, None);
         // Warm-up round 0, then timed rounds 0 and 1.
@@ -803,6 +833,7 @@ mod tests {
             seed: 0,
             rotate: false,
             loads: 1,
+            own_inputs: false,
         };
         let (samples, _) = fake_rounds(2, &opts, None);
         assert_eq!(samples.unwrap(), [vec![1.0], vec![2.0]]);
@@ -875,7 +906,24 @@ mod tests {
             seed: 7,
             rotate: false,
             loads: 1,
+            own_inputs: false,
         }
+    }
+
+    #[test]
+    fn models_with_different_inputs_need_their_own() {
+        let a = fixture("tiny_resnet.onnx");
+        let b = fixture("tiny_preln_transformer.onnx");
+        let paths = [&a, &b];
+        let e = bench_files(&paths, &LoadOptions::default(), &[], &few_runs()).unwrap_err();
+        assert!(e.to_string().contains("input"), "{e}");
+        let own = BenchOptions {
+            own_inputs: true,
+            ..few_runs()
+        };
+        let r = bench_files(&paths, &LoadOptions::default(), &[], &own).unwrap();
+        assert_eq!(r.models.len(), 2);
+        assert!(r.models.iter().all(|m| m.timing.samples_ms.len() == 3));
     }
 
     #[test]

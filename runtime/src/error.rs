@@ -136,6 +136,30 @@ pub enum RuntimeError {
         datum: String,
     },
 
+    /// A training or evaluation data set that does not fit (empty, ragged,
+    /// non-numeric, a batch larger than the data, …).
+    #[error("bad data: {reason}")]
+    Data {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A training step model that does not have the documented interface.
+    #[error("not a training step: {reason}")]
+    StepInterface {
+        /// What is missing or mistyped.
+        reason: String,
+    },
+
+    /// A checkpoint that cannot be read back.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A dimension that should have been concrete is still symbolic.
     #[error("input `{input}` has unresolved dimension `{dim}`")]
     UnresolvedDim {

@@ -44,6 +44,7 @@ pub mod raw;
 pub mod runnable;
 pub mod stats;
 pub mod tensor_pb;
+pub mod train;
 mod values;
 
 /// tract-onnx itself, for callers that need more of tract than this crate wraps.

@@ -49,6 +49,19 @@ pub fn write_npy(path: &Path, t: &Tensor) -> Result<(), RuntimeError> {
     };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(path))?;
     tmp.write_all(&bytes).map_err(io_err(path))?;
+    publish(tmp, path)
+}
+
+/// Renames a finished temporary file to `path`, readable by all (0644, as
+/// a file written in place would be; a temporary file is created 0600).
+fn publish(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), RuntimeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err(path))?;
+    }
     tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
     Ok(())
 }
@@ -82,12 +95,20 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, RuntimeError> {
 
 /// Writes tensors to an uncompressed `.npz` archive, as `<name>.npy` members in the
 /// given order (readable by `numpy.load`).
+///
+/// The file is written atomically, as [`write_npy`] writes, and is the same
+/// bytes for the same tensors (the members carry no timestamps).
 pub fn write_npz(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), RuntimeError> {
     let shown = path.display().to_string();
-    let file = std::fs::File::create(path).map_err(io_err(path))?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(path))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(tmp));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
+        .last_modified_time(zip::DateTime::default())
         .large_file(true);
     for (name, t) in tensors {
         let what = format!("{shown}:{name}.npy");
@@ -96,8 +117,11 @@ pub fn write_npz(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), Runtim
             .map_err(|e| npy_err(&what, e.to_string()))?;
         zip.write_all(&bytes).map_err(io_err(path))?;
     }
-    let mut inner = zip.finish().map_err(|e| npy_err(&shown, e.to_string()))?;
-    inner.flush().map_err(io_err(path))
+    let inner = zip.finish().map_err(|e| npy_err(&shown, e.to_string()))?;
+    let tmp = inner
+        .into_inner()
+        .map_err(|e| io_err(path)(e.into_error()))?;
+    publish(tmp, path)
 }
 
 /// Decodes the bytes of an `.npy` file; `what` names it in errors.

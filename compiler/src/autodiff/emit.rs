@@ -461,6 +461,19 @@ impl Emitter {
         self.reduce("ReduceMean", 18, x, axes, keepdims)
     }
 
+    /// `ReduceMax` of `x` over `axes`, as [`Emitter::reduce_sum`].
+    ///
+    /// # Errors
+    /// `x` has no type.
+    pub fn reduce_max(
+        &mut self,
+        x: &str,
+        axes: &[usize],
+        keepdims: bool,
+    ) -> Result<String, AutodiffError> {
+        self.reduce("ReduceMax", 18, x, axes, keepdims)
+    }
+
     fn reduce(
         &mut self,
         op_type: &str,

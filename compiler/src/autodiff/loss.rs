@@ -18,7 +18,6 @@
 
 use super::AutodiffError;
 use super::emit::{self, Emitter, Ty, elem};
-use crate::ir::attr;
 
 /// A loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +89,19 @@ impl Loss {
     }
 }
 
-/// `LogSoftmax` over the last axis (the same in every opset).
+/// The log-softmax over the last axis, written out so that it is finite
+/// whatever the logits: `z − m − log Σ exp(z − m)` with `m` the row's
+/// maximum (every exponent ≤ 0, the sum ≥ 1). tract 0.23's `LogSoftmax`
+/// gives −∞ once a probability underflows in float32 ((0, −200, 300) →
+/// (−∞, −∞, 0) where the value is (−300, −500, 0)).
 fn log_softmax(e: &mut Emitter, x: &str) -> Result<String, AutodiffError> {
-    let t = e.ty(x)?.clone();
-    let axis = emit::to_i64(t.rank()) - 1;
-    Ok(e.op("LogSoftmax", &[x], vec![attr::make_int("axis", axis)], t))
+    let last = e.ty(x)?.rank() - 1;
+    let m = e.reduce_max(x, &[last], true)?;
+    let z = e.sub(x, &m)?;
+    let ez = e.unary("Exp", &z)?;
+    let s = e.reduce_sum(&ez, &[last], true)?;
+    let l = e.unary("Log", &s)?;
+    e.sub(&z, &l)
 }
 
 /// Emits `loss` (the value named `out`) of `prediction` against `target`;
@@ -124,7 +131,10 @@ pub fn emit(
             let range = e.ints(&range);
             let hit = e.binary("Equal", &t, &range)?;
             let onehot = e.cast(&hit, p.elem)?;
-            let picked = e.mul(&ls, &onehot)?;
+            // The class's log-probability, picked by Where: a product with the
+            // one-hot would be NaN at a log-probability of −∞.
+            let zero = e.scalar(p.elem, 0.0);
+            let picked = e.op("Where", &[&hit, &ls, &zero], Vec::new(), e.ty(&ls)?.clone());
             let s = e.reduce_sum(&picked, &all, false)?;
             let c = e.scalar(p.elem, -1.0 / positions);
             e.op_into("Mul", &[&s, &c], Vec::new(), out, scalar);

@@ -106,6 +106,8 @@ pub struct StepReport {
     pub prediction: String,
     /// The target input.
     pub target: TensorSpec,
+    /// The prediction's dims (the class axis last, for `ce` and `kd`).
+    pub prediction_dims: Vec<i64>,
     /// The trainable tensors, in input order; each has a `<name>.grad` output.
     pub trainable: Vec<TensorSpec>,
     /// Trainable tensors the loss does not depend on (their gradient is 0).
@@ -237,6 +239,7 @@ pub fn training_step(
         StepReport {
             loss: opts.loss.to_string(),
             prediction,
+            prediction_dims: pred_ty.dims.clone(),
             target: TensorSpec {
                 name: TARGET.into(),
                 elem: target_ty.elem,

@@ -136,6 +136,20 @@ value_enum!(
     |l| l.help().to_owned()
 );
 value_enum!(
+    /// `--optimizer`.
+    OptimizerArg(laurel_runtime::train::OptimizerKind),
+    laurel_runtime::train::OptimizerKind::ALL,
+    |k| k.name(),
+    |k| k.help().to_owned()
+);
+value_enum!(
+    /// `--schedule`.
+    ScheduleArg(laurel_runtime::train::ScheduleKind),
+    laurel_runtime::train::ScheduleKind::ALL,
+    |k| k.name(),
+    |k| k.help().to_owned()
+);
+value_enum!(
     /// `--target`.
     TargetArg(laurelc::fuse::Target),
     laurelc::fuse::Target::ALL,
@@ -182,6 +196,28 @@ impl InputArgs {
         let inputs = laurel_runtime::inputs::complete(&runnable, &given, self.seed)?;
         Ok((runnable, inputs))
     }
+}
+
+/// What a training step differentiates, shared by `grad` and `train`.
+#[derive(Debug, Args)]
+pub struct StepArgs {
+    /// The loss.
+    #[arg(long, default_value = "ce", value_parser = NamedValues::<LossArg>::new())]
+    pub loss: LossArg,
+    /// The temperature of the kd loss.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Which tensors train: `laurel` (the `LAuReL` parameters), `all` (every float weight but
+    /// batch-norm statistics), or name globs (`*`, `?`); repeat for several globs.
+    #[arg(
+        long = "train",
+        value_name = "laurel|all|GLOB",
+        default_value = "laurel"
+    )]
+    pub train: Vec<String>,
+    /// The model output the loss reads (default: the first).
+    #[arg(long = "prediction", value_name = "OUTPUT")]
+    pub prediction: Option<String>,
 }
 
 /// `NAME=VALUE` given to `flag`, with VALUE a `T` (`what` names it in errors).

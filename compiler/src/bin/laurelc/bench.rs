@@ -30,6 +30,11 @@ pub struct BenchArgs {
     /// from one load to the next).
     #[arg(long, default_value_t = 1)]
     pub loads: usize,
+    /// Give each model its own inputs (the given ones it declares, random values for the
+    /// rest) instead of the baseline's: for models with different inputs, such as a
+    /// model and its training step (`laurelc grad`).
+    #[arg(long)]
+    pub own_inputs: bool,
     #[command(flatten)]
     pub given: InputArgs,
     /// Print the report as JSON.
@@ -49,6 +54,7 @@ pub fn run(a: &BenchArgs, quiet: bool) -> Result<()> {
         seed: a.given.seed,
         rotate: a.rotate,
         loads: a.loads,
+        own_inputs: a.own_inputs,
     };
     let paths: Vec<&Path> = std::iter::once(a.baseline.as_path())
         .chain(a.others.iter().map(PathBuf::as_path))

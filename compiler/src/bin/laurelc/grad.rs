@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use laurel_runtime::LoadOptions;
 
-use crate::args::{LossArg, NamedValues, emit, emit_line, parse_dims, parse_shapes};
+use crate::args::{StepArgs, emit, emit_line, parse_dims, parse_shapes};
 
 /// `laurelc grad MODEL -o STEP.onnx`.
 #[derive(Debug, Args)]
@@ -20,23 +20,8 @@ pub struct GradArgs {
     /// Allow OUT to be the input file.
     #[arg(long)]
     pub force: bool,
-    /// The loss.
-    #[arg(long, default_value = "ce", value_parser = NamedValues::<LossArg>::new())]
-    pub loss: LossArg,
-    /// The temperature of the kd loss.
-    #[arg(long, default_value_t = 1.0)]
-    pub temperature: f64,
-    /// Which tensors train: `laurel` (the `LAuReL` parameters), `all` (every float weight but
-    /// batch-norm statistics), or name globs (`*`, `?`); repeat for several globs.
-    #[arg(
-        long = "train",
-        value_name = "laurel|all|GLOB",
-        default_value = "laurel"
-    )]
-    pub train: Vec<String>,
-    /// The model output the loss reads (default: the first).
-    #[arg(long = "prediction", value_name = "OUTPUT")]
-    pub prediction: Option<String>,
+    #[command(flatten)]
+    pub step: StepArgs,
     /// The value of a symbolic dimension, as NAME=VALUE (default 1): the step is
     /// specialised to these sizes.
     #[arg(long = "dim", value_name = "NAME=VALUE")]
@@ -51,25 +36,25 @@ pub struct GradArgs {
 
 /// Builds the step, writes it, and prints its interface.
 pub fn run(a: &GradArgs) -> Result<()> {
-    if !(a.temperature.is_finite() && a.temperature > 0.0) {
+    if !(a.step.temperature.is_finite() && a.step.temperature > 0.0) {
         bail!(
             "--temperature {}: expected a positive number",
-            a.temperature
+            a.step.temperature
         );
     }
-    let train = laurelc::autodiff::TrainSpec::parse(&a.train).map_err(anyhow::Error::msg)?;
+    let train = laurelc::autodiff::TrainSpec::parse(&a.step.train).map_err(anyhow::Error::msg)?;
     let opts = laurelc::pipeline::GradFileOptions {
         force: a.force,
         grad: laurelc::autodiff::GradOptions {
-            loss: a.loss.0,
-            temperature: a.temperature,
+            loss: a.step.loss.0,
+            temperature: a.step.temperature,
             train,
             load: LoadOptions {
                 dims: parse_dims(&a.dims)?,
                 shapes: parse_shapes(&a.shapes)?,
                 ..LoadOptions::default()
             },
-            prediction: a.prediction.clone(),
+            prediction: a.step.prediction.clone(),
         },
         ..laurelc::pipeline::GradFileOptions::default()
     };

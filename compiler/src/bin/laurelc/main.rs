@@ -16,6 +16,7 @@ mod inspect;
 mod profile;
 mod progress;
 mod run;
+mod train;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,9 @@ enum Command {
     /// Write a model's training step: its loss and the gradients of its trainable tensors,
     /// in standard ONNX.
     Grad(grad::GradArgs),
+    /// Train a model on tract: its `LAuReL` parameters (or any float weights) on data
+    /// from an `.npz`, then write it with the learned tensors (exit 1 if the loss diverges).
+    Train(train::TrainArgs),
     /// Time models on tract, interleaved (A B C A B C …), against the first one.
     Bench(bench::BenchArgs),
     /// Time every node of a model's plan on tract: where its time goes.
@@ -128,6 +132,10 @@ fn main() -> ExitCode {
             eprintln!("laurelc: check failed: {e}");
             ExitCode::from(1)
         }
+        Err(e) if e.is::<train::Diverged>() => {
+            eprintln!("laurelc: training stopped: {e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("laurelc: error: {e:#}");
             ExitCode::from(2)
@@ -143,6 +151,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Inspect(a)) => inspect::run(&a),
         Some(Command::Fuse(a)) => fuse::run(&a, quiet),
         Some(Command::Grad(a)) => grad::run(&a),
+        Some(Command::Train(a)) => train::run(&a, quiet),
         Some(Command::Bench(a)) => bench::run(&a, quiet),
         Some(Command::Profile(a)) => profile::run(&a, quiet),
         Some(Command::Completions(a)) => generate::completions(&a),

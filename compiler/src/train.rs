@@ -1,0 +1,514 @@
+//! `laurelc train`: a model trained on its own stack. The model's training
+//! step is built by [`crate::autodiff`] for the batch size and the data's
+//! example shapes, run in a loop by [`laurel_runtime::train`], and the learned
+//! tensors are written back into the original model, which is exported
+//! atomically: a normal ONNX model that `fuse` and every runtime take.
+//!
+//! ```text
+//! data.npz ─ check against the model's inputs ─┐
+//! model ── training step (batch B, shapes from the data) ── train loop ── learned θ ── model with θ
+//! ```
+//!
+//! The data are checked before anything runs, each failure an error naming
+//! the column (exit 2): a missing key; a column whose element type is not
+//! the input's; examples whose shape does not fit the input's fixed
+//! dimensions; NaN or infinite inputs; class ids outside `[0, classes)`; an
+//! empty data set or a batch larger than it.
+//!
+//! Cost: the step's construction (two shape inferences), then per update one
+//! run of the step plus O(parameters); per evaluation one run per batch.
+
+use std::path::{Path, PathBuf};
+
+use laurel_runtime::train::{
+    Checkpoint, Dataset, EpochReport, Hooks, Metrics, Param, TrainOptions, TrainReport,
+};
+use laurel_runtime::{DatumKind, DimSpec, LoadOptions, ModelSource, Progress, Tensor};
+use onnx_protobuf::TensorProto;
+use serde::Serialize;
+
+use crate::autodiff::{GradOptions, StepReport, TARGET};
+use crate::error::{Error, Result};
+use crate::ir::{Model, Node};
+use crate::onnx::{self, ExportOptions, ExportReport};
+
+/// What to train, on what, and how.
+#[derive(Debug, Clone)]
+pub struct TrainFileOptions {
+    /// Allow the output to be the input file.
+    pub force: bool,
+    /// The training data (`.npz`).
+    pub data: PathBuf,
+    /// Data evaluated at every epoch's end (`.npz`), if any.
+    pub eval: Option<PathBuf>,
+    /// For each model input, its data key (pairs of input, key); an input
+    /// without a pair reads the key of its own name.
+    pub inputs: Vec<(String, String)>,
+    /// The data key of the targets.
+    pub target: String,
+    /// The batch size (default: the model's fixed batch axis, else
+    /// [`DEFAULT_BATCH`] or the whole data set if smaller).
+    pub batch: Option<usize>,
+    /// The loss, the trainable tensors, the prediction (`load` is set here
+    /// from the data).
+    pub grad: GradOptions,
+    /// The loop's options (`columns` and `prediction` are set here).
+    pub run: TrainOptions,
+    /// Where to keep the run's state, and how often (epochs; 0: never).
+    pub checkpoint: Option<(PathBuf, u64)>,
+    /// A checkpoint to continue from.
+    pub resume: Option<PathBuf>,
+    /// How to write the trained model.
+    pub export: ExportOptions,
+}
+
+/// The batch size of a model whose batch axis is symbolic, when none is given.
+pub const DEFAULT_BATCH: usize = 32;
+
+/// What [`train_file`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainFileReport {
+    /// The training step built.
+    pub step: StepReport,
+    /// The examples trained on and evaluated.
+    pub examples: usize,
+    /// The evaluation examples.
+    pub eval_examples: Option<usize>,
+    /// The run.
+    pub run: TrainReport,
+    /// The epoch after which this run last saved its checkpoint.
+    pub checkpoint_epoch: Option<u64>,
+    /// The trained model's file, when the run completed and it was written.
+    #[serde(skip)]
+    pub export: Option<ExportReport>,
+}
+
+/// Reports each epoch as it ends.
+pub trait EpochSink {
+    /// An epoch ended.
+    fn epoch(&mut self, report: &EpochReport);
+}
+
+impl<F: FnMut(&EpochReport)> EpochSink for F {
+    fn epoch(&mut self, report: &EpochReport) {
+        self(report);
+    }
+}
+
+/// Trains `input` as `opts` asks and writes the trained model to `output`
+/// when the run completes (not when a non-finite loss stops it: then the
+/// report's `run.stop` says where, and the last checkpoint is the last good
+/// state).
+///
+/// # Errors
+/// [`Error::Data`] for data that do not fit the model (see the module
+/// docs); the errors of import, [`crate::autodiff::training_step`], tract
+/// and export.
+pub fn train_file(
+    input: &Path,
+    output: &Path,
+    opts: &TrainFileOptions,
+    sink: &mut dyn EpochSink,
+    progress: &mut dyn Progress,
+) -> Result<TrainFileReport> {
+    crate::pipeline::guard_output(input, output, opts.force)?;
+    let mut model = onnx::import_path(input)?;
+    crate::pipeline::guard_external(&model, output, opts.force)?;
+    let bytes = onnx::to_bytes(&model)?;
+    let declared = laurel_runtime::declared_inputs(ModelSource::Bytes(&bytes))?;
+
+    let train = read_data(&opts.data)?;
+    let eval = opts.eval.as_deref().map(read_data).transpose()?;
+    let batch =
+        opts.batch
+            .unwrap_or_else(|| match declared.first().and_then(|i| i.shape.first()) {
+                Some(DimSpec::Fixed(b)) => *b,
+                _ => DEFAULT_BATCH.min(train.len()),
+            });
+    let load = shapes_for(&declared, &train, opts, batch)?;
+    let grad = GradOptions {
+        load,
+        ..opts.grad.clone()
+    };
+    check_inputs(&declared, &train, &opts.data, opts, batch)?;
+    if let (Some(e), Some(path)) = (&eval, &opts.eval) {
+        check_inputs(&declared, e, path, opts, batch.min(e.len()))?;
+    }
+    let (step, report) = crate::autodiff::training_step(&model, &grad)?;
+    check_target(&train, &opts.data, opts, &report)?;
+    if let (Some(e), Some(path)) = (&eval, &opts.eval) {
+        check_target(e, path, opts, &report)?;
+    }
+    let step_bytes = onnx::to_bytes(&step)?;
+    let runnable = laurel_runtime::load(ModelSource::Bytes(&step_bytes), &LoadOptions::default())?;
+
+    let names: Vec<String> = report.trainable.iter().map(|t| t.name.clone()).collect();
+    let start = match &opts.resume {
+        Some(path) => Checkpoint::load(path)?,
+        None => Checkpoint::new(
+            laurel_runtime::train::initial_params(&bytes, &names)?,
+            opts.run.optimizer,
+        ),
+    };
+    let mut run = opts.run.clone();
+    run.columns = opts
+        .inputs
+        .iter()
+        .cloned()
+        .chain(std::iter::once((TARGET.to_owned(), opts.target.clone())))
+        .collect();
+    run.prediction = Some(report.prediction.clone());
+    let mut hooks = RunHooks {
+        step: &runnable,
+        eval: eval.as_ref(),
+        options: &run,
+        checkpoint: opts.checkpoint.as_ref(),
+        saved: None,
+        sink,
+    };
+    let (state, run_report) =
+        laurel_runtime::train::train(&runnable, &train, &run, start, &mut hooks, progress)?;
+    let checkpoint_epoch = hooks.saved;
+    let export = if run_report.stop == laurel_runtime::train::Stop::Completed {
+        write_back(&mut model, &state.params)?;
+        Some(onnx::write_path(&model, output, &opts.export)?)
+    } else {
+        None
+    };
+    Ok(TrainFileReport {
+        step: report,
+        examples: train.len(),
+        eval_examples: eval.as_ref().map(Dataset::len),
+        run: run_report,
+        checkpoint_epoch,
+        export,
+    })
+}
+
+/// One line per epoch: `epoch 3/10  loss 0.4123  accuracy 87.50%  eval loss 0.5012  eval accuracy 85.00%  lr 1.00e-3`.
+#[must_use]
+pub fn epoch_line(e: &EpochReport, epochs: u64) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!("epoch {}/{epochs}  loss {:.4}", e.epoch, e.loss);
+    if let Some(a) = e.accuracy {
+        let _ = write!(s, "  accuracy {:.2}%", 100.0 * a);
+    }
+    if let Some(m) = &e.eval {
+        let _ = write!(s, "  eval loss {:.4}", m.loss);
+        if let Some(a) = m.accuracy {
+            let _ = write!(s, "  eval accuracy {:.2}%", 100.0 * a);
+        }
+    }
+    let _ = write!(s, "  lr {:.2e}", e.lr);
+    s
+}
+
+struct RunHooks<'a> {
+    step: &'a laurel_runtime::Runnable,
+    eval: Option<&'a Dataset>,
+    options: &'a TrainOptions,
+    checkpoint: Option<&'a (PathBuf, u64)>,
+    saved: Option<u64>,
+    sink: &'a mut dyn EpochSink,
+}
+
+impl Hooks for RunHooks<'_> {
+    fn evaluate(
+        &mut self,
+        params: &[Param],
+    ) -> std::result::Result<Option<Metrics>, laurel_runtime::RuntimeError> {
+        self.eval
+            .map(|d| laurel_runtime::train::evaluate(self.step, d, self.options, params))
+            .transpose()
+    }
+
+    fn epoch_end(
+        &mut self,
+        state: &Checkpoint,
+        report: &EpochReport,
+    ) -> std::result::Result<(), laurel_runtime::RuntimeError> {
+        if let Some((path, every)) = self.checkpoint
+            && *every > 0
+            && (state.epoch.is_multiple_of(*every) || state.epoch == self.options.epochs)
+        {
+            state.save(path)?;
+            self.saved = Some(state.epoch);
+        }
+        self.sink.epoch(report);
+        Ok(())
+    }
+}
+
+fn read_data(path: &Path) -> Result<Dataset> {
+    let columns = laurel_runtime::read_npz(path)?;
+    Dataset::new(columns).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        reason: strip_prefix(&e),
+    })
+}
+
+/// A runtime data error's reason without its "bad data: " prefix.
+fn strip_prefix(e: &laurel_runtime::RuntimeError) -> String {
+    match e {
+        laurel_runtime::RuntimeError::Data { reason } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The data key of model input `input`.
+fn key_of<'a>(opts: &'a TrainFileOptions, input: &'a str) -> &'a str {
+    opts.inputs
+        .iter()
+        .find(|(i, _)| i == input)
+        .map_or(input, |(_, k)| k.as_str())
+}
+
+/// The shapes the step is built for: each model input is `[batch]` then its
+/// examples' shape.
+fn shapes_for(
+    declared: &[laurel_runtime::InputSpec],
+    data: &Dataset,
+    opts: &TrainFileOptions,
+    batch: usize,
+) -> Result<LoadOptions> {
+    let mut load = LoadOptions::default();
+    for input in declared {
+        let key = key_of(opts, &input.name);
+        let Some(column) = data.column(key) else {
+            return Err(Error::Data {
+                path: opts.data.clone(),
+                reason: format!(
+                    "no key `{key}` for model input `{}` (the data has {})",
+                    input.name,
+                    keys(data)
+                ),
+            });
+        };
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&column.shape()[1..]);
+        load.shapes.insert(input.name.clone(), shape);
+    }
+    Ok(load)
+}
+
+fn keys(data: &Dataset) -> String {
+    data.columns()
+        .iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Checks `data` against the model's declared inputs.
+fn check_inputs(
+    declared: &[laurel_runtime::InputSpec],
+    data: &Dataset,
+    path: &Path,
+    opts: &TrainFileOptions,
+    batch: usize,
+) -> Result<()> {
+    let bad = |reason: String| Error::Data {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if batch == 0 || batch > data.len() {
+        return Err(bad(format!(
+            "a batch of {batch} examples from a data set of {}",
+            data.len()
+        )));
+    }
+    for input in declared {
+        let key = key_of(opts, &input.name);
+        let column = data.column(key).ok_or_else(|| {
+            bad(format!(
+                "no key `{key}` for model input `{}` (the data has {})",
+                input.name,
+                keys(data)
+            ))
+        })?;
+        let kind = DatumKind::from_datum_type(column.datum_type());
+        if kind != Some(input.datum) {
+            return Err(bad(format!(
+                "`{key}` holds {:?}, model input `{}` takes {}",
+                column.datum_type(),
+                input.name,
+                input.datum
+            )));
+        }
+        let example = &column.shape()[1..];
+        let fits = input.shape.len() == example.len() + 1
+            && input.shape[1..]
+                .iter()
+                .zip(example)
+                .all(|(d, &e)| !matches!(d, DimSpec::Fixed(f) if *f != e));
+        let batch_fits = !matches!(input.shape.first(), Some(DimSpec::Fixed(b)) if *b != batch);
+        if !fits {
+            return Err(bad(format!(
+                "`{key}` holds examples of shape {example:?}; model input `{}` is {} (the first axis is the batch)",
+                input.name,
+                dims_text(&input.shape)
+            )));
+        }
+        if !batch_fits {
+            return Err(bad(format!(
+                "model input `{}` has a fixed batch axis of {}, not --batch-size {batch}",
+                input.name,
+                dims_text(&input.shape[..1]),
+            )));
+        }
+        if let Some(i) = first_non_finite(column) {
+            return Err(bad(format!(
+                "`{key}` has a NaN or infinite value at flat index {i}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `data`'s targets against the step's target.
+fn check_target(
+    data: &Dataset,
+    path: &Path,
+    opts: &TrainFileOptions,
+    step: &StepReport,
+) -> Result<()> {
+    let bad = |reason: String| Error::Data {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let target = data.column(&opts.target).ok_or_else(|| {
+        bad(format!(
+            "no target key `{}` (the data has {}; set it with --target)",
+            opts.target,
+            keys(data)
+        ))
+    })?;
+    let want: Vec<usize> = step.target.dims[1..]
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .collect();
+    if target.shape()[1..] != want[..] {
+        return Err(bad(format!(
+            "target `{}` holds examples of shape {:?}; the {} loss on `{}` needs {want:?}",
+            opts.target,
+            &target.shape()[1..],
+            step.loss,
+            step.prediction
+        )));
+    }
+    let class_ids = step.target.elem == onnx_protobuf::tensor_proto::DataType::INT64 as i32;
+    if class_ids {
+        let ids = target
+            .try_as_plain_ram()
+            .ok()
+            .and_then(|v| v.as_slice::<i64>().ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "target `{}` holds {:?}; the {} loss takes int64 class ids",
+                    opts.target,
+                    target.datum_type(),
+                    step.loss
+                ))
+            })?;
+        let classes = step.prediction_dims.last().copied().unwrap_or(0);
+        if let Some((i, id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, id)| !(0..classes).contains(*id))
+        {
+            return Err(bad(format!(
+                "target `{}` has class id {id} at flat index {i}, outside [0, {classes}) (the classes of `{}`)",
+                opts.target, step.prediction
+            )));
+        }
+    } else {
+        if DatumKind::from_datum_type(target.datum_type()) != Some(DatumKind::F32) {
+            return Err(bad(format!(
+                "target `{}` holds {:?}; the {} loss takes float32 values",
+                opts.target,
+                target.datum_type(),
+                step.loss
+            )));
+        }
+        if let Some(i) = first_non_finite(target) {
+            return Err(bad(format!(
+                "target `{}` has a NaN or infinite value at flat index {i}",
+                opts.target
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn dims_text(dims: &[DimSpec]) -> String {
+    dims.iter()
+        .map(|d| match d {
+            DimSpec::Fixed(n) => n.to_string(),
+            DimSpec::Symbol(s) => s.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
+/// The first NaN or infinite element of a float tensor.
+fn first_non_finite(t: &Tensor) -> Option<usize> {
+    let view = t.try_as_plain_ram().ok()?;
+    if let Ok(s) = view.as_slice::<f32>() {
+        return s.iter().position(|v| !v.is_finite());
+    }
+    if let Ok(s) = view.as_slice::<f64>() {
+        return s.iter().position(|v| !v.is_finite());
+    }
+    None
+}
+
+/// Writes the learned values into the model's initializers and `Constant`
+/// nodes of the same names (float32, raw little-endian data; external data
+/// references are dropped, the export decides where the bytes go). O(model).
+///
+/// # Errors
+/// [`Error::Data`] naming a tensor the model does not hold.
+pub fn write_back(model: &mut Model, params: &[Param]) -> Result<()> {
+    for p in params {
+        let raw: Vec<u8> = p.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let fresh = |old: &TensorProto| TensorProto {
+            name: old.name.clone(),
+            dims: old.dims.clone(),
+            data_type: onnx_protobuf::tensor_proto::DataType::FLOAT as i32,
+            raw_data: raw.clone(),
+            doc_string: old.doc_string.clone(),
+            ..TensorProto::default()
+        };
+        let mut found = false;
+        for n in model.graph.dag.node_weights_mut() {
+            match n {
+                Node::Initializer(init) if init.proto.name == p.name => {
+                    init.proto = fresh(&init.proto);
+                    init.external = None;
+                    found = true;
+                }
+                Node::Op(op)
+                    if op.proto.op_type == "Constant"
+                        && op.proto.output.first() == Some(&p.name) =>
+                {
+                    for a in &mut op.proto.attribute {
+                        if a.name == "value"
+                            && let Some(t) = a.t.as_mut()
+                        {
+                            *t = fresh(t);
+                            found = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !found {
+            return Err(Error::Data {
+                path: PathBuf::new(),
+                reason: format!("the model has no tensor `{}` to write back", p.name),
+            });
+        }
+    }
+    Ok(())
+}

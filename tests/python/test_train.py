@@ -1,0 +1,181 @@
+"""`laurelc train`: the trained model is an ordinary ONNX model, scored by
+onnxruntime exactly as laurelc reported; runs are deterministic and resume;
+bad data exits 2 and a diverging run exits 1 without writing the model.
+
+The data are seeded random 3×16×16 images with fixed labels: 20 examples a
+small CNN can memorise, enough to see a loss fall in a few epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import laurel_testlib as lt
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+RESNET = FIXTURES / "tiny_resnet.onnx"
+
+
+def images(path: Path, n: int = 20, seed: int = 0, **overrides) -> Path:
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "input": (0.5 * rng.standard_normal((n, 3, 16, 16))).astype(np.float32),
+        "target": ((np.arange(n) * 7 + 3) % 10).astype(np.int64),
+    }
+    arrays.update(overrides)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path
+
+
+def train(laurelc_bin, model: Path, out: Path, data: Path, *flags: str) -> dict:
+    report = out.with_suffix(".json")
+    lt.run_laurelc(laurelc_bin, ["train", model, "--data", data, "-o", out, "--report-json", report,
+                                 "-q", *flags])
+    return json.loads(report.read_text())
+
+
+def scores(model: Path, data: Path) -> tuple[float, float]:
+    """onnxruntime's cross-entropy and accuracy of `model` on `data`, one example at a time."""
+    d = np.load(data)
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([sess.run(None, {"input": d["input"][i:i + 1]})[0]
+                             for i in range(len(d["target"]))]).astype(np.float64)
+    z = logits - logits.max(axis=-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    t = d["target"]
+    return float(-logp[np.arange(len(t)), t].mean()), float((logits.argmax(-1) == t).mean())
+
+
+def test_the_trained_model_scores_on_onnxruntime_as_laurelc_reported(laurelc_bin, tmp_path):
+    data = images(tmp_path / "train.npz")
+    out = tmp_path / "trained.onnx"
+    report = train(laurelc_bin, RESNET, out, data, "--eval", data, "--train", "all",
+                   "--epochs", "8", "--lr", "1e-2")
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+    epochs = report["run"]["epochs"]
+    assert len(epochs) == 8 and report["run"]["stop"] == {"kind": "completed"}
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    loss, accuracy = scores(out, data)
+    assert accuracy == epochs[-1]["eval"]["accuracy"]
+    assert abs(loss - epochs[-1]["eval"]["loss"]) <= 1e-4 * max(1.0, loss)
+    before, _ = scores(RESNET, data)
+    assert loss < before, f"the trained model's loss {loss} is not below the original's {before}"
+    # Frozen tensors are untouched; every trained one moved.
+    original = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(RESNET).graph.initializer}
+    trained = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+    names = {t["name"] for t in report["step"]["trainable"]}
+    assert names and set(trained) == set(original)
+    for name, value in trained.items():
+        if name in names:
+            assert not np.array_equal(value, original[name]), f"{name} did not move"
+        else:
+            assert np.array_equal(value, original[name]), f"frozen {name} changed"
+
+
+def test_the_same_seed_gives_a_byte_identical_model_and_another_seed_another(laurelc_bin, tmp_path):
+    data = images(tmp_path / "train.npz", n=6)
+    flags = ["--train", "all", "--epochs", "2", "--optimizer", "sgd", "--schedule", "cosine",
+             "--warmup", "2", "--clip-norm", "1", "--checkpoint-every", "0"]
+    a, b, c = (tmp_path / f"{k}.onnx" for k in "abc")
+    train(laurelc_bin, RESNET, a, data, *flags, "--seed", "3")
+    train(laurelc_bin, RESNET, b, data, *flags, "--seed", "3")
+    train(laurelc_bin, RESNET, c, data, *flags, "--seed", "4")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_a_resumed_run_ends_in_the_same_model(laurelc_bin, tmp_path):
+    data = images(tmp_path / "train.npz", n=6)
+    flags = ["--train", "all", "--seed", "1", "--lr", "3e-3"]
+    whole = tmp_path / "whole.onnx"
+    train(laurelc_bin, RESNET, whole, data, *flags, "--epochs", "4", "--checkpoint-every", "0")
+    half = tmp_path / "half.onnx"
+    train(laurelc_bin, RESNET, half, data, *flags, "--epochs", "2")
+    checkpoint = tmp_path / "half.onnx.ckpt.npz"
+    assert checkpoint.is_file()
+    resumed = tmp_path / "resumed.onnx"
+    report = train(laurelc_bin, RESNET, resumed, data, *flags, "--epochs", "4", "--resume", checkpoint)
+    assert [e["epoch"] for e in report["run"]["epochs"]] == [3, 4]
+    assert resumed.read_bytes() == whole.read_bytes()
+
+
+def test_laurel_fine_tuning_then_fusion_keeps_the_trained_function(laurelc_bin, tmp_path):
+    data = images(tmp_path / "train.npz", n=16)
+    augmented = tmp_path / "rw.onnx"
+    lt.run_laurelc(laurelc_bin, [RESNET, "-o", augmented, "--variant", "rw", "-q"])
+    trained = tmp_path / "rw.trained.onnx"
+    report = train(laurelc_bin, augmented, trained, data, "--epochs", "4", "--lr", "5e-2")
+    names = [t["name"] for t in report["step"]["trainable"]]
+    assert names and all(n.startswith("laurel.") for n in names)
+    start = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(augmented).graph.initializer}
+    end = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(trained).graph.initializer}
+    moved = [n for n in names if not np.allclose(start[n], end[n])]
+    assert moved, "no LAuReL parameter moved from its identity initialisation"
+    fused = tmp_path / "rw.fused.onnx"
+    lt.run_laurelc(laurelc_bin, ["fuse", trained, "-o", fused, "-q"])
+    assert scores(fused, data)[1] == scores(trained, data)[1]
+    d = np.load(data)
+    a = ort.InferenceSession(str(trained), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(fused), providers=["CPUExecutionProvider"])
+    x = d["input"][:1]
+    np.testing.assert_allclose(b.run(None, {"input": x})[0], a.run(None, {"input": x})[0],
+                               rtol=1e-4, atol=1e-5)
+
+
+BAD_DATA = {
+    "no target": ({"target": None}, "no target key `target`"),
+    "float class ids": ({"target": np.zeros(20, np.float32)}, "takes int64 class ids"),
+    "class id out of range": ({"target": np.full(20, 10, np.int64)}, "class id 10"),
+    "negative class id": ({"target": np.full(20, -1, np.int64)}, "class id -1"),
+    "NaN input": ({"input": np.full((20, 3, 16, 16), np.nan, np.float32)}, "NaN or infinite"),
+    "wrong example shape": ({"input": np.zeros((20, 3, 8, 8), np.float32)}, "examples of shape [3, 8, 8]"),
+    "int images": ({"input": np.zeros((20, 3, 16, 16), np.int32)}, "takes f32"),
+    "ragged columns": ({"target": np.zeros(19, np.int64)}, "has 19 examples"),
+    "no input key": ({"input": None, "pixels": np.zeros((20, 3, 16, 16), np.float32)},
+                     "no key `input` for model input `input`"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_data_that_does_not_fit_exits_2_naming_the_problem(laurelc_bin, tmp_path, case):
+    overrides, message = BAD_DATA[case]
+    data = images(tmp_path / "bad.npz", **overrides)
+    out = tmp_path / "out.onnx"
+    res = subprocess.run([str(laurelc_bin), "train", RESNET, "--data", data, "-o", out, "-q",
+                          "--train", "all"], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr, res.stderr
+    assert "panicked" not in res.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("batch, n, message", [
+    ("4", 3, "a batch of 4 examples from a data set of 3"),
+    ("2", 6, "has a fixed batch axis of 1, not --batch-size 2"),
+])
+def test_a_batch_the_data_or_the_model_cannot_give_exits_2(laurelc_bin, tmp_path, batch, n, message):
+    out = tmp_path / "x.onnx"
+    data = images(tmp_path / "d.npz", n=n)
+    res = subprocess.run([str(laurelc_bin), "train", RESNET, "--data", data, "-o", out, "-q",
+                          "--batch-size", batch], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr, res.stderr
+
+
+def test_a_diverging_run_exits_1_says_where_and_writes_no_model(laurelc_bin, tmp_path):
+    data = images(tmp_path / "train.npz", n=4)
+    out = tmp_path / "out.onnx"
+    res = subprocess.run([str(laurelc_bin), "train", RESNET, "--data", data, "-o", out, "-q",
+                          "--train", "all", "--optimizer", "sgd", "--lr", "1e20", "--epochs", "3"],
+                         capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert "the loss became" in res.stderr and "at update" in res.stderr, res.stderr
+    assert not out.exists()
