@@ -4,8 +4,10 @@
 //! dilations `d`, pads `pb` (begin) and `pe` (end):
 //! ```text
 //! ∂X = ConvTranspose(G, W; s, d, pads, group g, output_padding = S − ((O−1)·s + (K−1)·d + 1 − pb − pe))
-//! ∂W = Transpose₁₀(Slice_K(Conv(X′, G′; strides d, dilations s, pads, group g)))
-//!      X′ = X as [C/g, g·N, S…] (channel (j, n) of batch c′ is X[n, j·C/g + c′])
+//! ∂W = Transpose₁₀(Conv(X′, G′; strides d, dilations s, pads′, group g))
+//!      X′ = X as [C/g, g·N, S…] (channel (j, n) of batch c′ is X[n, j·C/g + c′]),
+//!           less the tail a stride leaves unread (end pad first, then input),
+//!           so that the Conv computes exactly the K taps
 //!      G′ = Transpose₁₀(G): [M, N, O…]
 //! ∂B = ReduceSum(G, [0, 2, 3, …])
 //! ```
@@ -153,9 +155,33 @@ pub fn conv(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads,
         let mut perm = vec![1, 0];
         perm.extend(2..2 + sp);
         let gp = e.transpose(&g, &perm)?;
+        // Only the padded input's first (O−1)·s + (K−1)·d + 1 positions reach
+        // the output; a stride that does not divide the input leaves a tail
+        // the forward never read. Trimmed first (end pad, then input), the
+        // weight-gradient Conv computes exactly K taps: a strided 1×1
+        // convolution on an even size would otherwise compute 2×2 taps, 4×
+        // its work, and slice 3 of them away (measured on ResNet-50).
+        let mut end = geo.end.clone();
+        let mut keep: Vec<i64> = spatial.to_vec();
+        for i in 0..sp {
+            let span = (out[i] - 1) * geo.strides[i] + (geo.kernel[i] - 1) * geo.dilations[i] + 1;
+            let extra = (spatial[i] + geo.begin[i] + geo.end[i] - span).max(0);
+            let from_pad = extra.min(end[i]);
+            end[i] -= from_pad;
+            keep[i] -= extra - from_pad;
+        }
+        let xp = if keep.as_slice() == spatial {
+            xp
+        } else {
+            let axes: Vec<i64> = (2..2 + to_i64(sp)).collect();
+            let mut d = e.ty(&xp)?.dims[..2].to_vec();
+            d.extend_from_slice(&keep);
+            super::layout::slice_of(e, &xp, &vec![0; sp], &keep, &axes, &d)?
+        };
+        let pads: Vec<i64> = geo.begin.iter().chain(&end).copied().collect();
         let full: Vec<i64> = (0..sp)
             .map(|i| {
-                (spatial[i] + geo.begin[i] + geo.end[i] - (out[i] - 1) * geo.strides[i] - 1)
+                (keep[i] + geo.begin[i] + end[i] - (out[i] - 1) * geo.strides[i] - 1)
                     / geo.dilations[i]
                     + 1
             })
