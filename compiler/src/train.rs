@@ -52,7 +52,7 @@ pub struct TrainFileOptions {
     /// The loss, the trainable tensors, the prediction (`load` is set here
     /// from the data).
     pub grad: GradOptions,
-    /// The loop's options (`columns` and `prediction` are set here).
+    /// The loop's options (`columns`, `prediction` and `float_loss` are set here).
     pub run: TrainOptions,
     /// Where to keep the run's state, and how often (epochs; 0: never).
     pub checkpoint: Option<(PathBuf, u64)>,
@@ -158,6 +158,12 @@ pub fn train_file(
         .chain(std::iter::once((TARGET.to_owned(), opts.target.clone())))
         .collect();
     run.prediction = Some(report.prediction.clone());
+    run.float_loss = match opts.grad.loss {
+        crate::autodiff::Loss::Kd => laurel_runtime::train::metrics::FloatLoss::Distillation {
+            temperature: opts.grad.temperature,
+        },
+        _ => laurel_runtime::train::metrics::FloatLoss::SquaredError,
+    };
     let mut hooks = RunHooks {
         step: &runnable,
         eval: eval.as_ref(),
@@ -383,7 +389,13 @@ fn check_target(
             keys(data)
         ))
     })?;
-    let want: Vec<usize> = step.target.dims[1..]
+    let Some((_, per_example)) = step.target.dims.split_first() else {
+        return Err(bad(format!(
+            "the {} loss on `{}` has a scalar target: the prediction has no batch axis to train on",
+            step.loss, step.prediction
+        )));
+    };
+    let want: Vec<usize> = per_example
         .iter()
         .map(|&d| usize::try_from(d).unwrap_or(0))
         .collect();

@@ -179,3 +179,25 @@ def test_a_diverging_run_exits_1_says_where_and_writes_no_model(laurelc_bin, tmp
     assert res.returncode == 1, res.stderr
     assert "the loss became" in res.stderr and "at update" in res.stderr, res.stderr
     assert not out.exists()
+
+
+def test_distillation_trains_on_a_teachers_probabilities_and_reports_its_own_loss(laurelc_bin, tmp_path):
+    rng = np.random.default_rng(9)
+    z = rng.standard_normal((12, 10)) * 2
+    q = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    data = images(tmp_path / "kd.npz", n=12, target=q.astype(np.float32))
+    out = tmp_path / "kd.onnx"
+    report = train(laurelc_bin, RESNET, out, data, "--eval", data, "--train", "all", "--loss", "kd",
+                   "--temperature", "2", "--epochs", "4", "--lr", "1e-2")
+    epochs = report["run"]["epochs"]
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert epochs[-1]["accuracy"] is None and epochs[-1]["eval"]["accuracy"] is None
+    # The evaluation's loss is the kd loss of the written model, by numpy.
+    d = np.load(data)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    p = np.concatenate([sess.run(None, {"input": d["input"][i:i + 1]})[0] for i in range(12)])
+    zt = p.astype(np.float64) / 2
+    zt -= zt.max(-1, keepdims=True)
+    logp = zt - np.log(np.exp(zt).sum(-1, keepdims=True))
+    kd = float(-4 * (d["target"] * logp).sum(-1).mean())
+    assert abs(epochs[-1]["eval"]["loss"] - kd) <= 1e-4 * max(1.0, kd), (epochs[-1]["eval"], kd)

@@ -90,6 +90,7 @@ fn options(epochs: u64, optimizer: Optimizer, lr: f32) -> TrainOptions {
         clip_norm: None,
         columns: Vec::new(),
         prediction: None,
+        float_loss: laurel_runtime::train::metrics::FloatLoss::default(),
     }
 }
 

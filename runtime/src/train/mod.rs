@@ -190,6 +190,8 @@ pub struct TrainOptions {
     /// The model output whose argmax is the predicted class (for accuracy;
     /// default: the first of the model's outputs).
     pub prediction: Option<String>,
+    /// The loss evaluations report for float targets (the step's own loss).
+    pub float_loss: metrics::FloatLoss,
 }
 
 /// One epoch's numbers.
@@ -498,7 +500,8 @@ fn scalar(outputs: &[(String, Tensor)], name: &str) -> Result<f32, RuntimeError>
 /// Evaluates `params` on every example of `data`, in order, by running the
 /// step (its loss and gradients are computed and dropped): the last batch is
 /// padded with row 0 and only its real rows count. The loss is the `ce` loss
-/// for class-id targets and `mse` for float targets ([`metrics`]).
+/// for class-id targets and [`TrainOptions::float_loss`] for float targets
+/// ([`metrics`]).
 ///
 /// # Errors
 /// As [`train`].
@@ -536,7 +539,12 @@ pub fn evaluate(
             inputs.push((p.name.clone(), p.tensor()?));
         }
         let outputs = step.run(inputs)?;
-        let (l, c, n) = metrics::sums(named(&outputs, &prediction)?, &target, real)?;
+        let (l, c, n) = metrics::sums(
+            named(&outputs, &prediction)?,
+            &target,
+            real,
+            options.float_loss,
+        )?;
         loss += l;
         correct += c;
         positions += n;

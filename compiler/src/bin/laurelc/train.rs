@@ -179,6 +179,7 @@ fn options(a: &TrainArgs) -> Result<(laurelc::train::TrainFileOptions, PathBuf)>
             clip_norm: a.clip_norm,
             columns: Vec::new(),
             prediction: None,
+            float_loss: laurel_runtime::train::metrics::FloatLoss::default(),
         },
         checkpoint: (a.checkpoint_every > 0).then(|| (checkpoint_path.clone(), a.checkpoint_every)),
         resume: a.resume.clone(),
