@@ -112,6 +112,28 @@ pub fn train_file(
     progress: &mut dyn Progress,
 ) -> Result<TrainFileReport> {
     crate::pipeline::guard_output(input, output, opts.force)?;
+    if let Some((checkpoint, _)) = &opts.checkpoint {
+        // The checkpoint is written over and over: never onto the model, the
+        // data or the trained model, whatever --force says (onto the
+        // checkpoint resumed from is fine: it was read first).
+        let clash = [
+            (input, "the model"),
+            (opts.data.as_path(), "the training data"),
+        ]
+        .into_iter()
+        .chain(opts.eval.as_deref().map(|e| (e, "the evaluation data")))
+        .find(|(p, _)| crate::pipeline::same_file(p, checkpoint));
+        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let clash = clash
+            .map(|(_, what)| what)
+            .or_else(|| (canon(checkpoint) == canon(output)).then_some("the trained model"));
+        if let Some(what) = clash {
+            return Err(Error::Data {
+                path: checkpoint.clone(),
+                reason: format!("the checkpoint would be written over {what}"),
+            });
+        }
+    }
     let mut model = onnx::import_path(input)?;
     crate::pipeline::guard_external(&model, output, opts.force)?;
     let bytes = onnx::to_bytes(&model)?;

@@ -201,3 +201,28 @@ def test_distillation_trains_on_a_teachers_probabilities_and_reports_its_own_los
     logp = zt - np.log(np.exp(zt).sum(-1, keepdims=True))
     kd = float(-4 * (d["target"] * logp).sum(-1).mean())
     assert abs(epochs[-1]["eval"]["loss"] - kd) <= 1e-4 * max(1.0, kd), (epochs[-1]["eval"], kd)
+
+
+@pytest.mark.parametrize("where", ["model", "data", "output"])
+def test_a_checkpoint_never_overwrites_the_model_the_data_or_the_output(laurelc_bin, tmp_path, where):
+    data = images(tmp_path / "d.npz", n=4)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(RESNET.read_bytes())
+    out = tmp_path / "out.onnx"
+    target = {"model": model, "data": data, "output": out}[where]
+    before = target.read_bytes() if target.exists() else None
+    res = subprocess.run([str(laurelc_bin), "train", model, "--data", data, "-o", out, "-q", "--force",
+                          "--checkpoint", target], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert "the checkpoint would be written over" in res.stderr, res.stderr
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
+def test_resuming_keeps_saving_to_the_checkpoint_it_resumed_from(laurelc_bin, tmp_path):
+    data = images(tmp_path / "d.npz", n=4)
+    out = tmp_path / "out.onnx"
+    train(laurelc_bin, RESNET, out, data, "--train", "all", "--epochs", "1")
+    checkpoint = tmp_path / "out.onnx.ckpt.npz"
+    report = train(laurelc_bin, RESNET, out, data, "--train", "all", "--epochs", "2", "--resume", checkpoint)
+    assert [e["epoch"] for e in report["run"]["epochs"]] == [2]
+    assert report["checkpoint_epoch"] == 2
