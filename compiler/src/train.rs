@@ -152,9 +152,12 @@ pub fn train_file(
         load,
         ..opts.grad.clone()
     };
-    check_inputs(&declared, &train, &opts.data, opts, batch)?;
+    check_inputs(&declared, &train, &opts.data, opts, Some(batch))?;
     if let (Some(e), Some(path)) = (&eval, &opts.eval) {
-        check_inputs(&declared, e, path, opts, batch.min(e.len()))?;
+        // Evaluation pads its last batch: any number of examples will do, but
+        // of the shapes the step is built for.
+        check_inputs(&declared, e, path, opts, None)?;
+        check_like_training(&declared, &train, e, path, opts)?;
     }
     let (step, report) = crate::autodiff::training_step(&model, &grad)?;
     check_target(&train, &opts.data, opts, &report)?;
@@ -283,6 +286,34 @@ fn strip_prefix(e: &laurel_runtime::RuntimeError) -> String {
     }
 }
 
+/// Evaluation examples of the training examples' shapes (the step is built
+/// for those).
+fn check_like_training(
+    declared: &[laurel_runtime::InputSpec],
+    train: &Dataset,
+    e: &Dataset,
+    path: &Path,
+    opts: &TrainFileOptions,
+) -> Result<()> {
+    for input in declared {
+        let key = key_of(opts, &input.name);
+        let (a, b) = (train.column(key), e.column(key));
+        if let (Some(a), Some(b)) = (a, b)
+            && a.shape()[1..] != b.shape()[1..]
+        {
+            return Err(Error::Data {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "`{key}` holds examples of shape {:?}; the training data's are {:?}",
+                    &b.shape()[1..],
+                    &a.shape()[1..]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The data key of model input `input`.
 fn key_of<'a>(opts: &'a TrainFileOptions, input: &'a str) -> &'a str {
     opts.inputs
@@ -328,18 +359,21 @@ fn keys(data: &Dataset) -> String {
 }
 
 /// Checks `data` against the model's declared inputs.
+/// `batch` is the training batch, `None` for evaluation data (padded).
 fn check_inputs(
     declared: &[laurel_runtime::InputSpec],
     data: &Dataset,
     path: &Path,
     opts: &TrainFileOptions,
-    batch: usize,
+    batch: Option<usize>,
 ) -> Result<()> {
     let bad = |reason: String| Error::Data {
         path: path.to_path_buf(),
         reason,
     };
-    if batch == 0 || batch > data.len() {
+    if let Some(batch) = batch
+        && (batch == 0 || batch > data.len())
+    {
         return Err(bad(format!(
             "a batch of {batch} examples from a data set of {}",
             data.len()
@@ -369,7 +403,10 @@ fn check_inputs(
                 .iter()
                 .zip(example)
                 .all(|(d, &e)| !matches!(d, DimSpec::Fixed(f) if *f != e));
-        let batch_fits = !matches!(input.shape.first(), Some(DimSpec::Fixed(b)) if *b != batch);
+        let batch_fits = match (batch, input.shape.first()) {
+            (Some(batch), Some(DimSpec::Fixed(b))) => *b == batch,
+            _ => true,
+        };
         if !fits {
             return Err(bad(format!(
                 "`{key}` holds examples of shape {example:?}; model input `{}` is {} (the first axis is the batch)",
@@ -379,9 +416,10 @@ fn check_inputs(
         }
         if !batch_fits {
             return Err(bad(format!(
-                "model input `{}` has a fixed batch axis of {}, not --batch-size {batch}",
+                "model input `{}` has a fixed batch axis of {}, not --batch-size {}",
                 input.name,
                 dims_text(&input.shape[..1]),
+                batch.unwrap_or_default()
             )));
         }
         if let Some(i) = first_non_finite(column) {

@@ -226,3 +226,35 @@ def test_resuming_keeps_saving_to_the_checkpoint_it_resumed_from(laurelc_bin, tm
     report = train(laurelc_bin, RESNET, out, data, "--train", "all", "--epochs", "2", "--resume", checkpoint)
     assert [e["epoch"] for e in report["run"]["epochs"]] == [2]
     assert report["checkpoint_epoch"] == 2
+
+
+def test_an_autoencoder_reads_one_key_as_input_and_target(laurelc_bin, tmp_path):
+    """Two feeds of one data key: the transformer's input is its own target."""
+    rng = np.random.default_rng(2)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=rng.standard_normal((6, 8, 16)).astype(np.float32))
+    out = tmp_path / "ae.onnx"
+    report = train(laurelc_bin, FIXTURES / "tiny_preln_transformer.onnx", out, data, "--train", "all",
+                   "--loss", "mse", "--target", "x", "--epochs", "3", "--lr", "1e-2")
+    epochs = report["run"]["epochs"]
+    assert epochs[-1]["loss"] < epochs[0]["loss"], epochs
+
+
+def test_a_finite_loss_with_an_infinite_gradient_stops_the_run(laurelc_bin, tmp_path):
+    """y = √w at w = 0: the loss is finite, ∂y/∂w = ∞; the run must not write NaN weights."""
+    from onnx import TensorProto, helper
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 3], [0.0, 1.0, 1.0])
+    g = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("Sqrt", ["w"], ["s"]),
+                           helper.make_node("Add", ["xw", "s"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    model = tmp_path / "sqrt.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.ones((2, 3), np.float32), target=np.zeros((2, 3), np.float32))
+    out = tmp_path / "out.onnx"
+    res = subprocess.run([str(laurelc_bin), "train", model, "--data", data, "-o", out, "-q", "--train", "all",
+                          "--loss", "mse", "--epochs", "2"], capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert "at update 1" in res.stderr, res.stderr
+    assert not out.exists()

@@ -9,8 +9,9 @@
 //! mse   loss = Σ (p − t)² / n                           ∂p = 2·(p − t) / n
 //! kd    loss = −T²·Σ q·log_softmax(p/T) / P             ∂p = T·(softmax(p/T)·Σ_c q − q) / P
 //! ```
-//! `ce` takes int64 class ids `t: [P…]` (an id outside `[0, C)` contributes
-//! nothing, so the loop that feeds the step must check its labels first);
+//! `ce` takes int64 class ids `t: [P…]` (an id outside `[0, C)` adds nothing
+//! to the loss but still `softmax(p)/P` to the gradient, so the loop that
+//! feeds the step must check its labels first, as `laurelc train` does);
 //! `mse` a float `t` shaped like `p`; `kd` the teacher's probabilities `q`
 //! shaped like `p` (softened at `T` by the caller), and is the cross-entropy
 //! form of the distillation loss (it differs from the KL divergence by the

@@ -69,7 +69,7 @@ impl Checkpoint {
     ///
     /// # Errors
     /// [`RuntimeError::StepInterface`]: other tensors than the step trains,
-    /// another optimizer than the checkpoint's.
+    /// another optimizer (or other hyper-parameters) than the checkpoint's.
     pub fn check_against(
         &self,
         iface: &StepInterface,
@@ -86,7 +86,7 @@ impl Checkpoint {
                 ),
             });
         }
-        if std::mem::discriminant(&self.optimizer) != std::mem::discriminant(optimizer)
+        if self.optimizer != *optimizer
             || self.moments.iter().any(|m| m.len() != optimizer.buffers())
         {
             return Err(RuntimeError::StepInterface {

@@ -217,14 +217,15 @@ pub struct EpochReport {
 pub enum Stop {
     /// Every epoch ran.
     Completed,
-    /// The loss became NaN or infinite; the parameters are those before the update that
-    /// would have used it.
+    /// The loss, or the gradients' norm, became NaN or infinite; the parameters are
+    /// those before the update that would have used it.
     NonFinite {
         /// The epoch (from 1).
         epoch: u64,
         /// The update (from 1, counted over the whole run).
         update: u64,
-        /// The loss.
+        /// What became non-finite: "the loss became NaN", "the gradients'
+        /// norm became inf (the loss was 0.25)".
         loss: String,
     },
 }
@@ -287,6 +288,25 @@ pub fn train(
 ) -> Result<(Checkpoint, TrainReport), RuntimeError> {
     let iface = StepInterface::of(step)?;
     state.check_against(&iface, &options.optimizer)?;
+    for p in &state.params {
+        let input = step.inputs().iter().find(|i| i.name == p.name);
+        if input.and_then(crate::datum::InputSpec::concrete_shape) != Some(p.shape.clone()) {
+            return Err(RuntimeError::StepInterface {
+                reason: format!(
+                    "`{}` is {:?} in the state, not the shape the step takes",
+                    p.name, p.shape
+                ),
+            });
+        }
+    }
+    if state.epoch > options.epochs {
+        return Err(RuntimeError::StepInterface {
+            reason: format!(
+                "the state has done {} epochs, more than the {} asked",
+                state.epoch, options.epochs
+            ),
+        });
+    }
     let feeds = column_feeds(&iface, options, data)?;
     let per_epoch = data.len() / iface.batch;
     if per_epoch == 0 {
@@ -334,7 +354,7 @@ pub fn train(
                 report.stop = Stop::NonFinite {
                     epoch,
                     update: t,
-                    loss: format!("{loss}"),
+                    loss,
                 };
                 report.updates = state.updates;
                 report.epochs.push(acc.report(epoch));
@@ -368,9 +388,10 @@ struct Running {
 impl Running {
     #[allow(clippy::cast_precision_loss)] // counts far below 2^52
     fn report(&self, epoch: u64) -> EpochReport {
-        let n = self.updates.max(1) as f64;
+        let n = self.updates as f64;
         EpochReport {
             epoch,
+            // NaN (null in JSON) for an epoch stopped before its first update.
             loss: self.loss / n,
             accuracy: (self.seen > 0).then(|| self.correct as f64 / self.seen as f64),
             lr: self.lr,
@@ -380,8 +401,9 @@ impl Running {
     }
 }
 
-/// One update on the batch of `rows`: `Ok(Err(loss))` when the loss is not
-/// finite, and then `state` is left as it was.
+/// One update on the batch of `rows`: `Ok(Err(what))` when the loss or the
+/// gradients' norm is not finite (`what` says which: "the loss became NaN"),
+/// and then `state` is left as it was.
 #[allow(clippy::too_many_arguments)] // the loop's context, passed down once
 fn update(
     step: &Runnable,
@@ -394,18 +416,9 @@ fn update(
     rows: &[usize],
     total: u64,
     acc: &mut Running,
-) -> Result<Result<(), f32>, RuntimeError> {
+) -> Result<Result<(), String>, RuntimeError> {
     let t = state.updates + 1;
-    let mut inputs: Vec<(String, Tensor)> = data
-        .rows(rows)?
-        .into_iter()
-        .filter_map(|(column, tensor)| {
-            feeds
-                .iter()
-                .find(|(_, c)| *c == column)
-                .map(|(input, _)| (input.clone(), tensor))
-        })
-        .collect();
+    let mut inputs = batch_inputs(data, feeds, rows)?;
     for p in &state.params {
         inputs.push((p.name.clone(), p.tensor()?));
     }
@@ -416,7 +429,7 @@ fn update(
     let outputs = step.run(inputs)?;
     let loss = scalar(&outputs, LOSS)?;
     if !loss.is_finite() {
-        return Ok(Err(loss));
+        return Ok(Err(format!("the loss became {loss}")));
     }
     if let (Some(pred), Some(target), true) = (prediction, &target, iface.class_ids) {
         let (c, n) = metrics::correct(named(&outputs, pred)?, target)?;
@@ -426,15 +439,28 @@ fn update(
     let mut grads = Vec::with_capacity(state.params.len());
     for p in &state.params {
         let g = named(&outputs, &format!("{}{GRAD_SUFFIX}", p.name))?;
-        grads.push(
-            elements::<f32>(g)
-                .ok_or_else(|| RuntimeError::StepInterface {
-                    reason: format!("the gradient of `{}` is not float32", p.name),
-                })?
-                .to_vec(),
-        );
+        let g = elements::<f32>(g).ok_or_else(|| RuntimeError::StepInterface {
+            reason: format!("the gradient of `{}` is not float32", p.name),
+        })?;
+        if g.len() != p.values.len() {
+            return Err(RuntimeError::StepInterface {
+                reason: format!(
+                    "the gradient of `{}` has {} elements, the tensor {}",
+                    p.name,
+                    g.len(),
+                    p.values.len()
+                ),
+            });
+        }
+        grads.push(g.to_vec());
     }
     let norm = optim::clip_global_norm(&mut grads, options.clip_norm.unwrap_or(f32::INFINITY));
+    if !norm.is_finite() {
+        // A NaN or infinite gradient would poison θ: stop as for the loss.
+        return Ok(Err(format!(
+            "the gradients' norm became {norm} (the loss was {loss})"
+        )));
+    }
     acc.lr = options.schedule.rate(options.lr, t - 1, total);
     for ((p, g), s) in state.params.iter_mut().zip(&grads).zip(&mut state.moments) {
         options.optimizer.update(&mut p.values, g, s, acc.lr, t);
@@ -444,6 +470,29 @@ fn update(
     acc.norm += f64::from(norm);
     acc.updates += 1;
     Ok(Ok(()))
+}
+
+/// The step's data inputs and target for the examples at `rows`: each feed
+/// gets its column's rows (two feeds may read one column, as an autoencoder's
+/// input and target do).
+fn batch_inputs(
+    data: &Dataset,
+    feeds: &[(String, String)],
+    rows: &[usize],
+) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+    let columns = data.rows(rows)?;
+    feeds
+        .iter()
+        .map(|(input, column)| {
+            columns
+                .iter()
+                .find(|(c, _)| c == column)
+                .map(|(_, t)| (input.clone(), t.clone()))
+                .ok_or_else(|| RuntimeError::Data {
+                    reason: format!("no column `{column}` for input `{input}`"),
+                })
+        })
+        .collect()
 }
 
 /// Which data column feeds each data input and the target.
@@ -520,14 +569,10 @@ pub fn evaluate(
         .ok_or_else(|| RuntimeError::StepInterface {
             reason: "the step has no model output to evaluate".into(),
         })?;
+    let feeds = feeds.as_slice();
     let (mut loss, mut correct, mut positions) = (0.0, 0_u64, 0_u64);
     for (rows, real) in data.in_order(iface.batch)? {
-        let mut inputs: Vec<(String, Tensor)> = Vec::new();
-        for (column, tensor) in data.rows(&rows)? {
-            if let Some((input, _)) = feeds.iter().find(|(_, c)| *c == column) {
-                inputs.push((input.clone(), tensor));
-            }
-        }
+        let mut inputs = batch_inputs(data, feeds, &rows)?;
         let target = inputs
             .iter()
             .find(|(n, _)| n == TARGET)
@@ -578,7 +623,7 @@ pub fn initial_params(model: &[u8], names: &[String]) -> Result<Vec<Param>, Runt
     use prost::Message as _;
     let proto =
         tract_onnx::pb::ModelProto::decode(model).map_err(|e| RuntimeError::ModelDecode {
-            model: "the trained model".into(),
+            model: "the model the step was built from".into(),
             message: e.to_string(),
         })?;
     let graph = proto.graph.unwrap_or_default();

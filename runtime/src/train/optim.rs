@@ -134,14 +134,15 @@ pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f32) -> f32 {
         .map(|&x| f64::from(x) * f64::from(x))
         .sum::<f64>()
         .sqrt();
-    #[allow(clippy::cast_possible_truncation)] // a norm of f32 values
-    let norm = norm as f32;
-    if norm > max_norm && norm.is_finite() {
-        let s = max_norm / norm;
+    if norm > f64::from(max_norm) && norm.is_finite() {
+        #[allow(clippy::cast_possible_truncation)] // a factor in (0, 1)
+        let s = (f64::from(max_norm) / norm) as f32;
         for x in grads.iter_mut().flat_map(|g| g.iter_mut()) {
             *x *= s;
         }
     }
+    #[allow(clippy::cast_possible_truncation)] // a norm of f32 values; +inf above f32::MAX
+    let norm = norm as f32;
     norm
 }
 

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! constant   η(t) = η
-//! cosine     η(t) = η·t/w                                  for t < w (linear warm-up)
-//!            η(t) = η·½·(1 + cos(π·(t − w)/(T − w)))       for w ≤ t ≤ T
+//! cosine     η(t) = η·(t + 1)/(w + 1)                      for t < w (linear warm-up, never 0)
+//!            η(t) = η·½·(1 + cos(π·(t − w)/(T − w)))       for w ≤ t < T (down to near 0)
 //! ```
 //!
 //! `t` counts updates from 0, `T` is the run's total number of updates and

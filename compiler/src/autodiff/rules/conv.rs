@@ -168,7 +168,9 @@ pub fn conv(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads,
             let extra = (spatial[i] + geo.begin[i] + geo.end[i] - span).max(0);
             let from_pad = extra.min(end[i]);
             end[i] -= from_pad;
-            keep[i] -= extra - from_pad;
+            // At least one input position stays (a begin pad may cover all
+            // that is read); the Slice of the taps below then cuts the rest.
+            keep[i] = (keep[i] - (extra - from_pad)).max(1);
         }
         let xp = if keep.as_slice() == spatial {
             xp

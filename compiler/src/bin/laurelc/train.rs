@@ -236,7 +236,7 @@ pub fn run(a: &TrainArgs, quiet: bool) -> Result<()> {
                 None => "this run saved no checkpoint".to_owned(),
             };
             Err(Diverged(format!(
-                "the loss became {loss} at update {update} (epoch {epoch}); {kept}; {} was not written",
+                "{loss} at update {update} (epoch {epoch}); {kept}; {} was not written",
                 a.output.display()
             ))
             .into())
