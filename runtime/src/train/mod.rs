@@ -319,10 +319,7 @@ pub fn train(
         });
     }
     let total = options.epochs.saturating_mul(per_epoch as u64);
-    let prediction = options
-        .prediction
-        .clone()
-        .or_else(|| iface.outputs.first().cloned());
+    let prediction = prediction_of(options, &iface);
     let mut report = TrainReport {
         epochs: Vec::new(),
         updates: state.updates,
@@ -495,6 +492,15 @@ fn batch_inputs(
         .collect()
 }
 
+/// The output whose argmax is the predicted class: the option's, else the
+/// model's first output.
+fn prediction_of(options: &TrainOptions, iface: &StepInterface) -> Option<String> {
+    options
+        .prediction
+        .clone()
+        .or_else(|| iface.outputs.first().cloned())
+}
+
 /// Which data column feeds each data input and the target.
 fn column_feeds(
     iface: &StepInterface,
@@ -562,13 +568,9 @@ pub fn evaluate(
 ) -> Result<Metrics, RuntimeError> {
     let iface = StepInterface::of(step)?;
     let feeds = column_feeds(&iface, options, data)?;
-    let prediction = options
-        .prediction
-        .clone()
-        .or_else(|| iface.outputs.first().cloned())
-        .ok_or_else(|| RuntimeError::StepInterface {
-            reason: "the step has no model output to evaluate".into(),
-        })?;
+    let prediction = prediction_of(options, &iface).ok_or_else(|| RuntimeError::StepInterface {
+        reason: "the step has no model output to evaluate".into(),
+    })?;
     let feeds = feeds.as_slice();
     let (mut loss, mut correct, mut positions) = (0.0, 0_u64, 0_u64);
     for (rows, real) in data.in_order(iface.batch)? {

@@ -223,18 +223,7 @@ pub fn extremum(
         let x = required(v, i)?;
         // Equal(xᵢ, y) has y's shape: xᵢ broadcasts to it.
         let eq = e.equal(x, &y)?;
-        let bool_ty = e.ty(&eq)?.clone();
-        let hit = match &taken {
-            None => eq,
-            Some(t) => {
-                let not_t = e.op("Not", &[t], Vec::new(), bool_ty.clone());
-                e.op("And", &[&eq, &not_t], Vec::new(), bool_ty.clone())
-            }
-        };
-        taken = Some(match taken {
-            None => hit.clone(),
-            Some(t) => e.op("Or", &[&t, &hit], Vec::new(), bool_ty),
-        });
+        let hit = super::first_hit(e, eq, &mut taken)?;
         out.push(if v.need(i) {
             let to = e.ty(x)?.clone();
             let w = e.op("Where", &[&hit, &g, &zero], Vec::new(), ty.clone());

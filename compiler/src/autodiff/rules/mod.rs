@@ -122,6 +122,33 @@ pub type Grads = Vec<Option<String>>;
 /// A vector-Jacobian product: the emitter, the node, its outputs' gradients.
 pub type Rule = fn(&mut Emitter, &Vjp<'_>, &[Option<String>]) -> Result<Grads, AutodiffError>;
 
+/// Of a sequence of candidates for one selection (inputs of `Max`, kernel
+/// offsets of a `MaxPool` window), the first that attains it: `eq` ∧ ¬`taken`,
+/// with `taken` (the candidates before, or-ed) updated. The first `eq` is its
+/// own hit. Ties go to the first candidate, as in `PyTorch`.
+///
+/// # Errors
+/// `eq` has no static type.
+pub(crate) fn first_hit(
+    e: &mut Emitter,
+    eq: String,
+    taken: &mut Option<String>,
+) -> Result<String, AutodiffError> {
+    let bool_ty = e.ty(&eq)?.clone();
+    let hit = match taken.as_deref() {
+        None => eq,
+        Some(t) => {
+            let not_t = e.op("Not", &[t], Vec::new(), bool_ty.clone());
+            e.op("And", &[&eq, &not_t], Vec::new(), bool_ty.clone())
+        }
+    };
+    *taken = Some(match taken.take() {
+        None => hit.clone(),
+        Some(t) => e.op("Or", &[&t, &hit], Vec::new(), bool_ty),
+    });
+    Ok(hit)
+}
+
 /// Ops with a zero derivative wherever one exists (their outputs are
 /// indices, shapes, masks or piecewise-constant values).
 pub const ZERO_DERIVATIVE: &[&str] = &[

@@ -230,18 +230,7 @@ fn max_pool_by_masks(e: &mut Emitter, v: &Vjp<'_>, g: &str) -> Result<Grads, Aut
         ];
         let sampled = e.op("Conv", &[&xp, &onehot], conv_attrs.clone(), ty.clone());
         let eq = e.equal(&sampled, &y)?;
-        let bool_ty = e.ty(&eq)?.clone();
-        let hit = match &taken {
-            None => eq,
-            Some(t) => {
-                let not_t = e.op("Not", &[t], Vec::new(), bool_ty.clone());
-                e.op("And", &[&eq, &not_t], Vec::new(), bool_ty.clone())
-            }
-        };
-        taken = Some(match taken {
-            None => hit.clone(),
-            Some(t) => e.op("Or", &[&t, &hit], Vec::new(), bool_ty),
-        });
+        let hit = super::first_hit(e, eq, &mut taken)?;
         let masked = e.op("Where", &[&hit, g, &zero], Vec::new(), ty.clone());
         let mut attrs = conv_attrs;
         if output_padding.iter().any(|&p| p != 0) {
