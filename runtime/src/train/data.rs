@@ -95,29 +95,43 @@ impl Dataset {
     /// # Errors
     /// [`RuntimeError::Data`] for a row out of range.
     pub fn rows(&self, rows: &[usize]) -> Result<Vec<(String, Tensor)>, RuntimeError> {
+        self.columns
+            .iter()
+            .map(|(name, t)| Ok((name.clone(), self.gather(name, t, rows)?)))
+            .collect()
+    }
+
+    /// The examples at `rows` of the column `name` alone (what a batch needs
+    /// of it, without copying the columns it does not read).
+    ///
+    /// # Errors
+    /// [`RuntimeError::Data`] for no such column or a row out of range.
+    pub fn column_rows(&self, name: &str, rows: &[usize]) -> Result<Tensor, RuntimeError> {
+        let t = self.column(name).ok_or_else(|| RuntimeError::Data {
+            reason: format!("no column `{name}`"),
+        })?;
+        self.gather(name, t, rows)
+    }
+
+    /// The rows of one column, copied. O(rows · row bytes).
+    fn gather(&self, name: &str, t: &Tensor, rows: &[usize]) -> Result<Tensor, RuntimeError> {
         if let Some(&r) = rows.iter().find(|&&r| r >= self.len) {
             return Err(RuntimeError::Data {
                 reason: format!("row {r} of a data set of {}", self.len),
             });
         }
-        self.columns
-            .iter()
-            .map(|(name, t)| {
-                let mut shape = t.shape().to_vec();
-                shape[0] = rows.len();
-                let mut out =
-                    Tensor::zero_dt(t.datum_type(), &shape).map_err(|e| RuntimeError::Data {
-                        reason: format!("column `{name}`: {e}"),
-                    })?;
-                let row = t.as_bytes().len() / self.len;
-                let src = t.as_bytes();
-                let dst = out.as_bytes_mut();
-                for (i, &r) in rows.iter().enumerate() {
-                    dst[i * row..(i + 1) * row].copy_from_slice(&src[r * row..(r + 1) * row]);
-                }
-                Ok((name.clone(), out))
-            })
-            .collect()
+        let mut shape = t.shape().to_vec();
+        shape[0] = rows.len();
+        let mut out = Tensor::zero_dt(t.datum_type(), &shape).map_err(|e| RuntimeError::Data {
+            reason: format!("column `{name}`: {e}"),
+        })?;
+        let row = t.as_bytes().len() / self.len;
+        let src = t.as_bytes();
+        let dst = out.as_bytes_mut();
+        for (i, &r) in rows.iter().enumerate() {
+            dst[i * row..(i + 1) * row].copy_from_slice(&src[r * row..(r + 1) * row]);
+        }
+        Ok(out)
     }
 
     /// The batches of one epoch: a permutation of the rows seeded by `seed`

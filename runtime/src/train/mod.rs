@@ -477,18 +477,9 @@ fn batch_inputs(
     feeds: &[(String, String)],
     rows: &[usize],
 ) -> Result<Vec<(String, Tensor)>, RuntimeError> {
-    let columns = data.rows(rows)?;
     feeds
         .iter()
-        .map(|(input, column)| {
-            columns
-                .iter()
-                .find(|(c, _)| c == column)
-                .map(|(_, t)| (input.clone(), t.clone()))
-                .ok_or_else(|| RuntimeError::Data {
-                    reason: format!("no column `{column}` for input `{input}`"),
-                })
-        })
+        .map(|(input, column)| Ok((input.clone(), data.column_rows(column, rows)?)))
         .collect()
 }
 
