@@ -28,7 +28,6 @@ import gzip
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +38,8 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import laurelc  # noqa: E402
 CNN = ROOT / "fixtures" / "digits_cnn.onnx"
 
 
@@ -67,13 +68,6 @@ def split(x: np.ndarray, y: np.ndarray, seed: int, work: Path) -> dict[str, Path
         paths[name] = work / f"{name}.npz"
         np.savez(paths[name], input=x[idx], target=y[idx])
     return paths
-
-
-def laurelc(binary: Path, *args) -> str:
-    res = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"laurelc {' '.join(map(str, args))} exited {res.returncode}:\n{res.stderr}")
-    return res.stdout
 
 
 def train(binary: Path, model: Path, out: Path, paths: dict, seed: int, *flags) -> dict:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,19 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 import laurel_testlib as lt  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from common import laurelc  # noqa: E402
+
 MODELS = {
     "tiny_resnet": {"path": ROOT / "fixtures" / "tiny_resnet.onnx", "grad": ["--loss", "ce"], "size": []},
     "paraphrase_minilm_l3": {"cache": "paraphrase_minilm_l3", "grad": ["--loss", "mse", "--prediction", "461"],
                              "size": ["--dim", "sequence_length=32"]},
     "light_resnet50": {"cache": "light_resnet50", "grad": ["--loss", "ce"], "size": [], "random_fills": True},
 }
-
-
-def laurelc(binary: Path, *args) -> str:
-    res = subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"laurelc {' '.join(map(str, args))} exited {res.returncode}:\n{res.stderr}")
-    return res.stdout
 
 
 def feeds_for(sess: ort.InferenceSession, seed: int, classes: int = 10) -> dict:

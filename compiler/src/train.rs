@@ -12,8 +12,11 @@
 //! The data are checked before anything runs, each failure an error naming
 //! the column (exit 2): a missing key; a column whose element type is not
 //! the input's; examples whose shape does not fit the input's fixed
-//! dimensions; NaN or infinite inputs; class ids outside `[0, classes)`; an
-//! empty data set or a batch larger than it.
+//! dimensions; NaN or infinite inputs; class ids outside `[0, classes)`;
+//! token ids with no row in the embedding table they index; `kd` targets
+//! that are not probability distributions; an empty data set or a batch
+//! larger than it. An `--input` naming no model input is an error, and the
+//! trained model is never written over the data.
 //!
 //! Cost: the step's construction (two shape inferences), then per update one
 //! run of the step plus O(parameters); per evaluation one run per batch.
@@ -111,33 +114,25 @@ pub fn train_file(
     sink: &mut dyn EpochSink,
     progress: &mut dyn Progress,
 ) -> Result<TrainFileReport> {
-    crate::pipeline::guard_output(input, output, opts.force)?;
-    if let Some((checkpoint, _)) = &opts.checkpoint {
-        // The checkpoint is written over and over: never onto the model, the
-        // data or the trained model, whatever --force says (onto the
-        // checkpoint resumed from is fine: it was read first).
-        let clash = [
-            (input, "the model"),
-            (opts.data.as_path(), "the training data"),
-        ]
-        .into_iter()
-        .chain(opts.eval.as_deref().map(|e| (e, "the evaluation data")))
-        .find(|(p, _)| crate::pipeline::same_file(p, checkpoint));
-        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-        let clash = clash
-            .map(|(_, what)| what)
-            .or_else(|| (canon(checkpoint) == canon(output)).then_some("the trained model"));
-        if let Some(what) = clash {
-            return Err(Error::Data {
-                path: checkpoint.clone(),
-                reason: format!("the checkpoint would be written over {what}"),
-            });
-        }
-    }
+    guard_paths(input, output, opts)?;
     let mut model = onnx::import_path(input)?;
     crate::pipeline::guard_external(&model, output, opts.force)?;
     let bytes = onnx::to_bytes(&model)?;
     let declared = laurel_runtime::declared_inputs(ModelSource::Bytes(&bytes))?;
+    if let Some((name, _)) = opts
+        .inputs
+        .iter()
+        .find(|(name, _)| !declared.iter().any(|d| &d.name == name))
+    {
+        let have: Vec<String> = declared.iter().map(|d| format!("`{}`", d.name)).collect();
+        return Err(Error::Data {
+            path: input.to_path_buf(),
+            reason: format!(
+                "--input {name}=…: the model has no input `{name}` (its inputs are {})",
+                have.join(", ")
+            ),
+        });
+    }
 
     let train = read_data(&opts.data)?;
     let eval = opts.eval.as_deref().map(read_data).transpose()?;
@@ -152,11 +147,12 @@ pub fn train_file(
         load,
         ..opts.grad.clone()
     };
-    check_inputs(&declared, &train, &opts.data, opts, Some(batch))?;
+    let bounds = gather_bounds(&model);
+    check_inputs(&declared, &train, &opts.data, opts, Some(batch), &bounds)?;
     if let (Some(e), Some(path)) = (&eval, &opts.eval) {
         // Evaluation pads its last batch: any number of examples will do, but
         // of the shapes the step is built for.
-        check_inputs(&declared, e, path, opts, None)?;
+        check_inputs(&declared, e, path, opts, None, &bounds)?;
         check_like_training(&declared, &train, e, path, opts)?;
     }
     let (step, report) = crate::autodiff::training_step(&model, &grad)?;
@@ -214,6 +210,46 @@ pub fn train_file(
         checkpoint_epoch,
         export,
     })
+}
+
+/// Refuses an output over the input (without `--force`) or over the data,
+/// and a checkpoint over the model, the data or the output.
+fn guard_paths(input: &Path, output: &Path, opts: &TrainFileOptions) -> Result<()> {
+    crate::pipeline::guard_output(input, output, opts.force)?;
+    // The trained model is never written over the data, whatever --force says.
+    for (data, what) in std::iter::once((opts.data.as_path(), "training"))
+        .chain(opts.eval.as_deref().map(|e| (e, "evaluation")))
+    {
+        if crate::pipeline::same_file(data, output) {
+            return Err(Error::Data {
+                path: output.to_path_buf(),
+                reason: format!("the trained model would be written over the {what} data"),
+            });
+        }
+    }
+    if let Some((checkpoint, _)) = &opts.checkpoint {
+        // The checkpoint is written over and over: never onto the model, the
+        // data or the trained model, whatever --force says (onto the
+        // checkpoint resumed from is fine: it was read first).
+        let clash = [
+            (input, "the model"),
+            (opts.data.as_path(), "the training data"),
+        ]
+        .into_iter()
+        .chain(opts.eval.as_deref().map(|e| (e, "the evaluation data")))
+        .find(|(p, _)| crate::pipeline::same_file(p, checkpoint));
+        let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+        let clash = clash
+            .map(|(_, what)| what)
+            .or_else(|| (canon(checkpoint) == canon(output)).then_some("the trained model"));
+        if let Some(what) = clash {
+            return Err(Error::Data {
+                path: checkpoint.clone(),
+                reason: format!("the checkpoint would be written over {what}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// One line per epoch: `epoch 3/10  loss 0.4123  accuracy 87.50%  eval loss 0.5012  eval accuracy 85.00%  lr 1.00e-3`.
@@ -366,6 +402,7 @@ fn check_inputs(
     path: &Path,
     opts: &TrainFileOptions,
     batch: Option<usize>,
+    bounds: &[(String, i64, String)],
 ) -> Result<()> {
     let bad = |reason: String| Error::Data {
         path: path.to_path_buf(),
@@ -426,6 +463,13 @@ fn check_inputs(
             return Err(bad(format!(
                 "`{key}` has a NaN or infinite value at flat index {i}"
             )));
+        }
+        if let Some(reason) = bounds
+            .iter()
+            .find(|b| b.0 == input.name)
+            .and_then(|b| check_ids(column, key, b))
+        {
+            return Err(bad(reason));
         }
     }
     Ok(())
@@ -508,8 +552,121 @@ fn check_target(
                 opts.target
             )));
         }
+        if opts.grad.loss == crate::autodiff::Loss::Kd
+            && let Some(reason) = check_distributions(target, &opts.target)
+        {
+            return Err(bad(reason));
+        }
     }
     Ok(())
+}
+
+/// For each integer model input that reaches a `Gather`'s indices (directly
+/// or through `Cast`, `Identity`, `Reshape`, `Squeeze`, `Unsqueeze`,
+/// `Flatten`) whose table is a tensor of the model: the input, the rows of
+/// the smallest such table along the gathered axis, and the `Gather`. An id
+/// outside `[−rows, rows)` has no row: tract would fail mid-run, where the
+/// data check can name the example. O(V + E).
+fn gather_bounds(model: &Model) -> Vec<(String, i64, String)> {
+    use petgraph::Direction;
+    use petgraph::visit::EdgeRef;
+    let g = &model.graph;
+    let mut out: Vec<(String, i64, String)> = Vec::new();
+    for &i in &g.inputs {
+        let Node::Input(decl) = &g.dag[i] else {
+            continue;
+        };
+        let mut todo = vec![i];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n) {
+                continue;
+            }
+            for e in g.dag.edges_directed(n, Direction::Outgoing) {
+                if e.weight().src_slot != 0 {
+                    continue;
+                }
+                let Some(op) = g.dag[e.target()].as_op() else {
+                    continue;
+                };
+                let slot = e.weight().dst_slot;
+                match op.proto.op_type.as_str() {
+                    "Cast" | "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten"
+                        if slot == Some(0) =>
+                    {
+                        todo.push(e.target());
+                    }
+                    "Gather" if slot == Some(1) => {
+                        let table = g.op_inputs(e.target()).first().copied().flatten();
+                        let Some((t, _)) = table else { continue };
+                        let dims: &[i64] = match &g.dag[t] {
+                            Node::Initializer(init) => &init.proto.dims,
+                            _ => continue,
+                        };
+                        let rank = i64::try_from(dims.len()).unwrap_or(0);
+                        let axis = crate::ir::attr::int(&op.proto, "axis", 0);
+                        let axis = if axis < 0 { axis + rank } else { axis };
+                        let Some(&rows) = usize::try_from(axis).ok().and_then(|a| dims.get(a))
+                        else {
+                            continue;
+                        };
+                        let at = g.display_name(e.target());
+                        match out.iter_mut().find(|(name, _, _)| *name == decl.name) {
+                            Some(b) if b.1 <= rows => {}
+                            Some(b) => *b = (decl.name.clone(), rows, at),
+                            None => out.push((decl.name.clone(), rows, at)),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Ids of `key` with no row in the table of `bound` (see [`gather_bounds`]).
+fn check_ids(column: &Tensor, key: &str, bound: &(String, i64, String)) -> Option<String> {
+    let (input, rows, gather) = bound;
+    let view = column.try_as_plain_ram().ok()?;
+    let bad = |i: usize, id: i64| {
+        format!(
+            "`{key}` has id {id} at flat index {i}, outside [-{rows}, {rows}): model input `{input}` indexes a table of {rows} rows in {gather}"
+        )
+    };
+    let out = |id: i64| id < -rows || id >= *rows;
+    if let Ok(s) = view.as_slice::<i64>() {
+        return s.iter().position(|&v| out(v)).map(|i| bad(i, s[i]));
+    }
+    if let Ok(s) = view.as_slice::<i32>() {
+        return s
+            .iter()
+            .position(|&v| out(i64::from(v)))
+            .map(|i| bad(i, i64::from(s[i])));
+    }
+    None
+}
+
+/// For the kd loss: each example's target, along its last axis, is a
+/// probability distribution (entries in [0, 1] summing to 1 within 1e-3),
+/// the teacher's softmax, not its logits.
+fn check_distributions(target: &Tensor, key: &str) -> Option<String> {
+    let s = target.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?;
+    let k = *target.shape().last()?;
+    if k == 0 {
+        return None;
+    }
+    for (r, row) in s.chunks_exact(k).enumerate() {
+        let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
+        let outside = row.iter().position(|&v| !(-1e-6..=1.0 + 1e-6).contains(&v));
+        if outside.is_some() || (sum - 1.0).abs() > 1e-3 {
+            return Some(format!(
+                "target `{key}` row {r} is not a probability distribution (sum {sum:.4}{}): the kd loss takes the teacher's probabilities (a softmax), not its logits",
+                outside.map_or(String::new(), |i| format!(", entry {i} is {}", row[i]))
+            ));
+        }
+    }
+    None
 }
 
 fn dims_text(dims: &[DimSpec]) -> String {
@@ -529,6 +686,9 @@ fn first_non_finite(t: &Tensor) -> Option<usize> {
         return s.iter().position(|v| !v.is_finite());
     }
     if let Ok(s) = view.as_slice::<f64>() {
+        return s.iter().position(|v| !v.is_finite());
+    }
+    if let Ok(s) = view.as_slice::<laurel_runtime::tract_onnx::prelude::f16>() {
         return s.iter().position(|v| !v.is_finite());
     }
     None
@@ -583,4 +743,48 @@ pub fn write_back(model: &mut Model, params: &[Param]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use laurel_runtime::tract_onnx::prelude::f16;
+
+    use super::*;
+
+    #[test]
+    fn a_nan_is_found_in_every_float_width() {
+        let f32s = Tensor::from_shape(&[3], &[1.0f32, f32::NAN, 0.0]).unwrap();
+        let f64s = Tensor::from_shape(&[2], &[1.0f64, f64::INFINITY]).unwrap();
+        let f16s = Tensor::from_shape(&[3], &[f16::ONE, f16::ZERO, f16::NAN]).unwrap();
+        assert_eq!(first_non_finite(&f32s), Some(1));
+        assert_eq!(first_non_finite(&f64s), Some(1));
+        assert_eq!(first_non_finite(&f16s), Some(2));
+        let fine = Tensor::from_shape(&[2], &[f16::ONE, f16::MAX]).unwrap();
+        assert_eq!(first_non_finite(&fine), None);
+    }
+
+    #[test]
+    fn kd_targets_must_be_distributions_along_the_last_axis() {
+        let ok = Tensor::from_shape(&[2, 2], &[0.25f32, 0.75, 1.0, 0.0]).unwrap();
+        assert_eq!(check_distributions(&ok, "t"), None);
+        let short = Tensor::from_shape(&[2, 2], &[0.25f32, 0.75, 0.5, 0.4]).unwrap();
+        let e = check_distributions(&short, "t").unwrap();
+        assert!(e.contains("row 1") && e.contains("sum 0.9000"), "{e}");
+        // Sums to 1 but is no distribution: logits shifted to sum 1.
+        let signed = Tensor::from_shape(&[1, 2], &[2.0f32, -1.0]).unwrap();
+        let e = check_distributions(&signed, "t").unwrap();
+        assert!(e.contains("entry 0 is 2"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_checked_against_the_rows_of_their_table() {
+        let bound = ("ids".to_owned(), 4, "`g` (Gather)".to_owned());
+        let i64s = Tensor::from_shape(&[3], &[0i64, 3, -4]).unwrap();
+        assert_eq!(check_ids(&i64s, "ids", &bound), None);
+        let over = Tensor::from_shape(&[2], &[1i32, 4]).unwrap();
+        let e = check_ids(&over, "ids", &bound).unwrap();
+        assert!(e.contains("id 4 at flat index 1, outside [-4, 4)"), "{e}");
+        let under = Tensor::from_shape(&[1], &[-5i64]).unwrap();
+        assert!(check_ids(&under, "ids", &bound).is_some());
+    }
 }

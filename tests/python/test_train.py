@@ -258,3 +258,116 @@ def test_a_finite_loss_with_an_infinite_gradient_stops_the_run(laurelc_bin, tmp_
     assert res.returncode == 1, res.stderr
     assert "at update 1" in res.stderr, res.stderr
     assert not out.exists()
+
+
+def laurelc_train(laurelc_bin, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(laurelc_bin), "train", *map(str, args), "-q"], capture_output=True, text=True)
+
+
+def test_an_input_the_model_does_not_have_exits_2(laurelc_bin, tmp_path):
+    data = images(tmp_path / "d.npz", n=4)
+    out = tmp_path / "out.onnx"
+    res = laurelc_train(laurelc_bin, RESNET, "--data", data, "-o", out, "--input", "pixels=input")
+    assert res.returncode == 2, res.stderr
+    assert "the model has no input `pixels` (its inputs are `input`)" in res.stderr, res.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("which", ["--data", "--eval"])
+def test_the_trained_model_is_never_written_over_the_data(laurelc_bin, tmp_path, which):
+    data = images(tmp_path / "d.npz", n=4)
+    other = images(tmp_path / "e.npz", n=4, seed=1)
+    over = data if which == "--data" else other
+    before = over.read_bytes()
+    res = laurelc_train(laurelc_bin, RESNET, "--data", data, "--eval", other, "-o", over, "--force",
+                        "--epochs", "1")
+    assert res.returncode == 2, res.stderr
+    what = "training" if which == "--data" else "evaluation"
+    assert f"the trained model would be written over the {what} data" in res.stderr, res.stderr
+    assert over.read_bytes() == before
+
+
+def test_kd_targets_that_are_not_probabilities_exit_2(laurelc_bin, tmp_path):
+    logits = np.random.default_rng(3).standard_normal((6, 10)).astype(np.float32)
+    data = images(tmp_path / "d.npz", n=6, target=logits)
+    res = laurelc_train(laurelc_bin, RESNET, "--data", data, "-o", tmp_path / "o.onnx", "--loss", "kd",
+                        "--train", "all")
+    assert res.returncode == 2, res.stderr
+    assert "row 0 is not a probability distribution" in res.stderr, res.stderr
+    assert "not its logits" in res.stderr
+
+
+def embedding_model(path: Path, rows: int = 5) -> Path:
+    """ids [N, 3] → Cast → Gather(table [rows, 4]) → mean over tokens: a token-embedding model."""
+    from onnx import TensorProto, helper
+    table = helper.make_tensor("table", TensorProto.FLOAT, [rows, 4],
+                               np.linspace(-1, 1, rows * 4).astype(np.float32).tolist())
+    g = helper.make_graph([helper.make_node("Cast", ["ids"], ["ids64"], to=TensorProto.INT64),
+                           helper.make_node("Gather", ["table", "ids64"], ["e"]),
+                           helper.make_node("ReduceMean", ["e"], ["y"], axes=[1], keepdims=0)], "emb",
+                          [helper.make_tensor_value_info("ids", TensorProto.INT32, ["N", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [table])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("bad_id", [5, -6])
+def test_a_token_id_with_no_row_in_its_table_exits_2_naming_it(laurelc_bin, tmp_path, bad_id):
+    model = embedding_model(tmp_path / "emb.onnx")
+    ids = np.zeros((4, 3), np.int32)
+    ids[2, 1] = bad_id
+    data = tmp_path / "d.npz"
+    np.savez(data, ids=ids, target=np.zeros((4, 4), np.float32))
+    res = laurelc_train(laurelc_bin, model, "--data", data, "-o", tmp_path / "o.onnx", "--loss", "mse",
+                        "--train", "all")
+    assert res.returncode == 2, res.stderr
+    assert f"`ids` has id {bad_id} at flat index 7, outside [-5, 5)" in res.stderr, res.stderr
+    # In range (negative ids count from the end, as ONNX's Gather says), it trains.
+    ids[2, 1] = -5
+    np.savez(data, ids=ids, target=np.zeros((4, 4), np.float32))
+    res = laurelc_train(laurelc_bin, model, "--data", data, "-o", tmp_path / "o.onnx", "--loss", "mse",
+                        "--train", "all", "--epochs", "1")
+    assert res.returncode == 0, res.stderr
+
+
+# case: (flags of the first run, flags of the resumed run, the resumed run's data seed, message)
+RESUMED = {
+    "batch": ([], ["--batch-size", "3"], 2, "batch size 6, this run 3"),
+    "seed": ([], ["--seed", "5"], 2, "seed 0, this run 5"),
+    "rate": ([], ["--lr", "0.02"], 2, "learning rate 0.01, this run 0.02"),
+    "data": ([], [], 1, "other data: 6 examples"),
+    "cosine epochs": (["--schedule", "cosine"], ["--schedule", "cosine"], 2,
+                      "epochs (its learning rate decays over them) 2, this run 3"),
+}
+
+
+def tokens(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    np.savez(path, ids=rng.integers(0, 5, (6, 3)).astype(np.int32),
+             target=rng.standard_normal((6, 4)).astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(RESUMED))
+def test_resuming_under_other_flags_or_data_exits_2_naming_what_differs(laurelc_bin, tmp_path, case):
+    first, second, data_seed, message = RESUMED[case]
+    common = [embedding_model(tmp_path / "emb.onnx"), "--train", "all", "--loss", "mse"]
+    lr = ["--lr", "0.01"] if "--lr" not in second else []
+    res = laurelc_train(laurelc_bin, *common, "--lr", "0.01", "--data", tokens(tmp_path / "x.npz", 2),
+                        "-o", tmp_path / "first.onnx", "--epochs", "2", *first)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "second.onnx"
+    res = laurelc_train(laurelc_bin, *common, *lr, "--data", tokens(tmp_path / "y.npz", data_seed), "-o", out,
+                        "--epochs", "3", "--resume", tmp_path / "first.onnx.ckpt.npz", *second)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr, res.stderr
+    assert not out.exists()
+
+
+def test_a_constant_rate_run_resumes_for_more_epochs(laurelc_bin, tmp_path):
+    data = images(tmp_path / "d.npz", n=4)
+    out = tmp_path / "out.onnx"
+    train(laurelc_bin, RESNET, out, data, "--train", "all", "--epochs", "1")
+    report = train(laurelc_bin, RESNET, tmp_path / "more.onnx", data, "--train", "all", "--epochs", "3",
+                   "--resume", tmp_path / "out.onnx.ckpt.npz")
+    assert [e["epoch"] for e in report["run"]["epochs"]] == [2, 3]

@@ -2,15 +2,19 @@
 //! position in the run, saved as one `.npz` and resumed from it.
 //!
 //! ```text
-//! meta.npy         uint8: JSON {"format", "epoch", "updates", "optimizer", "params"}
+//! meta.npy         uint8: JSON {"format", "epoch", "updates", "optimizer", "params", "run"}
 //! param.<i>.npy    float32: trainable tensor i (names in meta, in step order)
 //! state.<k>.<i>.npy float32: optimizer buffer k of tensor i
 //! ```
 //!
 //! Checkpoints are taken at epoch ends, so a resumed run starts the next
 //! epoch with the same shuffle, rates and buffers as the uninterrupted run
-//! and ends in the same tensors, bit for bit. Written atomically; the same
-//! state gives the same bytes. O(parameters).
+//! and ends in the same tensors, bit for bit. That holds only for the same
+//! run: `run` records what the batches and rates depend on (a digest of the
+//! data the step reads, the batch size, the seed, the rate, its schedule and
+//! the epochs it spans), and a resumed run that differs in any of them is an
+//! error naming it. Written atomically; the same state gives the same bytes.
+//! O(parameters).
 
 use std::path::Path;
 
@@ -18,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::Tensor;
 
 use super::optim::Optimizer;
+use super::schedule::Schedule;
 use super::{Param, StepInterface};
 use crate::error::RuntimeError;
 
@@ -37,6 +42,34 @@ pub struct Checkpoint {
     pub params: Vec<Param>,
     /// For each tensor, the optimizer's buffers.
     pub moments: Vec<Vec<Vec<f32>>>,
+    /// The run this state belongs to (`None` before the first epoch, and in
+    /// checkpoints written before runs were recorded).
+    pub run: Option<RunKey>,
+}
+
+/// What a run's batches and learning rates depend on. A checkpoint records
+/// its run's key; resuming it under another key would not continue that
+/// run, so [`Checkpoint::check_run`] refuses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunKey {
+    /// SHA-256 of the data the step reads: each fed column's name, element
+    /// type, shape and bytes, in the step's order (hex).
+    pub data: String,
+    /// The examples in the data set.
+    pub examples: usize,
+    /// The batch size.
+    pub batch: usize,
+    /// The shuffle's seed.
+    pub seed: u64,
+    /// The peak learning rate.
+    pub lr: f32,
+    /// The learning-rate schedule.
+    pub schedule: Schedule,
+    /// The epochs the run spans. A constant rate does not depend on it, so
+    /// a run with a constant rate may be resumed to go on for longer.
+    pub epochs: u64,
+    /// The gradient clipping norm.
+    pub clip_norm: Option<f32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,6 +79,8 @@ struct Meta {
     updates: u64,
     optimizer: Optimizer,
     params: Vec<(String, Vec<usize>)>,
+    #[serde(default)]
+    run: Option<RunKey>,
 }
 
 impl Checkpoint {
@@ -62,7 +97,64 @@ impl Checkpoint {
             optimizer,
             params,
             moments,
+            run: None,
         }
+    }
+
+    /// Checks that this state continues the run of `key` (a state without a
+    /// key fits any run).
+    ///
+    /// # Errors
+    /// [`RuntimeError::StepInterface`] naming the first thing that differs.
+    pub fn check_run(&self, key: &RunKey) -> Result<(), RuntimeError> {
+        let Some(was) = &self.run else {
+            return Ok(());
+        };
+        let differs = |what: &str, then: String, now: String| {
+            Err(RuntimeError::StepInterface {
+                reason: format!(
+                    "the checkpoint's run had {what} {then}, this run {now}: resuming would not continue it"
+                ),
+            })
+        };
+        if was.data != key.data || was.examples != key.examples {
+            return differs(
+                "other data:",
+                format!("{} examples (sha256 {})", was.examples, short(&was.data)),
+                format!("{} (sha256 {})", key.examples, short(&key.data)),
+            );
+        }
+        if was.batch != key.batch {
+            return differs("batch size", was.batch.to_string(), key.batch.to_string());
+        }
+        if was.seed != key.seed {
+            return differs("seed", was.seed.to_string(), key.seed.to_string());
+        }
+        if was.lr.to_bits() != key.lr.to_bits() {
+            return differs("learning rate", was.lr.to_string(), key.lr.to_string());
+        }
+        if was.schedule != key.schedule {
+            return differs(
+                "schedule",
+                format!("{:?}", was.schedule),
+                format!("{:?}", key.schedule),
+            );
+        }
+        if was.clip_norm.map(f32::to_bits) != key.clip_norm.map(f32::to_bits) {
+            return differs(
+                "gradient clipping",
+                format!("{:?}", was.clip_norm),
+                format!("{:?}", key.clip_norm),
+            );
+        }
+        if was.epochs != key.epochs && was.schedule != Schedule::Constant {
+            return differs(
+                "epochs (its learning rate decays over them)",
+                was.epochs.to_string(),
+                key.epochs.to_string(),
+            );
+        }
+        Ok(())
     }
 
     /// Checks that this state fits the step and the optimizer.
@@ -114,6 +206,7 @@ impl Checkpoint {
                 .iter()
                 .map(|p| (p.name.clone(), p.shape.clone()))
                 .collect(),
+            run: self.run.clone(),
         };
         let json = serde_json::to_vec(&meta).map_err(|e| RuntimeError::Checkpoint {
             path: path.display().to_string(),
@@ -200,8 +293,14 @@ impl Checkpoint {
             optimizer: meta.optimizer,
             params,
             moments,
+            run: meta.run,
         })
     }
+}
+
+/// The first 12 hex digits of a digest.
+fn short(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
 }
 
 #[cfg(test)]
@@ -222,6 +321,7 @@ mod tests {
         c.epoch = 3;
         c.updates = 17;
         c.moments[0][1] = vec![1e-3, 2e-3];
+        c.run = Some(key());
         let path = dir.path().join("run.npz");
         c.save(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), c);
@@ -231,6 +331,81 @@ mod tests {
             std::fs::read(&path).unwrap(),
             std::fs::read(&again).unwrap()
         );
+    }
+
+    fn key() -> RunKey {
+        RunKey {
+            data: "ab".repeat(32),
+            examples: 100,
+            batch: 10,
+            seed: 7,
+            lr: 0.01,
+            schedule: Schedule::Cosine { warmup: 5 },
+            epochs: 4,
+            clip_norm: None,
+        }
+    }
+
+    fn resumed_under(key: &RunKey) -> Result<(), RuntimeError> {
+        let mut c = Checkpoint::new(Vec::new(), Optimizer::adamw(0.0));
+        c.run = Some(self::key());
+        c.check_run(key)
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_only_under_its_own_run() {
+        assert!(resumed_under(&key()).is_ok());
+        let cases: [(RunKey, &str); 7] = [
+            (
+                RunKey {
+                    data: "cd".repeat(32),
+                    ..key()
+                },
+                "other data",
+            ),
+            (
+                RunKey {
+                    examples: 99,
+                    ..key()
+                },
+                "other data",
+            ),
+            (RunKey { batch: 20, ..key() }, "batch size 10, this run 20"),
+            (RunKey { seed: 8, ..key() }, "seed 7, this run 8"),
+            (RunKey { lr: 0.02, ..key() }, "learning rate"),
+            (
+                RunKey {
+                    clip_norm: Some(1.0),
+                    ..key()
+                },
+                "gradient clipping",
+            ),
+            (RunKey { epochs: 8, ..key() }, "epochs"),
+        ];
+        for (k, says) in cases {
+            let e = resumed_under(&k).unwrap_err().to_string();
+            assert!(e.contains(says), "{e} should say {says}");
+        }
+    }
+
+    #[test]
+    fn a_constant_rate_run_may_go_on_for_more_epochs() {
+        let mut c = Checkpoint::new(Vec::new(), Optimizer::adamw(0.0));
+        c.run = Some(RunKey {
+            schedule: Schedule::Constant,
+            ..key()
+        });
+        assert!(
+            c.check_run(&RunKey {
+                schedule: Schedule::Constant,
+                epochs: 9,
+                ..key()
+            })
+            .is_ok()
+        );
+        // A state from before run keys fits any run.
+        c.run = None;
+        assert!(c.check_run(&key()).is_ok());
     }
 
     #[test]

@@ -134,6 +134,32 @@ impl Dataset {
         Ok(out)
     }
 
+    /// SHA-256 (hex) of the columns `names`, in that order: each one's name,
+    /// element type, shape and bytes. O(bytes of those columns).
+    ///
+    /// # Errors
+    /// [`RuntimeError::Data`] for a name the data set does not hold.
+    pub fn digest(&self, names: &[&str]) -> Result<String, RuntimeError> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for name in names {
+            let t = self.column(name).ok_or_else(|| RuntimeError::Data {
+                reason: format!("no column `{name}`"),
+            })?;
+            let bytes = t.as_bytes();
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update(format!("{:?}{:?}", t.datum_type(), t.shape()).as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+        Ok(h.finalize().iter().fold(String::new(), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        }))
+    }
+
     /// The batches of one epoch: a permutation of the rows seeded by `seed`
     /// and `epoch`, cut into `n / batch` batches of `batch` rows.
     ///

@@ -38,7 +38,7 @@ use crate::datum::DatumKind;
 use crate::error::RuntimeError;
 use crate::progress::Progress;
 use crate::runnable::Runnable;
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, RunKey};
 pub use data::Dataset;
 pub use metrics::Metrics;
 pub use optim::{Optimizer, OptimizerKind};
@@ -308,6 +308,19 @@ pub fn train(
         });
     }
     let feeds = column_feeds(&iface, options, data)?;
+    let columns: Vec<&str> = feeds.iter().map(|(_, c)| c.as_str()).collect();
+    let key = RunKey {
+        data: data.digest(&columns)?,
+        examples: data.len(),
+        batch: iface.batch,
+        seed: options.seed,
+        lr: options.lr,
+        schedule: options.schedule,
+        epochs: options.epochs,
+        clip_norm: options.clip_norm,
+    };
+    state.check_run(&key)?;
+    state.run = Some(key);
     let per_epoch = data.len() / iface.batch;
     if per_epoch == 0 {
         return Err(RuntimeError::Data {
