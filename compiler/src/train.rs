@@ -183,6 +183,11 @@ pub fn train_file(
         crate::autodiff::Loss::Kd => laurel_runtime::train::metrics::FloatLoss::Distillation {
             temperature: opts.grad.temperature,
         },
+        // Evaluation reports SLaM runs by the plain cross-entropy with the
+        // teacher's probabilities (the mixing needs a(x) and k(x) per example).
+        crate::autodiff::Loss::Slam | crate::autodiff::Loss::SlamNormalised => {
+            laurel_runtime::train::metrics::FloatLoss::Distillation { temperature: 1.0 }
+        }
         _ => laurel_runtime::train::metrics::FloatLoss::SquaredError,
     };
     let mut hooks = RunHooks {
@@ -552,8 +557,12 @@ fn check_target(
                 opts.target
             )));
         }
-        if opts.grad.loss == crate::autodiff::Loss::Kd
-            && let Some(reason) = check_distributions(target, &opts.target)
+        if matches!(
+            opts.grad.loss,
+            crate::autodiff::Loss::Kd
+                | crate::autodiff::Loss::Slam
+                | crate::autodiff::Loss::SlamNormalised
+        ) && let Some(reason) = check_distributions(target, &opts.target)
         {
             return Err(bad(reason));
         }

@@ -31,6 +31,9 @@ enum Input {
     Positive(Vec<i64>),
     /// Given floats; frozen.
     Frozen(Vec<i64>, Vec<f64>),
+    /// Given float32 values whatever the case's precision (`Resize`'s
+    /// scales); frozen.
+    Scales(Vec<f64>),
     /// Given int64 values; frozen.
     Ints(Vec<i64>, Vec<i64>),
     /// Given booleans; frozen.
@@ -79,7 +82,7 @@ impl Case {
     }
 }
 
-use Input::{Absent, Bools, ConstNode, Frozen, Ints, Param, Positive};
+use Input::{Absent, Bools, ConstNode, Frozen, Ints, Param, Positive, Scales};
 
 fn p(d: &[i64]) -> Input {
     Param(d.to_vec())
@@ -154,6 +157,7 @@ fn build(c: &Case, rng: &mut StdRng) -> (ModelProto, Vec<Trained>) {
                 params.push((name.clone(), d.clone(), values));
             }
             Frozen(d, v) => inits.push(float_tensor(&name, d, v, c.f64)),
+            Scales(v) => inits.push(float_tensor(&name, &[v.len() as i64], v, false)),
             Ints(d, v) => inits.push(TensorProto {
                 name: name.clone(),
                 dims: d.clone(),
@@ -402,6 +406,30 @@ cases! {
         .opset(9).attrs(conv_attrs(&[1, 1], &[2, 2], &[1, 1], &[0, 0, 0, 0], 1));
     conv_1d => case("conv_1d", "Conv", vec![p(&[2, 3, 9]), p(&[2, 3, 3]), p(&[2])])
         .attrs(conv_attrs(&[3], &[2], &[1], &[1, 1], 1));
+    conv_transpose_strided_with_bias => case("convt", "ConvTranspose", vec![p(&[1, 3, 4, 4]), p(&[3, 2, 2, 2]), p(&[2])])
+        .attrs(vec![make_ints("kernel_shape", &[2, 2]), make_ints("strides", &[2, 2]), make_ints("pads", &[0, 0, 0, 0])]);
+    conv_transpose_padded_with_output_padding => case("convt_op", "ConvTranspose", vec![p(&[2, 2, 3, 3]), p(&[2, 3, 3, 3])])
+        .attrs(vec![make_ints("strides", &[2, 2]), make_ints("pads", &[1, 1, 1, 1]), make_ints("output_padding", &[1, 1])]);
+    conv_transpose_grouped_and_dilated => case("convt_g", "ConvTranspose", vec![p(&[1, 4, 3, 3]), p(&[4, 1, 2, 2]), p(&[2])])
+        .attrs(vec![make_ints("dilations", &[2, 2]), make_int("group", 2), make_ints("pads", &[1, 0, 0, 1])]);
+    conv_transpose_1d_valid => case("convt_1d", "ConvTranspose", vec![p(&[2, 2, 5]), p(&[2, 3, 3])])
+        .attrs(vec![make_ints("strides", &[3]), make_string("auto_pad", "VALID")]);
+    // float32: tract computes a float64 Resize at float32 precision (its
+    // output is 4e-8 from the exact one), which drowns h = 1e-6.
+    // FPN-style nearest doubling (Paddle2ONNX's PP-OCR detector): a
+    // Reshape and a ReduceSum.
+    resize_nearest_doubling => case("resize_nn2", "Resize", vec![p(&[1, 2, 3, 4]), Absent, Scales(vec![1.0, 1.0, 2.0, 2.0])]).f32()
+        .opset(13).attrs(vec![make_string("mode", "nearest"), make_string("coordinate_transformation_mode", "asymmetric"), make_string("nearest_mode", "floor")]);
+    resize_nearest_rounding_up_by_sizes => case("resize_nn_ceil", "Resize", vec![p(&[1, 2, 3, 4]), Absent, Absent, ints(&[4], &[1, 2, 5, 7])]).f32()
+        .opset(13).attrs(vec![make_string("mode", "nearest"), make_string("coordinate_transformation_mode", "asymmetric"), make_string("nearest_mode", "round_prefer_ceil")]);
+    resize_linear_half_pixel => case("resize_lin", "Resize", vec![p(&[1, 2, 3, 4]), Absent, Scales(vec![1.0, 1.0, 2.0, 1.5])]).f32()
+        .opset(13).attrs(vec![make_string("mode", "linear")]);
+    resize_linear_align_corners_down => case("resize_lin_ac", "Resize", vec![p(&[2, 1, 6, 5]), Absent, Absent, ints(&[4], &[2, 1, 4, 3])]).f32()
+        .opset(13).attrs(vec![make_string("mode", "linear"), make_string("coordinate_transformation_mode", "align_corners")]);
+    resize_linear_pytorch_half_pixel_on_a_middle_axis => case("resize_mid", "Resize", vec![p(&[2, 3, 4, 2]), Absent, Scales(vec![1.0, 2.0, 1.0, 1.0])]).f32()
+        .opset(13).attrs(vec![make_string("mode", "linear"), make_string("coordinate_transformation_mode", "pytorch_half_pixel")]);
+    resize_at_opset_11_with_an_empty_roi => case("resize11", "Resize", vec![p(&[1, 1, 2, 3]), Frozen(vec![0], vec![]), Scales(vec![1.0, 1.0, 2.0, 2.0])]).f32()
+        .opset(11).attrs(vec![make_string("mode", "nearest")]);
     batch_norm_frozen => case("bn", "BatchNormalization", vec![
         p(&[2, 3, 4, 4]),
         Frozen(vec![3], vec![1.5, 0.5, -1.0]),
@@ -523,4 +551,39 @@ fn a_confident_prediction_has_a_finite_loss_and_gradient() {
         let l = values(&out.iter().find(|(n, _)| n == "loss").unwrap().1)[0];
         assert!(l.abs() < 1e-6, "{loss:?}: loss {l}");
     }
+}
+
+/// `--train all` leaves a `Resize`'s scales alone even in a `Constant` node,
+/// as Paddle2ONNX writes them: they fix the output's shape, they are no
+/// weight. Regression: the PP-OCR detector's step had no static shapes.
+#[test]
+fn train_all_leaves_resize_scales_frozen() {
+    let scales = common::f32_tensor("", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    let graph = onnx_protobuf::GraphProto {
+        name: "upsample".into(),
+        node: vec![
+            onnx_protobuf::NodeProto {
+                op_type: "Constant".into(),
+                output: vec!["scales".into()],
+                attribute: vec![laurelc::ir::attr::make_tensor("value", scales)],
+                ..Default::default()
+            },
+            common::node("Mul", "scale", &["x", "w"], &["xw"]),
+            common::node("Resize", "up", &["xw", "", "scales"], &["y"]),
+        ],
+        initializer: vec![common::f32_tensor("w", &[1, 2, 1, 1], &[0.5, -1.0])],
+        input: vec![common::value("x", &[1, 2, 3, 3])],
+        output: vec![common::value("y", &[1, 2, 6, 6])],
+        ..onnx_protobuf::GraphProto::default()
+    };
+    let model =
+        laurelc::onnx::import_bytes(&common::bytes(&common::model(graph)), "upsample").unwrap();
+    let opts = GradOptions {
+        loss: Loss::Mse,
+        train: TrainSpec::All,
+        ..GradOptions::default()
+    };
+    let (_, report) = training_step(&model, &opts).unwrap();
+    let names: Vec<&str> = report.trainable.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["w"]);
 }

@@ -8,7 +8,17 @@
 //! ce    loss = −Σ onehot(t)·log_softmax(p) / P         ∂p = (softmax(p) − onehot(t)) / P
 //! mse   loss = Σ (p − t)² / n                           ∂p = 2·(p − t) / n
 //! kd    loss = −T²·Σ q·log_softmax(p/T) / P             ∂p = T·(softmax(p/T)·Σ_c q − q) / P
+//! slam  mix  = a·f + b·(1 − f)⊙K,   f = softmax(p), b = (1 − a) (or (1 − a)/(k − 1), normalised)
+//!       loss = −Σ q·log mix / P                         ∂f = −(q/mix)⊙(a − b·K) / P,  ∂p = f⊙(∂f − Σ_c ∂f·f)
 //! ```
+//! SLaM (student-label mixing, `../shared/reference/distillation.md`): the
+//! teacher's probabilities `q` are fitted by the student's prediction mixed
+//! with the teacher's likely errors. Per position, `a` ([`SLAM_A`], `[P…, 1]`)
+//! is the probability that the teacher's top-1 is right and `K`
+//! ([`SLAM_TOPK`], `[P…, C]`, 0/1) marks the teacher's top `k` classes, both
+//! step inputs after `target`, computed by the caller on a validation set;
+//! `k = Σ K`. `mix` is kept at least 1e-12 before its logarithm.
+//!
 //! `ce` takes int64 class ids `t: [P…]` (an id outside `[0, C)` adds nothing
 //! to the loss but still `softmax(p)/P` to the gradient, so the loop that
 //! feeds the step must check its labels first, as `laurelc train` does);
@@ -29,7 +39,17 @@ pub enum Loss {
     Mse,
     /// Distillation: cross-entropy with soft labels at a temperature.
     Kd,
+    /// SLaM: cross-entropy of the teacher's probabilities with the student's
+    /// prediction mixed with the teacher's likely errors.
+    Slam,
+    /// SLaM with its error term divided by `k − 1`.
+    SlamNormalised,
 }
+
+/// The step input of SLaM's `a(x)`.
+pub const SLAM_A: &str = "slam_a";
+/// The step input of SLaM's top-k mask.
+pub const SLAM_TOPK: &str = "slam_topk";
 
 impl std::fmt::Display for Loss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,14 +65,24 @@ impl std::str::FromStr for Loss {
             "ce" => Ok(Self::Ce),
             "mse" => Ok(Self::Mse),
             "kd" => Ok(Self::Kd),
-            _ => Err(format!("unknown loss `{s}` (expected ce, mse or kd)")),
+            "slam" => Ok(Self::Slam),
+            "slam-normalised" => Ok(Self::SlamNormalised),
+            _ => Err(format!(
+                "unknown loss `{s}` (expected ce, mse, kd, slam or slam-normalised)"
+            )),
         }
     }
 }
 
 impl Loss {
     /// Every loss.
-    pub const ALL: [Self; 3] = [Self::Ce, Self::Mse, Self::Kd];
+    pub const ALL: [Self; 5] = [
+        Self::Ce,
+        Self::Mse,
+        Self::Kd,
+        Self::Slam,
+        Self::SlamNormalised,
+    ];
 
     /// The loss's name on the command line.
     #[must_use]
@@ -61,6 +91,8 @@ impl Loss {
             Self::Ce => "ce",
             Self::Mse => "mse",
             Self::Kd => "kd",
+            Self::Slam => "slam",
+            Self::SlamNormalised => "slam-normalised",
         }
     }
 
@@ -71,6 +103,10 @@ impl Loss {
             Self::Ce => "cross-entropy; target: int64 class ids",
             Self::Mse => "mean squared error; target: floats shaped like the output",
             Self::Kd => "distillation at --temperature; target: the teacher's probabilities",
+            Self::Slam => {
+                "SLaM distillation; target: the teacher's probabilities, with inputs slam_a and slam_topk"
+            }
+            Self::SlamNormalised => "SLaM with its error term divided by k − 1",
         }
     }
 
@@ -83,9 +119,27 @@ impl Loss {
             return Err("the prediction is not a float tensor".into());
         }
         match self {
-            Self::Ce | Self::Kd if p.rank() == 0 => Err("the prediction has no class axis".into()),
+            Self::Mse => Ok(p.clone()),
+            _ if p.rank() == 0 => Err("the prediction has no class axis".into()),
             Self::Ce => Ok(Ty::new(elem::I64, &p.dims[..p.rank() - 1])),
-            Self::Mse | Self::Kd => Ok(p.clone()),
+            Self::Kd | Self::Slam | Self::SlamNormalised => Ok(p.clone()),
+        }
+    }
+
+    /// The step inputs the loss reads besides `target`, with their types,
+    /// for a prediction of type `p` (of a class axis: see
+    /// [`Loss::target_type`]).
+    #[must_use]
+    pub fn extra_inputs(self, p: &Ty) -> Vec<(&'static str, Ty)> {
+        match self {
+            Self::Slam | Self::SlamNormalised if p.rank() > 0 => {
+                let mut a = p.dims.clone();
+                if let Some(last) = a.last_mut() {
+                    *last = 1;
+                }
+                vec![(SLAM_A, p.with_dims(&a)), (SLAM_TOPK, p.clone())]
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -164,6 +218,45 @@ pub fn emit(
             let smq = e.mul(&sm, &mass)?;
             let d = e.sub(&smq, target)?;
             e.scale(&d, temperature / positions)
+        }
+        Loss::Slam | Loss::SlamNormalised => {
+            let last = p.rank() - 1;
+            let ls = log_softmax(e, prediction)?;
+            let f = e.unary("Exp", &ls)?;
+            let one = e.scalar(p.elem, 1.0);
+            let a = SLAM_A;
+            // b = 1 − a, or (1 − a)/max(k − 1, 1) normalised.
+            let not_a = e.sub(&one, a)?;
+            let b = if loss == Loss::SlamNormalised {
+                let k = e.reduce_sum(SLAM_TOPK, &[last], true)?;
+                let km1 = e.sub(&k, &one)?;
+                let den = e.binary("Max", &km1, &one)?;
+                e.div(&not_a, &den)?
+            } else {
+                not_a
+            };
+            let not_f = e.sub(&one, &f)?;
+            let wrong = e.mul(&not_f, SLAM_TOPK)?;
+            let bw = e.mul(&b, &wrong)?;
+            let af = e.mul(a, &f)?;
+            let raw = e.add(&af, &bw)?;
+            let eps = e.scalar(p.elem, 1e-12);
+            let mix = e.binary("Max", &raw, &eps)?;
+            let lm = e.unary("Log", &mix)?;
+            let picked = e.mul(&lm, target)?;
+            let s = e.reduce_sum(&picked, &all, false)?;
+            let c = e.scalar(p.elem, -1.0 / positions);
+            e.op_into("Mul", &[&s, &c], Vec::new(), out, scalar);
+            // ∂f = −(q/mix)⊙(a − b·K)/P; ∂p = f⊙(∂f − Σ_c ∂f·f).
+            let q_over = e.div(target, &mix)?;
+            let bk = e.mul(&b, SLAM_TOPK)?;
+            let slope = e.sub(a, &bk)?;
+            let u0 = e.mul(&q_over, &slope)?;
+            let u = e.scale(&u0, -1.0 / positions)?;
+            let uf = e.mul(&u, &f)?;
+            let suf = e.reduce_sum(&uf, &[last], true)?;
+            let centred = e.sub(&u, &suf)?;
+            e.mul(&f, &centred)
         }
     }
 }

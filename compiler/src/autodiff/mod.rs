@@ -2,14 +2,15 @@
 //! *training step*, a standard ONNX model any runtime can run.
 //!
 //! ```text
-//! inputs:  the model's inputs…, target, every trainable tensor (under its initializer name)…
+//! inputs:  the model's inputs…, target, the loss's own inputs…, every trainable tensor (under its initializer name)…
 //! outputs: loss, <name>.grad for every trainable tensor…, the model's outputs…
 //! ```
 //!
 //! - `loss` is a float scalar, the mean over every position of the batch
 //!   ([`loss`]); `target` is int64 class ids shaped like the prediction
 //!   without its last (class) axis for `ce`, and a float tensor shaped like
-//!   the prediction for `mse` and `kd`.
+//!   the prediction for `mse`, `kd` and `slam`; `slam` also reads `slam_a`
+//!   and `slam_topk` (SLaM's a(x) and top-k mask, [`loss`]).
 //! - The trainable tensors ([`train_set`]), initializers or float `Constant`
 //!   nodes, leave the graph's constants and become inputs; frozen weights
 //!   stay constants, so a runtime still packs them.
@@ -106,6 +107,9 @@ pub struct StepReport {
     pub prediction: String,
     /// The target input.
     pub target: TensorSpec,
+    /// The loss's other inputs, after the target (SLaM's `slam_a` and
+    /// `slam_topk`; none for the other losses).
+    pub loss_inputs: Vec<TensorSpec>,
     /// The prediction's dims (the class axis last, for `ce` and `kd`).
     pub prediction_dims: Vec<i64>,
     /// The trainable tensors, in input order; each has a `<name>.grad` output.
@@ -179,8 +183,14 @@ pub fn training_step(
         .keys()
         .map(|s| (*s).to_owned())
         .collect();
+    let pred_ty_early = types.get(&prediction).cloned();
+    let extra: Vec<(&'static str, Ty)> = pred_ty_early
+        .as_ref()
+        .map(|p| opts.loss.extra_inputs(p))
+        .unwrap_or_default();
     for name in std::iter::once(LOSS.to_owned())
         .chain(std::iter::once(TARGET.to_owned()))
+        .chain(extra.iter().map(|(n, _)| (*n).to_owned()))
         .chain(trainable.iter().map(|t| grad_name(t)))
     {
         if used.contains(&name) {
@@ -201,6 +211,9 @@ pub fn training_step(
             reason,
         })?;
     e.set_ty(TARGET, target_ty.clone());
+    for (name, ty) in &extra {
+        e.set_ty(name, ty.clone());
+    }
     let dpred = loss::emit(
         &mut e,
         opts.loss,
@@ -233,7 +246,7 @@ pub fn training_step(
     }
     let forward_ops = m.graph.op_count();
     let backward_ops = e.ops.len();
-    materialise(&mut m, e, &target_ty, &trainable)?;
+    materialise(&mut m, e, &target_ty, &extra, &trainable)?;
     Ok((
         m,
         StepReport {
@@ -245,6 +258,14 @@ pub fn training_step(
                 elem: target_ty.elem,
                 dims: target_ty.dims,
             },
+            loss_inputs: extra
+                .iter()
+                .map(|(name, ty)| TensorSpec {
+                    name: (*name).to_owned(),
+                    elem: ty.elem,
+                    dims: ty.dims.clone(),
+                })
+                .collect(),
             trainable: trainable_specs,
             unused,
             forward_ops,
@@ -436,6 +457,61 @@ fn int_constants(g: &Graph) -> HashMap<String, Vec<i64>> {
     out
 }
 
+/// The most elements a float constant may have to be kept for the rules
+/// (scales, bounds: small tensors, not weights).
+const SMALL_FLOATS: usize = 64;
+
+/// The values of the graph's small float constants (initializers and
+/// `Constant` nodes of at most [`SMALL_FLOATS`] float32 or float64 values).
+fn float_constants(g: &Graph) -> HashMap<String, Vec<f64>> {
+    let mut out = HashMap::new();
+    for n in g.dag.node_indices() {
+        let (name, t) = match &g.dag[n] {
+            Node::Initializer(i) => (i.proto.name.clone(), Some(&i.proto)),
+            Node::Op(op) if op.proto.op_type == "Constant" => {
+                let Some(name) = op.proto.output.first() else {
+                    continue;
+                };
+                let t = op
+                    .proto
+                    .attribute
+                    .iter()
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_ref());
+                (name.clone(), t)
+            }
+            _ => continue,
+        };
+        if let Some(v) = t.and_then(float_values)
+            && v.len() <= SMALL_FLOATS
+        {
+            out.insert(name, v);
+        }
+    }
+    out
+}
+
+/// The values of a float32 or float64 tensor held in the proto.
+fn float_values(t: &TensorProto) -> Option<Vec<f64>> {
+    match t.data_type {
+        elem::F32 if !t.raw_data.is_empty() => Some(
+            t.raw_data
+                .chunks_exact(4)
+                .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))))
+                .collect(),
+        ),
+        elem::F32 => Some(t.float_data.iter().map(|&v| f64::from(v)).collect()),
+        elem::F64 if !t.raw_data.is_empty() => Some(
+            t.raw_data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+        ),
+        elem::F64 => Some(t.double_data.clone()),
+        _ => None,
+    }
+}
+
 /// The values of an int32 or int64 tensor held in the proto.
 fn int_values(t: &TensorProto) -> Option<Vec<i64>> {
     const INT32: i32 = 6;
@@ -472,6 +548,7 @@ fn backward(
         message: format!("the graph has a cycle ({c:?})"),
     })?;
     let constants = int_constants(g);
+    let floats = float_constants(g);
     let is_float = |e: &Emitter, v: &str| e.ty(v).is_ok_and(|t| elem::is_float(t.elem));
 
     // Values that depend on a trainable tensor, through differentiable ops.
@@ -554,6 +631,7 @@ fn backward(
             outputs: &op.proto.output,
             needs: &needs,
             constants: &constants,
+            floats: &floats,
         };
         e.current.clone_from(&op.proto.name);
         let input_grads = rule(e, &vjp, &out_grads)?;
@@ -588,18 +666,21 @@ fn materialise(
     m: &mut Model,
     e: Emitter,
     target: &Ty,
+    extra: &[(&'static str, Ty)],
     trainable: &[String],
 ) -> Result<(), AutodiffError> {
-    let target_node = m
-        .graph
-        .dag
-        .add_node(Node::Input(crate::ir::tensor_input(&TensorProto {
-            name: TARGET.into(),
-            dims: target.dims.clone(),
-            data_type: target.elem,
-            ..TensorProto::default()
-        })));
-    m.graph.inputs.push(target_node);
+    for (name, ty) in std::iter::once((TARGET, target)).chain(extra.iter().map(|(n, t)| (*n, t))) {
+        let node = m
+            .graph
+            .dag
+            .add_node(Node::Input(crate::ir::tensor_input(&TensorProto {
+                name: name.into(),
+                dims: ty.dims.clone(),
+                data_type: ty.elem,
+                ..TensorProto::default()
+            })));
+        m.graph.inputs.push(node);
+    }
     // Trainable inputs after the model's own inputs and the target, in order.
     let pos = |g: &Graph, name: &str| {
         g.inputs

@@ -8,11 +8,13 @@
 //! - `laurel` selects the parameters laurelc's augmentation adds: the
 //!   initializers named `laurel.<block>.<name>` (shared constants such as
 //!   `laurel.two` have no block and do not train).
-//! - `all` selects every candidate except the running mean and variance of a
-//!   `BatchNormalization` (statistics, not parameters) and one-element
-//!   tensors other than `LAuReL` parameters: those are constants of the
-//!   computation (an epsilon, an exponent, the 3 and 6 of a hard swish, a
-//!   clip bound), not weights. A glob can still select them.
+//! - `all` selects every candidate except the operands that are no weights
+//!   ([`NOT_WEIGHTS`]: a `BatchNormalization`'s running mean and variance are
+//!   statistics; a `Resize`'s scales and region of interest, an `Upsample`'s
+//!   scales, decide the output's shape, and a `Pad`'s fill value is a
+//!   constant) and one-element tensors other than `LAuReL` parameters: those
+//!   are constants of the computation (an epsilon, an exponent, the 3 and 6 of
+//!   a hard swish, a clip bound), not weights. A glob can still select them.
 //! - A glob (`*` any run of characters, `?` one character) selects the
 //!   candidates whose name it matches; each glob must match one.
 //!
@@ -118,6 +120,14 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|&c| c == '*')
 }
 
+/// Operands that `--train all` leaves frozen: (op type, input slots).
+pub const NOT_WEIGHTS: &[(&str, &[usize])] = &[
+    ("BatchNormalization", &[3, 4]),
+    ("Resize", &[1, 2]),
+    ("Upsample", &[1]),
+    ("Pad", &[2]),
+];
+
 /// The trainable tensors of `g` under `spec`, in initializer order.
 ///
 /// # Errors
@@ -129,16 +139,18 @@ pub fn select(g: &Graph, spec: &TrainSpec) -> Result<Vec<String>, AutodiffError>
     } else {
         g.inputs.iter().flat_map(|&n| g.dag[n].outputs()).collect()
     };
-    let mut statistics: HashSet<String> = HashSet::new();
+    let mut not_weights: HashSet<String> = HashSet::new();
     for &n in &g.op_order {
-        if let Node::Op(op) = &g.dag[n]
-            && op.proto.op_type == "BatchNormalization"
-            && crate::ir::is_onnx_domain(&op.proto.domain)
-        {
-            for (slot, src) in g.op_inputs(n).iter().enumerate() {
-                if let (3 | 4, Some((_, e))) = (slot, src) {
-                    statistics.insert(e.name.clone());
-                }
+        let Node::Op(op) = &g.dag[n] else { continue };
+        let Some((_, slots)) = NOT_WEIGHTS
+            .iter()
+            .find(|(t, _)| *t == op.proto.op_type && crate::ir::is_onnx_domain(&op.proto.domain))
+        else {
+            continue;
+        };
+        for (slot, src) in g.op_inputs(n).iter().enumerate() {
+            if let (true, Some((_, e))) = (slots.contains(&slot), src) {
+                not_weights.insert(e.name.clone());
             }
         }
     }
@@ -184,7 +196,7 @@ pub fn select(g: &Graph, spec: &TrainSpec) -> Result<Vec<String>, AutodiffError>
             .collect(),
         TrainSpec::All => candidates
             .into_iter()
-            .filter(|c| !statistics.contains(c) && (is_laurel_parameter(c) || !single.contains(c)))
+            .filter(|c| !not_weights.contains(c) && (is_laurel_parameter(c) || !single.contains(c)))
             .collect(),
         TrainSpec::Globs(globs) => {
             for glob in globs {

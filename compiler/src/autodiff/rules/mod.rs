@@ -15,13 +15,14 @@
 //! | arithmetic | [`arithmetic`] | `Add`, `Sub`, `Mul`, `Div`, `Neg`, `Sqrt`, `Reciprocal`, `Exp`, `Log`, `Pow`, `Identity`, `Cast`, `Sum`, `Max`, `Min` |
 //! | activations | [`activation`] | `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Clip`, `HardSigmoid`, `HardSwish` |
 //! | products | [`matmul`] | `MatMul`, `Gemm` |
-//! | convolution | [`conv`] | `Conv` |
+//! | convolution | [`conv`] | `Conv`, `ConvTranspose` |
 //! | normalisation | [`norm`] | `BatchNormalization` (inference), `LayerNormalization` |
 //! | reductions | [`reduce`] | `ReduceMean`, `ReduceSum`, `ReduceMax`, `ReduceMin`, `GlobalAveragePool`, `GlobalMaxPool` |
 //! | softmax | [`softmax`] | `Softmax`, `LogSoftmax` |
 //! | layout | [`layout`] | `Reshape`, `Flatten`, `Squeeze`, `Unsqueeze`, `Transpose`, `Expand`, `Concat`, `Slice` |
 //! | selection | [`select`] | `Where`, `Gather` |
 //! | pooling | [`pool`] | `MaxPool`, `AveragePool` |
+//! | resampling | [`resize`] | `Resize` (`nearest`, `linear`) |
 //!
 //! Ops whose derivative is zero wherever it exists ([`ZERO_DERIVATIVE`]) pass
 //! no gradient. An op of any other type on the path from a trainable tensor
@@ -35,6 +36,7 @@ pub mod matmul;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod select;
 pub mod softmax;
 
@@ -60,6 +62,9 @@ pub struct Vjp<'a> {
     /// The integer values of the graph's constants (initializers and
     /// `Constant` nodes), by value name.
     pub constants: &'a HashMap<String, Vec<i64>>,
+    /// The values of the graph's small float constants (scales, bounds),
+    /// by value name.
+    pub floats: &'a HashMap<String, Vec<f64>>,
 }
 
 impl Vjp<'_> {
@@ -87,6 +92,21 @@ impl Vjp<'_> {
             return Ok(None);
         };
         self.constants
+            .get(name)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| self.unsupported(&format!("input {i} (`{name}`) is not a constant")))
+    }
+
+    /// The float values of input `i`, which must be a small constant.
+    ///
+    /// # Errors
+    /// [`AutodiffError::Unsupported`] when it is not one.
+    pub fn float_input(&self, i: usize) -> Result<Option<Vec<f64>>, AutodiffError> {
+        let Some(name) = self.input(i) else {
+            return Ok(None);
+        };
+        self.floats
             .get(name)
             .cloned()
             .map(Some)
@@ -210,6 +230,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("MatMul", matmul::matmul),
     ("Gemm", matmul::gemm),
     ("Conv", conv::conv),
+    ("ConvTranspose", conv::conv_transpose),
     ("BatchNormalization", norm::batch_norm),
     ("LayerNormalization", norm::layer_norm),
     ("ReduceMean", reduce::reduce_mean),
@@ -229,6 +250,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("Gather", select::gather),
     ("MaxPool", pool::max_pool),
     ("AveragePool", pool::average_pool),
+    ("Resize", resize::resize),
 ];
 
 /// The rule for `op_type`, if there is one.
