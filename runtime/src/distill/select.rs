@@ -1,0 +1,391 @@
+//! Which unlabeled examples to buy teacher labels for, under a budget `b`.
+//!
+//! Scores come from the student's class probabilities on the pool:
+//! ```text
+//! margin(x)  = p₍₁₎(x) − p₍₂₎(x)          (top-1 minus top-2 probability)
+//! gain(x)    = 1 − margin(x)               (RAD's informativeness)
+//! entropy(x) = −Σ_c p_c(x)·ln p_c(x)
+//! ```
+//! - `uniform`: `b` points uniformly at random, without replacement.
+//! - `margin`: the `b` points of largest gain; `entropy`: of largest entropy.
+//! - `rad`: the allocation `p*` of RAD's game ([`rad_allocation`]), rounded by
+//!   DEPROUND ([`depround`]) to exactly `b` points, each chosen with
+//!   probability `p*_i`.
+//!
+//! RAD's game (`../shared/reference/distillation.md`): the learner picks
+//! `p ∈ [0, 1]ⁿ` with `Σp = b`; an adversary, the teacher's `m` wrong labels,
+//! removes the `m` largest of the `pᵢ·gᵢ`:
+//! ```text
+//! value(p) = Σᵢ pᵢ·gᵢ − (sum of the m largest pᵢ·gᵢ)
+//! ```
+//! Ties between equal scores go to the lower index, so every selection is
+//! deterministic for a seed.
+
+use rand::Rng;
+use rand::seq::index;
+
+/// The top-1 minus top-2 probability of each row of `probs` (`n × classes`,
+/// row-major). One class: a margin of 1. O(n·classes).
+#[must_use]
+pub fn margins(probs: &[f32], classes: usize) -> Vec<f64> {
+    probs
+        .chunks_exact(classes.max(1))
+        .map(|row| {
+            let (mut a, mut b) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+            for &p in row {
+                let p = f64::from(p);
+                if p > a {
+                    (a, b) = (p, a);
+                } else if p > b {
+                    b = p;
+                }
+            }
+            if b.is_finite() { a - b } else { 1.0 }
+        })
+        .collect()
+}
+
+/// RAD's gain `1 − margin` of each row. O(n·classes).
+#[must_use]
+pub fn gains(probs: &[f32], classes: usize) -> Vec<f64> {
+    margins(probs, classes)
+        .into_iter()
+        .map(|m| 1.0 - m)
+        .collect()
+}
+
+/// The entropy (nats) of each row; `0·ln 0 = 0`. O(n·classes).
+#[must_use]
+pub fn entropies(probs: &[f32], classes: usize) -> Vec<f64> {
+    probs
+        .chunks_exact(classes.max(1))
+        .map(|row| {
+            -row.iter()
+                .map(|&p| f64::from(p))
+                .filter(|&p| p > 0.0)
+                .map(|p| p * p.ln())
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+/// The indices of the `b` largest scores, largest first (ties: lower index
+/// first). O(n log n).
+#[must_use]
+pub fn top(scores: &[f64], b: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&i, &j| scores[j].total_cmp(&scores[i]).then(i.cmp(&j)));
+    order.truncate(b);
+    order
+}
+
+/// `b` distinct indices of `0..n`, uniformly at random, in increasing order.
+/// O(b log b).
+pub fn uniform(n: usize, b: usize, rng: &mut impl Rng) -> Vec<usize> {
+    let mut picked = index::sample(rng, n, b.min(n)).into_vec();
+    picked.sort_unstable();
+    picked
+}
+
+/// The value of allocation `p` in RAD's game against `m` wrong labels.
+/// O(n log n).
+#[must_use]
+pub fn game_value(p: &[f64], gains: &[f64], m: usize) -> f64 {
+    let mut products: Vec<f64> = p.iter().zip(gains).map(|(p, g)| p * g).collect();
+    products.sort_by(|a, b| b.total_cmp(a));
+    products.iter().skip(m).sum()
+}
+
+/// The allocation that maximises [`game_value`]: `p ∈ [0, 1]ⁿ`, `Σp = b`.
+///
+/// The value is `max_t [Σᵢ min(pᵢ·gᵢ, t) − m·t]` (the adversary's `m` largest
+/// products are cut at the level `t`), jointly concave in `(p, t)`. For a
+/// fixed `t` the best `p` is a fractional knapsack: along the gains in
+/// decreasing order, each point takes budget up to `min(1, t/gᵢ)` (beyond
+/// that its product is cut), the last one what is left. So
+/// `F(t) = greedy(t) − m·t` is concave and piecewise linear; its maximum is
+/// found by a ternary search on `[0, max g]`, then the breakpoints `gᵢ`
+/// beside it are tried too (the maximum of a piecewise-linear function is
+/// at one), keeping the best (the larger `t` among equals, so that `m = 0`
+/// gives exactly the top `b` by gain). Budget the caps leave unspent goes to
+/// the points of largest gain (products beyond `t` are cut, so the value
+/// stays); points of zero gain take budget only when no other can.
+///
+/// Cost: O(n log n) to sort, then O(n) per evaluation of `F`, 200 of them.
+#[must_use]
+#[allow(clippy::many_single_char_names)] // the paper's b, m, p, g, t
+pub fn rad_allocation(gains: &[f64], b: usize, m: usize) -> Vec<f64> {
+    let n = gains.len();
+    if b >= n {
+        return vec![1.0; n];
+    }
+    let order = top(gains, n);
+    let g: Vec<f64> = order.iter().map(|&i| gains[i].max(0.0)).collect();
+    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+    let (budget, m) = (b as f64, m as f64);
+    let greedy = |t: f64, p: Option<&mut Vec<f64>>| -> f64 {
+        let mut left = budget;
+        let mut value = 0.0;
+        let mut out = p;
+        for (k, &gk) in g.iter().enumerate() {
+            if left <= 0.0 {
+                break;
+            }
+            let cap = if gk > 0.0 { (t / gk).min(1.0) } else { 1.0 };
+            let take = cap.min(left);
+            left -= take;
+            value += take * gk;
+            if let Some(p) = out.as_deref_mut() {
+                p[k] = take;
+            }
+        }
+        value - m * t
+    };
+    let top_gain = g.first().copied().unwrap_or(0.0);
+    let (mut lo, mut hi) = (0.0f64, top_gain);
+    for _ in 0..200 {
+        let (a, c) = (lo + (hi - lo) / 3.0, hi - (hi - lo) / 3.0);
+        if greedy(a, None) < greedy(c, None) {
+            lo = a;
+        } else {
+            hi = c;
+        }
+    }
+    let found = 0.5 * (lo + hi);
+    // The breakpoints beside it.
+    let above = g.iter().rev().copied().find(|&v| v >= found);
+    let below = g.iter().copied().find(|&v| v < found);
+    let mut best = (greedy(found, None), found);
+    for t in [above, below].into_iter().flatten() {
+        let v = greedy(t, None);
+        if v > best.0 - 1e-12 * best.0.abs().max(1.0) && (v > best.0 || t > best.1) {
+            best = (v.max(best.0), t);
+        }
+    }
+    let mut sorted = vec![0.0; n];
+    greedy(best.1, Some(&mut sorted));
+    // Below the largest gain every cap may be under 1 and leave budget
+    // unspent; what is left goes to the points of largest gain. It cannot
+    // lower the value: products beyond the level are cut anyway.
+    let mut left = budget - sorted.iter().sum::<f64>();
+    for v in &mut sorted {
+        if left <= 0.0 {
+            break;
+        }
+        let take = (1.0 - *v).min(left);
+        *v += take;
+        left -= take;
+    }
+    let mut p = vec![0.0; n];
+    for (k, &i) in order.iter().enumerate() {
+        p[i] = sorted[k];
+    }
+    p
+}
+
+/// DEPROUND (dependent rounding, Gandhi et al. 2006): `round(Σp)` distinct
+/// indices, index `i` chosen with probability exactly `pᵢ`, in increasing
+/// order. Entries within 1e-9 of 0 or 1 count as decided. Each step settles
+/// at least one of two fractional entries, so it takes at most n steps:
+/// O(n).
+///
+/// # Panics
+/// Never; entries outside `[0, 1]` are clamped.
+#[allow(clippy::many_single_char_names)] // the algorithm's p, i, j, a, c
+pub fn depround(p: &[f64], rng: &mut impl Rng) -> Vec<usize> {
+    const EPS: f64 = 1e-9;
+    let mut p: Vec<f64> = p.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+    let fractional = |v: f64| v > EPS && v < 1.0 - EPS;
+    let mut i = 0;
+    let mut j = 1;
+    loop {
+        while i < p.len() && !fractional(p[i]) {
+            i += 1;
+        }
+        j = j.max(i + 1);
+        while j < p.len() && !fractional(p[j]) {
+            j += 1;
+        }
+        if j >= p.len() {
+            break;
+        }
+        let a = (1.0 - p[i]).min(p[j]);
+        let c = p[i].min(1.0 - p[j]);
+        if rng.random::<f64>() * (a + c) < c {
+            p[i] += a;
+            p[j] -= a;
+        } else {
+            p[i] -= c;
+            p[j] += c;
+        }
+    }
+    let total: f64 = p.iter().sum();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // Σp ∈ [0, n]
+    let want = total.round() as usize;
+    // One fractional entry may remain (the residue of Σp's rounding): it is
+    // decided by the count the sum asks for.
+    let mut picked: Vec<usize> = (0..p.len()).filter(|&k| p[k] >= 1.0 - EPS).collect();
+    if picked.len() < want
+        && let Some(k) = (0..p.len()).find(|&k| fractional(p[k]))
+    {
+        picked.push(k);
+        picked.sort_unstable();
+    }
+    picked
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::many_single_char_names,
+    clippy::cast_precision_loss,
+    clippy::float_cmp
+)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+
+    #[test]
+    fn margin_gain_and_entropy_of_a_row() {
+        let probs = [0.7f32, 0.2, 0.1, 0.25, 0.25, 0.5];
+        let m = margins(&probs, 3);
+        assert!(
+            (m[0] - 0.5).abs() < 1e-6 && (m[1] - 0.25).abs() < 1e-6,
+            "{m:?}"
+        );
+        let g = gains(&probs, 3);
+        assert!((g[0] - 0.5).abs() < 1e-6 && (g[1] - 0.75).abs() < 1e-6);
+        let h = entropies(&[1.0, 0.0, 0.5, 0.5], 2);
+        assert!(h[0].abs() < 1e-12 && (h[1] - std::f64::consts::LN_2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn top_takes_the_largest_and_breaks_ties_by_index() {
+        assert_eq!(top(&[0.1, 0.9, 0.5, 0.9], 3), [1, 3, 2]);
+    }
+
+    #[test]
+    fn uniform_picks_distinct_points() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let p = uniform(100, 10, &mut rng);
+        assert_eq!(p.len(), 10);
+        assert!(p.windows(2).all(|w| w[0] < w[1]) && p[9] < 100);
+    }
+
+    #[test]
+    fn without_an_adversary_rad_is_the_top_b_by_gain() {
+        let g = [0.2, 0.9, 0.4, 0.8, 0.1];
+        let p = rad_allocation(&g, 2, 0);
+        assert_eq!(p, [0.0, 1.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn uncapped_rad_spreads_the_budget_inversely_to_the_gain() {
+        // Equal gains: k* = argmax_{k>m} (k − m)/H_k = n, so p = b/n everywhere.
+        let g = [0.5; 8];
+        let p = rad_allocation(&g, 2, 1);
+        assert!(p.iter().all(|&v| (v - 0.25).abs() < 1e-12), "{p:?}");
+        // The closed form for distinct gains when no p is capped:
+        // pᵢ = b/(gᵢ·H_k) on the top k.
+        let g = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5];
+        let (b, m) = (2, 2);
+        let p = rad_allocation(&g, b, m);
+        let k = (m + 1..=g.len())
+            .max_by(|&a, &c| {
+                let h = |k: usize| g[..k].iter().map(|v| 1.0 / v).sum::<f64>();
+                ((a - m) as f64 / h(a)).total_cmp(&((c - m) as f64 / h(c)))
+            })
+            .unwrap();
+        let hk: f64 = g[..k].iter().map(|v| 1.0 / v).sum();
+        for i in 0..g.len() {
+            let want = if i < k { b as f64 / (g[i] * hk) } else { 0.0 };
+            assert!((p[i] - want).abs() < 1e-9, "p = {p:?}, k = {k}");
+        }
+    }
+
+    #[test]
+    fn rad_is_feasible_and_no_worse_than_random_feasible_allocations() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for case in 0..200 {
+            let n = rng.random_range(2..12);
+            let b = rng.random_range(1..n);
+            let m = rng.random_range(0..n);
+            let g: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
+            let p = rad_allocation(&g, b, m);
+            let total: f64 = p.iter().sum();
+            assert!(
+                (total - b as f64).abs() < 1e-9,
+                "case {case}: Σp = {total}, b = {b}"
+            );
+            assert!(p.iter().all(|&v| (-1e-12..=1.0 + 1e-12).contains(&v)));
+            let best = game_value(&p, &g, m);
+            // Random feasible allocations (b points' worth spread by a
+            // Dirichlet-like draw, capped at 1 and rescaled), top-b and uniform.
+            let mut rivals = vec![vec![b as f64 / n as f64; n]];
+            let mut topb = vec![0.0; n];
+            for i in top(&g, b) {
+                topb[i] = 1.0;
+            }
+            rivals.push(topb);
+            for _ in 0..300 {
+                let mut q: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
+                for _ in 0..50 {
+                    let s: f64 = q.iter().sum();
+                    for v in &mut q {
+                        *v = (*v * b as f64 / s).min(1.0);
+                    }
+                }
+                rivals.push(q);
+            }
+            for q in rivals {
+                let s: f64 = q.iter().sum();
+                if (s - b as f64).abs() > 1e-6 {
+                    continue;
+                }
+                let v = game_value(&q, &g, m);
+                assert!(
+                    best >= v - 1e-9,
+                    "case {case}: RAD {best} < rival {v} (g {g:?}, b {b}, m {m})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn depround_picks_exactly_b_points_with_marginals_p() {
+        let p = [0.5, 0.25, 0.75, 1.0, 0.0, 0.5];
+        let runs: u32 = 20_000;
+        let mut counts = [0usize; 6];
+        let mut rng = StdRng::seed_from_u64(5);
+        for _ in 0..runs {
+            let picked = depround(&p, &mut rng);
+            assert_eq!(picked.len(), 3);
+            assert!(picked.windows(2).all(|w| w[0] < w[1]));
+            for i in picked {
+                counts[i] += 1;
+            }
+        }
+        for (i, &c) in counts.iter().enumerate() {
+            let f = c as f64 / f64::from(runs);
+            // Four binomial standard deviations.
+            let sd = (p[i] * (1.0 - p[i]) / f64::from(runs)).sqrt();
+            assert!(
+                (f - p[i]).abs() <= 4.0 * sd + 1e-12,
+                "index {i}: {f} against {}",
+                p[i]
+            );
+        }
+    }
+
+    #[test]
+    fn depround_of_a_rad_allocation_spends_the_budget() {
+        let g: Vec<f64> = (0..50).map(|i| f64::from(i % 7) / 7.0 + 0.05).collect();
+        let p = rad_allocation(&g, 9, 4);
+        let mut rng = StdRng::seed_from_u64(1);
+        for _ in 0..100 {
+            assert_eq!(depround(&p, &mut rng).len(), 9);
+        }
+    }
+}
