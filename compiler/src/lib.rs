@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod fuse;
 pub mod inspect;
 pub mod ir;
+pub mod label;
 pub mod onnx;
 pub mod pipeline;
 pub mod train;

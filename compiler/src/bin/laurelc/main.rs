@@ -13,6 +13,7 @@ mod fuse;
 mod generate;
 mod grad;
 mod inspect;
+mod label;
 mod profile;
 mod progress;
 mod run;
@@ -58,6 +59,9 @@ enum Command {
     /// Train a model on tract: its `LAuReL` parameters (or any float weights) on data
     /// from an `.npz`, then write it with the learned tensors (exit 1 if the loss diverges).
     Train(train::TrainArgs),
+    /// Label unlabeled examples with a teacher on tract: its soft labels, written beside
+    /// the examples for `train --loss kd`, cached by content.
+    Label(label::LabelArgs),
     /// Time models on tract, interleaved (A B C A B C …), against the first one.
     Bench(bench::BenchArgs),
     /// Time every node of a model's plan on tract: where its time goes.
@@ -179,6 +183,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Fuse(a)) => fuse::run(&a, quiet),
         Some(Command::Grad(a)) => grad::run(&a),
         Some(Command::Train(a)) => train::run(&a, quiet),
+        Some(Command::Label(a)) => label::run(&a, quiet),
         Some(Command::Bench(a)) => bench::run(&a, quiet),
         Some(Command::Profile(a)) => profile::run(&a, quiet),
         Some(Command::Completions(a)) => generate::completions(&a),
