@@ -115,51 +115,71 @@ pub fn train_file(
     progress: &mut dyn Progress,
 ) -> Result<TrainFileReport> {
     guard_paths(input, output, opts)?;
-    let mut model = onnx::import_path(input)?;
+    let model = onnx::import_path(input)?;
     crate::pipeline::guard_external(&model, output, opts.force)?;
-    let bytes = onnx::to_bytes(&model)?;
-    let declared = laurel_runtime::declared_inputs(ModelSource::Bytes(&bytes))?;
-    if let Some((name, _)) = opts
-        .inputs
-        .iter()
-        .find(|(name, _)| !declared.iter().any(|d| &d.name == name))
-    {
-        let have: Vec<String> = declared.iter().map(|d| format!("`{}`", d.name)).collect();
-        return Err(Error::Data {
-            path: input.to_path_buf(),
-            reason: format!(
-                "--input {name}=…: the model has no input `{name}` (its inputs are {})",
-                have.join(", ")
-            ),
-        });
-    }
-
     let train = read_data(&opts.data)?;
     let eval = opts.eval.as_deref().map(read_data).transpose()?;
+    let (mut report, trained) =
+        train_model(&model, input, &train, eval.as_ref(), opts, sink, progress)?;
+    if let Some(model) = trained {
+        report.export = Some(onnx::write_path(&model, output, &opts.export)?);
+    }
+    Ok(report)
+}
+
+/// [`train_file`] on a model and data sets in memory: the report, and the
+/// trained model when the run completed (`report.export` is `None`; the
+/// caller writes the model). `input` names the model in messages, and
+/// `opts.data` and `opts.eval` the data sets.
+///
+/// # Errors
+/// As [`train_file`].
+pub fn train_model(
+    model: &Model,
+    input: &Path,
+    train: &Dataset,
+    eval: Option<&Dataset>,
+    opts: &TrainFileOptions,
+    sink: &mut dyn EpochSink,
+    progress: &mut dyn Progress,
+) -> Result<(TrainFileReport, Option<Model>)> {
+    let mut model = model.clone();
+    let bytes = onnx::to_bytes(&model)?;
+    let declared = laurel_runtime::declared_inputs(ModelSource::Bytes(&bytes))?;
+    check_input_names(&declared, input, opts)?;
     let batch =
         opts.batch
             .unwrap_or_else(|| match declared.first().and_then(|i| i.shape.first()) {
                 Some(DimSpec::Fixed(b)) => *b,
                 _ => DEFAULT_BATCH.min(train.len()),
             });
-    let load = shapes_for(&declared, &train, opts, batch)?;
+    let load = shapes_for(&declared, train, opts, batch)?;
     let grad = GradOptions {
         load,
         ..opts.grad.clone()
     };
     let bounds = gather_bounds(&model);
-    check_inputs(&declared, &train, &opts.data, opts, Some(batch), &bounds)?;
-    if let (Some(e), Some(path)) = (&eval, &opts.eval) {
+    check_inputs(&declared, train, &opts.data, opts, Some(batch), &bounds)?;
+    let eval_path = opts.eval.clone().unwrap_or_else(|| opts.data.clone());
+    if let (Some(e), path) = (&eval, &eval_path) {
         // Evaluation pads its last batch: any number of examples will do, but
         // of the shapes the step is built for.
         check_inputs(&declared, e, path, opts, None, &bounds)?;
-        check_like_training(&declared, &train, e, path, opts)?;
+        check_like_training(&declared, train, e, path, opts)?;
     }
     let (step, report) = crate::autodiff::training_step(&model, &grad)?;
-    check_target(&train, &opts.data, opts, &report)?;
-    if let (Some(e), Some(path)) = (&eval, &opts.eval) {
-        check_target(e, path, opts, &report)?;
+    check_target(train, &opts.data, opts, &report)?;
+    check_loss_inputs(train, &opts.data, opts, &report)?;
+    if let Some(e) = &eval {
+        check_target(e, &eval_path, opts, &report)?;
     }
+    // Evaluation runs the step, which reads the loss's own inputs; its loss
+    // does not use them (see `float_loss` below), so data without them get
+    // neutral ones.
+    let eval_filled = eval
+        .map(|e| with_loss_inputs(e, opts, &report))
+        .transpose()?;
+    let eval = eval_filled.as_ref();
     let step_bytes = onnx::to_bytes(&step)?;
     let runnable = laurel_runtime::load(ModelSource::Bytes(&step_bytes), &LoadOptions::default())?;
 
@@ -179,6 +199,10 @@ pub fn train_file(
         .chain(std::iter::once((TARGET.to_owned(), opts.target.clone())))
         .collect();
     run.prediction = Some(report.prediction.clone());
+    run.step = match opts.grad.loss {
+        crate::autodiff::Loss::Kd => format!("kd loss at T = {}", opts.grad.temperature),
+        loss => format!("{loss} loss"),
+    };
     run.float_loss = match opts.grad.loss {
         crate::autodiff::Loss::Kd => laurel_runtime::train::metrics::FloatLoss::Distillation {
             temperature: opts.grad.temperature,
@@ -192,29 +216,63 @@ pub fn train_file(
     };
     let mut hooks = RunHooks {
         step: &runnable,
-        eval: eval.as_ref(),
+        eval,
         options: &run,
         checkpoint: opts.checkpoint.as_ref(),
         saved: None,
         sink,
     };
     let (state, run_report) =
-        laurel_runtime::train::train(&runnable, &train, &run, start, &mut hooks, progress)?;
+        laurel_runtime::train::train(&runnable, train, &run, start, &mut hooks, progress)?;
     let checkpoint_epoch = hooks.saved;
-    let export = if run_report.stop == laurel_runtime::train::Stop::Completed {
+    let trained = if run_report.stop == laurel_runtime::train::Stop::Completed {
         write_back(&mut model, &state.params)?;
-        Some(onnx::write_path(&model, output, &opts.export)?)
+        Some(model)
     } else {
         None
     };
-    Ok(TrainFileReport {
-        step: report,
-        examples: train.len(),
-        eval_examples: eval.as_ref().map(Dataset::len),
-        run: run_report,
-        checkpoint_epoch,
-        export,
-    })
+    Ok((
+        TrainFileReport {
+            step: report,
+            examples: train.len(),
+            eval_examples: eval.map(Dataset::len),
+            run: run_report,
+            checkpoint_epoch,
+            export: None,
+        },
+        trained,
+    ))
+}
+
+/// Refuses an `--input` that names neither a model input nor an input of
+/// the loss.
+fn check_input_names(
+    declared: &[laurel_runtime::InputSpec],
+    input: &Path,
+    opts: &TrainFileOptions,
+) -> Result<()> {
+    let loss_inputs = [
+        crate::autodiff::loss::SLAM_A,
+        crate::autodiff::loss::SLAM_TOPK,
+    ];
+    let is_slam = matches!(
+        opts.grad.loss,
+        crate::autodiff::Loss::Slam | crate::autodiff::Loss::SlamNormalised
+    );
+    if let Some((name, _)) = opts.inputs.iter().find(|(name, _)| {
+        !(declared.iter().any(|d| &d.name == name)
+            || is_slam && loss_inputs.contains(&name.as_str()))
+    }) {
+        let have: Vec<String> = declared.iter().map(|d| format!("`{}`", d.name)).collect();
+        return Err(Error::Data {
+            path: input.to_path_buf(),
+            reason: format!(
+                "--input {name}=…: the model has no input `{name}` (its inputs are {})",
+                have.join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses an output over the input (without `--force`) or over the data,
@@ -676,6 +734,101 @@ fn check_distributions(target: &Tensor, key: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Checks the columns of the loss's own inputs (SLaM's `slam_a`, in [0, 1],
+/// and `slam_topk`, 0 or 1): present, float32, of the step's example shapes.
+fn check_loss_inputs(
+    data: &Dataset,
+    path: &Path,
+    opts: &TrainFileOptions,
+    step: &StepReport,
+) -> Result<()> {
+    let bad = |reason: String| Error::Data {
+        path: path.to_path_buf(),
+        reason,
+    };
+    for spec in &step.loss_inputs {
+        let key = key_of(opts, &spec.name);
+        let column = data.column(key).ok_or_else(|| {
+            bad(format!(
+                "no key `{key}` for the {} loss's input `{}` (the data has {})",
+                step.loss,
+                spec.name,
+                keys(data)
+            ))
+        })?;
+        let want: Vec<usize> = spec.dims[1..]
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .collect();
+        let values = column
+            .try_as_plain_ram()
+            .ok()
+            .and_then(|v| v.as_slice::<f32>().ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "`{key}` holds {:?}, not float32",
+                    column.datum_type()
+                ))
+            })?;
+        if column.shape()[1..] != want[..] {
+            return Err(bad(format!(
+                "`{key}` holds examples of shape {:?}; the {} loss's `{}` needs {want:?}",
+                &column.shape()[1..],
+                step.loss,
+                spec.name
+            )));
+        }
+        let mask = spec.name == crate::autodiff::loss::SLAM_TOPK;
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| {
+            if mask {
+                !(v.abs().to_bits() == 0.0f32.to_bits() || v.to_bits() == 1.0f32.to_bits())
+            } else {
+                !(0.0..=1.0).contains(*v)
+            }
+        }) {
+            return Err(bad(format!(
+                "`{key}` has {v} at flat index {i}; `{}` takes {}",
+                spec.name,
+                if mask { "0 or 1" } else { "values in [0, 1]" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `data` with neutral columns (a = 1, no top-k classes) for the loss's own
+/// inputs it lacks.
+fn with_loss_inputs(data: &Dataset, opts: &TrainFileOptions, step: &StepReport) -> Result<Dataset> {
+    let mut columns = data.columns().to_vec();
+    for spec in &step.loss_inputs {
+        let key = key_of(opts, &spec.name);
+        if data.column(key).is_some() {
+            continue;
+        }
+        let mut shape = vec![data.len()];
+        shape.extend(
+            spec.dims[1..]
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(0)),
+        );
+        let fill = if spec.name == crate::autodiff::loss::SLAM_A {
+            1.0f32
+        } else {
+            0.0
+        };
+        let n: usize = shape.iter().product();
+        let t = Tensor::from_shape(&shape, &vec![fill; n]).map_err(|e| Error::Data {
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })?;
+        columns.push((key.to_owned(), t));
+    }
+    Dataset::new(columns).map_err(|e| Error::Data {
+        path: PathBuf::new(),
+        reason: strip_prefix(&e),
+    })
 }
 
 fn dims_text(dims: &[DimSpec]) -> String {

@@ -371,3 +371,39 @@ def test_a_constant_rate_run_resumes_for_more_epochs(laurelc_bin, tmp_path):
     report = train(laurelc_bin, RESNET, tmp_path / "more.onnx", data, "--train", "all", "--epochs", "3",
                    "--resume", tmp_path / "out.onnx.ckpt.npz")
     assert [e["epoch"] for e in report["run"]["epochs"]] == [2, 3]
+
+
+def slam_data(path: Path, n: int = 6, a_key: str = "slam_a", **overrides) -> Path:
+    rng = np.random.default_rng(12)
+    z = rng.standard_normal((n, 10)) * 2
+    q = (np.exp(z) / np.exp(z).sum(-1, keepdims=True)).astype(np.float32)
+    topk = np.zeros((n, 10), np.float32)
+    for r in range(n):
+        topk[r, np.argsort(-q[r])[:3]] = 1.0
+    arrays = {"target": q, a_key: rng.uniform(0.3, 0.9, (n, 1)).astype(np.float32), "slam_topk": topk}
+    arrays.update(overrides)
+    return images(path, n=n, **arrays)
+
+
+def test_slam_trains_with_its_columns_and_evaluates_without_them(laurelc_bin, tmp_path):
+    data = slam_data(tmp_path / "s.npz", a_key="confidence")
+    val = images(tmp_path / "v.npz", n=4, target=np.full((4, 10), 0.1, np.float32))
+    report = train(laurelc_bin, RESNET, tmp_path / "s.onnx", data, "--eval", val, "--train", "all",
+                   "--loss", "slam", "--input", "slam_a=confidence", "--epochs", "3", "--lr", "1e-2")
+    epochs = report["run"]["epochs"]
+    assert epochs[-1]["loss"] < epochs[0]["loss"], epochs
+    assert epochs[-1]["eval"]["loss"] > 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"slam_topk": None}, "no key `slam_topk` for the slam loss's input `slam_topk`"),
+    ({"slam_a": np.full((6, 1), 1.5, np.float32)}, "`slam_a` has 1.5 at flat index 0; `slam_a` takes values in [0, 1]"),
+    ({"slam_topk": np.full((6, 10), 0.5, np.float32)}, "`slam_topk` takes 0 or 1"),
+    ({"slam_a": np.ones((6, 2), np.float32)}, "`slam_a` holds examples of shape [2]"),
+])
+def test_slam_columns_that_do_not_fit_exit_2(laurelc_bin, tmp_path, override, message):
+    data = slam_data(tmp_path / "s.npz", **override)
+    res = laurelc_train(laurelc_bin, RESNET, "--data", data, "-o", tmp_path / "o.onnx", "--train", "all",
+                        "--loss", "slam")
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr, res.stderr

@@ -91,6 +91,7 @@ fn options(epochs: u64, optimizer: Optimizer, lr: f32) -> TrainOptions {
         columns: Vec::new(),
         prediction: None,
         float_loss: laurel_runtime::train::metrics::FloatLoss::default(),
+        step: String::new(),
     }
 }
 

@@ -17,7 +17,8 @@
 //! is the probability that the teacher's top-1 is right and `K`
 //! ([`SLAM_TOPK`], `[P…, C]`, 0/1) marks the teacher's top `k` classes, both
 //! step inputs after `target`, computed by the caller on a validation set;
-//! `k = Σ K`. `mix` is kept at least 1e-12 before its logarithm.
+//! `k = Σ K`. `mix` is kept at least 1e-12 (float16: 6.2e-5) before its
+//! logarithm, and where that floor holds the gradient is 0, as the loss's.
 //!
 //! `ce` takes int64 class ids `t: [P…]` (an id outside `[0, C)` adds nothing
 //! to the loss but still `softmax(p)/P` to the gradient, so the loop that
@@ -240,8 +241,13 @@ pub fn emit(
             let bw = e.mul(&b, &wrong)?;
             let af = e.mul(a, &f)?;
             let raw = e.add(&af, &bw)?;
-            let eps = e.scalar(p.elem, 1e-12);
+            // The smallest mix kept: 1e-12, or float16's smallest normal.
+            let floor = if p.elem == elem::F16 { 6.2e-5 } else { 1e-12 };
+            let eps = e.scalar(p.elem, floor);
             let mix = e.binary("Max", &raw, &eps)?;
+            // Where the floor holds, the loss does not move with f.
+            let live = e.binary("Greater", &raw, &eps)?;
+            let zero = e.scalar(p.elem, 0.0);
             let lm = e.unary("Log", &mix)?;
             let picked = e.mul(&lm, target)?;
             let s = e.reduce_sum(&picked, &all, false)?;
@@ -252,6 +258,12 @@ pub fn emit(
             let bk = e.mul(&b, SLAM_TOPK)?;
             let slope = e.sub(a, &bk)?;
             let u0 = e.mul(&q_over, &slope)?;
+            let u0 = e.op(
+                "Where",
+                &[&live, &u0, &zero],
+                Vec::new(),
+                e.ty(&u0)?.clone(),
+            );
             let u = e.scale(&u0, -1.0 / positions)?;
             let uf = e.mul(&u, &f)?;
             let suf = e.reduce_sum(&uf, &[last], true)?;

@@ -491,8 +491,15 @@ fn float_constants(g: &Graph) -> HashMap<String, Vec<f64>> {
     out
 }
 
-/// The values of a float32 or float64 tensor held in the proto.
+/// The values of a float32 or float64 tensor held in the proto (`None` for
+/// one whose values live elsewhere, as external data, or are incomplete).
 fn float_values(t: &TensorProto) -> Option<Vec<f64>> {
+    let want = usize::try_from(t.dims.iter().product::<i64>()).ok()?;
+    let v = float_values_held(t)?;
+    (v.len() == want).then_some(v)
+}
+
+fn float_values_held(t: &TensorProto) -> Option<Vec<f64>> {
     match t.data_type {
         elem::F32 if !t.raw_data.is_empty() => Some(
             t.raw_data

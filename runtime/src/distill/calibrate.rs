@@ -7,9 +7,10 @@
 //!   violators). Isotonic rather than fixed bins: it needs no bin count,
 //!   it is monotone by construction (a more confident teacher is never
 //!   trusted less), and with a few hundred validation points it does not
-//!   leave empty bins. Between the fitted blocks it interpolates linearly
-//!   (as scikit-learn's `IsotonicRegression` does), and it is constant
-//!   beyond the first and last block.
+//!   leave empty bins. Each block is constant from its smallest to its
+//!   largest `x`; between blocks the fit interpolates linearly (as
+//!   scikit-learn's `IsotonicRegression` does), and beyond the first and
+//!   last it is constant.
 //! - `k(x)`: the smallest `k` whose top-k accuracy on the validation set
 //!   reaches a level ([`smallest_k`]), so that the true class is among the
 //!   teacher's top `k` that often.
@@ -17,12 +18,14 @@
 
 use serde::Serialize;
 
-/// A non-decreasing piecewise-linear fit of `y` against `x`.
+/// A non-decreasing piecewise-linear fit of `y` against `x`: its knots.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Isotonic {
-    /// The blocks' weighted mean `x`, increasing.
+    /// The knots' `x`, non-decreasing: each block's smallest and largest
+    /// `x` (one knot for a block of one `x`).
     pub x: Vec<f64>,
-    /// The blocks' fitted values, non-decreasing.
+    /// The knots' fitted values, non-decreasing (a block's two knots share
+    /// its value).
     pub y: Vec<f64>,
 }
 
@@ -34,33 +37,31 @@ impl Isotonic {
     pub fn fit(xs: &[f64], ys: &[f64], ws: &[f64]) -> Self {
         let mut order: Vec<usize> = (0..xs.len().min(ys.len()).min(ws.len())).collect();
         order.sort_by(|&i, &j| xs[i].total_cmp(&xs[j]).then(i.cmp(&j)));
-        // Blocks: (Σw·x, Σw·y, Σw).
-        let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
+        // Blocks: (smallest x, largest x, Σw·y, Σw).
+        let mut blocks: Vec<(f64, f64, f64, f64)> = Vec::new();
         let mut last_x = f64::NAN;
         for &i in &order {
             let w = ws[i].max(0.0);
             if w == 0.0 {
                 continue;
             }
-            let point = (w * xs[i], w * ys[i], w);
             match blocks.last_mut() {
                 // Equal x: one block, whatever the order of their y.
                 Some(b) if xs[i].total_cmp(&last_x).is_eq() => {
-                    b.0 += point.0;
-                    b.1 += point.1;
-                    b.2 += point.2;
+                    b.2 += w * ys[i];
+                    b.3 += w;
                 }
-                _ => blocks.push(point),
+                _ => blocks.push((xs[i], xs[i], w * ys[i], w)),
             }
             last_x = xs[i];
             while blocks.len() >= 2 {
                 let (a, b) = (blocks[blocks.len() - 2], blocks[blocks.len() - 1]);
-                if a.1 / a.2 <= b.1 / b.2 {
+                if a.2 / a.3 <= b.2 / b.3 {
                     break;
                 }
                 blocks.pop();
                 if let Some(top) = blocks.last_mut() {
-                    *top = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+                    *top = (a.0, b.1, a.2 + b.2, a.3 + b.3);
                 }
             }
         }
@@ -70,10 +71,16 @@ impl Isotonic {
                 y: vec![0.5],
             };
         }
-        Self {
-            x: blocks.iter().map(|b| b.0 / b.2).collect(),
-            y: blocks.iter().map(|b| b.1 / b.2).collect(),
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for &(lo, hi, wy, w) in &blocks {
+            x.push(lo);
+            y.push(wy / w);
+            if hi > lo {
+                x.push(hi);
+                y.push(wy / w);
+            }
         }
+        Self { x, y }
     }
 
     /// The fitted value at `x`. O(log blocks).
@@ -208,12 +215,15 @@ mod tests {
 
     #[test]
     fn isotonic_pools_the_violators_into_their_mean() {
-        // 1, 3, 2, 4: the violating pair (3, 2) becomes 2.5, 2.5.
+        // 1, 3, 2, 4: the violating pair (3, 2) becomes 2.5, 2.5 over [1, 2].
         let fit = Isotonic::fit(&[0.0, 1.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 4.0], &[1.0; 4]);
-        assert_eq!(fit.y, [1.0, 2.5, 4.0]);
-        assert_eq!(fit.x, [0.0, 1.5, 3.0]);
+        assert_eq!(fit.y, [1.0, 2.5, 2.5, 4.0]);
+        assert_eq!(fit.x, [0.0, 1.0, 2.0, 3.0]);
+        // At a fitted point, its fitted value; inside a block, constant.
+        assert_eq!(fit.predict(1.0), 2.5);
+        assert_eq!(fit.predict(1.5), 2.5);
         assert!(
-            (fit.predict(0.75) - 1.75).abs() < 1e-12,
+            (fit.predict(0.5) - 1.75).abs() < 1e-12,
             "halfway between blocks"
         );
         assert_eq!(fit.predict(-5.0), 1.0);
@@ -236,7 +246,7 @@ mod tests {
         assert!(grid.windows(2).all(|w| w[0] <= w[1] + 1e-12));
         // A point of weight 3 counts as three.
         let heavy = Isotonic::fit(&[0.0, 1.0], &[1.0, 0.0], &[3.0, 1.0]);
-        assert_eq!(heavy.y, [0.75]);
+        assert_eq!(heavy.y, [0.75, 0.75]);
     }
 
     #[test]

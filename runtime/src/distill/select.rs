@@ -104,9 +104,9 @@ pub fn game_value(p: &[f64], gains: &[f64], m: usize) -> f64 {
 /// decreasing order, each point takes budget up to `min(1, t/gᵢ)` (beyond
 /// that its product is cut), the last one what is left. So
 /// `F(t) = greedy(t) − m·t` is concave and piecewise linear; its maximum is
-/// found by a ternary search on `[0, max g]`, then the breakpoints `gᵢ`
-/// beside it are tried too (the maximum of a piecewise-linear function is
-/// at one), keeping the best (the larger `t` among equals, so that `m = 0`
+/// found by a ternary search on `[0, max g]`, then the gains `gᵢ` beside
+/// it are tried too (where `F` has a flat top ending at one of them),
+/// keeping the best (the larger `t` among equals, so that `m = 0`
 /// gives exactly the top `b` by gain). Budget the caps leave unspent goes to
 /// the points of largest gain (products beyond `t` are cut, so the value
 /// stays); points of zero gain take budget only when no other can.
@@ -119,8 +119,14 @@ pub fn rad_allocation(gains: &[f64], b: usize, m: usize) -> Vec<f64> {
     if b >= n {
         return vec![1.0; n];
     }
-    let order = top(gains, n);
-    let g: Vec<f64> = order.iter().map(|&i| gains[i].max(0.0)).collect();
+    // A NaN or infinite gain (a row of the student's that is not a
+    // distribution) is worth nothing, like a gain of 0, and sorts last.
+    let clean: Vec<f64> = gains
+        .iter()
+        .map(|&v| if v.is_finite() { v.max(0.0) } else { 0.0 })
+        .collect();
+    let order = top(&clean, n);
+    let g: Vec<f64> = order.iter().map(|&i| clean[i]).collect();
     #[allow(clippy::cast_precision_loss)] // counts far below 2^52
     let (budget, m) = (b as f64, m as f64);
     let greedy = |t: f64, p: Option<&mut Vec<f64>>| -> f64 {
@@ -190,11 +196,25 @@ pub fn rad_allocation(gains: &[f64], b: usize, m: usize) -> Vec<f64> {
 /// O(n).
 ///
 /// # Panics
-/// Never; entries outside `[0, 1]` are clamped.
+/// Never; entries outside `[0, 1]` are clamped, NaN counts as 0.
 #[allow(clippy::many_single_char_names)] // the algorithm's p, i, j, a, c
 pub fn depround(p: &[f64], rng: &mut impl Rng) -> Vec<usize> {
     const EPS: f64 = 1e-9;
-    let mut p: Vec<f64> = p.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+    // Entries within EPS of 0 or 1 are decided before anything else, so
+    // that the count asked for is the sum of what can still be chosen.
+    let mut p: Vec<f64> = p
+        .iter()
+        .map(|&v| {
+            let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+            if v <= EPS {
+                0.0
+            } else if v >= 1.0 - EPS {
+                1.0
+            } else {
+                v
+            }
+        })
+        .collect();
     let fractional = |v: f64| v > EPS && v < 1.0 - EPS;
     let mut i = 0;
     let mut j = 1;
@@ -377,6 +397,32 @@ mod tests {
                 p[i]
             );
         }
+    }
+
+    #[test]
+    fn a_nan_gain_is_worth_nothing() {
+        let p = rad_allocation(&[f64::NAN, 0.9, 0.8, 0.7, 0.6], 2, 1);
+        assert_eq!(p[0], 0.0, "{p:?}");
+        assert!((p.iter().sum::<f64>() - 2.0).abs() < 1e-9);
+        let clean = rad_allocation(&[0.0, 0.9, 0.8, 0.7, 0.6], 2, 1);
+        assert_eq!(p, clean);
+    }
+
+    #[test]
+    fn depround_counts_only_what_can_be_chosen() {
+        // 2000 entries of 1e-10 sum to 2e-7 and round to nothing; one half
+        // and another make one pick.
+        let mut p = vec![1e-10; 2000];
+        p.extend([0.5, 0.5]);
+        let mut rng = StdRng::seed_from_u64(2);
+        for _ in 0..50 {
+            let picked = depround(&p, &mut rng);
+            assert_eq!(picked.len(), 1);
+            assert!(picked[0] >= 2000);
+        }
+        let mut q = vec![4e-10; 3000];
+        q.push(0.6);
+        assert!(depround(&q, &mut rng).len() <= 1);
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub struct Labelled {
 }
 
 /// Labels the pool's `rows` with `teacher` (built for batches of its input's
-/// first dimension), or reads them from the cache.
+/// first dimension), or reads them from the cache. `teacher_bytes` must be
+/// the bytes `teacher` was loaded from: they are the cache key's model.
 ///
 /// # Errors
 /// [`RuntimeError::Data`]: a column the teacher reads is missing, the output
@@ -99,7 +100,7 @@ pub fn label(
         None => None,
     };
     if let Some(path) = &cache_file
-        && let Some((labels, classes)) = cached(path, rows.len())?
+        && let Some((labels, classes)) = cached(path, rows.len())
     {
         return Ok(Labelled {
             rows: rows.to_vec(),
@@ -214,17 +215,20 @@ fn feeds_of(
 
 /// The labels cached in `path` for `n` rows, if the file holds `n` rows of
 /// float32 (another shape is not trusted: the caller labels again).
-fn cached(path: &std::path::Path, n: usize) -> Result<Option<(Vec<f32>, usize)>, RuntimeError> {
+fn cached(path: &std::path::Path, n: usize) -> Option<(Vec<f32>, usize)> {
     if !path.is_file() {
-        return Ok(None);
+        return None;
     }
-    let t = crate::npy::read_npy(path)?;
-    Ok(match *t.shape() {
+    // A file that cannot be read is labelled again, not trusted.
+    let Ok(t) = crate::npy::read_npy(path) else {
+        return None;
+    };
+    match *t.shape() {
         [rows, classes] if rows == n => {
             crate::train::elements::<f32>(&t).map(|v| (v.to_vec(), classes))
         }
         _ => None,
-    })
+    }
 }
 
 /// One row of soft labels. O(classes).

@@ -70,6 +70,10 @@ pub struct RunKey {
     pub epochs: u64,
     /// The gradient clipping norm.
     pub clip_norm: Option<f32>,
+    /// What the step computes ([`super::TrainOptions::step`]; empty in
+    /// checkpoints from before it was recorded, which then fit any step).
+    #[serde(default)]
+    pub step: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,6 +127,9 @@ impl Checkpoint {
                 format!("{} examples (sha256 {})", was.examples, short(&was.data)),
                 format!("{} (sha256 {})", key.examples, short(&key.data)),
             );
+        }
+        if !was.step.is_empty() && was.step != key.step {
+            return differs("another step:", was.step.clone(), key.step.clone());
         }
         if was.batch != key.batch {
             return differs("batch size", was.batch.to_string(), key.batch.to_string());
@@ -343,6 +350,7 @@ mod tests {
             schedule: Schedule::Cosine { warmup: 5 },
             epochs: 4,
             clip_norm: None,
+            step: "ce loss".into(),
         }
     }
 
@@ -355,7 +363,14 @@ mod tests {
     #[test]
     fn a_checkpoint_resumes_only_under_its_own_run() {
         assert!(resumed_under(&key()).is_ok());
-        let cases: [(RunKey, &str); 7] = [
+        let cases: [(RunKey, &str); 8] = [
+            (
+                RunKey {
+                    step: "kd loss at T = 2".into(),
+                    ..key()
+                },
+                "another step: ce loss, this run kd loss at T = 2",
+            ),
             (
                 RunKey {
                     data: "cd".repeat(32),

@@ -192,6 +192,10 @@ pub struct TrainOptions {
     pub prediction: Option<String>,
     /// The loss evaluations report for float targets (the step's own loss).
     pub float_loss: metrics::FloatLoss,
+    /// What the step computes, in words the caller chooses (laurelc: its
+    /// loss and temperature); recorded in checkpoints, so that a resumed run
+    /// of another step is refused.
+    pub step: String,
 }
 
 /// One epoch's numbers.
@@ -318,6 +322,7 @@ pub fn train(
         schedule: options.schedule,
         epochs: options.epochs,
         clip_norm: options.clip_norm,
+        step: options.step.clone(),
     };
     state.check_run(&key)?;
     state.run = Some(key);

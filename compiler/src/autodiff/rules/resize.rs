@@ -22,7 +22,8 @@
 //! by `1 − (x − ⌊x⌋)` and `x − ⌊x⌋`; positions outside `[0, I)` are clamped
 //! to the edge. The scales and sizes must be constants (they fix the shapes).
 //! Refused with a clear error: `cubic` (tract has no kernel for it),
-//! `tf_crop_and_resize`, `antialias`, opset 10's `Resize`.
+//! `tf_crop_and_resize`, `antialias`, `keep_aspect_ratio_policy` other than
+//! `stretch`, opset 10's `Resize`.
 //!
 //! Cost: O(Σₐ O·I) host work for the matrices; per axis one `MatMul` of
 //! O(|G|·I) or one `ReduceSum` of O(|G|).
@@ -168,6 +169,10 @@ pub fn resize(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grad
         attr::string(v.node, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into());
     if attr::int(v.node, "antialias", 0) != 0 {
         return Err(v.unsupported("antialias = 1"));
+    }
+    if attr::string(v.node, "keep_aspect_ratio_policy").is_some_and(|k| k != "stretch") {
+        // `not_larger`/`not_smaller` share one scale across the axes.
+        return Err(v.unsupported("keep_aspect_ratio_policy other than \"stretch\""));
     }
     if transform == "tf_crop_and_resize" {
         return Err(v.unsupported("coordinate_transformation_mode = \"tf_crop_and_resize\""));

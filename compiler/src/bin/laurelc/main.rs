@@ -129,7 +129,12 @@ fn quiet_last(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 /// unchanged (`MiniLM`'s import + export: 78.7 MB, 77.1 MB before); the heap
 /// keeps its peak until exit, which a run of a model needs again at its next
 /// run anyway. mimalloc gave the same step time but 1.7× the peak RSS of an
-/// import + export; jemalloc 0.6 did not help.
+/// import + export; jemalloc 0.6 did not help. The costs: without mmap,
+/// `realloc` of a huge block copies it (no `mremap`), and memory freed after
+/// a peak (a teacher's labelling before a student's training) stays with
+/// the process until it exits. Allocations do not fail for it: glibc
+/// retries a thread arena's oversized request in the main arena, and falls
+/// back to mmap when the heap cannot grow.
 fn reuse_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]

@@ -180,6 +180,7 @@ fn options(a: &TrainArgs) -> Result<(laurelc::train::TrainFileOptions, PathBuf)>
             columns: Vec::new(),
             prediction: None,
             float_loss: laurel_runtime::train::metrics::FloatLoss::default(),
+            step: String::new(),
         },
         checkpoint: (a.checkpoint_every > 0).then(|| (checkpoint_path.clone(), a.checkpoint_every)),
         resume: a.resume.clone(),
