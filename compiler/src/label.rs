@@ -123,7 +123,7 @@ pub fn label_file(
     if batch == 0 {
         return Err(bad("a batch of 0 examples".into()));
     }
-    let load = shapes_for(&declared, &pool, opts, batch)?;
+    let load = load_shapes(&declared, &pool, &opts.inputs, &opts.data, batch)?;
     let runnable = laurel_runtime::load(ModelSource::Bytes(&bytes), &load)?;
     let rows: Vec<usize> = (0..pool.len()).collect();
     let labelled = teacher::label(
@@ -134,7 +134,7 @@ pub fn label_file(
         &LabelOptions {
             columns: declared
                 .iter()
-                .map(|i| (i.name.clone(), key_of(opts, &i.name)))
+                .map(|i| (i.name.clone(), key_of(&opts.inputs, &i.name)))
                 .collect(),
             output: opts.output.clone(),
             soft: opts.soft,
@@ -157,35 +157,37 @@ pub fn label_file(
     })
 }
 
-/// The data key of teacher input `input`.
-fn key_of(opts: &LabelFileOptions, input: &str) -> String {
-    opts.inputs
+/// The data key of model input `input` under `inputs` (pairs of input, key).
+pub(crate) fn key_of(inputs: &[(String, String)], input: &str) -> String {
+    inputs
         .iter()
         .find(|(i, _)| i == input)
         .map_or_else(|| input.to_owned(), |(_, k)| k.clone())
 }
 
-/// Checks the pool against the teacher's inputs; the shapes to load the
-/// teacher at (`[batch]` then each column's example shape).
-fn shapes_for(
+/// Checks the pool (read from `path`) against a model's inputs, each
+/// reading the key `inputs` gives it; the shapes to load the model at
+/// (`[batch]` then each column's example shape).
+pub(crate) fn load_shapes(
     declared: &[laurel_runtime::InputSpec],
     pool: &Dataset,
-    opts: &LabelFileOptions,
+    inputs: &[(String, String)],
+    path: &Path,
     batch: usize,
 ) -> Result<LoadOptions> {
     let bad = |reason: String| Error::Data {
-        path: opts.data.clone(),
+        path: path.to_path_buf(),
         reason,
     };
     let mut load = LoadOptions::default();
     for input in declared {
-        let key = key_of(opts, &input.name);
+        let key = key_of(inputs, &input.name);
         let column = pool
             .column(&key)
-            .ok_or_else(|| bad(format!("no key `{key}` for teacher input `{}`", input.name)))?;
+            .ok_or_else(|| bad(format!("no key `{key}` for model input `{}`", input.name)))?;
         if DatumKind::from_datum_type(column.datum_type()) != Some(input.datum) {
             return Err(bad(format!(
-                "`{key}` holds {:?}, teacher input `{}` takes {}",
+                "`{key}` holds {:?}, model input `{}` takes {}",
                 column.datum_type(),
                 input.name,
                 input.datum
@@ -200,7 +202,7 @@ fn shapes_for(
             && !matches!(input.shape.first(), Some(DimSpec::Fixed(b)) if *b != batch);
         if !fits {
             return Err(bad(format!(
-                "`{key}` holds examples of shape {example:?} in batches of {batch}, which teacher input `{}` does not take",
+                "`{key}` holds examples of shape {example:?} in batches of {batch}, which model input `{}` does not take",
                 input.name
             )));
         }

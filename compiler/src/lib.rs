@@ -15,6 +15,7 @@ pub mod analysis;
 pub mod augment;
 pub mod autodiff;
 pub mod build;
+pub mod distill;
 pub mod error;
 pub mod fsutil;
 pub mod fuse;

@@ -70,7 +70,7 @@ def test_the_labelled_data_train_a_student_by_distillation(laurelc_bin, tmp_path
 
 
 @pytest.mark.parametrize("case, message", [
-    ("no input key", "no key `input` for teacher input `input`"),
+    ("no input key", "no key `input` for model input `input`"),
     ("over the data", "would be written over the unlabeled data"),
     ("key taken", "already hold a column `target`"),
 ])

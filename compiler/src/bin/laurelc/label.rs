@@ -54,7 +54,8 @@ pub struct LabelArgs {
     pub json: bool,
 }
 
-fn default_cache() -> Option<PathBuf> {
+/// The default teacher-label cache directory.
+pub fn default_cache() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("LAURELC_CACHE") {
         return Some(PathBuf::from(dir).join("labels"));
     }

@@ -9,6 +9,7 @@ mod args;
 mod bench;
 mod check;
 mod compile;
+mod distill;
 mod fuse;
 mod generate;
 mod grad;
@@ -62,6 +63,9 @@ enum Command {
     /// Label unlabeled examples with a teacher on tract: its soft labels, written beside
     /// the examples for `train --loss kd`, cached by content.
     Label(label::LabelArgs),
+    /// Train a student from a teacher's labels on unlabeled data: vanilla
+    /// distillation or SLaM, with uniform, margin, entropy or RAD selection under a budget.
+    Distill(distill::DistillArgs),
     /// Time models on tract, interleaved (A B C A B C …), against the first one.
     Bench(bench::BenchArgs),
     /// Time every node of a model's plan on tract: where its time goes.
@@ -189,6 +193,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Grad(a)) => grad::run(&a),
         Some(Command::Train(a)) => train::run(&a, quiet),
         Some(Command::Label(a)) => label::run(&a, quiet),
+        Some(Command::Distill(a)) => distill::run(&a, quiet),
         Some(Command::Bench(a)) => bench::run(&a, quiet),
         Some(Command::Profile(a)) => profile::run(&a, quiet),
         Some(Command::Completions(a)) => generate::completions(&a),
