@@ -169,6 +169,9 @@ pub struct DistillReport {
     pub teacher_queries: usize,
     /// The student's validation accuracy at the end.
     pub validation_accuracy: f64,
+    /// Where a training run's loss became NaN or infinite, if one did: the
+    /// run stopped there and wrote no student.
+    pub diverged: Option<String>,
     /// The last round's training.
     pub train: Option<TrainFileReport>,
 }
@@ -187,8 +190,10 @@ struct Loaded {
 /// budget larger than the pool or 0, rounds more than the budget, a labeled
 /// or validation set without int64 class ids (or with ids out of range),
 /// `hard` without a labeled set, examples whose keys or shapes a model does
-/// not take, an output over one of the inputs; a diverging training run;
-/// the errors of import, tract, training and export.
+/// not take, an output over one of the inputs; the errors of import,
+/// tract, training and export. A training run whose loss becomes NaN or
+/// infinite is no error: the report's `diverged` says where, and no student
+/// is written.
 #[allow(clippy::too_many_lines)] // the stages of the module docs, in order
 pub fn distill_file(
     student_path: &Path,
@@ -354,7 +359,9 @@ pub fn distill_file(
     let mut q_topk: Vec<f32> = Vec::new();
     let mut scorer: Option<Loaded> = None;
     let mut round_reports = Vec::new();
-    let mut last: Option<(TrainFileReport, Model)> = None;
+    let mut last: Option<Model> = None;
+    let mut last_report: Option<TrainFileReport> = None;
+    let mut diverged: Option<String> = None;
     let mut teacher_queries = 0;
     let mut adversary = 0;
     let soft = match opts.loss {
@@ -502,13 +509,12 @@ pub fn distill_file(
             progress,
         )?;
         let Some(trained) = trained else {
-            return Err(Error::Data {
-                path: student_path.to_path_buf(),
-                reason: format!(
-                    "round {round}: the training run diverged ({:?})",
-                    report.run.stop
-                ),
-            });
+            // A non-finite loss: the run stops here and writes no student.
+            if let laurel_runtime::train::Stop::NonFinite { update, loss, .. } = &report.run.stop {
+                diverged = Some(format!("round {round}: {loss} at update {update}"));
+            }
+            last_report = Some(report);
+            break;
         };
         let loaded = load_for(&trained, &pool, inputs, &opts.unlabeled)?;
         let s_val = teacher::label(
@@ -525,14 +531,15 @@ pub fn distill_file(
             r.train_loss = report.run.epochs.last().map_or(f64::NAN, |e| e.loss);
         }
         scorer = Some(loaded);
-        last = Some((report, trained));
+        last_report = Some(report);
+        last = Some(trained);
     }
-    let (train_report, trained) = last.ok_or_else(|| Error::Data {
-        path: student_path.to_path_buf(),
-        reason: "no round ran".into(),
-    })?;
-    crate::pipeline::guard_external(&trained, output, opts.force)?;
-    onnx::write_path(&trained, output, &opts.train.export)?;
+    if diverged.is_none()
+        && let Some(trained) = &last
+    {
+        crate::pipeline::guard_external(trained, output, opts.force)?;
+        onnx::write_path(trained, output, &opts.train.export)?;
+    }
     Ok(DistillReport {
         loss: opts.loss,
         select: opts.select,
@@ -546,7 +553,8 @@ pub fn distill_file(
         validation_accuracy: round_reports.last().map_or(0.0, |r| r.validation_accuracy),
         rounds: round_reports,
         teacher_queries,
-        train: Some(train_report),
+        diverged,
+        train: last_report,
     })
 }
 

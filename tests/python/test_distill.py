@@ -111,3 +111,14 @@ def test_bad_requests_exit_2(laurelc_bin, tmp_path, sets, case, message):
     assert res.returncode == 2, res.stderr
     assert message in res.stderr, res.stderr
     assert not out.exists()
+
+
+def test_a_diverging_student_exits_1_and_writes_nothing(laurelc_bin, tmp_path, sets):
+    out = tmp_path / "o.onnx"
+    res = subprocess.run([str(laurelc_bin), "distill", str(CNN), "--teacher", str(CNN), "--unlabeled",
+                          str(sets["U"]), "--labeled", str(sets["L"]), "--validation", str(sets["V"]),
+                          "-o", str(out), "--no-cache", "--lr", "1e30", "--epochs", "3", "-q"],
+                         capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert "round 1:" in res.stderr and "was not written" in res.stderr, res.stderr
+    assert not out.exists()

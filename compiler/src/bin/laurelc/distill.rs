@@ -213,6 +213,13 @@ pub fn run(a: &DistillArgs, quiet: bool) -> Result<()> {
         let json = serde_json::to_string_pretty(&report)?;
         laurelc::fsutil::write_atomically(path, |w| w.write_all(json.as_bytes()))?;
     }
+    if let Some(what) = &report.diverged {
+        return Err(crate::train::Diverged(format!(
+            "{what}; {} was not written",
+            a.output.display()
+        ))
+        .into());
+    }
     for r in &report.rounds {
         emit_line(&format!(
             "round {}/{}  chose {}  teacher queries {}  trained on {}  validation accuracy {:.2}%",
