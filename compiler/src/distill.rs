@@ -353,10 +353,8 @@ pub fn distill_file(
     let initial_validation_accuracy = accuracy(&s_val.labels, &v_labels, classes);
 
     let mut rng = StdRng::seed_from_u64(opts.train.run.seed);
-    let mut queried: Vec<usize> = Vec::new();
-    let mut q_labels: Vec<f32> = Vec::new();
-    let mut q_a: Vec<f32> = Vec::new();
-    let mut q_topk: Vec<f32> = Vec::new();
+    // Everything queried so far, in pool-row order.
+    let mut queried: Vec<Queried> = Vec::new();
     let mut scorer: Option<Loaded> = None;
     let mut round_reports = Vec::new();
     let mut last: Option<Model> = None;
@@ -383,7 +381,7 @@ pub fn distill_file(
         } else {
             let share = budget / rounds + usize::from(round <= budget % rounds);
             let remaining: Vec<usize> = (0..pool.len())
-                .filter(|r| queried.binary_search(r).is_err())
+                .filter(|&r| queried.binary_search_by_key(&r, |q| q.row).is_err())
                 .collect();
             let picks: Vec<usize> = match opts.select {
                 None => (0..remaining.len()).collect(),
@@ -441,27 +439,18 @@ pub fn distill_file(
             )?;
             teacher_queries += bought.queries;
             // SLaM's inputs from the teacher's own probabilities (T = 1).
-            for row in bought.labels.chunks_exact(classes) {
-                let (conf, mask) = confidence_and_mask(row, slam_k);
+            for (&row, label) in chosen.iter().zip(bought.labels.chunks_exact(classes)) {
+                let (conf, topk) = confidence_and_mask(label, slam_k);
                 #[allow(clippy::cast_possible_truncation)] // a probability
-                q_a.push(a_fit.predict(conf).clamp(0.001, 0.999) as f32);
-                q_topk.extend(mask);
+                let a = a_fit.predict(conf).clamp(0.001, 0.999) as f32;
+                queried.push(Queried {
+                    row,
+                    label: label.to_vec(),
+                    a,
+                    topk,
+                });
             }
-            q_labels.extend(&bought.labels);
-            queried.extend(&chosen);
-            // Keep the queried rows sorted, with their labels alongside.
-            let mut order: Vec<usize> = (0..queried.len()).collect();
-            order.sort_by_key(|&i| queried[i]);
-            queried = order.iter().map(|&i| queried[i]).collect();
-            q_labels = order
-                .iter()
-                .flat_map(|&i| q_labels[i * classes..(i + 1) * classes].to_vec())
-                .collect();
-            q_a = order.iter().map(|&i| q_a[i]).collect();
-            q_topk = order
-                .iter()
-                .flat_map(|&i| q_topk[i * classes..(i + 1) * classes].to_vec())
-                .collect();
+            queried.sort_by_key(|q| q.row);
             round_reports.push(RoundReport {
                 round,
                 chosen: chosen.clone(),
@@ -478,9 +467,6 @@ pub fn distill_file(
             labeled.as_ref(),
             &l_labels,
             &queried,
-            &q_labels,
-            &q_a,
-            &q_topk,
             classes,
         )?;
         let mut train_opts = opts.train.clone();
@@ -556,6 +542,18 @@ pub fn distill_file(
         diverged,
         train: last_report,
     })
+}
+
+/// A pool example the teacher labelled.
+struct Queried {
+    /// Its pool row.
+    row: usize,
+    /// The teacher's probabilities.
+    label: Vec<f32>,
+    /// SLaM's `a(x)`.
+    a: f32,
+    /// SLaM's top-k mask.
+    topk: Vec<f32>,
 }
 
 /// The key the training set's targets are under.
@@ -641,10 +639,7 @@ fn training_set(
     pool: &Dataset,
     labeled: Option<&Dataset>,
     l_labels: &[i64],
-    queried: &[usize],
-    q_labels: &[f32],
-    q_a: &[f32],
-    q_topk: &[f32],
+    queried: &[Queried],
     classes: usize,
 ) -> Result<Dataset> {
     let bad = |reason: String| Error::Data {
@@ -655,6 +650,7 @@ fn training_set(
         |shape: &[usize], v: &[f32]| Tensor::from_shape(shape, v).map_err(|e| bad(e.to_string()));
     let mut columns = Vec::new();
     let l_rows: Vec<usize> = (0..l_labels.len()).collect();
+    let q_rows: Vec<usize> = queried.iter().map(|q| q.row).collect();
     for key in keys {
         let mut parts = Vec::new();
         if let Some(l) = labeled {
@@ -665,7 +661,7 @@ fn training_set(
         }
         if !queried.is_empty() {
             parts.push(
-                pool.column_rows(key, queried)
+                pool.column_rows(key, &q_rows)
                     .map_err(|e| bad(e.to_string()))?,
             );
         }
@@ -701,9 +697,11 @@ fn training_set(
             topk.extend(&onehot);
             a.push(1.0f32);
         }
-        target.extend(q_labels);
-        a.extend(q_a);
-        topk.extend(q_topk);
+        for q in queried {
+            target.extend(&q.label);
+            a.push(q.a);
+            topk.extend(&q.topk);
+        }
         columns.push((TARGET_KEY.into(), tensor(&[n, classes], &target)?));
         if matches!(opts.loss, DistillLoss::Slam | DistillLoss::SlamNormalised) {
             columns.push((SLAM_A.into(), tensor(&[n, 1], &a)?));
