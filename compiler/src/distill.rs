@@ -440,14 +440,14 @@ pub fn distill_file(
             teacher_queries += bought.queries;
             // SLaM's inputs from the teacher's own probabilities (T = 1).
             for (&row, label) in chosen.iter().zip(bought.labels.chunks_exact(classes)) {
-                let (conf, topk) = confidence_and_mask(label, slam_k);
+                let (conf, mask) = confidence_and_mask(label, slam_k);
                 #[allow(clippy::cast_possible_truncation)] // a probability
                 let a = a_fit.predict(conf).clamp(0.001, 0.999) as f32;
                 queried.push(Queried {
                     row,
                     label: label.to_vec(),
                     a,
-                    topk,
+                    topk: mask,
                 });
             }
             queried.sort_by_key(|q| q.row);
