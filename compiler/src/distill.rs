@@ -277,7 +277,7 @@ pub fn distill_file(
     // The data keys the student reads, which the labeled set must hold too.
     let keys: Vec<String> = laurel_runtime::declared_inputs(ModelSource::Bytes(&student0.bytes))?
         .iter()
-        .map(|i| crate::label::key_of(inputs, &i.name))
+        .map(|i| crate::train::input_key(inputs, &i.name).to_owned())
         .collect();
     let no_cache = LabelOptions {
         columns: inputs.clone(),

@@ -134,7 +134,10 @@ pub fn label_file(
         &LabelOptions {
             columns: declared
                 .iter()
-                .map(|i| (i.name.clone(), key_of(&opts.inputs, &i.name)))
+                .map(|i| {
+                    let key = crate::train::input_key(&opts.inputs, &i.name);
+                    (i.name.clone(), key.to_owned())
+                })
                 .collect(),
             output: opts.output.clone(),
             soft: opts.soft,
@@ -157,14 +160,6 @@ pub fn label_file(
     })
 }
 
-/// The data key of model input `input` under `inputs` (pairs of input, key).
-pub(crate) fn key_of(inputs: &[(String, String)], input: &str) -> String {
-    inputs
-        .iter()
-        .find(|(i, _)| i == input)
-        .map_or_else(|| input.to_owned(), |(_, k)| k.clone())
-}
-
 /// Checks the pool (read from `path`) against a model's inputs, each
 /// reading the key `inputs` gives it; the shapes to load the model at
 /// (`[batch]` then each column's example shape).
@@ -181,9 +176,9 @@ pub(crate) fn load_shapes(
     };
     let mut load = LoadOptions::default();
     for input in declared {
-        let key = key_of(inputs, &input.name);
+        let key = crate::train::input_key(inputs, &input.name);
         let column = pool
-            .column(&key)
+            .column(key)
             .ok_or_else(|| bad(format!("no key `{key}` for model input `{}`", input.name)))?;
         if DatumKind::from_datum_type(column.datum_type()) != Some(input.datum) {
             return Err(bad(format!(
@@ -194,11 +189,7 @@ pub(crate) fn load_shapes(
             )));
         }
         let example = &column.shape()[1..];
-        let fits = input.shape.len() == example.len() + 1
-            && input.shape[1..]
-                .iter()
-                .zip(example)
-                .all(|(d, &e)| !matches!(d, DimSpec::Fixed(f) if *f != e))
+        let fits = crate::train::example_fits(input, example)
             && !matches!(input.shape.first(), Some(DimSpec::Fixed(b)) if *b != batch);
         if !fits {
             return Err(bad(format!(

@@ -415,10 +415,26 @@ fn check_like_training(
 
 /// The data key of model input `input`.
 fn key_of<'a>(opts: &'a TrainFileOptions, input: &'a str) -> &'a str {
-    opts.inputs
+    input_key(&opts.inputs, input)
+}
+
+/// The data key of model input `input` under `inputs` (pairs of input and
+/// key; an input without a pair reads the key of its own name).
+pub(crate) fn input_key<'a>(inputs: &'a [(String, String)], input: &'a str) -> &'a str {
+    inputs
         .iter()
         .find(|(i, _)| i == input)
         .map_or(input, |(_, k)| k.as_str())
+}
+
+/// Whether examples of shape `example` fit `input` after its first (batch)
+/// axis: the same rank, and every fixed dimension equal.
+pub(crate) fn example_fits(input: &laurel_runtime::InputSpec, example: &[usize]) -> bool {
+    input.shape.len() == example.len() + 1
+        && input.shape[1..]
+            .iter()
+            .zip(example)
+            .all(|(d, &e)| !matches!(d, DimSpec::Fixed(f) if *f != e))
 }
 
 /// The shapes the step is built for: each model input is `[batch]` then its
@@ -498,11 +514,7 @@ fn check_inputs(
             )));
         }
         let example = &column.shape()[1..];
-        let fits = input.shape.len() == example.len() + 1
-            && input.shape[1..]
-                .iter()
-                .zip(example)
-                .all(|(d, &e)| !matches!(d, DimSpec::Fixed(f) if *f != e));
+        let fits = example_fits(input, example);
         let batch_fits = match (batch, input.shape.first()) {
             (Some(batch), Some(DimSpec::Fixed(b))) => *b == batch,
             _ => true,

@@ -283,9 +283,5 @@ fn cache_key(
             h.update(temperature.to_le_bytes());
         }
     }
-    Ok(h.finalize().iter().fold(String::new(), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
+    Ok(crate::train::data::hex(&h.finalize()))
 }

@@ -153,11 +153,7 @@ impl Dataset {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(bytes);
         }
-        Ok(h.finalize().iter().fold(String::new(), |mut s, b| {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
-            s
-        }))
+        Ok(hex(&h.finalize()))
     }
 
     /// The batches of one epoch: a permutation of the rows seeded by `seed`
@@ -212,6 +208,17 @@ impl Dataset {
 /// Whether a tensor of this type is plain bytes per element.
 fn is_plain(dt: DatumType) -> bool {
     dt.is_number() || dt == DatumType::Bool
+}
+
+/// Bytes (a digest) as lowercase hex. O(bytes).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]

@@ -151,13 +151,7 @@ pub fn conv(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads,
         None
     };
 
-    let gb = if v.input(2).is_some() && v.need(2) {
-        let axes: Vec<usize> = std::iter::once(0).chain(2..2 + sp).collect();
-        Some(e.reduce_sum(&g, &axes, false)?)
-    } else {
-        None
-    };
-    Ok(vec![gx, gw, gb])
+    Ok(vec![gx, gw, bias_grad(e, v, &g, sp)?])
 }
 
 /// The weight gradient of a `Conv` from `x: [N, C, S…]` with weights of type
@@ -351,11 +345,23 @@ pub fn conv_transpose(
     } else {
         None
     };
-    let gb = if v.input(2).is_some() && v.need(2) {
-        let axes: Vec<usize> = std::iter::once(0).chain(2..2 + sp).collect();
-        Some(e.reduce_sum(&g, &axes, false)?)
-    } else {
-        None
-    };
-    Ok(vec![gx, gw, gb])
+    Ok(vec![gx, gw, bias_grad(e, v, &g, sp)?])
+}
+
+/// The bias gradient of a convolution (input 2), if it has a bias that needs
+/// one: `G` summed over the batch and the `sp` spatial axes.
+///
+/// # Errors
+/// `g` has no static type.
+fn bias_grad(
+    e: &mut Emitter,
+    v: &Vjp<'_>,
+    g: &str,
+    sp: usize,
+) -> Result<Option<String>, AutodiffError> {
+    if v.input(2).is_none() || !v.need(2) {
+        return Ok(None);
+    }
+    let axes: Vec<usize> = std::iter::once(0).chain(2..2 + sp).collect();
+    Ok(Some(e.reduce_sum(g, &axes, false)?))
 }

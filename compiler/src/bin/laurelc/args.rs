@@ -238,6 +238,19 @@ where
     Ok((k, v))
 }
 
+/// `--input NAME=KEY`s: a model input and the data key it reads.
+pub fn parse_input_keys(values: &[String]) -> Result<Vec<(String, String)>> {
+    values
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((name, key)) if !name.is_empty() && !key.is_empty() => {
+                Ok((name.to_owned(), key.to_owned()))
+            }
+            _ => anyhow::bail!("--input `{s}`: expected NAME=KEY"),
+        })
+        .collect()
+}
+
 /// `--dim NAME=VALUE`s.
 pub fn parse_dims(dims: &[String]) -> Result<BTreeMap<String, i64>> {
     dims.iter()

@@ -134,16 +134,7 @@ fn options(a: &DistillArgs) -> Result<laurelc::distill::DistillOptions> {
     if a.select.is_some() && a.budget.is_none() {
         bail!("--select needs --budget");
     }
-    let inputs = a
-        .inputs
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((name, key)) if !name.is_empty() && !key.is_empty() => {
-                Ok((name.to_owned(), key.to_owned()))
-            }
-            _ => bail!("--input `{s}`: expected NAME=KEY"),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let inputs = crate::args::parse_input_keys(&a.inputs)?;
     let train = laurelc::autodiff::TrainSpec::parse(&a.train).map_err(anyhow::Error::msg)?;
     Ok(laurelc::distill::DistillOptions {
         force: a.force,

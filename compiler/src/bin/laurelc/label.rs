@@ -70,16 +70,7 @@ pub fn run(a: &LabelArgs, quiet: bool) -> Result<()> {
             a.temperature
         );
     }
-    let inputs = a
-        .inputs
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((name, key)) if !name.is_empty() && !key.is_empty() => {
-                Ok((name.to_owned(), key.to_owned()))
-            }
-            _ => bail!("--input `{s}`: expected NAME=KEY"),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let inputs = crate::args::parse_input_keys(&a.inputs)?;
     let opts = laurelc::label::LabelFileOptions {
         force: a.force,
         data: a.data.clone(),

@@ -120,16 +120,7 @@ fn options(a: &TrainArgs) -> Result<(laurelc::train::TrainFileOptions, PathBuf)>
         bail!("--epochs 0: expected at least one epoch");
     }
     let train = laurelc::autodiff::TrainSpec::parse(&a.step.train).map_err(anyhow::Error::msg)?;
-    let inputs = a
-        .inputs
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((name, key)) if !name.is_empty() && !key.is_empty() => {
-                Ok((name.to_owned(), key.to_owned()))
-            }
-            _ => bail!("--input `{s}`: expected NAME=KEY"),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let inputs = crate::args::parse_input_keys(&a.inputs)?;
     if let Some(path) = &a.report_json {
         // Fail before training, not after.
         let dir = path
