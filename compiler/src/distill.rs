@@ -30,6 +30,7 @@
 //! teacher run over the chosen examples, one training run.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use laurel_runtime::distill::calibrate::{self, Bin, Isotonic};
 use laurel_runtime::distill::select;
@@ -140,6 +141,38 @@ pub struct RoundReport {
     pub validation_accuracy: f64,
     /// The last epoch's training loss.
     pub train_loss: f64,
+    /// Where the round's wall-clock time went.
+    pub seconds: RoundSeconds,
+}
+
+/// Where a round's wall-clock time went, in seconds. Times, so they differ
+/// from run to run; everything else in the report does not.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RoundSeconds {
+    /// The whole round.
+    pub total: f64,
+    /// Teacher runs: labelling the chosen examples (with the cache's hashing).
+    pub teacher: f64,
+    /// Student runs: scoring the pool, training (the step built and run),
+    /// loading the trained student and scoring it on the validation set.
+    pub student: f64,
+    /// Choosing from the scores: gains, the allocation, DEPROUND, sorting.
+    pub selection: f64,
+    /// The rest: the remaining pool, the queried records, the training set.
+    pub bookkeeping: f64,
+}
+
+impl RoundSeconds {
+    /// The share of the round outside teacher and student runs (selection
+    /// and bookkeeping), 0 for an empty round.
+    #[must_use]
+    pub fn outside_share(&self) -> f64 {
+        if self.total > 0.0 {
+            (self.selection + self.bookkeeping) / self.total
+        } else {
+            0.0
+        }
+    }
 }
 
 /// What [`distill_file`] did.
@@ -369,6 +402,8 @@ pub fn distill_file(
         _ => Soft::Softmax { temperature: 1.0 },
     };
     for round in 1..=rounds {
+        let started = Instant::now();
+        let mut times = RoundSeconds::default();
         if opts.loss == DistillLoss::Hard {
             round_reports.push(RoundReport {
                 round,
@@ -377,66 +412,71 @@ pub fn distill_file(
                 examples: 0,
                 validation_accuracy: 0.0,
                 train_loss: 0.0,
+                seconds: RoundSeconds::default(),
             });
         } else {
             let share = budget / rounds + usize::from(round <= budget % rounds);
             let remaining: Vec<usize> = (0..pool.len())
                 .filter(|&r| queried.binary_search_by_key(&r, |q| q.row).is_err())
                 .collect();
-            let picks: Vec<usize> = match opts.select {
-                None => (0..remaining.len()).collect(),
-                Some(Selection::Uniform) => select::uniform(remaining.len(), share, &mut rng),
-                Some(how) => {
+            // The current student's probabilities on the remaining pool, for
+            // the selections that score it.
+            let student_probs = match opts.select {
+                None | Some(Selection::Uniform) => None,
+                Some(_) => {
                     let s = scorer.as_ref().unwrap_or(&student0);
-                    let probs = teacher::label(
-                        &s.bytes,
-                        &s.run,
-                        &pool,
-                        &remaining,
-                        &no_cache,
-                        &mut Silent,
-                    )?;
-                    match how {
-                        Selection::Margin => {
-                            select::top(&select::gains(&probs.labels, classes), share)
-                        }
-                        Selection::Entropy => {
-                            select::top(&select::entropies(&probs.labels, classes), share)
-                        }
-                        _ => {
-                            #[allow(
-                                clippy::cast_precision_loss,
-                                clippy::cast_possible_truncation,
-                                clippy::cast_sign_loss
-                            )]
-                            let wrong = ((1.0 - teacher_accuracy) * remaining.len() as f64).round()
-                                as usize;
-                            if round == 1 {
-                                adversary = wrong;
-                            }
-                            let p = select::rad_allocation(
-                                &select::gains(&probs.labels, classes),
-                                share,
-                                wrong,
-                            );
-                            select::depround(&p, &mut rng)
-                        }
-                    }
+                    Some(timed(&mut times.student, || {
+                        teacher::label(&s.bytes, &s.run, &pool, &remaining, &no_cache, &mut Silent)
+                    })?)
                 }
+            };
+            let clock = Instant::now();
+            let picks: Vec<usize> = match (opts.select, student_probs) {
+                (None, _) => (0..remaining.len()).collect(),
+                (Some(Selection::Uniform), _) | (_, None) => {
+                    select::uniform(remaining.len(), share, &mut rng)
+                }
+                (Some(how), Some(probs)) => match how {
+                    Selection::Margin => select::top(&select::gains(&probs.labels, classes), share),
+                    Selection::Entropy => {
+                        select::top(&select::entropies(&probs.labels, classes), share)
+                    }
+                    _ => {
+                        #[allow(
+                            clippy::cast_precision_loss,
+                            clippy::cast_possible_truncation,
+                            clippy::cast_sign_loss
+                        )]
+                        let wrong =
+                            ((1.0 - teacher_accuracy) * remaining.len() as f64).round() as usize;
+                        if round == 1 {
+                            adversary = wrong;
+                        }
+                        let p = select::rad_allocation(
+                            &select::gains(&probs.labels, classes),
+                            share,
+                            wrong,
+                        );
+                        select::depround(&p, &mut rng)
+                    }
+                },
             };
             let mut chosen: Vec<usize> = picks.iter().map(|&i| remaining[i]).collect();
             chosen.sort_unstable();
-            let bought = teacher::label(
-                &teacher.bytes,
-                &teacher.run,
-                &pool,
-                &chosen,
-                &LabelOptions {
-                    soft,
-                    ..cached.clone()
-                },
-                progress,
-            )?;
+            times.selection = clock.elapsed().as_secs_f64();
+            let bought = timed(&mut times.teacher, || {
+                teacher::label(
+                    &teacher.bytes,
+                    &teacher.run,
+                    &pool,
+                    &chosen,
+                    &LabelOptions {
+                        soft,
+                        ..cached.clone()
+                    },
+                    progress,
+                )
+            })?;
             teacher_queries += bought.queries;
             // SLaM's inputs from the teacher's own probabilities (T = 1).
             for (&row, label) in chosen.iter().zip(bought.labels.chunks_exact(classes)) {
@@ -458,6 +498,7 @@ pub fn distill_file(
                 examples: 0,
                 validation_accuracy: 0.0,
                 train_loss: 0.0,
+                seconds: RoundSeconds::default(),
             });
         }
         let data = training_set(
@@ -485,15 +526,17 @@ pub fn distill_file(
         train_opts.force = true;
         let mut quiet = |_: &laurel_runtime::train::EpochReport| {};
         let sink: &mut dyn EpochSink = &mut quiet;
-        let (report, trained) = crate::train::train_model(
-            &student_model,
-            student_path,
-            &data,
-            None,
-            &train_opts,
-            sink,
-            progress,
-        )?;
+        let (report, trained) = timed(&mut times.student, || {
+            crate::train::train_model(
+                &student_model,
+                student_path,
+                &data,
+                None,
+                &train_opts,
+                sink,
+                progress,
+            )
+        })?;
         let Some(trained) = trained else {
             // A non-finite loss: the run stops here and writes no student.
             if let laurel_runtime::train::Stop::NonFinite { update, loss, .. } = &report.run.stop {
@@ -502,19 +545,26 @@ pub fn distill_file(
             last_report = Some(report);
             break;
         };
-        let loaded = load_for(&trained, &pool, inputs, &opts.unlabeled)?;
-        let s_val = teacher::label(
-            &loaded.bytes,
-            &loaded.run,
-            &validation,
-            &v_rows,
-            &no_cache,
-            &mut Silent,
-        )?;
+        let (loaded, s_val) = timed(&mut times.student, || -> Result<_> {
+            let loaded = load_for(&trained, &pool, inputs, &opts.unlabeled)?;
+            let s_val = teacher::label(
+                &loaded.bytes,
+                &loaded.run,
+                &validation,
+                &v_rows,
+                &no_cache,
+                &mut Silent,
+            )?;
+            Ok((loaded, s_val))
+        })?;
+        times.total = started.elapsed().as_secs_f64();
+        times.bookkeeping =
+            (times.total - times.teacher - times.student - times.selection).max(0.0);
         if let Some(r) = round_reports.last_mut() {
             r.examples = data.len();
             r.validation_accuracy = accuracy(&s_val.labels, &v_labels, classes);
             r.train_loss = report.run.epochs.last().map_or(f64::NAN, |e| e.loss);
+            r.seconds = times;
         }
         scorer = Some(loaded);
         last_report = Some(report);
@@ -542,6 +592,14 @@ pub fn distill_file(
         diverged,
         train: last_report,
     })
+}
+
+/// Runs `f`, adding its wall-clock seconds to `acc`.
+fn timed<T>(acc: &mut f64, f: impl FnOnce() -> T) -> T {
+    let clock = Instant::now();
+    let out = f();
+    *acc += clock.elapsed().as_secs_f64();
+    out
 }
 
 /// A pool example the teacher labelled.

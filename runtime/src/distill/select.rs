@@ -31,16 +31,18 @@ pub fn margins(probs: &[f32], classes: usize) -> Vec<f64> {
     probs
         .chunks_exact(classes.max(1))
         .map(|row| {
-            let (mut a, mut b) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+            // The two largest, without branches (min/max instructions):
+            // scores of an uncertain student defeat branch prediction.
+            let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
             for &p in row {
-                let p = f64::from(p);
-                if p > a {
-                    (a, b) = (p, a);
-                } else if p > b {
-                    b = p;
-                }
+                b = b.max(a.min(p));
+                a = a.max(p);
             }
-            if b.is_finite() { a - b } else { 1.0 }
+            if b.is_finite() {
+                f64::from(a) - f64::from(b)
+            } else {
+                1.0
+            }
         })
         .collect()
 }
@@ -70,13 +72,36 @@ pub fn entropies(probs: &[f32], classes: usize) -> Vec<f64> {
 }
 
 /// The indices of the `b` largest scores, largest first (ties: lower index
-/// first). O(n log n).
+/// first), in [`f64::total_cmp`]'s order. O(n + b log b): a selection, then
+/// a sort of the `b` chosen.
 #[must_use]
 pub fn top(scores: &[f64], b: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&i, &j| scores[j].total_cmp(&scores[i]).then(i.cmp(&j)));
-    order.truncate(b);
-    order
+    // One integer key per score, (score descending, index ascending): a
+    // total order of primitive comparisons, so unstable algorithms are exact
+    // and fast.
+    let mut keys: Vec<u128> = scores
+        .iter()
+        .zip(0u128..)
+        .map(|(&s, i)| (u128::from(!total_order_bits(s)) << 64) | i)
+        .collect();
+    if b < keys.len() {
+        keys.select_nth_unstable(b);
+        keys.truncate(b);
+    }
+    keys.sort_unstable();
+    #[allow(clippy::cast_possible_truncation)] // the low 64 bits: an index
+    keys.into_iter().map(|k| k as u64 as usize).collect()
+}
+
+/// `x`'s bits as an unsigned integer ordered like [`f64::total_cmp`].
+fn total_order_bits(x: f64) -> u64 {
+    let bits = x.to_bits();
+    // Negative numbers: all bits flipped; others: the sign bit set.
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
 }
 
 /// `b` distinct indices of `0..n`, uniformly at random, in increasing order.
@@ -111,7 +136,9 @@ pub fn game_value(p: &[f64], gains: &[f64], m: usize) -> f64 {
 /// the points of largest gain (products beyond `t` are cut, so the value
 /// stays); points of zero gain take budget only when no other can.
 ///
-/// Cost: O(n log n) to sort, then O(n) per evaluation of `F`, 200 of them.
+/// Cost: O(n log n) to sort and take prefix sums; each evaluation of `F`
+/// is then two binary searches, O(log n), 200 of them; one O(n) pass
+/// writes `p`.
 #[must_use]
 #[allow(clippy::many_single_char_names)] // the paper's b, m, p, g, t
 pub fn rad_allocation(gains: &[f64], b: usize, m: usize) -> Vec<f64> {
@@ -129,29 +156,13 @@ pub fn rad_allocation(gains: &[f64], b: usize, m: usize) -> Vec<f64> {
     let g: Vec<f64> = order.iter().map(|&i| clean[i]).collect();
     #[allow(clippy::cast_precision_loss)] // counts far below 2^52
     let (budget, m) = (b as f64, m as f64);
-    let greedy = |t: f64, p: Option<&mut Vec<f64>>| -> f64 {
-        let mut left = budget;
-        let mut value = 0.0;
-        let mut out = p;
-        for (k, &gk) in g.iter().enumerate() {
-            if left <= 0.0 {
-                break;
-            }
-            let cap = if gk > 0.0 { (t / gk).min(1.0) } else { 1.0 };
-            let take = cap.min(left);
-            left -= take;
-            value += take * gk;
-            if let Some(p) = out.as_deref_mut() {
-                p[k] = take;
-            }
-        }
-        value - m * t
-    };
+    let knapsack = Knapsack::new(&g, budget);
+    let value = |t: f64| knapsack.value(t) - m * t;
     let top_gain = g.first().copied().unwrap_or(0.0);
     let (mut lo, mut hi) = (0.0f64, top_gain);
     for _ in 0..200 {
         let (a, c) = (lo + (hi - lo) / 3.0, hi - (hi - lo) / 3.0);
-        if greedy(a, None) < greedy(c, None) {
+        if value(a) < value(c) {
             lo = a;
         } else {
             hi = c;
@@ -161,15 +172,14 @@ pub fn rad_allocation(gains: &[f64], b: usize, m: usize) -> Vec<f64> {
     // The breakpoints beside it.
     let above = g.iter().rev().copied().find(|&v| v >= found);
     let below = g.iter().copied().find(|&v| v < found);
-    let mut best = (greedy(found, None), found);
+    let mut best = (value(found), found);
     for t in [above, below].into_iter().flatten() {
-        let v = greedy(t, None);
+        let v = value(t);
         if v > best.0 - 1e-12 * best.0.abs().max(1.0) && (v > best.0 || t > best.1) {
             best = (v.max(best.0), t);
         }
     }
-    let mut sorted = vec![0.0; n];
-    greedy(best.1, Some(&mut sorted));
+    let mut sorted = knapsack.allocation(best.1);
     // Below the largest gain every cap may be under 1 and leave budget
     // unspent; what is left goes to the points of largest gain. It cannot
     // lower the value: products beyond the level are cut anyway.
@@ -187,6 +197,89 @@ pub fn rad_allocation(gains: &[f64], b: usize, m: usize) -> Vec<f64> {
         p[i] = sorted[k];
     }
     p
+}
+
+/// RAD's inner fractional knapsack at a level `t`, over gains sorted in
+/// decreasing order: along them each point takes budget up to
+/// `min(1, t/gₖ)`, the last one what is left. Points with `gₖ > t` (a
+/// prefix) take `t/gₖ` for a product of `t`; the others take 1 for a
+/// product of `gₖ`. With the prefix sums of `1/gₖ` and of `gₖ`, the value
+/// at any `t` is two binary searches.
+struct Knapsack<'a> {
+    /// The gains, in decreasing order.
+    g: &'a [f64],
+    /// `inv[k] = Σ_{i<k} 1/gᵢ` over the positive gains (`n + 1` entries;
+    /// only read below the first gain ≤ t, which is positive there).
+    inv: Vec<f64>,
+    /// `sum[k] = Σ_{i<k} gᵢ` (`n + 1` entries).
+    sum: Vec<f64>,
+    budget: f64,
+}
+
+impl<'a> Knapsack<'a> {
+    fn new(g: &'a [f64], budget: f64) -> Self {
+        let mut inv = Vec::with_capacity(g.len() + 1);
+        let mut sum = Vec::with_capacity(g.len() + 1);
+        let (mut i, mut s) = (0.0, 0.0);
+        inv.push(0.0);
+        sum.push(0.0);
+        for &v in g {
+            i += if v > 0.0 { 1.0 / v } else { 0.0 };
+            s += v;
+            inv.push(i);
+            sum.push(s);
+        }
+        Self {
+            g,
+            inv,
+            sum,
+            budget,
+        }
+    }
+
+    /// `Σ take·g` of the knapsack at level `t ≥ 0`. O(log n).
+    fn value(&self, t: f64) -> f64 {
+        let n = self.g.len();
+        // The points whose product is cut at t: gains above it.
+        let q = self.g.partition_point(|&v| v > t);
+        if t * self.inv[q] >= self.budget {
+            // The budget runs out among them: `full` take t/g whole, the
+            // next what is left.
+            let full = self.inv[..=q].partition_point(|&h| t * h <= self.budget) - 1;
+            let left = self.budget - t * self.inv[full];
+            #[allow(clippy::cast_precision_loss)]
+            let whole = t * full as f64;
+            return whole + if full < n { left * self.g[full] } else { 0.0 };
+        }
+        let rest = self.budget - t * self.inv[q];
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rest < n
+        let ones = (rest.floor() as usize).min(n - q);
+        let left = rest - rest.floor();
+        #[allow(clippy::cast_precision_loss)]
+        let cut = t * q as f64;
+        let partial = if q + ones < n {
+            left * self.g[q + ones]
+        } else {
+            0.0
+        };
+        cut + (self.sum[q + ones] - self.sum[q]) + partial
+    }
+
+    /// What each point of positive gain takes at level `t`, in the gains'
+    /// order; points of zero gain take nothing here (the caller gives them
+    /// what no other point can take). O(n).
+    fn allocation(&self, t: f64) -> Vec<f64> {
+        let mut left = self.budget;
+        self.g
+            .iter()
+            .map(|&gk| {
+                let cap = if gk > 0.0 { (t / gk).min(1.0) } else { 0.0 };
+                let take = cap.min(left).max(0.0);
+                left -= take;
+                take
+            })
+            .collect()
+    }
 }
 
 /// DEPROUND (dependent rounding, Gandhi et al. 2006): `round(Σp)` distinct
@@ -396,6 +489,75 @@ mod tests {
                 "index {i}: {f} against {}",
                 p[i]
             );
+        }
+    }
+
+    #[test]
+    fn top_orders_like_total_cmp() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let specials = [
+            f64::NAN,
+            -f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+        ];
+        for _ in 0..50 {
+            let n = rng.random_range(0..60);
+            let scores: Vec<f64> = (0..n)
+                .map(|_| match rng.random_range(0..3) {
+                    0 => specials[rng.random_range(0..specials.len())],
+                    1 => f64::from(rng.random_range(-3..3)), // ties
+                    _ => rng.random::<f64>() * 4.0 - 2.0,
+                })
+                .collect();
+            let mut want: Vec<usize> = (0..n).collect();
+            want.sort_by(|&i, &j| scores[j].total_cmp(&scores[i]).then(i.cmp(&j)));
+            for b in [0, n / 3, n, n + 2] {
+                assert_eq!(top(&scores, b), want[..b.min(n)], "{scores:?}, b = {b}");
+            }
+        }
+    }
+
+    /// The knapsack's value, walked point by point: the definition.
+    fn knapsack_by_walking(g: &[f64], budget: f64, t: f64) -> f64 {
+        let mut left = budget;
+        let mut value = 0.0;
+        for &gk in g {
+            let cap = if gk > 0.0 { (t / gk).min(1.0) } else { 1.0 };
+            let take = cap.min(left).max(0.0);
+            left -= take;
+            value += take * gk;
+        }
+        value
+    }
+
+    #[test]
+    fn the_knapsacks_binary_searches_agree_with_walking_it() {
+        let mut rng = StdRng::seed_from_u64(17);
+        for case in 0..300 {
+            let n = rng.random_range(1..40);
+            let mut g: Vec<f64> = (0..n)
+                .map(|_| match rng.random_range(0..4) {
+                    0 => 0.0,
+                    1 => 0.5, // ties
+                    _ => rng.random::<f64>(),
+                })
+                .collect();
+            g.sort_by(|a, b| b.total_cmp(a));
+            let budget = f64::from(rng.random_range(1..=u32::try_from(n).unwrap()));
+            let knapsack = Knapsack::new(&g, budget);
+            for t in [0.0, 0.5, g[0], rng.random::<f64>(), 2.0] {
+                let want = knapsack_by_walking(&g, budget, t);
+                let got = knapsack.value(t);
+                assert!(
+                    (got - want).abs() <= 1e-12 * want.max(1.0),
+                    "case {case} t {t}: {got} against {want} for {g:?}, b {budget}"
+                );
+            }
         }
     }
 

@@ -213,13 +213,16 @@ pub fn run(a: &DistillArgs, quiet: bool) -> Result<()> {
     }
     for r in &report.rounds {
         emit_line(&format!(
-            "round {}/{}  chose {}  teacher queries {}  trained on {}  validation accuracy {:.2}%",
+            "round {}/{}  chose {}  teacher queries {}  trained on {}  validation accuracy {:.2}%  \
+             {:.2} s ({:.1}% outside teacher and student runs)",
             r.round,
             report.rounds.len(),
             r.chosen.len(),
             r.teacher_queries,
             r.examples,
-            100.0 * r.validation_accuracy
+            100.0 * r.validation_accuracy,
+            r.seconds.total,
+            100.0 * r.seconds.outside_share()
         ))?;
     }
     emit_line(&format!(
