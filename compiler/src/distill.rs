@@ -21,7 +21,10 @@
 //!   top `k` classes, `k` the smallest whose top-k accuracy on V reaches
 //!   `--slam-level` (at least 2). Labeled examples take `a = 1` and their
 //!   true class as `K`, which makes the mix the student's own prediction:
-//!   plain cross-entropy.
+//!   plain cross-entropy. The unnormalised mix's derivative in a top-k
+//!   class's probability is `2a − 1`: where `a(x) < ½` it pushes the
+//!   student away from all of the teacher's top k (the normalised form only
+//!   below `a = 1/k`); `docs/benchmarks.md` measures what that costs.
 //! - `m`, the teacher's wrong labels RAD's adversary removes, is its top-1
 //!   error on V times the examples left in the pool.
 //!

@@ -13,7 +13,7 @@
 //! | α, β ([`RwParam::Raw`], [`RwParam::Vector`]) | 1 | U(0.5, 1.5) |
 //! | softmax logits a, b; sigmoid logit p | 0 | N(0, 0.5²) |
 //! | `γ_j` | 0 | U(−0.5, 0.5) |
-//! | a down-projection `A` (D → r) | column-orthogonal channel-last (`A[i][j] = 1/√(rD)` when `i mod r = j`), Xavier-uniform channel-first | the same |
+//! | a down-projection `A` (D → r) | column-orthogonal channel-last (`A[i][j] = 1/√(rD)` when `i mod r = j`), Xavier-uniform channel-first | a random matrix with orthogonal columns of the same norm (1/r) channel-last, Xavier-uniform channel-first: seeded per block and map |
 //! | LR's up-projection `B` (r → D) | 0, as in `LoRA` | U(−0.1, 0.1) |
 //! | PA's up-projections (its shared `h`, RW+LR+PA's per state) | U(−0.1, 0.1): γ = 0 keeps the function, and a zero `B` too would leave γ no gradient | the same |
 //!
@@ -166,6 +166,10 @@ pub enum Init {
     /// The paper's column-orthogonal down-projection, for channel-last maps:
     /// the `[D, r]` matrix with `A[i][j] = 1/√(rD)` when `i mod r = j`.
     ColumnOrthogonal,
+    /// A random `[D, r]` matrix with orthogonal columns of norm `1/r`, those
+    /// of [`Init::ColumnOrthogonal`]: Gaussian draws, orthogonalised by
+    /// Gram–Schmidt (for `r ≤ D`; beyond `D` columns, the draws scaled).
+    RandomColumnOrthogonal,
     /// Xavier-uniform for the `[D, r]` matrix: U(±√(6/(D + r))).
     XavierUniform,
     /// Not a tensor of its own: computed from the block's logits.
@@ -242,6 +246,9 @@ impl Role {
                 high: 0.5,
             },
             Role::SoftmaxLogit(_) | Role::SigmoidLogit | Role::Gamma(_) => Init::Constant(0.0),
+            Role::Down(_) if layout == Some(Layout::ChannelLast) && random => {
+                Init::RandomColumnOrthogonal
+            }
             Role::Down(_) if layout == Some(Layout::ChannelLast) => Init::ColumnOrthogonal,
             Role::Down(_) => Init::XavierUniform,
             Role::Up(Map::Lr) if !random => Init::Constant(0.0),

@@ -216,3 +216,32 @@ def test_block_two_with_earlier_states_matches_the_papers_formula(variant, laure
         eq6 = sum(g * _low_rank(params, 2, f"A{j}", f"B{j}", s, axis) for j, (g, s) in enumerate(zip(gammas, states)))
         want = alpha * f + beta * (x + eq6)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+RW_PARAMS = ["raw", "softmax", "sigmoid", "vector"]
+
+
+@pytest.mark.parametrize("rw_param", RW_PARAMS)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", ["tiny_resnet", "tiny_preln_transformer", "tiny_postln_bert"])
+def test_every_added_initializer_is_a_blocks_parameter_and_random_ones_differ(
+        name, variant, rw_param, laurelc_bin, model_path, tmp_path):
+    """Issue 14, items 9 and 10: every `laurel.*` initializer is a block's
+    parameter (`laurel.<block>.<name>`, no shared constant), the report counts
+    exactly their elements, and under `--init random` no two of them (of more
+    than one element) are equal, whatever the layout."""
+    out, report = tmp_path / "aug.onnx", tmp_path / "aug.json"
+    augment(laurelc_bin, model_path(name), out, variant, "--rw-param", rw_param,
+            "--report-json", str(report), "-q")
+    original = {i.name for i in onnx.load(model_path(name)).graph.initializer}
+    added = [i for i in onnx.load(out).graph.initializer if i.name not in original]
+    assert added and all(i.name.startswith("laurel.") for i in added), [i.name for i in added]
+    for i in added:
+        block = i.name.split(".")
+        assert len(block) >= 3 and block[1].isdigit(), f"{i.name} belongs to no block"
+    counted = json.loads(report.read_text())["parameters_added"]
+    assert counted == sum(int(np.prod(i.dims)) for i in added)
+    tensors = [(i.name, numpy_helper.to_array(i)) for i in added if int(np.prod(i.dims)) > 1]
+    for k, (a, x) in enumerate(tensors):
+        for b, y in tensors[k + 1:]:
+            assert x.shape != y.shape or not np.array_equal(x, y), f"{a} and {b} are equal"

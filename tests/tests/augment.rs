@@ -271,8 +271,9 @@ fn pa_and_combined_parameter_counts_follow_the_formulas() {
             "laurel.1.gamma0[]",
             "laurel.1.gamma1[]",
             "laurel.1.p[]",
-            "laurel.two[]",
-        ]
+        ],
+        "every `laurel.*` initializer is a block's parameter (issue 14: the \
+         sigmoid form's factor 2 was a shared `laurel.two`; it is now σ + σ)"
     );
 }
 

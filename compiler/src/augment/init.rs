@@ -73,6 +73,43 @@ pub fn lr_down(d: usize, r: usize, channel_last: bool, rng: &mut StdRng) -> Vec<
     }
 }
 
+/// A random `[d, r]` row-major matrix whose columns are orthogonal, each of
+/// norm `1/r` (those of the paper's pattern, [`lr_down`]): Gaussian draws,
+/// orthogonalised by modified Gram–Schmidt in f64. Columns beyond the `d`th
+/// cannot be orthogonal to the others; they are the draws scaled to that
+/// norm. O(d·r²).
+#[must_use]
+pub fn random_column_orthogonal(d: usize, r: usize, rng: &mut StdRng) -> Vec<f32> {
+    let mut cols: Vec<Vec<f64>> = (0..r)
+        .map(|_| (0..d).map(|_| f64::from(normal(rng, 1.0))).collect())
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let norm = 1.0 / r as f64;
+    for j in 0..r {
+        if j < d {
+            for k in 0..j {
+                let (done, rest) = cols.split_at_mut(j);
+                let q = &done[k];
+                let dot: f64 = q.iter().zip(&rest[0]).map(|(a, b)| a * b).sum();
+                for (v, u) in rest[0].iter_mut().zip(q) {
+                    *v -= dot * u;
+                }
+            }
+        }
+        let len = cols[j].iter().map(|v| v * v).sum::<f64>().sqrt();
+        if len > 0.0 {
+            // Unit length while orthogonalising; the norm is applied below.
+            for v in &mut cols[j] {
+                *v /= len;
+            }
+        }
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    (0..d * r)
+        .map(|k| (cols[k % r][k / r] * norm) as f32)
+        .collect()
+}
+
 /// `m` is `[rows, cols]` row-major; returns `[cols, rows]`.
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     (0..cols * rows)
@@ -135,6 +172,7 @@ pub fn values(spec: &ParamSpec, seed: u64) -> Result<Vec<f32>, InitError> {
             .collect(),
         Init::Normal { std } => (0..n).map(|_| normal(&mut rng, std as f32)).collect(),
         Init::ColumnOrthogonal => lr_down(rows, cols, true, &mut rng),
+        Init::RandomColumnOrthogonal => random_column_orthogonal(rows, cols, &mut rng),
         Init::XavierUniform => lr_down(rows, cols, false, &mut rng),
         Init::Derived(_) => return Err(err("computed from logits, no values of its own")),
     };
@@ -170,6 +208,51 @@ mod tests {
         let a = lr_down(4, 2, true, &mut rng(0, 0, 0));
         let v = 1.0 / 8f32.sqrt();
         assert_eq!(a, [v, 0.0, 0.0, v, v, 0.0, 0.0, v]);
+    }
+
+    /// `AᵀA` of a `[d, r]` row-major matrix.
+    fn gram(a: &[f32], d: usize, r: usize) -> Vec<f64> {
+        (0..r * r)
+            .map(|k| {
+                (0..d)
+                    .map(|i| f64::from(a[i * r + k / r]) * f64::from(a[i * r + k % r]))
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_column_orthogonal_a_has_the_papers_gram_matrix_and_depends_on_the_seed() {
+        for (d, r) in [(16, 4), (8, 8), (384, 16), (5, 1)] {
+            let paper = gram(&lr_down(d, r, true, &mut rng(0, 0, 0)), d, r);
+            let a = random_column_orthogonal(d, r, &mut rng(1, 3, 30));
+            let g = gram(&a, d, r);
+            for (k, (got, want)) in g.iter().zip(&paper).enumerate() {
+                assert!(
+                    (got - want).abs() < 1e-6,
+                    "{d}×{r}: AᵀA[{k}] = {got}, the paper's {want}"
+                );
+            }
+            assert_ne!(
+                a,
+                random_column_orthogonal(d, r, &mut rng(1, 4, 30)),
+                "another block"
+            );
+            assert_ne!(
+                a,
+                random_column_orthogonal(d, r, &mut rng(2, 3, 30)),
+                "another seed"
+            );
+            assert_eq!(
+                a,
+                random_column_orthogonal(d, r, &mut rng(1, 3, 30)),
+                "seeded"
+            );
+        }
+        // More columns than rows: finite, of the norm.
+        let wide = random_column_orthogonal(2, 3, &mut rng(0, 0, 0));
+        let g = gram(&wide, 2, 3);
+        assert!(g.iter().all(|v| v.is_finite()) && (g[8] - 1.0 / 9.0).abs() < 1e-6);
     }
 
     #[test]

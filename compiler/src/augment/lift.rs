@@ -133,6 +133,8 @@ fn tensor_param(b: &mut Builder<'_>, spec: &ParamSpec, rank: usize, seed: u64) -
 /// The value of the parameter leaf `p`: its initializer, or for a
 /// coefficient derived from logits, the ops computing it (`2σ(a − b)`,
 /// `2σ(b − a)`; `2σ(p)`, `2σ(−p)`), named `laurel.<block>.alpha`/`beta`.
+/// The factor 2 is `σ + σ`, so no constant joins the initializers: every
+/// `laurel.*` initializer is a block's trainable parameter.
 fn param(
     b: &mut Builder<'_>,
     specs: &Specs<'_>,
@@ -162,7 +164,7 @@ fn param(
             .ok_or_else(|| err(format!("{p}: no {role} to derive it from")))?;
         tensor_param(b, spec, rank, seed)
     };
-    // The logits first, then the constant 2, then the ops.
+    // The logits first, then the ops.
     let logits = match how {
         Derivation::Softmax => vec![
             logit(b, Role::SoftmaxLogit(Coefficient::Alpha))?,
@@ -170,7 +172,6 @@ fn param(
         ],
         Derivation::Sigmoid => vec![logit(b, Role::SigmoidLogit)?],
     };
-    let two = b.initializer("laurel.two", &[], &[2.0]);
     let arg = match (how, which, logits.as_slice()) {
         // (α, β) = 2·softmax(a, b): α = 2σ(a − b), β = 2σ(b − a).
         (Derivation::Softmax, Coefficient::Alpha, [a, bb]) => b.op(block, "Sub", &[a, bb], None)?.1,
@@ -181,7 +182,7 @@ fn param(
         _ => return Err(err(format!("{p}: its logits are missing"))),
     };
     let (_, s) = b.op(block, "Sigmoid", &[&arg], None)?;
-    Ok(b.op(block, "Mul", &[&s, &two], Some(&full))?.1)
+    Ok(b.op(block, "Add", &[&s, &s], Some(&full))?.1)
 }
 
 /// Replaces each residual's add by its extracted term; returns per-block

@@ -6,8 +6,8 @@
 //!   and its float `Constant` nodes (exporters such as `Paddle2ONNX` write
 //!   every weight so).
 //! - `laurel` selects the parameters laurelc's augmentation adds: the
-//!   initializers named `laurel.<block>.<name>` (shared constants such as
-//!   `laurel.two` have no block and do not train).
+//!   initializers named `laurel.<block>.<name>` (a `laurel.*` name without a
+//!   block, which laurelc no longer writes, does not train).
 //! - `all` selects every candidate except the operands that are no weights
 //!   ([`NOT_WEIGHTS`]: a `BatchNormalization`'s running mean and variance are
 //!   statistics; a `Resize`'s scales and region of interest, an `Upsample`'s
