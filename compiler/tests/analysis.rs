@@ -143,6 +143,75 @@ fn negative_fixtures_have_no_residuals() {
     }
 }
 
+/// Issue 14: an attention bias computed once from the embeddings and added to
+/// every layer's scores is an ancestor of layer 1's scores, with their
+/// shape; that add feeds a `Softmax`, so it is logits, not a residual. The
+/// four real residuals stay.
+#[test]
+fn a_shared_attention_bias_is_not_a_residual() {
+    assert_eq!(
+        residuals("trap_attention_bias"),
+        [
+            row(
+                "/layers.0/Add_2",
+                Identity,
+                "/embed/Add_output_0",
+                16,
+                2,
+                0,
+                0
+            ),
+            row(
+                "/layers.0/Add_3",
+                Identity,
+                "/layers.0/Add_2_output_0",
+                16,
+                2,
+                0,
+                1
+            ),
+            row(
+                "/layers.1/Add_2",
+                Identity,
+                "/layers.0/Add_3_output_0",
+                16,
+                2,
+                0,
+                2
+            ),
+            row(
+                "/layers.1/Add_3",
+                Identity,
+                "/layers.1/Add_2_output_0",
+                16,
+                2,
+                0,
+                3
+            ),
+        ]
+    );
+}
+
+/// Issue 14: the gate sums `Gemm(x_t) + Gemm(h_{t−1})` of unrolled LSTM
+/// cells fork from the sequence like projection shortcuts; `x_t` is a
+/// `Gather` of it, so none is one.
+#[test]
+fn unrolled_lstm_gate_sums_are_not_projection_shortcuts() {
+    assert_eq!(residuals("trap_lstm_cells"), []);
+}
+
+/// U-Net long skips of equal shapes, nested, are identity residuals.
+#[test]
+fn unet_long_skips_stay_residuals() {
+    assert_eq!(
+        residuals("unet_add_skips"),
+        [
+            row("/Add", Identity, "/e2/e2.1/Relu_output_0", 16, 1, 0, 0),
+            row("/Add_1", Identity, "/e1/e1.1/Relu_output_0", 8, 1, 1, 0),
+        ]
+    );
+}
+
 fn analyse(graph: GraphProto) -> Vec<(String, ResidualKind)> {
     let bytes = bytes(&model(graph));
     let m = laurelc::onnx::import_bytes(&bytes, "test").unwrap();

@@ -76,6 +76,10 @@ impl Case {
         self.opset = v;
         self
     }
+    fn outputs(mut self, n: usize) -> Self {
+        self.outputs = n;
+        self
+    }
     fn f32(mut self) -> Self {
         self.f64 = false;
         self
@@ -464,6 +468,10 @@ cases! {
     transpose_default_reverses => case("transpose_rev", "Transpose", vec![p(&[2, 3, 4])]);
     expand => case("expand", "Expand", vec![p(&[3, 1]), ints(&[3], &[2, 3, 4])]);
     concat => case("concat", "Concat", vec![p(&[2, 3]), p(&[2, 1]), p(&[2, 2])]).attrs(vec![make_int("axis", -1)]);
+    // The loss reads the first output: the others' gradients are zeros.
+    split_by_sizes => case("split", "Split", vec![p(&[2, 7]), ints(&[3], &[2, 4, 1])])
+        .outputs(3).attrs(vec![make_int("axis", -1)]);
+    split_evenly_at_opset_11 => case("split11", "Split", vec![p(&[6, 2])]).opset(11).outputs(3);
     slice_with_negative_bounds => case("slice", "Slice", vec![p(&[4, 5]), ints(&[2], &[1, -4]), ints(&[2], &[-1, 100]), ints(&[2], &[0, 1])]);
     where_broadcasts => case("where", "Where", vec![
         Bools(vec![2, 3], vec![true, false, true, false, false, true]), p(&[2, 3]), p(&[3])

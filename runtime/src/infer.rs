@@ -35,7 +35,16 @@ pub struct InferredValue {
     /// knows as an expression of symbols (e.g. a data-dependent size) is a
     /// [`DimSpec::Symbol`] holding the expression.
     pub shape: Option<Vec<DimSpec>>,
+    /// The value, when tract knows it and it is a small integer tensor (at
+    /// most [`SMALL_INTS`] elements, row-major): a shape, an index or a size
+    /// computed from shapes (`Shape` → `Gather` → `Mul` …), fixed once the
+    /// input sizes are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Vec<i64>>,
 }
+
+/// The most elements of an integer value [`InferredValue::value`] keeps.
+pub const SMALL_INTS: usize = 64;
 
 /// Result of [`infer_shapes`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +76,34 @@ fn inferred(fact: &InferenceFact) -> InferredValue {
             )
             .collect()
     });
-    InferredValue { datum, shape }
+    let value = fact.value.concretize().and_then(|t| small_ints(&t));
+    InferredValue {
+        datum,
+        shape,
+        value,
+    }
+}
+
+/// A small integer tensor's values (`TDim` ones only when they are numbers).
+fn small_ints(t: &tract_onnx::prelude::Tensor) -> Option<Vec<i64>> {
+    if t.len() > SMALL_INTS {
+        return None;
+    }
+    let plain = t.try_as_plain_ram().ok()?;
+    match t.datum_type() {
+        DatumType::TDim => plain
+            .as_slice::<tract_onnx::prelude::TDim>()
+            .ok()?
+            .iter()
+            .map(|d| d.to_i64().ok())
+            .collect(),
+        DatumType::I64 => plain.as_slice::<i64>().ok().map(<[i64]>::to_vec),
+        DatumType::I32 => plain
+            .as_slice::<i32>()
+            .ok()
+            .map(|v| v.iter().map(|&x| i64::from(x)).collect()),
+        _ => None,
+    }
 }
 
 fn collect(

@@ -56,8 +56,17 @@ def real_model_names(manifest: dict | None = None) -> list[str]:
     return [m["name"] for m in manifest["models"]]
 
 
+# PyTorch exports committed beside them (their generators are fixtures/*.py,
+# and they are not `laurelc-fixtures`): the residual definition's traps.
+TORCH_FIXTURE_FILES = (
+    "trap_attention_bias.onnx",
+    "unet_add_skips.onnx",
+    "trap_lstm_cells.onnx",
+)
+
+
 def fixture_model_names() -> list[str]:
-    return [f[: -len(".onnx")] for f in FIXTURE_FILES]
+    return [f[: -len(".onnx")] for f in FIXTURE_FILES + TORCH_FIXTURE_FILES]
 
 
 def all_model_names() -> list[str]:

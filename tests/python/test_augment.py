@@ -35,7 +35,8 @@ import laurel_testlib as lt
 
 # Models with residuals (magika and silero_vad have none).
 AUGMENTABLE = [n for n in lt.all_model_names()
-               if n not in ("magika", "silero_vad", "neg_bias_add", "neg_attention_mask_add", "neg_gelu_tanh_add")]
+               if n not in ("magika", "silero_vad", "neg_bias_add", "neg_attention_mask_add", "neg_gelu_tanh_add",
+                            "trap_lstm_cells")]
 VARIANTS = ["rw", "lr", "pa", "rw+lr", "rw+pa", "lr+pa", "rw+lr+pa"]
 
 

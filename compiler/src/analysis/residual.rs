@@ -16,8 +16,29 @@
 //!
 //! A **projection shortcut** is `Add(P(x), f(x))` where neither operand is an
 //! ancestor of the other, both fork from a common computed value `x`, both
-//! branches hold a parametric op, the shapes agree, and `P` is the shorter
-//! branch, of at most [`MAX_PROJECTION_OPS`] ops.
+//! branches hold a parametric op, the shapes agree, `P` is the shorter
+//! branch, of at most [`MAX_PROJECTION_OPS`] ops, and `P` reads `x` whole:
+//! no op of `P` that reads `x` is a slicing op ([`SLICING_OPS`]).
+//!
+//! Two refinements keep out adds that pass those rules but are no residual
+//! connection (`fixtures/traps.py` has a `PyTorch` export of each):
+//! - **Attention logits.** An add whose sum reaches a `Softmax` or
+//!   `LogSoftmax` through at most [`LOGIT_HOPS`] ops that keep it logits
+//!   ([`LOGIT_OPS`]: scaling, masking, reshaping) is scores plus a bias.
+//!   A bias computed once and added to every layer's scores (a relative
+//!   position or graph-distance bias) is an ancestor of the later layers'
+//!   scores through the stream, with their `[B, H, T, T]` shape, and would
+//!   otherwise pass as an identity residual. A residual's sum is the next
+//!   state of a stream; it is normalised over channels or fed to the next
+//!   block, never turned into a distribution by the next few ops.
+//! - **Recurrent cells.** In an LSTM or GRU unrolled into `Gemm` cells,
+//!   `Gemm(x_t) + Gemm(h_{t−1})` forks from the input sequence: `x_t` is one
+//!   step of it (`Gather`, `Slice`) and `h_{t−1}` a function of the earlier
+//!   steps. That is why `P` must read the fork whole: a projection maps the
+//!   stream's state `x`, not a part of it.
+//!
+//! U-Net long skips (encoder feature + upsampled decoder feature, equal
+//! shapes) stay identity residuals, nested ones too.
 //!
 //! For each residual the channel axis and `D` come from the branch's last
 //! parametric op: axis 1 after a convolution, the last axis after a matrix
@@ -41,6 +62,32 @@ use crate::ir::{Graph, Node};
 
 /// The longest projection branch, in ops (a ResNet-D shortcut is `AvgPool`, Conv, BN).
 pub const MAX_PROJECTION_OPS: usize = 4;
+
+/// Ops that read a part of a tensor: a projection branch must not start with one.
+pub const SLICING_OPS: &[&str] = &["Gather", "GatherElements", "GatherND", "Slice", "Split"];
+
+/// Ops through which a sum stays attention logits on its way to a `Softmax`:
+/// scaling, masking and reshaping, casts and copies.
+pub const LOGIT_OPS: &[&str] = &[
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Where",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Cast",
+    "Identity",
+    "Dropout",
+    "Clip",
+    "Min",
+    "Max",
+];
+
+/// How many [`LOGIT_OPS`] may lie between an add and the `Softmax` that
+/// makes it attention logits.
+pub const LOGIT_HOPS: usize = 4;
 
 /// What kind of residual connection an add is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -157,6 +204,9 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
         if sa != sb {
             continue;
         }
+        if feeds_softmax(g, n) {
+            continue;
+        }
         let candidate =
             identity(g, a, b, &position).or_else(|| projection(g, a, b, &constant, &position));
         let Some((skip_slot, branch_nodes, kind, fork)) = candidate else {
@@ -216,6 +266,32 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
 }
 
 type Candidate = (usize, HashSet<NodeIndex>, ResidualKind, Option<Value>);
+
+/// Whether the sum of add `n` reaches a `Softmax`/`LogSoftmax` through at
+/// most [`LOGIT_HOPS`] ops of [`LOGIT_OPS`] (the add's own output first).
+/// O(consumers within the hops).
+fn feeds_softmax(g: &Graph, n: NodeIndex) -> bool {
+    let mut frontier = vec![n];
+    let mut seen: HashSet<NodeIndex> = HashSet::from([n]);
+    for _ in 0..=LOGIT_HOPS {
+        let mut next = Vec::new();
+        for m in frontier {
+            for (c, _) in g.consumers(m, 0) {
+                let Some(op) = g.dag[c].as_op() else { continue };
+                if !is_onnx_domain(&op.proto.domain) || !seen.insert(c) {
+                    continue;
+                }
+                match op.proto.op_type.as_str() {
+                    "Softmax" | "LogSoftmax" => return true,
+                    t if LOGIT_OPS.contains(&t) => next.push(c),
+                    _ => {}
+                }
+            }
+        }
+        frontier = next;
+    }
+    false
+}
 
 /// The search window from `x`'s producer to `y`'s (an input has position 0).
 fn window(position: &HashMap<NodeIndex, usize>, x: Value, y: Value) -> Window<'_> {
@@ -313,6 +389,21 @@ fn projection(
         (1, &pb, &pa)
     };
     if short.len() > MAX_PROJECTION_OPS || short.len() >= long.len() {
+        return None;
+    }
+    // P reads the fork whole: a slice of it (one step of a sequence) is an
+    // input of a recurrent cell, not the stream's state.
+    let reads_a_part = short.iter().any(|&m| {
+        g.dag[m].as_op().is_some_and(|o| {
+            SLICING_OPS.contains(&o.proto.op_type.as_str())
+                && g.op_inputs(m)
+                    .first()
+                    .copied()
+                    .flatten()
+                    .is_some_and(|(src, e)| (src, e.src_slot) == fork)
+        })
+    });
+    if reads_a_part {
         return None;
     }
     Some((

@@ -154,7 +154,7 @@ pub fn training_step(
         add_max_pool_indices(&mut m.graph, &trainable);
     }
 
-    let types = infer_types(&m, &opts.load)?;
+    let (types, shape_ints) = infer_types(&m, &opts.load)?;
     let prediction = match &opts.prediction {
         Some(p) => p.clone(),
         None => m
@@ -223,7 +223,7 @@ pub fn training_step(
         LOSS,
     )?;
 
-    let grads = backward(&m.graph, &mut e, &trainable, &prediction, dpred)?;
+    let grads = backward(&m.graph, &mut e, &trainable, &prediction, dpred, shape_ints)?;
 
     let mut unused = Vec::new();
     let mut trainable_specs = Vec::new();
@@ -275,13 +275,27 @@ pub fn training_step(
     ))
 }
 
-/// The static type of every value at the sizes of `load`.
-fn infer_types(m: &Model, load: &LoadOptions) -> Result<HashMap<String, Ty>, AutodiffError> {
+/// Inferred integer values, by value name (see [`infer_types`]).
+type ShapeInts = HashMap<String, Vec<i64>>;
+
+/// The static type of every value at the sizes of `load`, and the small
+/// integer values tract knows there: sizes, indices and shapes computed from
+/// shapes (`PyTorch`'s `chunk` and `view` write their `Slice` bounds and
+/// `Reshape` shapes as `Shape` → `Gather` → `Mul` …), which the rules need
+/// as constants and which are constants at fixed sizes.
+fn infer_types(
+    m: &Model,
+    load: &LoadOptions,
+) -> Result<(HashMap<String, Ty>, ShapeInts), AutodiffError> {
     let probe = crate::onnx::to_shape_probe_bytes(m, crate::analysis::PROBE_MIN_ELEMENTS)
         .map_err(|err| AutodiffError::Encode(err.to_string()))?;
     let inferred = laurel_runtime::infer_shapes(ModelSource::Bytes(&probe), load)?;
     let mut types = HashMap::new();
+    let mut ints = HashMap::new();
     for (name, v) in inferred.values {
+        if let Some(value) = v.value {
+            ints.insert(name.clone(), value);
+        }
         let (Some(d), Some(shape)) = (v.datum, v.shape) else {
             continue;
         };
@@ -301,7 +315,7 @@ fn infer_types(m: &Model, load: &LoadOptions) -> Result<HashMap<String, Ty>, Aut
                 .or_insert_with(|| Ty::new(i.proto.data_type, &i.proto.dims));
         }
     }
-    Ok(types)
+    Ok((types, ints))
 }
 
 /// Turns the trainable initializers and `Constant` nodes into graph inputs
@@ -550,11 +564,17 @@ fn backward(
     trainable: &[String],
     prediction: &str,
     dpred: String,
+    shape_ints: ShapeInts,
 ) -> Result<HashMap<String, String>, AutodiffError> {
     let order = g.topo_ops().map_err(|c| AutodiffError::Internal {
         message: format!("the graph has a cycle ({c:?})"),
     })?;
-    let constants = int_constants(g);
+    // The graph's own integer constants first; then what inference computed
+    // from shapes at the step's fixed sizes.
+    let mut constants = int_constants(g);
+    for (name, value) in shape_ints {
+        constants.entry(name).or_insert(value);
+    }
     let floats = float_constants(g);
     let is_float = |e: &Emitter, v: &str| e.ty(v).is_ok_and(|t| elem::is_float(t.elem));
 

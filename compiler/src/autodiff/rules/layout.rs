@@ -122,6 +122,36 @@ pub fn concat(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grad
     Ok(out)
 }
 
+/// `Split`: the outputs' gradients concatenated back along the axis, with
+/// zeros for the outputs the loss does not read.
+///
+/// # Errors
+/// No static type of the input or of an output without a gradient.
+pub fn split(e: &mut Emitter, v: &Vjp<'_>, g: &[Option<String>]) -> Result<Grads, AutodiffError> {
+    let x = required(v, 0)?;
+    let tx = e.ty(x)?.clone();
+    let axis = v.axis(attr::int(v.node, "axis", 0), tx.rank())?;
+    let mut parts = Vec::with_capacity(v.outputs.len());
+    for (k, out) in v.outputs.iter().enumerate() {
+        let part = if let Some(gk) = g.get(k).cloned().flatten() {
+            gk
+        } else {
+            let ty = e.ty(out)?.clone();
+            e.filled(&ty, 0.0)?
+        };
+        parts.push(part);
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut out: Grads = vec![None; v.inputs.len()];
+    out[0] = Some(e.op(
+        "Concat",
+        &refs,
+        vec![attr::make_int("axis", to_i64(axis))],
+        tx,
+    ));
+    Ok(out)
+}
+
 /// `Slice` with steps of 1: the gradient padded with zeros back to the
 /// input's shape.
 ///

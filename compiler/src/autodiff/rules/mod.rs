@@ -246,6 +246,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("Expand", layout::expand),
     ("Concat", layout::concat),
     ("Slice", layout::slice),
+    ("Split", layout::split),
     ("Where", select::where_),
     ("Gather", select::gather),
     ("MaxPool", pool::max_pool),
