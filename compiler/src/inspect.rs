@@ -346,13 +346,21 @@ pub fn to_text(
     if s.functions > 0 {
         let _ = writeln!(out, "functions: {}", s.functions);
     }
+    write_residuals(&mut out, analysis);
+    out
+}
+
+/// The residual lines of [`to_text`]: the count, each residual, and the
+/// undecided adds.
+fn write_residuals(out: &mut String, analysis: &crate::analysis::ResidualAnalysis) {
+    use std::fmt::Write as _;
     let identity = analysis
         .residuals
         .iter()
         .filter(|r| r.kind == crate::analysis::ResidualKind::Identity)
         .count();
     let _ = writeln!(
-        out,
+        *out,
         "residuals: {} ({identity} identity, {} projection; shapes by tract, {})",
         analysis.residuals.len(),
         analysis.residuals.len() - identity,
@@ -360,7 +368,7 @@ pub fn to_text(
     );
     for r in &analysis.residuals {
         let _ = writeln!(
-            out,
+            *out,
             "  stream {} #{}: {} {:?} D={} axis={} skip={} branch={} ({} ops)",
             r.stream,
             r.index,
@@ -373,7 +381,16 @@ pub fn to_text(
             r.branch_ops
         );
     }
-    out
+    if !analysis.undecided.is_empty() {
+        let _ = writeln!(
+            *out,
+            "undecided adds: {} (tract inferred no shape for an operand: not augmented)",
+            analysis.undecided.len()
+        );
+        for u in &analysis.undecided {
+            let _ = writeln!(*out, "  {}: {}", u.node, u.reason);
+        }
+    }
 }
 
 /// `laurelc inspect --json`: the summary with the residuals and how their
@@ -388,5 +405,6 @@ pub fn to_json(
     let mut j = serde_json::to_value(s)?;
     j["residuals"] = serde_json::to_value(&analysis.residuals)?;
     j["shape_inference"] = serde_json::Value::from(analysis.shape_strategy.as_str());
+    j["undecided"] = serde_json::to_value(&analysis.undecided)?;
     Ok(j)
 }

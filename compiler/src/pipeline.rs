@@ -37,6 +37,9 @@ pub struct PipelineReport {
     pub augment: Option<crate::augment::AugmentReport>,
     /// Parameter elements of the input model.
     pub parameters_before: u64,
+    /// The adds residual analysis could not decide (no shape for an operand):
+    /// none of them is augmented.
+    pub undecided: Vec<crate::analysis::Undecided>,
 }
 
 /// Refuses an output that is the input file itself (same path, or another
@@ -105,9 +108,11 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
     let parameters_before = crate::inspect::summarize_without_flops(&model).parameter_count;
     let mut passes = Vec::new();
     let mut augment = None;
+    let mut undecided = Vec::new();
     if !opts.no_passes {
         let analysis = crate::analysis::analyse_residuals(&model)?;
         passes.push("residual-analysis".to_string());
+        undecided.clone_from(&analysis.undecided);
         augment = Some(crate::augment::augment_model(
             &mut model,
             &analysis.residuals,
@@ -124,6 +129,7 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
         export,
         augment,
         parameters_before,
+        undecided,
     })
 }
 
@@ -172,6 +178,9 @@ impl PipelineReport {
             for (node, why) in &aug.skipped {
                 let _ = writeln!(out, "  skipped {node}: {why}");
             }
+        }
+        for u in &self.undecided {
+            let _ = writeln!(out, "  undecided {}: {}", u.node, u.reason);
         }
         if let Some(side) = &self.export.external_file {
             let _ = writeln!(

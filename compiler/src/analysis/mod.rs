@@ -17,7 +17,7 @@ pub mod residual;
 pub mod stream;
 pub mod types;
 
-pub use residual::{Residual, ResidualKind, find_residuals};
+pub use residual::{Residual, ResidualKind, Undecided, find_residuals};
 pub use stream::assign_streams;
 
 use laurel_runtime::{DimSpec, InferredValue, LoadOptions, ModelSource};
@@ -33,6 +33,10 @@ pub struct ResidualAnalysis {
     pub residuals: Vec<Residual>,
     /// How tract inferred the shapes (see [`laurel_runtime::infer_symbolic_shapes`]).
     pub shape_strategy: String,
+    /// The adds that could be residuals but could not be decided: an
+    /// operand's shape is unknown even after the fallbacks of
+    /// [`infer_values`].
+    pub undecided: Vec<Undecided>,
 }
 
 /// Float initializers of at least this many elements are left out of the
@@ -49,18 +53,41 @@ pub const PROBE_MIN_ELEMENTS: u64 = 1024;
 /// The probe cannot be encoded, or shape inference fails outright.
 pub fn analyse_residuals(model: &Model) -> Result<ResidualAnalysis> {
     let (values, shape_strategy) = infer_values(model)?;
-    let mut residuals = find_residuals(&model.graph, &values);
+    let (mut residuals, undecided) = find_residuals(&model.graph, &values);
     assign_streams(&model.graph, &mut residuals);
     Ok(ResidualAnalysis {
         residuals,
         shape_strategy,
+        undecided,
     })
 }
 
+/// The two sizes the concrete fallback gives the free symbols.
+pub const FALLBACK_SIZES: [i64; 2] = [64, 96];
+
 /// The inferred element type and shape of every value, and how they were
-/// inferred: tract's symbolic inference on a shape probe of the model
-/// (without its large weights), or, when that fails, concrete inference at
-/// two sizes keeping only the dimensions both agree on.
+/// inferred:
+/// 1. tract's symbolic inference on a shape probe of the model (without its
+///    large weights);
+/// 2. when that fails, concrete inference at two sizes
+///    ([`FALLBACK_SIZES`]), keeping only the dimensions both agree on (at
+///    one size `[N,C,H,W]` and `[N,C,1,1]` could look equal);
+/// 3. when the model does not infer at those sizes either, the symbols it
+///    fixes itself are found: a `PyTorch` trace bakes its example's batch of 1
+///    into `Reshape` constants and declares `batch = 1` on its outputs while
+///    its input says `batch`. Each named input symbol is tried at 1, and the
+///    one that lets the most values be inferred is kept at 1, until the
+///    model infers (at most once per symbol); the other symbols (and
+///    unnamed `?` dimensions) then vary between the two sizes as in 2.
+///
+/// When symbolic inference succeeds but leaves values without a shape (an op
+/// it cannot type symbolically), the fallback of 2–3 is run as well and
+/// gives those values, and only those, its shapes: per value, not per
+/// model. A filled dimension that varies is the symbol `64|96`, equal only
+/// to another filled one, so a symbolic and a filled operand never compare
+/// equal by accident. Values that stay without a shape are not guessed:
+/// their adds are reported as undecided ([`ResidualAnalysis::undecided`]).
+/// Cost: at most 2 + s·(s + 1) inferences for s input symbols.
 ///
 /// # Errors
 /// The probe cannot be encoded, or shape inference fails outright.
@@ -70,30 +97,100 @@ pub fn infer_values(
     let probe = crate::onnx::to_shape_probe_bytes(model, PROBE_MIN_ELEMENTS)?;
     let source = ModelSource::Bytes(&probe);
     let symbolic = laurel_runtime::infer_symbolic_shapes(source, &LoadOptions::default())?;
-    let (values, shape_strategy) = if symbolic.strategy.starts_with("symbolic") {
-        (symbolic.values, symbolic.strategy)
-    } else {
-        // The concrete fallback gave every symbol one size, where [N,C,H,W] and
-        // [N,C,1,1] can look equal. Infer at two other sizes and keep a
-        // dimension only where both agree, so a broadcast is never mistaken for
-        // equal shapes.
-        let at = |d| {
-            laurel_runtime::infer_shapes(
-                source,
-                &LoadOptions {
-                    default_dim: Some(d),
-                    ..LoadOptions::default()
-                },
-            )
-        };
-        let (a, b) = (at(64)?, at(96)?);
+    if symbolic.strategy.starts_with("symbolic") {
+        let gaps = symbolic
+            .values
+            .values()
+            .filter(|v| v.shape.is_none())
+            .count();
+        if gaps == 0 {
+            return Ok((symbolic.values, symbolic.strategy));
+        }
+        let (concrete, how) = concrete_values(source)?;
+        let mut values = symbolic.values;
+        let mut filled = 0;
+        for (name, v) in concrete {
+            if let Some(slot) = values.get_mut(&name)
+                && slot.shape.is_none()
+                && v.shape.is_some()
+            {
+                slot.shape = v.shape;
+                filled += 1;
+            }
+        }
         let strategy = format!(
-            "concrete at sizes 64 and 96 ({}, {})",
-            a.strategy, b.strategy
+            "{}; {filled} of the {gaps} values it left without a shape by {how}",
+            symbolic.strategy
         );
-        (agreeing_shapes(a.values, &b.values), strategy)
+        return Ok((values, strategy));
+    }
+    concrete_values(source)
+}
+
+/// Steps 2–3 of [`infer_values`]: shapes from concrete inference at the
+/// two [`FALLBACK_SIZES`], with the symbols the model fixes itself at 1, and
+/// how they were found.
+fn concrete_values(
+    source: ModelSource<'_>,
+) -> Result<(std::collections::BTreeMap<String, InferredValue>, String)> {
+    let at = |fixed: &std::collections::BTreeMap<String, i64>, d: i64| {
+        laurel_runtime::infer_shapes(
+            source,
+            &LoadOptions {
+                dims: fixed.clone(),
+                default_dim: Some(d),
+                ..LoadOptions::default()
+            },
+        )
     };
-    Ok((values, shape_strategy))
+    let complete = |s: &laurel_runtime::InferredShapes| s.error.is_none();
+    let known = |s: &laurel_runtime::InferredShapes| {
+        s.values.values().filter(|v| v.shape.is_some()).count()
+    };
+    let mut fixed = std::collections::BTreeMap::new();
+    let mut first = at(&fixed, FALLBACK_SIZES[0])?;
+    if !complete(&first) {
+        let mut symbols: Vec<String> = laurel_runtime::declared_inputs(source)?
+            .into_iter()
+            .flat_map(|i| i.shape)
+            .filter_map(|d| match d {
+                DimSpec::Symbol(s) if s != "?" => Some(s),
+                DimSpec::Symbol(_) | DimSpec::Fixed(_) => None,
+            })
+            .collect();
+        symbols.sort();
+        symbols.dedup();
+        while !complete(&first) && !symbols.is_empty() {
+            let mut best: Option<(usize, usize, laurel_runtime::InferredShapes)> = None;
+            for (k, sym) in symbols.iter().enumerate() {
+                let mut trial = fixed.clone();
+                trial.insert(sym.clone(), 1);
+                let got = at(&trial, FALLBACK_SIZES[0])?;
+                let score = known(&got) + usize::from(complete(&got)) * usize::MAX / 2;
+                if best.as_ref().is_none_or(|b| score > b.0) {
+                    best = Some((score, k, got));
+                }
+            }
+            let Some((score, k, got)) = best else { break };
+            if score <= known(&first) {
+                break;
+            }
+            fixed.insert(symbols.remove(k), 1);
+            first = got;
+        }
+    }
+    let second = at(&fixed, FALLBACK_SIZES[1])?;
+    let pinned = if fixed.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = fixed.keys().map(|k| format!("{k} = 1")).collect();
+        format!(", the model fixes {}", names.join(", "))
+    };
+    let strategy = format!(
+        "concrete at sizes {} and {}{pinned} ({}, {})",
+        FALLBACK_SIZES[0], FALLBACK_SIZES[1], first.strategy, second.strategy
+    );
+    Ok((agreeing_shapes(first.values, &second.values), strategy))
 }
 
 /// Shapes from two inferences at different sizes: a dimension that differs

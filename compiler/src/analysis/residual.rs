@@ -40,6 +40,10 @@
 //! U-Net long skips (encoder feature + upsampled decoder feature, equal
 //! shapes) stay identity residuals, nested ones too.
 //!
+//! An add of two computed operands one of which has no inferred shape (after
+//! the fallbacks of [`super::infer_values`]) cannot be decided: it is
+//! returned as [`Undecided`], never dropped silently.
+//!
 //! For each residual the channel axis and `D` come from the branch's last
 //! parametric op: axis 1 after a convolution, the last axis after a matrix
 //! product or recurrent op.
@@ -142,6 +146,16 @@ pub struct Residual {
     pub index: usize,
 }
 
+/// An add that could be a residual but whose operands' shapes are unknown,
+/// so it could not be decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Undecided {
+    /// The `Add`/`Sum` node's name.
+    pub node: String,
+    /// Why: the operands without a shape.
+    pub reason: String,
+}
+
 fn serialize_shape<S: serde::Serializer>(shape: &Shape, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(shape.iter().map(ToString::to_string))
 }
@@ -171,15 +185,20 @@ fn value_name(g: &Graph, v: Value) -> String {
 }
 
 /// Finds every identity residual and projection shortcut of the main graph,
-/// in topological order. `shapes` maps value names to tract's inferred facts
-/// ([`laurel_runtime::infer_symbolic_shapes`]). Streams are not yet assigned
-/// (see [`super::assign_streams`]).
+/// in topological order, and the adds that could not be decided because an
+/// operand has no shape. `shapes` maps value names to tract's inferred
+/// facts ([`super::infer_values`]). Streams are not yet assigned (see
+/// [`super::assign_streams`]).
 #[must_use]
-pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Vec<Residual> {
+pub fn find_residuals(
+    g: &Graph,
+    shapes: &BTreeMap<String, InferredValue>,
+) -> (Vec<Residual>, Vec<Undecided>) {
     let constant = constant_nodes(g);
     let Ok(order) = g.topo_ops() else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
+    let mut undecided = Vec::new();
     let position: HashMap<NodeIndex, usize> =
         order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let mut found = Vec::new();
@@ -197,14 +216,23 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
         if constant.contains(&a.0) || constant.contains(&b.0) || a == b {
             continue;
         }
+        if feeds_softmax(g, n) {
+            continue;
+        }
         let shape_of = |v: Value| shapes.get(&value_name(g, v)).and_then(|f| f.shape.clone());
         let (Some(sa), Some(sb)) = (shape_of(a), shape_of(b)) else {
+            let missing: Vec<String> = [a, b]
+                .into_iter()
+                .filter(|&v| shape_of(v).is_none())
+                .map(|v| format!("`{}`", value_name(g, v)))
+                .collect();
+            undecided.push(Undecided {
+                node: add_name(g, n, &op.proto.name),
+                reason: format!("no shape for {}", missing.join(" and ")),
+            });
             continue;
         };
         if sa != sb {
-            continue;
-        }
-        if feeds_softmax(g, n) {
             continue;
         }
         let candidate =
@@ -239,11 +267,7 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
         let (skip, branch) = if skip_slot == 0 { (a, b) } else { (b, a) };
         found.push(Residual {
             node: n,
-            name: if op.proto.name.is_empty() {
-                g.display_name(n)
-            } else {
-                op.proto.name.clone()
-            },
+            name: add_name(g, n, &op.proto.name),
             kind,
             skip: value_name(g, skip),
             branch: value_name(g, branch),
@@ -262,7 +286,16 @@ pub fn find_residuals(g: &Graph, shapes: &BTreeMap<String, InferredValue>) -> Ve
             index: 0,
         });
     }
-    found
+    (found, undecided)
+}
+
+/// An add's ONNX name, or `#i (Add)` when it has none.
+fn add_name(g: &Graph, n: NodeIndex, name: &str) -> String {
+    if name.is_empty() {
+        g.display_name(n)
+    } else {
+        name.to_owned()
+    }
 }
 
 type Candidate = (usize, HashSet<NodeIndex>, ResidualKind, Option<Value>);

@@ -124,8 +124,16 @@ pub fn run(a: &CompileArgs) -> Result<()> {
     }
     let report = compile_file(model, output, &opts)?;
     emit(&report.to_text(model, output))?;
+    if !report.undecided.is_empty() {
+        eprintln!(
+            "warning: {} add(s) could not be decided: tract inferred no shape for an operand, so they were not augmented (listed above as `undecided`)",
+            report.undecided.len()
+        );
+    }
     if let (Some(aug), Some(path)) = (&report.augment, &a.report_json) {
-        let json = serde_json::to_string_pretty(aug)?;
+        let mut value = serde_json::to_value(aug)?;
+        value["undecided"] = serde_json::to_value(&report.undecided)?;
+        let json = serde_json::to_string_pretty(&value)?;
         laurelc::fsutil::write_atomically(path, |w| w.write_all(json.as_bytes()))?;
     }
     Ok(())

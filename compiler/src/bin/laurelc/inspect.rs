@@ -30,6 +30,7 @@ pub fn run(a: &InspectArgs) -> Result<()> {
         laurelc::analysis::ResidualAnalysis {
             residuals: Vec::new(),
             shape_strategy: format!("unavailable: {e}"),
+            undecided: Vec::new(),
         }
     });
     if let Some(dot) = &a.dot {
