@@ -246,3 +246,23 @@ def test_every_added_initializer_is_a_blocks_parameter_and_random_ones_differ(
     for k, (a, x) in enumerate(tensors):
         for b, y in tensors[k + 1:]:
             assert x.shape != y.shape or not np.array_equal(x, y), f"{a} and {b} are equal"
+
+
+@pytest.mark.parametrize("projection", [False, True])
+def test_resnet50_parameter_counts_follow_the_papers_cost_table(projection, laurelc_bin, model_path, tmp_path):
+    """README, "Paper fidelity": on ResNet-50 (the manifest's, which has
+    torchvision's structure), RW adds 2 per block and RW+LR 2 + 2rD per block,
+    D the block's output channels; the first block of each stage is a
+    projection shortcut, augmented only with --include-projection."""
+    stages = [(256, 3), (512, 4), (1024, 6), (2048, 3)]
+    ds = [d for d, n in stages for k in range(n) if projection or k > 0]
+    r = 16
+    want = {"rw": 2 * len(ds), "rw+lr": sum(2 + 2 * r * d for d in ds)}
+    for variant, expected in want.items():
+        report = tmp_path / f"{variant}.json"
+        flags = ["--include-projection"] if projection else []
+        lt.run_laurelc(laurelc_bin, [model_path("light_resnet50"), "-o", tmp_path / "out.onnx", "--variant", variant,
+                                     "--rank", str(r), "--report-json", report, "-q", *flags])
+        got = json.loads(report.read_text())
+        assert len(got["blocks"]) == len(ds)
+        assert got["parameters_added"] == expected, (variant, got["parameters_added"], expected)
