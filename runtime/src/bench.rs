@@ -852,6 +852,7 @@ mod tests {
             name: name.into(),
             datum,
             shape: shape.iter().copied().map(DimSpec::Fixed).collect(),
+            index_rows: None,
         }
     }
 

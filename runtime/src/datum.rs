@@ -188,6 +188,12 @@ pub struct InputSpec {
     /// Its shape. In [`crate::Runnable::inputs`] every dimension is
     /// [`DimSpec::Fixed`]; [`crate::declared_inputs`] keeps the declared symbols.
     pub shape: Vec<DimSpec>,
+    /// For an integer input that reaches a `Gather`'s indices (directly or
+    /// through `Cast`, `Identity`, `Reshape`, `Squeeze`, `Unsqueeze`,
+    /// `Flatten`) over an initializer table: the rows of the smallest such
+    /// table along the gathered axis. Random ids stay below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_rows: Option<u64>,
 }
 
 impl InputSpec {

@@ -181,6 +181,8 @@ pub(crate) struct DeclaredInput {
     pub name: String,
     pub datum: DatumKind,
     pub dims: Vec<DeclaredDim>,
+    /// See [`InputSpec::index_rows`].
+    pub index_rows: Option<u64>,
 }
 
 impl DeclaredInput {
@@ -198,6 +200,7 @@ impl DeclaredInput {
                     DeclaredDim::Unknown => DimSpec::Symbol("?".into()),
                 })
                 .collect(),
+            index_rows: self.index_rows,
         }
     }
 
@@ -261,6 +264,7 @@ impl DeclaredInput {
                 .into_iter()
                 .map(DimSpec::Fixed)
                 .collect(),
+            index_rows: self.index_rows,
         })
     }
 }
@@ -365,9 +369,80 @@ pub(crate) fn declared_inputs_of(model: &DecodedModel) -> Result<Vec<DeclaredInp
             name: input.name.clone(),
             datum,
             dims,
+            index_rows: None,
         });
     }
+    let rows = index_rows(graph);
+    for d in &mut out {
+        d.index_rows = rows.get(d.name.as_str()).copied();
+    }
     Ok(out)
+}
+
+/// For each value that reaches a `Gather`'s indices through ops that keep
+/// ids ids (`Cast`, `Identity`, `Reshape`, `Squeeze`, `Unsqueeze`,
+/// `Flatten`, first input), over an initializer table: the rows of the
+/// smallest such table along the gathered axis ([`InputSpec::index_rows`]).
+/// O(nodes + edges) per graph input.
+fn index_rows(graph: &pb::GraphProto) -> std::collections::HashMap<&str, u64> {
+    use std::collections::HashMap;
+    let tables: HashMap<&str, &[i64]> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t.dims.as_slice()))
+        .collect();
+    let mut readers: HashMap<&str, Vec<(&pb::NodeProto, usize)>> = HashMap::new();
+    for n in &graph.node {
+        for (slot, i) in n.input.iter().enumerate() {
+            readers.entry(i.as_str()).or_default().push((n, slot));
+        }
+    }
+    let mut out = HashMap::new();
+    for input in &graph.input {
+        let mut todo = vec![input.name.as_str()];
+        let mut seen = std::collections::HashSet::new();
+        let mut best: Option<u64> = None;
+        while let Some(v) = todo.pop() {
+            if !seen.insert(v) {
+                continue;
+            }
+            for &(n, slot) in readers.get(v).map_or(&[][..], Vec::as_slice) {
+                let default_domain = n.domain.is_empty() || n.domain == "ai.onnx";
+                match n.op_type.as_str() {
+                    "Cast" | "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten"
+                        if default_domain && slot == 0 =>
+                    {
+                        todo.extend(n.output.first().map(String::as_str));
+                    }
+                    "Gather" if default_domain && slot == 1 => {
+                        let Some(dims) = n.input.first().and_then(|t| tables.get(t.as_str()))
+                        else {
+                            continue;
+                        };
+                        let axis = n
+                            .attribute
+                            .iter()
+                            .find(|a| a.name == "axis")
+                            .map_or(0, |a| a.i);
+                        let rank = i64::try_from(dims.len()).unwrap_or(0);
+                        let axis = if axis < 0 { axis + rank } else { axis };
+                        let rows = usize::try_from(axis)
+                            .ok()
+                            .and_then(|a| dims.get(a))
+                            .and_then(|&r| u64::try_from(r).ok());
+                        if let Some(r) = rows.filter(|&r| r > 0) {
+                            best = Some(best.map_or(r, |b| b.min(r)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(r) = best {
+            out.insert(input.name.as_str(), r);
+        }
+    }
+    out
 }
 
 /// The graph inputs (not initializers) of a model as declared, without loading it in

@@ -11,7 +11,8 @@
 //!   (case-insensitive), e.g. BERT's `token_type_ids`, whose vocabulary is often just
 //!   2: all zeros;
 //! * other **integer** inputs (token ids, indices, positions, lengths): uniform in
-//!   `[0, 10)`, small enough to index any embedding table or axis of size ≥ 10;
+//!   `[0, 10)`, or in `[0, rows)` when the input indexes a `Gather` table of fewer
+//!   rows ([`InputSpec::index_rows`]: a 4-row position table gets ids 0..3);
 //! * **bool** inputs: all `true`.
 //!
 //! Each input draws from its own `StdRng`, seeded from the seed and the input's name
@@ -83,7 +84,13 @@ fn make(spec: &InputSpec, shape: &[usize], rng: &mut StdRng) -> TractResult<Tens
         match int_rule(&spec.name) {
             IntRule::Ones => vec![1; n],
             IntRule::Zeros => vec![0; n],
-            IntRule::Uniform => (0..n).map(|_| rng.random_range(0..INT_HIGH)).collect(),
+            IntRule::Uniform => {
+                let high = spec
+                    .index_rows
+                    .and_then(|r| i64::try_from(r).ok())
+                    .map_or(INT_HIGH, |r| r.clamp(1, INT_HIGH));
+                (0..n).map(|_| rng.random_range(0..high)).collect()
+            }
         }
     };
     macro_rules! int_tensor {

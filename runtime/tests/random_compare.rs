@@ -18,6 +18,7 @@ fn spec(name: &str, datum: DatumKind, shape: &[usize]) -> InputSpec {
         name: name.into(),
         datum,
         shape: shape.iter().copied().map(DimSpec::Fixed).collect(),
+        index_rows: None,
     }
 }
 
@@ -128,6 +129,7 @@ fn random_inputs_reject_symbolic_dims() {
         name: "x".into(),
         datum: DatumKind::F32,
         shape: vec![DimSpec::Symbol("N".into())],
+        index_rows: None,
     };
     let err = random_inputs(&[s], 0).unwrap_err();
     assert!(
@@ -215,4 +217,27 @@ fn summarize_known_values() {
     let empty = summarize(&tf(&[0], &[]));
     assert!(empty.mean.is_nan() && empty.min.is_nan());
     assert_eq!(empty.nan_count, 0);
+}
+
+#[test]
+fn random_ids_stay_below_the_rows_of_the_table_they_index() {
+    let mut small = spec("position_ids", DatumKind::I64, &[64]);
+    small.index_rows = Some(4);
+    let mut large = spec("input_ids", DatumKind::I64, &[64]);
+    large.index_rows = Some(30_000);
+    let got = random_inputs(&[small, large], 3).unwrap();
+    let ids = |t: &Tensor| -> Vec<i64> {
+        t.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<i64>()
+            .unwrap()
+            .to_vec()
+    };
+    let (s, l) = (ids(&got[0].1), ids(&got[1].1));
+    assert!(s.iter().all(|&v| (0..4).contains(&v)), "{s:?}");
+    assert!(
+        (0..4).all(|v| s.contains(&v)),
+        "all four rows are drawn: {s:?}"
+    );
+    assert!(l.iter().all(|&v| (0..INT_HIGH).contains(&v)), "{l:?}");
 }

@@ -49,3 +49,22 @@ def test_check_bad_input_exits_2(laurelc_bin, model_path, tmp_path):
     garbage.write_bytes(b"\xff\xfe not an onnx model")
     res = _check(laurelc_bin, model_path("neg_bias_add"), garbage)
     assert res.returncode == 2, _explain(res)
+
+
+def test_random_ids_fit_a_small_embedding_table(laurelc_bin, tmp_path):
+    """Issue 14 item 8: random integer ids are drawn below the rows of the
+    `Gather` table they index (through a `Cast`), so `run` and `check` work
+    on a model whose table has fewer than 10 rows."""
+    from onnx import TensorProto, helper
+    table = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(3, 4), "table")
+    nodes = [helper.make_node("Cast", ["ids"], ["ids64"], to=TensorProto.INT64, name="cast"),
+             helper.make_node("Gather", ["table", "ids64"], ["rows"], name="gather")]
+    graph = helper.make_graph(nodes, "ids", [helper.make_tensor_value_info("ids", TensorProto.INT32, [2, 16])],
+                              [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [2, 16, 4])], [table])
+    path = tmp_path / "ids.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    out = tmp_path / "out"
+    out.mkdir()
+    lt.run_laurelc(laurelc_bin, ["run", path, "--seed", "1", "--out-dir", out])
+    res = _check(laurelc_bin, path, path, "--runs", "3")
+    assert res.returncode == 0, _explain(res)
