@@ -109,7 +109,17 @@ pub fn check_models_with_progress(
         ..LoadOptions::default()
     };
     let ma = load_sized(a, &load, given)?;
-    let mb = load_sized(b, &load, given)?;
+    // B at the sizes A was loaded at, those load chose included, so that
+    // both run on the same inputs.
+    let mut load_b = load.clone();
+    for (sym, size) in ma.chosen_sizes() {
+        if sym == "?" {
+            load_b.default_dim = Some(*size);
+        } else {
+            load_b.dims.insert(sym.clone(), *size);
+        }
+    }
+    let mb = load_sized(b, &load_b, given)?;
     let by_name = ma
         .output_names()
         .iter()

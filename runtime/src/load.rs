@@ -257,8 +257,82 @@ fn build(
 
 /// Loads a model into a [`Runnable`], trying the loader strategies in order (see the
 /// module documentation).
+///
+/// Symbolic sizes the caller leaves unset are 1. A model that does not load so
+/// (a detector whose feature maps at several strides must agree in `Concat`
+/// needs a height and width divisible by its total stride) is tried again
+/// with the unset symbols not on an input's axis 0 (the batch, which stays 1)
+/// at each of [`SIZE_FALLBACKS`] in turn; the first that loads is kept and
+/// reported by [`Runnable::chosen_sizes`]. When none does, the error says in
+/// its first line which symbols to set with `--dim`.
 pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
-    load_with(src, opts, &LADDER, true)
+    let first = load_with(src, opts, &LADDER, true);
+    let Err(RuntimeError::Load { model, message }) = first else {
+        return first;
+    };
+    let free = free_symbols(src, opts).unwrap_or_default();
+    let varied: Vec<&str> = free
+        .iter()
+        .filter(|(_, batch)| !batch)
+        .map(|(s, _)| s.as_str())
+        .collect();
+    if opts.default_dim.is_none() && !varied.is_empty() {
+        for &size in SIZE_FALLBACKS {
+            let mut o = opts.clone();
+            for &sym in &varied {
+                if sym == "?" {
+                    o.default_dim = Some(size);
+                } else {
+                    o.dims.insert(sym.to_owned(), size);
+                }
+            }
+            if let Ok(r) = load_with(src, &o, &LADDER, true) {
+                let sizes = varied.iter().map(|&s| (s.to_owned(), size)).collect();
+                return Ok(r.with_chosen_sizes(sizes));
+            }
+        }
+    }
+    if varied.is_empty() || opts.default_dim.is_some() {
+        return Err(RuntimeError::Load { model, message });
+    }
+    Err(RuntimeError::Load {
+        model,
+        message: format!(
+            "it loads with its symbolic sizes {} neither at 1 nor at any of {SIZE_FALLBACKS:?}: set them with --dim NAME=SIZE\n  at 1: {message}",
+            varied.join(", ")
+        ),
+    })
+}
+
+/// The sizes [`load`] tries, in order, for unset symbols off the batch axis
+/// when a model does not load with them at 1.
+pub const SIZE_FALLBACKS: &[i64] = &[8, 32, 64, 224, 640];
+
+/// The symbols of the declared inputs that `opts` leaves to the default, each
+/// with whether it only ever sizes an input's axis 0 (a batch). Unnamed
+/// dimensions are `?`. Sorted by name.
+fn free_symbols(
+    src: ModelSource<'_>,
+    opts: &LoadOptions,
+) -> Result<Vec<(String, bool)>, RuntimeError> {
+    let decoded = crate::model::decode(src)?;
+    let declared = crate::model::declared_inputs_of(&decoded)?;
+    let mut free: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+    for d in &declared {
+        if opts.shapes.contains_key(&d.name) {
+            continue;
+        }
+        for (axis, dim) in d.dims.iter().enumerate() {
+            let name = match dim {
+                DeclaredDim::Param(p) if !opts.dims.contains_key(p) => p.clone(),
+                DeclaredDim::Unknown => "?".to_owned(),
+                _ => continue,
+            };
+            let batch = free.entry(name).or_insert(true);
+            *batch &= axis == 0;
+        }
+    }
+    Ok(free.into_iter().collect())
 }
 
 /// Loads a model with one named strategy only (one of [`STRATEGIES`]), e.g. to check

@@ -15,6 +15,7 @@ pub struct Runnable {
     inputs: Vec<InputSpec>,
     output_names: Vec<String>,
     strategy: &'static str,
+    chosen_sizes: Vec<(String, i64)>,
 }
 
 impl Runnable {
@@ -29,7 +30,23 @@ impl Runnable {
             inputs,
             output_names,
             strategy,
+            chosen_sizes: Vec::new(),
         }
+    }
+
+    /// The same model, recording the sizes [`crate::load()`] chose for symbols the
+    /// caller left unset because the model does not load at 1.
+    pub(crate) fn with_chosen_sizes(mut self, sizes: Vec<(String, i64)>) -> Self {
+        self.chosen_sizes = sizes;
+        self
+    }
+
+    /// The sizes [`crate::load()`] chose for symbolic dimensions the caller left
+    /// unset, when the model does not load with them at 1 (see [`crate::load()`]);
+    /// empty otherwise. `?` stands for the unnamed dimensions.
+    #[must_use]
+    pub fn chosen_sizes(&self) -> &[(String, i64)] {
+        &self.chosen_sizes
     }
 
     /// The graph inputs (not initializers), in graph order, with the concrete shapes

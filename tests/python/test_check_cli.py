@@ -68,3 +68,52 @@ def test_random_ids_fit_a_small_embedding_table(laurelc_bin, tmp_path):
     lt.run_laurelc(laurelc_bin, ["run", path, "--seed", "1", "--out-dir", out])
     res = _check(laurelc_bin, path, path, "--runs", "3")
     assert res.returncode == 0, _explain(res)
+
+
+def _detector(path):
+    """A YOLO-style neck: two stride-2 convolutions, the deeper map upsampled
+    by Resize and concatenated with the shallower one; symbolic batch, height
+    and width. At height = width = 1 the maps disagree (2 against 1)."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(0)
+    w = lambda name, *d: numpy_helper.from_array(rng.standard_normal(d).astype(np.float32), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Conv", ["images", "w1"], ["a"], name="c1", strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["a", "w2"], ["b"], name="c2", strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Resize", ["b", "", "scales"], ["up"], name="up", mode="nearest"),
+        helper.make_node("Concat", ["up", "a"], ["out"], name="cat", axis=1),
+    ]
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    graph = helper.make_graph(
+        nodes, "detector", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w("w1", 4, 3, 3, 3), w("w2", 4, 4, 3, 3), scales])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_a_detector_that_cannot_load_at_1_loads_at_the_smallest_size_that_does(laurelc_bin, tmp_path):
+    """Issue 14 item 7: symbolic height and width left unset are tried at 8,
+    32, … when 1 does not load; `run` says which it chose, and `check` runs
+    both models at it."""
+    path = tmp_path / "detector.onnx"
+    _detector(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = lt.run_laurelc(laurelc_bin, ["run", path, "--out-dir", out])
+    assert "running it at height = 8, width = 8" in res.stderr, res.stderr
+    assert np.load(out / "out.npy").shape == (1, 8, 4, 4)
+    res = _check(laurelc_bin, path, path)
+    assert res.returncode == 0, _explain(res)
+
+
+def test_a_model_that_loads_at_no_size_names_the_symbols_to_set(laurelc_bin, tmp_path):
+    from onnx import TensorProto, helper
+    shape = numpy_helper.from_array(np.array([1, 7], np.int64), "shape")
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["z"], name="rs")], "never",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [shape])
+    path = tmp_path / "never.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    res = subprocess.run([str(laurelc_bin), "run", str(path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, _explain(res)
+    first = res.stderr.splitlines()[0]
+    assert "height, width" in first and "set them with --dim NAME=SIZE" in first, first

@@ -193,8 +193,23 @@ impl InputArgs {
     pub fn load(&self, model: &Path) -> Result<(Runnable, Vec<(String, Tensor)>)> {
         let (given, load) = self.parse()?;
         let runnable = laurel_runtime::inputs::load_sized(model, &load, &given)?;
+        note_chosen_sizes(model, &runnable);
         let inputs = laurel_runtime::inputs::complete(&runnable, &given, self.seed)?;
         Ok((runnable, inputs))
+    }
+}
+
+/// Says on stderr which sizes the loader chose for symbols left unset, when
+/// the model does not load with them at 1.
+pub fn note_chosen_sizes(model: &Path, runnable: &Runnable) {
+    let sizes = runnable.chosen_sizes();
+    if !sizes.is_empty() {
+        let list: Vec<String> = sizes.iter().map(|(s, v)| format!("{s} = {v}")).collect();
+        eprintln!(
+            "note: {} does not load with its symbolic sizes at 1; running it at {} (set them with --dim NAME=SIZE)",
+            model.display(),
+            list.join(", ")
+        );
     }
 }
 
