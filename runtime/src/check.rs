@@ -109,14 +109,14 @@ pub fn check_models_with_progress(
         ..LoadOptions::default()
     };
     let ma = load_sized(a, &load, given)?;
-    // B at the sizes A was loaded at, those load chose included, so that
-    // both run on the same inputs.
+    // When load chose sizes for A, B takes A's input shapes, so that both run
+    // on the same inputs.
     let mut load_b = load.clone();
-    for (sym, size) in ma.chosen_sizes() {
-        if sym == "?" {
-            load_b.default_dim = Some(*size);
-        } else {
-            load_b.dims.insert(sym.clone(), *size);
+    if !ma.chosen_sizes().is_empty() {
+        for spec in ma.inputs() {
+            if let Some(shape) = spec.concrete_shape() {
+                load_b.shapes.entry(spec.name.clone()).or_insert(shape);
+            }
         }
     }
     let mb = load_sized(b, &load_b, given)?;

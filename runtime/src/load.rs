@@ -259,80 +259,148 @@ fn build(
 /// module documentation).
 ///
 /// Symbolic sizes the caller leaves unset are 1. A model that does not load so
-/// (a detector whose feature maps at several strides must agree in `Concat`
-/// needs a height and width divisible by its total stride) is tried again
-/// with the unset symbols not on an input's axis 0 (the batch, which stays 1)
-/// at each of [`SIZE_FALLBACKS`] in turn; the first that loads is kept and
-/// reported by [`Runnable::chosen_sizes`]. When none does, the error says in
-/// its first line which symbols to set with `--dim`.
+/// (a detector whose feature maps at several strides must agree in a `Concat`
+/// needs a height and width divisible by its total stride) is tried again,
+/// when its failure is in tract's analysis of shapes, with the unset
+/// dimensions off an input's axis 0 at each of [`SIZE_FALLBACKS`] in turn;
+/// the batch axis stays 1. The first that loads is kept and reported by
+/// [`Runnable::chosen_sizes`]. When none does, the error ends with one line
+/// naming the symbols to set with `--dim`.
 pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
     let first = load_with(src, opts, &LADDER, true);
     let Err(RuntimeError::Load { model, message }) = first else {
         return first;
     };
-    let free = free_symbols(src, opts).unwrap_or_default();
-    let varied: Vec<&str> = free
-        .iter()
-        .filter(|(_, batch)| !batch)
-        .map(|(s, _)| s.as_str())
-        .collect();
-    if opts.default_dim.is_none() && !varied.is_empty() {
-        for &size in SIZE_FALLBACKS {
-            let mut o = opts.clone();
-            for &sym in &varied {
-                if sym == "?" {
-                    o.default_dim = Some(size);
-                } else {
-                    o.dims.insert(sym.to_owned(), size);
-                }
-            }
-            if let Ok(r) = load_with(src, &o, &LADDER, true) {
-                let sizes = varied.iter().map(|&s| (s.to_owned(), size)).collect();
-                return Ok(r.with_chosen_sizes(sizes));
-            }
-        }
-    }
-    if varied.is_empty() || opts.default_dim.is_some() {
+    let plan = if opts.default_dim.is_none() && about_shapes(&message) {
+        SizePlan::new(src, opts).unwrap_or_default()
+    } else {
+        SizePlan::default()
+    };
+    if plan.is_empty() {
         return Err(RuntimeError::Load { model, message });
+    }
+    for &size in SIZE_FALLBACKS {
+        if let Ok(r) = load_with(src, &plan.options(opts, size), &LADDER, true) {
+            return Ok(r.with_chosen_sizes(plan.chosen(size)));
+        }
     }
     Err(RuntimeError::Load {
         model,
         message: format!(
-            "it loads with its symbolic sizes {} neither at 1 nor at any of {SIZE_FALLBACKS:?}: set them with --dim NAME=SIZE\n  at 1: {message}",
-            varied.join(", ")
+            "{message}\n  it does not load with {} at 1 or at any of {SIZE_FALLBACKS:?}: set them with --dim NAME=SIZE (`?` ones with --shape)",
+            plan.names().join(", ")
         ),
     })
 }
 
-/// The sizes [`load`] tries, in order, for unset symbols off the batch axis
-/// when a model does not load with them at 1.
+/// The sizes [`load`] tries, in order, for unset dimensions off the batch
+/// axis when a model does not load with them at 1.
 pub const SIZE_FALLBACKS: &[i64] = &[8, 32, 64, 224, 640];
 
-/// The symbols of the declared inputs that `opts` leaves to the default, each
-/// with whether it only ever sizes an input's axis 0 (a batch). Unnamed
-/// dimensions are `?`. Sorted by name.
-fn free_symbols(
-    src: ModelSource<'_>,
-    opts: &LoadOptions,
-) -> Result<Vec<(String, bool)>, RuntimeError> {
-    let decoded = crate::model::decode(src)?;
-    let declared = crate::model::declared_inputs_of(&decoded)?;
-    let mut free: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
-    for d in &declared {
-        if opts.shapes.contains_key(&d.name) {
-            continue;
+/// Whether a load error is tract's analysis failing on shapes (what other
+/// sizes may mend), not an op it lacks or a file it cannot read.
+fn about_shapes(message: &str) -> bool {
+    let m = message.to_lowercase();
+    ["failed analyse", "unify", "volume mismatch", "broadcast"]
+        .iter()
+        .any(|k| m.contains(k))
+}
+
+/// What [`load`] varies when a model does not load at 1: the named symbols
+/// the caller left unset that size some input off its axis 0, and the
+/// inputs with unnamed dimensions off axis 0 (given whole shapes). Symbols
+/// set by `opts.dims` or bound by an input shape in `opts.shapes` are not
+/// varied, and neither is a symbol that only ever sizes an axis 0.
+#[derive(Default)]
+struct SizePlan {
+    symbols: Vec<String>,
+    /// Inputs with unnamed dimensions off axis 0: their declarations.
+    unnamed: Vec<crate::model::DeclaredInput>,
+}
+
+impl SizePlan {
+    fn new(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Self, RuntimeError> {
+        let decoded = crate::model::decode(src)?;
+        let declared = crate::model::declared_inputs_of(&decoded)?;
+        let bound: std::collections::BTreeSet<&str> = declared
+            .iter()
+            .filter(|d| opts.shapes.contains_key(&d.name))
+            .flat_map(|d| d.dims.iter())
+            .filter_map(|x| match x {
+                DeclaredDim::Param(p) => Some(p.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut off_batch: std::collections::BTreeMap<String, bool> =
+            std::collections::BTreeMap::new();
+        let mut unnamed = Vec::new();
+        for d in declared
+            .iter()
+            .filter(|d| !opts.shapes.contains_key(&d.name))
+        {
+            let mut has_unnamed = false;
+            for (axis, dim) in d.dims.iter().enumerate() {
+                match dim {
+                    DeclaredDim::Param(p)
+                        if !opts.dims.contains_key(p) && !bound.contains(p.as_str()) =>
+                    {
+                        *off_batch.entry(p.clone()).or_insert(false) |= axis > 0;
+                    }
+                    DeclaredDim::Unknown if axis > 0 => has_unnamed = true,
+                    _ => {}
+                }
+            }
+            if has_unnamed {
+                unnamed.push(d.clone());
+            }
         }
-        for (axis, dim) in d.dims.iter().enumerate() {
-            let name = match dim {
-                DeclaredDim::Param(p) if !opts.dims.contains_key(p) => p.clone(),
-                DeclaredDim::Unknown => "?".to_owned(),
-                _ => continue,
-            };
-            let batch = free.entry(name).or_insert(true);
-            *batch &= axis == 0;
-        }
+        Ok(Self {
+            symbols: off_batch
+                .into_iter()
+                .filter(|(_, off)| *off)
+                .map(|(s, _)| s)
+                .collect(),
+            unnamed,
+        })
     }
-    Ok(free.into_iter().collect())
+
+    fn is_empty(&self) -> bool {
+        self.symbols.is_empty() && self.unnamed.is_empty()
+    }
+
+    /// `opts` with the varied dimensions at `size` (axis 0 stays as it was).
+    fn options(&self, opts: &LoadOptions, size: i64) -> LoadOptions {
+        let mut o = opts.clone();
+        for s in &self.symbols {
+            o.dims.insert(s.clone(), size);
+        }
+        for d in &self.unnamed {
+            let Ok(mut shape) = d.resolve(&o, "") else {
+                continue;
+            };
+            for (axis, dim) in d.dims.iter().enumerate() {
+                if axis > 0 && *dim == DeclaredDim::Unknown {
+                    shape[axis] = usize::try_from(size).unwrap_or(1);
+                }
+            }
+            o.shapes.insert(d.name.clone(), shape);
+        }
+        o
+    }
+
+    /// What [`Runnable::chosen_sizes`] reports at `size`.
+    fn chosen(&self, size: i64) -> Vec<(String, i64)> {
+        self.names().into_iter().map(|s| (s, size)).collect()
+    }
+
+    /// The varied symbols, `?` for the unnamed dimensions.
+    fn names(&self) -> Vec<String> {
+        let mut names = self.symbols.clone();
+        if !self.unnamed.is_empty() {
+            names.push("?".to_owned());
+        }
+        names
+    }
 }
 
 /// Loads a model with one named strategy only (one of [`STRATEGIES`]), e.g. to check

@@ -52,8 +52,8 @@ pub const PROBE_MIN_ELEMENTS: u64 = 1024;
 /// # Errors
 /// The probe cannot be encoded, or shape inference fails outright.
 pub fn analyse_residuals(model: &Model) -> Result<ResidualAnalysis> {
-    let (values, shape_strategy) = infer_values(model)?;
-    let (mut residuals, undecided) = find_residuals(&model.graph, &values);
+    let (values, filled, shape_strategy) = infer_values_in_two(model)?;
+    let (mut residuals, undecided) = find_residuals(&model.graph, &values, filled.as_ref());
     assign_streams(&model.graph, &mut residuals);
     Ok(ResidualAnalysis {
         residuals,
@@ -83,48 +83,71 @@ pub const FALLBACK_SIZES: [i64; 2] = [64, 96];
 /// When symbolic inference succeeds but leaves values without a shape (an op
 /// it cannot type symbolically), the fallback of 2–3 is run as well and
 /// gives those values, and only those, its shapes: per value, not per
-/// model. A filled dimension that varies is the symbol `64|96`, equal only
-/// to another filled one, so a symbolic and a filled operand never compare
-/// equal by accident. Values that stay without a shape are not guessed:
-/// their adds are reported as undecided ([`ResidualAnalysis::undecided`]).
-/// Cost: at most 2 + s·(s + 1) inferences for s input symbols.
+/// model. Residual analysis compares an add's operands within one source:
+/// both symbolic, else both concrete ([`infer_values_in_two`]), since a
+/// filled dimension that varies is the symbol `64|96` and a symbolic one is
+/// `batch`. Values that stay without a shape are not guessed: their adds are
+/// reported as undecided ([`ResidualAnalysis::undecided`]).
+/// Cost: at most 3 + s·(s + 1)/2 inferences for s input symbols.
 ///
 /// # Errors
 /// The probe cannot be encoded, or shape inference fails outright.
 pub fn infer_values(
     model: &Model,
 ) -> Result<(std::collections::BTreeMap<String, InferredValue>, String)> {
+    let (mut values, concrete, strategy) = infer_values_in_two(model)?;
+    for (name, v) in concrete.into_iter().flatten() {
+        if let Some(slot) = values.get_mut(&name)
+            && slot.shape.is_none()
+        {
+            slot.shape = v.shape;
+        }
+    }
+    Ok((values, strategy))
+}
+
+/// Shapes as [`infer_values`] finds them, its two sources apart: the first
+/// inference that succeeded (symbolic, or the concrete fallback), and, when
+/// that was symbolic but left values without a shape, the concrete
+/// fallback's shapes of every value; and how they were found.
+///
+/// # Errors
+/// As [`infer_values`].
+#[allow(clippy::type_complexity)]
+pub fn infer_values_in_two(
+    model: &Model,
+) -> Result<(
+    std::collections::BTreeMap<String, InferredValue>,
+    Option<std::collections::BTreeMap<String, InferredValue>>,
+    String,
+)> {
     let probe = crate::onnx::to_shape_probe_bytes(model, PROBE_MIN_ELEMENTS)?;
     let source = ModelSource::Bytes(&probe);
     let symbolic = laurel_runtime::infer_symbolic_shapes(source, &LoadOptions::default())?;
-    if symbolic.strategy.starts_with("symbolic") {
-        let gaps = symbolic
-            .values
-            .values()
-            .filter(|v| v.shape.is_none())
-            .count();
-        if gaps == 0 {
-            return Ok((symbolic.values, symbolic.strategy));
-        }
-        let (concrete, how) = concrete_values(source)?;
-        let mut values = symbolic.values;
-        let mut filled = 0;
-        for (name, v) in concrete {
-            if let Some(slot) = values.get_mut(&name)
-                && slot.shape.is_none()
-                && v.shape.is_some()
-            {
-                slot.shape = v.shape;
-                filled += 1;
-            }
-        }
-        let strategy = format!(
-            "{}; {filled} of the {gaps} values it left without a shape by {how}",
-            symbolic.strategy
-        );
-        return Ok((values, strategy));
+    if !symbolic.strategy.starts_with("symbolic") {
+        let (values, how) = concrete_values(source)?;
+        return Ok((values, None, how));
     }
-    concrete_values(source)
+    let gaps: Vec<&String> = symbolic
+        .values
+        .iter()
+        .filter(|(_, v)| v.shape.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    if gaps.is_empty() {
+        return Ok((symbolic.values, None, symbolic.strategy));
+    }
+    let (concrete, how) = concrete_values(source)?;
+    let filled = gaps
+        .iter()
+        .filter(|k| concrete.get(**k).is_some_and(|v| v.shape.is_some()))
+        .count();
+    let strategy = format!(
+        "{}; {filled} of the {} values it left without a shape by {how}",
+        symbolic.strategy,
+        gaps.len()
+    );
+    Ok((symbolic.values, Some(concrete), strategy))
 }
 
 /// Steps 2–3 of [`infer_values`]: shapes from concrete inference at the
@@ -184,7 +207,11 @@ fn concrete_values(
         String::new()
     } else {
         let names: Vec<String> = fixed.keys().map(|k| format!("{k} = 1")).collect();
-        format!(", the model fixes {}", names.join(", "))
+        if complete(&first) {
+            format!(", the model fixes {}", names.join(", "))
+        } else {
+            format!(", {} held at 1 (more values infer so)", names.join(", "))
+        }
     };
     let strategy = format!(
         "concrete at sizes {} and {}{pinned} ({}, {})",
@@ -211,7 +238,7 @@ fn agreeing_shapes(
                             if x == *y {
                                 x
                             } else {
-                                DimSpec::Symbol(format!("{x:?}|{y:?}"))
+                                DimSpec::Symbol(format!("{x}|{y}"))
                             }
                         })
                         .collect(),

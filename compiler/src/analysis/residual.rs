@@ -187,12 +187,14 @@ fn value_name(g: &Graph, v: Value) -> String {
 /// Finds every identity residual and projection shortcut of the main graph,
 /// in topological order, and the adds that could not be decided because an
 /// operand has no shape. `shapes` maps value names to tract's inferred
-/// facts ([`super::infer_values`]). Streams are not yet assigned (see
-/// [`super::assign_streams`]).
+/// facts; an add whose operands do not both have a shape there takes both
+/// from `fallback` ([`super::infer_values_in_two`]), never one from each.
+/// Streams are not yet assigned (see [`super::assign_streams`]).
 #[must_use]
 pub fn find_residuals(
     g: &Graph,
     shapes: &BTreeMap<String, InferredValue>,
+    fallback: Option<&BTreeMap<String, InferredValue>>,
 ) -> (Vec<Residual>, Vec<Undecided>) {
     let constant = constant_nodes(g);
     let Ok(order) = g.topo_ops() else {
@@ -219,18 +221,15 @@ pub fn find_residuals(
         if feeds_softmax(g, n) {
             continue;
         }
-        let shape_of = |v: Value| shapes.get(&value_name(g, v)).and_then(|f| f.shape.clone());
-        let (Some(sa), Some(sb)) = (shape_of(a), shape_of(b)) else {
-            let missing: Vec<String> = [a, b]
-                .into_iter()
-                .filter(|&v| shape_of(v).is_none())
-                .map(|v| format!("`{}`", value_name(g, v)))
-                .collect();
-            undecided.push(Undecided {
-                node: add_name(g, n, &op.proto.name),
-                reason: format!("no shape for {}", missing.join(" and ")),
-            });
-            continue;
+        let (sa, sb) = match operand_shapes(g, (a, b), shapes, fallback) {
+            Ok(pair) => pair,
+            Err(reason) => {
+                undecided.push(Undecided {
+                    node: add_name(g, n, &op.proto.name),
+                    reason,
+                });
+                continue;
+            }
         };
         if sa != sb {
             continue;
@@ -279,6 +278,7 @@ pub fn find_residuals(
             dtype: shapes
                 .get(&value_name(g, a))
                 .and_then(|f| f.datum)
+                .or_else(|| fallback?.get(&value_name(g, a))?.datum)
                 .map(dtype_of_kind),
             last_parametric: last,
             branch_ops: branch_nodes.len(),
@@ -287,6 +287,42 @@ pub fn find_residuals(
         });
     }
     (found, undecided)
+}
+
+/// An inferred shape.
+type Dims = Vec<DimSpec>;
+
+/// The shapes of an add's two operands, both from `shapes` or else both
+/// from `fallback` (never one from each: they name varying sizes
+/// differently); or why there are none.
+fn operand_shapes(
+    g: &Graph,
+    operands: (Value, Value),
+    shapes: &BTreeMap<String, InferredValue>,
+    fallback: Option<&BTreeMap<String, InferredValue>>,
+) -> Result<(Dims, Dims), String> {
+    let shape_in = |map: &BTreeMap<String, InferredValue>, v: Value| {
+        map.get(&value_name(g, v)).and_then(|f| f.shape.clone())
+    };
+    let pair = |map: &BTreeMap<String, InferredValue>| {
+        Some((shape_in(map, operands.0)?, shape_in(map, operands.1)?))
+    };
+    if let Some(found) = pair(shapes).or_else(|| fallback.and_then(pair)) {
+        return Ok(found);
+    }
+    let known = |v: Value| {
+        shape_in(shapes, v).is_some() || fallback.is_some_and(|f| shape_in(f, v).is_some())
+    };
+    let missing: Vec<String> = [operands.0, operands.1]
+        .into_iter()
+        .filter(|&v| !known(v))
+        .map(|v| format!("`{}`", value_name(g, v)))
+        .collect();
+    Err(if missing.is_empty() {
+        "its operands' shapes come from two inferences that cannot be compared".to_owned()
+    } else {
+        format!("no shape for {}", missing.join(" and "))
+    })
 }
 
 /// An add's ONNX name, or `#i (Add)` when it has none.

@@ -74,10 +74,11 @@ pub fn lr_down(d: usize, r: usize, channel_last: bool, rng: &mut StdRng) -> Vec<
 }
 
 /// A random `[d, r]` row-major matrix whose columns are orthogonal, each of
-/// norm `1/r` (those of the paper's pattern, [`lr_down`]): Gaussian draws,
-/// orthogonalised by modified Gram–Schmidt in f64. Columns beyond the `d`th
-/// cannot be orthogonal to the others; they are the draws scaled to that
-/// norm. O(d·r²).
+/// norm `1/r` (those of the paper's pattern, [`lr_down`], when `r` divides
+/// `d`): Gaussian draws, orthogonalised by modified Gram–Schmidt in f64.
+/// Columns beyond the `d`th cannot be orthogonal to the others; they are the
+/// draws scaled to that norm (the paper's pattern repeats its columns
+/// there). O(d·r²).
 #[must_use]
 pub fn random_column_orthogonal(d: usize, r: usize, rng: &mut StdRng) -> Vec<f32> {
     let mut cols: Vec<Vec<f64>> = (0..r)

@@ -35,6 +35,8 @@ pub fn margins(probs: &[f32], classes: usize) -> Vec<f64> {
             // scores of an uncertain student defeat branch prediction.
             let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
             for &p in row {
+                // A NaN entry counts as no probability at all.
+                let p = if p.is_nan() { f32::NEG_INFINITY } else { p };
                 b = b.max(a.min(p));
                 a = a.max(p);
             }
@@ -489,6 +491,19 @@ mod tests {
                 "index {i}: {f} against {}",
                 p[i]
             );
+        }
+    }
+
+    #[test]
+    fn a_nan_probability_counts_as_none() {
+        // As if the NaN were absent: margin 0.7 − 0.2, wherever it sits.
+        for row in [
+            [f32::NAN, 0.7, 0.2],
+            [0.7, f32::NAN, 0.2],
+            [0.7, 0.2, f32::NAN],
+        ] {
+            let m = margins(&row, 3);
+            assert!((m[0] - 0.5).abs() < 1e-6, "{row:?}: {m:?}");
         }
     }
 

@@ -206,7 +206,7 @@ pub fn note_chosen_sizes(model: &Path, runnable: &Runnable) {
     if !sizes.is_empty() {
         let list: Vec<String> = sizes.iter().map(|(s, v)| format!("{s} = {v}")).collect();
         eprintln!(
-            "note: {} does not load with its symbolic sizes at 1; running it at {} (set them with --dim NAME=SIZE)",
+            "note: {} does not load with its symbolic sizes at 1; running it at {} (set them with --dim NAME=SIZE, `?` ones with --shape)",
             model.display(),
             list.join(", ")
         );
