@@ -5,8 +5,8 @@
 //! tract, so every ONNX op folds with the runtime's own semantics. A folded
 //! value replaces its producer's output (same name, same consumers); ops and
 //! initializers that nothing reads any more are removed. A value is folded
-//! only when it is no larger than the initializers it is computed from (or
-//! 4 KiB): a `ConstantOfShape` that expands a shape into megabytes of weights
+//! only when it is no larger than the initializers and `Constant` tensors it
+//! is computed from (or 4 KiB): a `ConstantOfShape` that expands a shape into megabytes of weights
 //! stays as it is, so folding never bloats a model. A larger value whose
 //! elements are all equal (say such a weight scaled by a folded scalar) is
 //! written as a `ConstantOfShape` of a shape initializer instead (opset ≥ 9).
@@ -292,11 +292,25 @@ fn ancestry_bytes(g: &Graph, n: NodeIndex, constant: &HashSet<NodeIndex>) -> usi
         if !seen.insert(m) {
             continue;
         }
-        if let Node::Initializer(i) = &g.dag[m] {
-            bytes += i
-                .external
-                .as_ref()
-                .map_or_else(|| tensor_bytes(&i.proto), |e| e.len);
+        match &g.dag[m] {
+            Node::Initializer(i) => {
+                bytes += i
+                    .external
+                    .as_ref()
+                    .map_or_else(|| tensor_bytes(&i.proto), |e| e.len);
+            }
+            // A weight held by a `Constant` node (as Paddle2ONNX writes them)
+            // counts like an initializer.
+            Node::Op(op) if op.proto.op_type == "Constant" => {
+                bytes += op
+                    .proto
+                    .attribute
+                    .iter()
+                    .filter_map(|a| a.t.as_ref())
+                    .map(tensor_bytes)
+                    .sum::<usize>();
+            }
+            _ => {}
         }
         stack.extend(
             g.dag
