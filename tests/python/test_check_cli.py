@@ -117,3 +117,16 @@ def test_a_model_that_loads_at_no_size_names_the_symbols_to_set(laurelc_bin, tmp
     assert res.returncode == 2, _explain(res)
     hint = [line for line in res.stderr.splitlines() if "set them with --dim" in line]
     assert len(hint) == 1 and "height, width" in hint[0], res.stderr
+
+
+def test_a_panic_inside_tract_reaches_the_user_as_one_line(laurelc_bin, cache_dir):
+    """Issue 14 item 8 / issue 15: Silero VAD's random `sr` makes tract panic
+    while running; the user sees one error line, no panic text and no
+    backtrace, even with RUST_BACKTRACE set."""
+    import os
+    path = cache_dir / "models" / "silero_vad.onnx"
+    env = {**os.environ, "RUST_BACKTRACE": "1"}
+    res = subprocess.run([str(laurelc_bin), "run", str(path)], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode in (0, 2), _explain(res)
+    assert "panicked at" not in res.stderr and "stack backtrace" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) <= 1, res.stderr

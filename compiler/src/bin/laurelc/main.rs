@@ -77,20 +77,34 @@ enum Command {
 }
 
 /// Panics inside dependencies (tract on unusual models) are caught by the
-/// libraries and reported as errors; the default hook would still print a
-/// backtrace for each. This one prints the first panic's message, once,
-/// unless `RUST_BACKTRACE` asks for the full story.
+/// libraries and reported as one-line errors, so the hook prints nothing: no
+/// panic text or backtrace reaches the user, whatever `RUST_BACKTRACE` says.
+/// It keeps the last panic's first line and place, for [`main`] to report a
+/// panic nothing caught (a bug) in one line too. `LAURELC_PANIC_TRACE=1`
+/// restores the default hook, for developers.
 fn quiet_panics() {
-    static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if std::env::var_os("RUST_BACKTRACE").is_some() {
+    if std::env::var_os("LAURELC_PANIC_TRACE").is_some() {
         return;
     }
     std::panic::set_hook(Box::new(|info| {
-        if !SEEN.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            eprintln!("laurelc: note: caught a panic: {info}");
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let first = message.lines().next().unwrap_or_default().to_owned();
+        let place = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{first}{place}"));
         }
     }));
 }
+
+/// The last panic's message, first line, and place (see [`quiet_panics`]).
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// The arguments with any `-q`/`--quiet` given before the subcommand (or the
 /// model) moved to the end: clap refuses top-level flags beside a subcommand
@@ -164,7 +178,17 @@ fn main() -> ExitCode {
             };
         }
     };
-    match dispatch(cli) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli)));
+    let Ok(result) = outcome else {
+        let what = LAST_PANIC
+            .lock()
+            .ok()
+            .and_then(|m| m.clone())
+            .unwrap_or_else(|| "a panic".to_owned());
+        eprintln!("laurelc: error: internal error (please report it): {what}");
+        return ExitCode::from(2);
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`laurelc man | head`): nothing to report.
         Err(e) if e.is::<args::StdoutClosed>() => ExitCode::SUCCESS,
