@@ -59,6 +59,12 @@ pub struct OutputCheck {
     pub max_abs: f64,
     /// Largest |b − a| / |a| over nonzero a.
     pub max_rel: f64,
+    /// Largest finite |a| over the runs: the output's scale.
+    pub scale: f64,
+    /// `max_abs / scale`: the largest error relative to the output's largest
+    /// magnitude (0 when the scale is 0), which reassociation rounding is
+    /// proportional to, unlike the elementwise `max_rel`.
+    pub max_abs_over_scale: f64,
     /// Elements outside tolerance, summed over runs.
     pub mismatches: usize,
     /// Shapes or types differ.
@@ -131,6 +137,8 @@ pub fn check_models_with_progress(
             name: n.clone(),
             max_abs: 0.0,
             max_rel: 0.0,
+            scale: 0.0,
+            max_abs_over_scale: 0.0,
             mismatches: 0,
             incompatible: false,
             ok: true,
@@ -165,6 +173,12 @@ pub fn check_models_with_progress(
             let c = crate::compare::compare(tb, ta, opts.rtol, opts.atol);
             o.max_abs = o.max_abs.max(c.max_abs);
             o.max_rel = o.max_rel.max(c.max_rel);
+            o.scale = o.scale.max(c.scale);
+            o.max_abs_over_scale = if o.scale > 0.0 {
+                o.max_abs / o.scale
+            } else {
+                0.0
+            };
             o.mismatches += c.mismatches;
             o.incompatible |= c.shape_mismatch || c.dtype_mismatch;
             o.ok &= !(c.shape_mismatch || c.dtype_mismatch) && c.mismatches == 0;
@@ -188,7 +202,8 @@ pub fn check_models_with_progress(
 
 impl CheckReport {
     /// The report as `laurelc check` prints it: one line per output (its
-    /// largest absolute and relative errors, mismatches, status), then the
+    /// largest absolute and elementwise relative errors, the absolute error
+    /// over the output's largest magnitude, mismatches, status), then the
     /// verdict with the tolerances.
     #[must_use]
     pub fn to_table(&self) -> String {
@@ -196,8 +211,8 @@ impl CheckReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<40} {:>12} {:>12} {:>10}  status",
-            "output", "max_abs", "max_rel", "mismatches"
+            "{:<40} {:>12} {:>12} {:>12} {:>10}  status",
+            "output", "max_abs", "max_rel", "abs/scale", "mismatches"
         );
         for o in &self.outputs {
             let status = if o.ok {
@@ -209,8 +224,8 @@ impl CheckReport {
             };
             let _ = writeln!(
                 out,
-                "{:<40} {:>12.3e} {:>12.3e} {:>10}  {status}",
-                o.name, o.max_abs, o.max_rel, o.mismatches
+                "{:<40} {:>12.3e} {:>12.3e} {:>12.3e} {:>10}  {status}",
+                o.name, o.max_abs, o.max_rel, o.max_abs_over_scale, o.mismatches
             );
         }
         let _ = writeln!(

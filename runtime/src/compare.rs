@@ -13,6 +13,9 @@ pub struct Comparison {
     /// Largest `|actual - expected| / |expected|` over the elements with
     /// `|expected| > 0`.
     pub max_rel: f64,
+    /// Largest finite `|expected|`: the output's scale, against which
+    /// `max_abs` is read (0 when there is none).
+    pub scale: f64,
     /// Number of elements that are not close.
     pub mismatches: usize,
     /// The shapes differ (no element-wise comparison was made).
@@ -52,6 +55,7 @@ pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comp
         return Comparison {
             max_abs: f64::INFINITY,
             max_rel: f64::INFINITY,
+            scale: 0.0,
             mismatches: actual.len().max(expected.len()),
             shape_mismatch: true,
             dtype_mismatch,
@@ -63,6 +67,7 @@ pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comp
         return Comparison {
             max_abs: inf,
             max_rel: inf,
+            scale: 0.0,
             mismatches: if equal { 0 } else { expected.len() },
             shape_mismatch: false,
             dtype_mismatch,
@@ -71,6 +76,10 @@ pub fn compare(actual: &Tensor, expected: &Tensor, rtol: f64, atol: f64) -> Comp
     let mut c = Comparison {
         max_abs: 0.0,
         max_rel: 0.0,
+        scale: b
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs())),
         mismatches: 0,
         shape_mismatch: false,
         dtype_mismatch,

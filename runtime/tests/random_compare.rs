@@ -162,6 +162,16 @@ fn compare_exact_values() {
 }
 
 #[test]
+fn compare_reports_the_expected_outputs_largest_finite_magnitude() {
+    // The scale an error is read against: |−5|, infinities and NaN left out.
+    let expected = tf(&[5], &[2.0, -5.0, f32::NAN, f32::INFINITY, 0.5]);
+    let actual = tf(&[5], &[2.0, -5.25, f32::NAN, f32::INFINITY, 0.5]);
+    let c = compare(&actual, &expected, 0.0, 0.0);
+    assert_eq!(c.scale, 5.0);
+    assert_eq!(c.max_abs, 0.25);
+}
+
+#[test]
 fn compare_nan_and_inf() {
     let expected = tf(&[4], &[f32::NAN, f32::INFINITY, 1.0, f32::NAN]);
     let actual = tf(&[4], &[f32::NAN, f32::INFINITY, 1.0, 2.0]);
