@@ -158,7 +158,7 @@ pub fn train_model(
         load,
         ..opts.grad.clone()
     };
-    let bounds = gather_bounds(&model);
+    let bounds = gather_bounds(&declared);
     check_inputs(&declared, train, &opts.data, opts, Some(batch), &bounds)?;
     let eval_path = opts.eval.clone().unwrap_or_else(|| opts.data.clone());
     if let (Some(e), path) = (&eval, &eval_path) {
@@ -481,7 +481,7 @@ fn check_inputs(
     path: &Path,
     opts: &TrainFileOptions,
     batch: Option<usize>,
-    bounds: &[(String, i64, String)],
+    bounds: &[(String, i64)],
 ) -> Result<()> {
     let bad = |reason: String| Error::Data {
         path: path.to_path_buf(),
@@ -640,77 +640,24 @@ fn check_target(
     Ok(())
 }
 
-/// For each integer model input that reaches a `Gather`'s indices (directly
-/// or through `Cast`, `Identity`, `Reshape`, `Squeeze`, `Unsqueeze`,
-/// `Flatten`) whose table is a tensor of the model: the input, the rows of
-/// the smallest such table along the gathered axis, and the `Gather`. An id
-/// outside `[−rows, rows)` has no row: tract would fail mid-run, where the
-/// data check can name the example. O(V + E).
-fn gather_bounds(model: &Model) -> Vec<(String, i64, String)> {
-    use petgraph::Direction;
-    use petgraph::visit::EdgeRef;
-    let g = &model.graph;
-    let mut out: Vec<(String, i64, String)> = Vec::new();
-    for &i in &g.inputs {
-        let Node::Input(decl) = &g.dag[i] else {
-            continue;
-        };
-        let mut todo = vec![i];
-        let mut seen = std::collections::HashSet::new();
-        while let Some(n) = todo.pop() {
-            if !seen.insert(n) {
-                continue;
-            }
-            for e in g.dag.edges_directed(n, Direction::Outgoing) {
-                if e.weight().src_slot != 0 {
-                    continue;
-                }
-                let Some(op) = g.dag[e.target()].as_op() else {
-                    continue;
-                };
-                let slot = e.weight().dst_slot;
-                match op.proto.op_type.as_str() {
-                    "Cast" | "Identity" | "Reshape" | "Squeeze" | "Unsqueeze" | "Flatten"
-                        if slot == Some(0) =>
-                    {
-                        todo.push(e.target());
-                    }
-                    "Gather" if slot == Some(1) => {
-                        let table = g.op_inputs(e.target()).first().copied().flatten();
-                        let Some((t, _)) = table else { continue };
-                        let dims: &[i64] = match &g.dag[t] {
-                            Node::Initializer(init) => &init.proto.dims,
-                            _ => continue,
-                        };
-                        let rank = i64::try_from(dims.len()).unwrap_or(0);
-                        let axis = crate::ir::attr::int(&op.proto, "axis", 0);
-                        let axis = if axis < 0 { axis + rank } else { axis };
-                        let Some(&rows) = usize::try_from(axis).ok().and_then(|a| dims.get(a))
-                        else {
-                            continue;
-                        };
-                        let at = g.display_name(e.target());
-                        match out.iter_mut().find(|(name, _, _)| *name == decl.name) {
-                            Some(b) if b.1 <= rows => {}
-                            Some(b) => *b = (decl.name.clone(), rows, at),
-                            None => out.push((decl.name.clone(), rows, at)),
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    out
+/// For each integer model input that indexes a `Gather` table (the
+/// runtime's [`laurel_runtime::InputSpec::index_rows`]): the input and the
+/// rows of its smallest table. An id outside `[−rows, rows)` has no row:
+/// tract would fail mid-run, where the data check can name the example.
+fn gather_bounds(declared: &[laurel_runtime::InputSpec]) -> Vec<(String, i64)> {
+    declared
+        .iter()
+        .filter_map(|d| Some((d.name.clone(), i64::try_from(d.index_rows?).ok()?)))
+        .collect()
 }
 
 /// Ids of `key` with no row in the table of `bound` (see [`gather_bounds`]).
-fn check_ids(column: &Tensor, key: &str, bound: &(String, i64, String)) -> Option<String> {
-    let (input, rows, gather) = bound;
+fn check_ids(column: &Tensor, key: &str, bound: &(String, i64)) -> Option<String> {
+    let (input, rows) = bound;
     let view = column.try_as_plain_ram().ok()?;
     let bad = |i: usize, id: i64| {
         format!(
-            "`{key}` has id {id} at flat index {i}, outside [-{rows}, {rows}): model input `{input}` indexes a table of {rows} rows in {gather}"
+            "`{key}` has id {id} at flat index {i}, outside [-{rows}, {rows}): model input `{input}` indexes a `Gather` table of {rows} rows"
         )
     };
     let out = |id: i64| id < -rows || id >= *rows;
@@ -952,7 +899,7 @@ mod tests {
 
     #[test]
     fn ids_are_checked_against_the_rows_of_their_table() {
-        let bound = ("ids".to_owned(), 4, "`g` (Gather)".to_owned());
+        let bound = ("ids".to_owned(), 4);
         let i64s = Tensor::from_shape(&[3], &[0i64, 3, -4]).unwrap();
         assert_eq!(check_ids(&i64s, "ids", &bound), None);
         let over = Tensor::from_shape(&[2], &[1i32, 4]).unwrap();
