@@ -189,24 +189,22 @@ def paired(results: list[dict], budgets: list[float]) -> dict:
     return out
 
 
-def paired_markdown(p: dict) -> str:
-    names = list(next(iter(p.values())).keys())
-    lines = ["| difference (points) | " + " | ".join(f"f = {f}" for f in p) + " |",
-             "|---|" + "---|" * len(p)]
+def table(by_fraction: dict, head: str, cell) -> str:
+    """A markdown table: a row per name, a column per labeled fraction, `cell(entry)` in each."""
+    names = list(next(iter(by_fraction.values())).keys())
+    lines = [f"| {head} | " + " | ".join(f"f = {f}" for f in by_fraction) + " |",
+             "|---|" + "---|" * len(by_fraction)]
     for name in names:
-        cells = [f"{100 * p[f][name]['mean']:+.1f} ± {100 * p[f][name]['ci95']:.1f}" for f in p]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(by_fraction[f][name]) for f in by_fraction) + " |")
     return "\n".join(lines)
+
+
+def paired_markdown(p: dict) -> str:
+    return table(p, "difference (points)", lambda e: f"{100 * e['mean']:+.1f} ± {100 * e['ci95']:.1f}")
 
 
 def markdown(s: dict) -> str:
-    names = list(next(iter(s.values())).keys())
-    lines = ["| method | " + " | ".join(f"f = {f}" for f in s) + " |",
-             "|---|" + "---|" * len(s)]
-    for name in names:
-        cells = [f"{100 * s[f][name]['mean']:.1f} ± {100 * s[f][name]['std']:.1f}" for f in s]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return table(s, "method", lambda e: f"{100 * e['mean']:.1f} ± {100 * e['std']:.1f}")
 
 
 def figure(s: dict, budgets: list[float], path: Path, title: str) -> None:
