@@ -101,6 +101,8 @@ def five_class_model(path: Path) -> Path:
     ("unlabeled validation", "no class ids under `label`"),
     ("classes", "the student predicts 5 classes, the teacher 10"),
     ("hard without labels", "the hard loss trains on the labeled set"),
+    # The training flags are `train`'s, checked the same way.
+    ("momentum", "--momentum 1.5: expected a number in [0, 1)"),
 ])
 def test_bad_requests_exit_2(laurelc_bin, tmp_path, sets, case, message):
     student, flags, validation = CNN, ["--loss", "kd"], sets["V"]
@@ -111,6 +113,8 @@ def test_bad_requests_exit_2(laurelc_bin, tmp_path, sets, case, message):
         validation = sets["U"]
     elif case == "classes":
         student = five_class_model(tmp_path / "five.onnx")
+    elif case == "momentum":
+        flags += ["--optimizer", "sgd", "--momentum", "1.5"]
     else:
         flags, labeled = ["--loss", "hard"], []
     out = tmp_path / "o.onnx"

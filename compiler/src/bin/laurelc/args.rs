@@ -213,6 +213,121 @@ pub fn note_chosen_sizes(model: &Path, runnable: &Runnable) {
     }
 }
 
+/// How a model is trained: the optimizer, its schedule, and the run's
+/// length, shared by `train` and `distill` (where every round trains so).
+#[derive(Debug, Args)]
+pub struct OptimArgs {
+    /// The optimizer.
+    #[arg(long, default_value = "adamw", value_parser = NamedValues::<OptimizerArg>::new())]
+    pub optimizer: OptimizerArg,
+    /// The (peak) learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// SGD's momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// The learning-rate schedule.
+    #[arg(long, default_value = "constant", value_parser = NamedValues::<ScheduleArg>::new())]
+    pub schedule: ScheduleArg,
+    /// Warm-up updates of the cosine schedule.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Clip the gradients' global L2 norm to this.
+    #[arg(long, value_name = "NORM")]
+    pub clip_norm: Option<f32>,
+    /// Epochs (of each round, for `distill`).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: u64,
+    /// Examples per update (default: the model's fixed batch axis, else 32).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// The seed of the shuffle (and of `distill`'s selection).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Refuses a flag's value that is not a positive finite number.
+///
+/// # Errors
+/// When `v` is not one.
+pub fn positive(name: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        bail!("{name} {v}: expected a positive number")
+    }
+}
+
+impl OptimArgs {
+    /// The runtime's options of the run, the flags checked.
+    ///
+    /// # Errors
+    /// A rate, norm or decay out of range, momentum outside [0, 1), 0 epochs.
+    pub fn run_options(&self) -> Result<laurel_runtime::train::TrainOptions> {
+        use laurel_runtime::train::{Optimizer, OptimizerKind, Schedule, ScheduleKind};
+        positive("--lr", f64::from(self.lr))?;
+        if let Some(c) = self.clip_norm {
+            positive("--clip-norm", f64::from(c))?;
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            bail!(
+                "--weight-decay {}: expected a non-negative number",
+                self.weight_decay
+            );
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            bail!("--momentum {}: expected a number in [0, 1)", self.momentum);
+        }
+        if self.epochs == 0 {
+            bail!("--epochs 0: expected at least one epoch");
+        }
+        Ok(laurel_runtime::train::TrainOptions {
+            epochs: self.epochs,
+            seed: self.seed,
+            optimizer: match self.optimizer.0 {
+                OptimizerKind::AdamW => Optimizer::adamw(self.weight_decay),
+                OptimizerKind::Sgd => Optimizer::Sgd {
+                    momentum: self.momentum,
+                    weight_decay: self.weight_decay,
+                },
+            },
+            lr: self.lr,
+            schedule: match self.schedule.0 {
+                ScheduleKind::Constant => Schedule::Constant,
+                ScheduleKind::Cosine => Schedule::Cosine {
+                    warmup: self.warmup,
+                },
+            },
+            clip_norm: self.clip_norm,
+            columns: Vec::new(),
+            prediction: None,
+            float_loss: laurel_runtime::train::metrics::FloatLoss::default(),
+            step: String::new(),
+        })
+    }
+}
+
+/// Refuses a report path whose directory does not exist, before the work
+/// whose report it would hold.
+///
+/// # Errors
+/// When the directory is missing.
+pub fn check_report_dir(path: Option<&Path>) -> Result<()> {
+    if let Some(path) = path {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            bail!("{}: the report's directory does not exist", path.display());
+        }
+    }
+    Ok(())
+}
+
 /// What a training step differentiates, shared by `grad` and `train`.
 #[derive(Debug, Args)]
 pub struct StepArgs {

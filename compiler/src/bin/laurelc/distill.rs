@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use laurel_runtime::train::{Optimizer, Schedule, TrainOptions};
 use laurelc::distill::{DistillLoss, Selection};
 
-use crate::args::emit_line;
+use crate::args::{OptimArgs, check_report_dir, emit_line, positive};
 
 /// The distillation losses, by their command-line names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,21 +93,8 @@ pub struct DistillArgs {
     /// Which student tensors train (as `train --train`).
     #[arg(long = "train", value_name = "laurel|all|GLOB", default_value = "all")]
     pub train: Vec<String>,
-    /// The learning rate (of `AdamW`).
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    /// Decoupled weight decay.
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f32,
-    /// Epochs per round.
-    #[arg(long, default_value_t = 10)]
-    pub epochs: u64,
-    /// Examples per update (default: the student's fixed batch axis, else 32).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// The seed of the selection and the shuffle.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub optim: OptimArgs,
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report_json: Option<PathBuf>,
@@ -116,21 +102,12 @@ pub struct DistillArgs {
 
 /// The library's options from the flags.
 fn options(a: &DistillArgs) -> Result<laurelc::distill::DistillOptions> {
-    if !(a.temperature.is_finite() && a.temperature > 0.0) {
-        bail!(
-            "--temperature {}: expected a positive number",
-            a.temperature
-        );
-    }
-    if !(a.lr.is_finite() && a.lr > 0.0) {
-        bail!("--lr {}: expected a positive number", a.lr);
-    }
+    positive("--temperature", f64::from(a.temperature))?;
+    let run = a.optim.run_options()?;
     if !(a.slam_level > 0.0 && a.slam_level <= 1.0) {
         bail!("--slam-level {}: expected a number in (0, 1]", a.slam_level);
     }
-    if a.epochs == 0 {
-        bail!("--epochs 0: expected at least one epoch");
-    }
+    check_report_dir(a.report_json.as_deref())?;
     if a.select.is_some() && a.budget.is_none() {
         bail!("--select needs --budget");
     }
@@ -170,23 +147,12 @@ fn options(a: &DistillArgs) -> Result<laurelc::distill::DistillOptions> {
             eval: None,
             inputs,
             target: "target".into(),
-            batch: a.batch_size,
+            batch: a.optim.batch_size,
             grad: laurelc::autodiff::GradOptions {
                 train,
                 ..laurelc::autodiff::GradOptions::default()
             },
-            run: TrainOptions {
-                epochs: a.epochs,
-                seed: a.seed,
-                optimizer: Optimizer::adamw(a.weight_decay),
-                lr: a.lr,
-                schedule: Schedule::Constant,
-                clip_norm: None,
-                columns: Vec::new(),
-                prediction: None,
-                float_loss: laurel_runtime::train::metrics::FloatLoss::default(),
-                step: String::new(),
-            },
+            run,
             checkpoint: None,
             resume: None,
             export: laurelc::onnx::ExportOptions::default(),

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use laurel_runtime::train::{Optimizer, OptimizerKind, Schedule, ScheduleKind, Stop, TrainOptions};
+use laurel_runtime::train::Stop;
 
-use crate::args::{NamedValues, OptimizerArg, ScheduleArg, StepArgs, emit_line};
+use crate::args::{OptimArgs, StepArgs, check_report_dir, emit_line, positive};
 
 /// `laurelc train MODEL --data TRAIN.npz -o TRAINED.onnx`.
 #[derive(Debug, Args)]
@@ -36,36 +36,8 @@ pub struct TrainArgs {
     pub target: String,
     #[command(flatten)]
     pub step: StepArgs,
-    /// The optimizer.
-    #[arg(long, default_value = "adamw", value_parser = NamedValues::<OptimizerArg>::new())]
-    pub optimizer: OptimizerArg,
-    /// The (peak) learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    /// Decoupled weight decay.
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f32,
-    /// SGD's momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f32,
-    /// The learning-rate schedule.
-    #[arg(long, default_value = "constant", value_parser = NamedValues::<ScheduleArg>::new())]
-    pub schedule: ScheduleArg,
-    /// Warm-up updates of the cosine schedule.
-    #[arg(long, default_value_t = 0)]
-    pub warmup: u64,
-    /// Clip the gradients' global L2 norm to this.
-    #[arg(long, value_name = "NORM")]
-    pub clip_norm: Option<f32>,
-    /// Epochs.
-    #[arg(long, default_value_t = 10)]
-    pub epochs: u64,
-    /// Examples per update (default: the model's fixed batch axis, else 32).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// The seed of the shuffle.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub optim: OptimArgs,
     /// Save the run's state every N epochs (0: never) to --checkpoint.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub checkpoint_every: u64,
@@ -92,56 +64,14 @@ impl std::fmt::Display for Diverged {
 
 impl std::error::Error for Diverged {}
 
-fn positive(name: &str, v: f64) -> Result<()> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        bail!("{name} {v}: expected a positive number")
-    }
-}
-
 /// The library's options from the flags, with the checkpoint's path.
 fn options(a: &TrainArgs) -> Result<(laurelc::train::TrainFileOptions, PathBuf)> {
-    positive("--lr", f64::from(a.lr))?;
+    let run = a.optim.run_options()?;
     positive("--temperature", a.step.temperature)?;
-    if let Some(c) = a.clip_norm {
-        positive("--clip-norm", f64::from(c))?;
-    }
-    if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
-        bail!(
-            "--weight-decay {}: expected a non-negative number",
-            a.weight_decay
-        );
-    }
-    if !(0.0..1.0).contains(&a.momentum) {
-        bail!("--momentum {}: expected a number in [0, 1)", a.momentum);
-    }
-    if a.epochs == 0 {
-        bail!("--epochs 0: expected at least one epoch");
-    }
     let train = laurelc::autodiff::TrainSpec::parse(&a.step.train).map_err(anyhow::Error::msg)?;
     let inputs = crate::args::parse_input_keys(&a.inputs)?;
-    if let Some(path) = &a.report_json {
-        // Fail before training, not after.
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        if !dir.is_dir() {
-            bail!("{}: the report's directory does not exist", path.display());
-        }
-    }
-    let optimizer = match a.optimizer.0 {
-        OptimizerKind::AdamW => Optimizer::adamw(a.weight_decay),
-        OptimizerKind::Sgd => Optimizer::Sgd {
-            momentum: a.momentum,
-            weight_decay: a.weight_decay,
-        },
-    };
-    let schedule = match a.schedule.0 {
-        ScheduleKind::Constant => Schedule::Constant,
-        ScheduleKind::Cosine => Schedule::Cosine { warmup: a.warmup },
-    };
+    // Fail before training, not after.
+    check_report_dir(a.report_json.as_deref())?;
     let checkpoint_path = a.checkpoint.clone().unwrap_or_else(|| {
         let mut p = a.output.clone().into_os_string();
         p.push(".ckpt.npz");
@@ -153,7 +83,7 @@ fn options(a: &TrainArgs) -> Result<(laurelc::train::TrainFileOptions, PathBuf)>
         eval: a.eval.clone(),
         inputs,
         target: a.target.clone(),
-        batch: a.batch_size,
+        batch: a.optim.batch_size,
         grad: laurelc::autodiff::GradOptions {
             loss: a.step.loss.0,
             temperature: a.step.temperature,
@@ -161,18 +91,7 @@ fn options(a: &TrainArgs) -> Result<(laurelc::train::TrainFileOptions, PathBuf)>
             prediction: a.step.prediction.clone(),
             ..laurelc::autodiff::GradOptions::default()
         },
-        run: TrainOptions {
-            epochs: a.epochs,
-            seed: a.seed,
-            optimizer,
-            lr: a.lr,
-            schedule,
-            clip_norm: a.clip_norm,
-            columns: Vec::new(),
-            prediction: None,
-            float_loss: laurel_runtime::train::metrics::FloatLoss::default(),
-            step: String::new(),
-        },
+        run,
         checkpoint: (a.checkpoint_every > 0).then(|| (checkpoint_path.clone(), a.checkpoint_every)),
         resume: a.resume.clone(),
         export: laurelc::onnx::ExportOptions::default(),
@@ -187,7 +106,7 @@ pub fn run(a: &TrainArgs, quiet: bool) -> Result<()> {
     let mut printing: Option<anyhow::Error> = None;
     let mut sink = |e: &laurel_runtime::train::EpochReport| {
         if printing.is_none() {
-            printing = emit_line(&laurelc::train::epoch_line(e, a.epochs)).err();
+            printing = emit_line(&laurelc::train::epoch_line(e, a.optim.epochs)).err();
         }
     };
     let report = laurelc::train::train_file(&a.model, &a.output, &opts, &mut sink, &mut bar)?;
