@@ -2,7 +2,7 @@
 //! export), [`laurelc::pipeline::compile_file`].
 
 use std::num::{NonZeroU64, NonZeroUsize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -112,16 +112,8 @@ pub fn run(a: &CompileArgs) -> Result<()> {
         },
         augment,
     };
-    if let Some(path) = &a.report_json {
-        // Fail before writing the model, not after.
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            bail!("{}: the report's directory does not exist", path.display());
-        }
-    }
+    // Fail before writing the model, not after.
+    crate::args::check_report_dir(a.report_json.as_deref())?;
     let report = compile_file(model, output, &opts)?;
     emit(&report.to_text(model, output))?;
     if !report.undecided.is_empty() {
