@@ -422,51 +422,51 @@ pub fn distill_file(
             let remaining: Vec<usize> = (0..pool.len())
                 .filter(|&r| queried.binary_search_by_key(&r, |q| q.row).is_err())
                 .collect();
-            // The current student's probabilities on the remaining pool, for
-            // the selections that score it.
-            let student_probs = match opts.select {
-                None | Some(Selection::Uniform) => None,
-                Some(_) => {
-                    let s = scorer.as_ref().unwrap_or(&student0);
-                    Some(timed(&mut times.student, || {
-                        teacher::label(&s.bytes, &s.run, &pool, &remaining, &no_cache, &mut Silent)
-                    })?)
-                }
-            };
+            // Selection's time is the choosing, less the student's scoring run.
             let clock = Instant::now();
-            let picks: Vec<usize> = match (opts.select, student_probs) {
-                (None, _) => (0..remaining.len()).collect(),
-                (Some(Selection::Uniform), _) | (_, None) => {
-                    select::uniform(remaining.len(), share, &mut rng)
-                }
-                (Some(how), Some(probs)) => match how {
-                    Selection::Margin => select::top(&select::gains(&probs.labels, classes), share),
-                    Selection::Entropy => {
-                        select::top(&select::entropies(&probs.labels, classes), share)
-                    }
-                    _ => {
-                        #[allow(
-                            clippy::cast_precision_loss,
-                            clippy::cast_possible_truncation,
-                            clippy::cast_sign_loss
-                        )]
-                        let wrong =
-                            ((1.0 - teacher_accuracy) * remaining.len() as f64).round() as usize;
-                        if round == 1 {
-                            adversary = wrong;
+            let scored_before = times.student;
+            let picks: Vec<usize> = match opts.select {
+                None => (0..remaining.len()).collect(),
+                Some(Selection::Uniform) => select::uniform(remaining.len(), share, &mut rng),
+                Some(how) => {
+                    // The current student's probabilities on the remaining pool.
+                    let s = scorer.as_ref().unwrap_or(&student0);
+                    let probs = timed(&mut times.student, || {
+                        teacher::label(&s.bytes, &s.run, &pool, &remaining, &no_cache, &mut Silent)
+                    })?;
+                    match how {
+                        Selection::Margin => {
+                            select::top(&select::gains(&probs.labels, classes), share)
                         }
-                        let p = select::rad_allocation(
-                            &select::gains(&probs.labels, classes),
-                            share,
-                            wrong,
-                        );
-                        select::depround(&p, &mut rng)
+                        Selection::Entropy => {
+                            select::top(&select::entropies(&probs.labels, classes), share)
+                        }
+                        // (Uniform never scores: it is chosen above.)
+                        Selection::Rad | Selection::Uniform => {
+                            #[allow(
+                                clippy::cast_precision_loss,
+                                clippy::cast_possible_truncation,
+                                clippy::cast_sign_loss
+                            )]
+                            let wrong = ((1.0 - teacher_accuracy) * remaining.len() as f64).round()
+                                as usize;
+                            if round == 1 {
+                                adversary = wrong;
+                            }
+                            let p = select::rad_allocation(
+                                &select::gains(&probs.labels, classes),
+                                share,
+                                wrong,
+                            );
+                            select::depround(&p, &mut rng)
+                        }
                     }
-                },
+                }
             };
             let mut chosen: Vec<usize> = picks.iter().map(|&i| remaining[i]).collect();
             chosen.sort_unstable();
-            times.selection = clock.elapsed().as_secs_f64();
+            times.selection =
+                (clock.elapsed().as_secs_f64() - (times.student - scored_before)).max(0.0);
             let bought = timed(&mut times.teacher, || {
                 teacher::label(
                     &teacher.bytes,
