@@ -103,6 +103,8 @@ def five_class_model(path: Path) -> Path:
     ("hard without labels", "the hard loss trains on the labeled set"),
     # The training flags are `train`'s, checked the same way.
     ("momentum", "--momentum 1.5: expected a number in [0, 1)"),
+    # A 28×28 student for 8×8 examples.
+    ("shapes", "which model input `input` does not take"),
 ])
 def test_bad_requests_exit_2(laurelc_bin, tmp_path, sets, case, message):
     student, flags, validation = CNN, ["--loss", "kd"], sets["V"]
@@ -113,6 +115,8 @@ def test_bad_requests_exit_2(laurelc_bin, tmp_path, sets, case, message):
         validation = sets["U"]
     elif case == "classes":
         student = five_class_model(tmp_path / "five.onnx")
+    elif case == "shapes":
+        student = ROOT / "fixtures" / "mnist_mlp.onnx"
     elif case == "momentum":
         flags += ["--optimizer", "sgd", "--momentum", "1.5"]
     else:
