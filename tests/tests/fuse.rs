@@ -218,7 +218,7 @@ fn windows_give_the_whole_graph_result_on_a_small_model() {
     let windowed = dir.path().join("windowed.onnx");
     let s = fuse(&aug, &whole, 0);
     assert_eq!(s.windows, 1);
-    let s = fuse(&aug, &windowed, 24);
+    let s = fuse(&aug, &windowed, 12);
     assert!(s.windows > 1, "{}", s.windows);
     assert_eq!(histogram(&whole), histogram(&windowed));
     same_function(&aug, &windowed, &serde_json::Value::Null);
@@ -349,7 +349,10 @@ fn pa_own_state_terms_join_the_skip_and_rw_adds_nothing_to_pa() {
 #[test]
 fn for_tract_pa_sums_become_laurel_residual_ops() {
     // tiny ResNet with PA: each augmented block's f + x + Σ γ_j·s_j becomes
-    // one LaurelResidual in place of the baseline's residual Add.
+    // one LaurelResidual in place of the baseline's residual Add, or folds
+    // its scales into the weights and is the baseline's Add again (the first
+    // block: its own-state γ₀ joins the skip, which `factor-sum-into-linear`
+    // takes out of the sum into the next convolutions).
     let dir = tempfile::tempdir().unwrap();
     let base = fixture("tiny_resnet");
     let aug = dir.path().join("pa.onnx");
@@ -374,10 +377,19 @@ fn for_tract_pa_sums_become_laurel_residual_ops() {
         .iter()
         .map(laurelc::fuse::blocks::BlockOutcome::verdict)
         .collect();
-    assert_eq!(verdicts, ["fused op", "fused op"]);
+    assert!(
+        verdicts.iter().all(|v| v == "fused op" || v == "folded")
+            && verdicts.iter().any(|v| v == "fused op"),
+        "{verdicts:?}"
+    );
+    let fused_ops = verdicts.iter().filter(|v| *v == "fused op").count();
     let (want, got) = (histogram(&base), histogram(&tract));
-    assert_eq!(got.get("ai.laurel:LaurelResidual"), Some(&2), "{got:?}");
-    assert_eq!(got["Add"] + 2, want["Add"], "{got:?}");
+    assert_eq!(
+        got.get("ai.laurel:LaurelResidual"),
+        Some(&fused_ops),
+        "{got:?}"
+    );
+    assert_eq!(got["Add"] + fused_ops, want["Add"], "{got:?}");
     assert_eq!(got.get("Mul"), None, "{got:?}");
     assert_eq!(got.values().sum::<usize>(), want.values().sum::<usize>());
     assert!(histogram(&onnx).values().sum::<usize>() > want.values().sum::<usize>());

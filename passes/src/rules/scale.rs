@@ -34,12 +34,13 @@ use std::sync::LazyLock;
 
 use egg::{Id, Subst, Var};
 
-use super::class::{ClassRule, scaled_forms};
+use super::class::{ClassRule, onnx_nodes, scaled_forms, times};
 use super::entry::{Kind, Pass, Rule, Topic};
 use super::{guard, pattern};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
 use crate::lang::{Scalar, TensorLang};
+use crate::semantics::OpSemantics;
 
 /// The pattern variable `name`: the guards' own parsed once (parsing
 /// interns a symbol, which took 8% of a 200-block fusion), others parsed.
@@ -105,8 +106,13 @@ fn both_scaled(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
         && is_computed(e, s, "?b")
 }
 
-fn d_nonzero_a_computed(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
-    is_scalar(e, s, "?d", true) && is_computed(e, s, "?a")
+/// Two terms of one non-zero scale: the difference carries it.
+fn same_scale(e: &TensorEGraph, id: Id, s: &Subst) -> bool {
+    both_scaled(e, id, s)
+        && bound(s, "?c")
+            .zip(bound(s, "?d"))
+            .and_then(|(c, d)| Some(e[c].data.constant.as_ref()? == e[d].data.constant.as_ref()?))
+            .unwrap_or(false)
 }
 
 fn c_scalar_k_weight_a_computed(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
@@ -115,10 +121,6 @@ fn c_scalar_k_weight_a_computed(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
 
 fn c_scalar_a_b_computed(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
     is_scalar(e, s, "?c", false) && is_computed(e, s, "?a") && is_computed(e, s, "?b")
-}
-
-fn c_scalar_a_computed(e: &TensorEGraph, _: Id, s: &Subst) -> bool {
-    is_scalar(e, s, "?c", false) && is_computed(e, s, "?a")
 }
 
 /// How many sums deep `combine-like-terms` looks for `c·x`.
@@ -225,6 +227,110 @@ fn combine_like_terms(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     out
 }
 
+/// The scaled forms of `id` whose scale is non-zero and whose term is
+/// computed (a scaled weight is the weight rules' to absorb).
+fn computed_forms(egraph: &TensorEGraph, id: Id) -> Vec<(Scalar, Id)> {
+    scaled_forms(egraph, id)
+        .into_iter()
+        .filter(|(c, x)| !c.is_zero() && !egraph[*x].data.weight)
+        .collect()
+}
+
+/// `scalar-out-of-quotient`: the scales of a quotient's operands, taken out
+/// together. Taking them out one side at a time paired every form of the
+/// numerator with every form of the denominator, each pair a new class of
+/// the same value: a decomposed `LayerNorm` whose input carries k scaled
+/// forms (the scale reaching it along k ways) made k² quotients, and each
+/// was `c·` every other. So a side's forms come out alone only when the
+/// other side has none; with forms on both sides, only pairs of one |scale|
+/// (a norm's `(c·d)/(|c|·s)`), or the one form of each side, are taken.
+fn out_of_quotient(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let mut out = Vec::new();
+    for node in &egraph[id].nodes {
+        let TensorLang::Div([num, den]) = node else {
+            continue;
+        };
+        let (top, bottom) = (computed_forms(egraph, *num), computed_forms(egraph, *den));
+        let pairs: Vec<(Scalar, Id, Id)> = match (top.is_empty(), bottom.is_empty()) {
+            (true, true) => continue,
+            (false, true) => top
+                .into_iter()
+                .map(|(c, a)| (c, a, egraph.find(*den)))
+                .collect(),
+            (true, false) => bottom
+                .into_iter()
+                .filter_map(|(d, b)| Some((d.recip()?, egraph.find(*num), b)))
+                .collect(),
+            (false, false) => {
+                let single = top.len() == 1 && bottom.len() == 1;
+                top.iter()
+                    .flat_map(|(c, a)| bottom.iter().map(move |(d, b)| (c, *a, d, *b)))
+                    .filter(|(c, _, d, _)| single || c == d || (*c + *d).is_zero())
+                    .filter_map(|(c, a, d, b)| Some((c.checked_div(d)?, a, b)))
+                    .collect()
+            }
+        };
+        for (k, a, b) in pairs {
+            let mut rhs = Rhs::new();
+            let (a, b) = (rhs.class(a), rhs.class(b));
+            let quotient = rhs.node(TensorLang::Div([a, b]));
+            if !k.is_one() {
+                times(&mut rhs, &k, quotient);
+            }
+            out.push(rhs);
+        }
+    }
+    out
+}
+
+/// `scalar-out-of-quotient` (see the table above).
+pub const SCALAR_OUT_OF_QUOTIENT: ClassRule = ClassRule {
+    name: "scalar-out-of-quotient",
+    find: out_of_quotient,
+};
+
+/// Whether `id`'s class is a linear op with weights, which takes a scale
+/// into them at no cost (`scale-into-weights`).
+fn absorbs_scale(egraph: &TensorEGraph, id: Id) -> bool {
+    !egraph[id].data.weight
+        && onnx_nodes(egraph, id).iter().any(|(_, _, sem)| {
+            matches!(sem, OpSemantics::Linear { output_into, .. } if !output_into.is_empty())
+        })
+}
+
+/// `factor-sum-into-linear`: `c·a + m = c·(a + (1/c)·m)` where `m` is
+/// unscaled and computed by a linear op with weights, which absorbs `1/c`:
+/// RW+LR's `β·x + B(A(x))` keeps `β` on the stream, not on `x`.
+fn factor_sum_into_linear(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
+    let mut out = Vec::new();
+    for node in &egraph[id].nodes {
+        let TensorLang::Add([l, r]) = node else {
+            continue;
+        };
+        for (scaled, linear, scaled_left) in [(*l, *r, true), (*r, *l, false)] {
+            if !absorbs_scale(egraph, linear) || !scaled_forms(egraph, linear).is_empty() {
+                continue;
+            }
+            for (c, a) in computed_forms(egraph, scaled) {
+                let Some(inverse) = c.recip() else { continue };
+                let mut rhs = Rhs::new();
+                let (a, m) = (rhs.class(a), rhs.class(linear));
+                let m = times(&mut rhs, &inverse, m);
+                let sum = rhs.node(TensorLang::Add(if scaled_left { [a, m] } else { [m, a] }));
+                times(&mut rhs, &c, sum);
+                out.push(rhs);
+            }
+        }
+    }
+    out
+}
+
+/// `factor-sum-into-linear` (see the table above).
+pub const FACTOR_SUM_INTO_LINEAR: ClassRule = ClassRule {
+    name: "factor-sum-into-linear",
+    find: factor_sum_into_linear,
+};
+
 /// `combine-like-terms` (see the table above).
 pub const COMBINE_LIKE_TERMS: ClassRule = ClassRule {
     name: "combine-like-terms",
@@ -238,7 +344,9 @@ pub const TOPIC: Topic = Topic {
     name: "scale",
     summary: "Scalar algebra on elementwise terms: scalar factors placed first, combined, and factored out of sums, differences, products and quotients, so they can travel to where they are absorbed.",
     pass: Pass::Fuse,
-    context: "$a: f32[2, 3]\n$b: f32[2, 3]\n$x: f32[2, 3]\nweight $k: f32[2, 3]",
+    context: "$a: f32[2, 3]\n$b: f32[2, 3]\n$x: f32[2, 3]\nweight $k: f32[2, 3]\nweight $w: f32[3, 3]\n\
+              onnx:MatMul@n1.0: f32[2, 3] linear input=0 out=1 in=1\n\
+              onnx:MatMul@n2.0: f32[2, 3]",
     rules: &[
         Rule { guard: guard!(c_scalar_x_not), when: "c a scalar, x not",
                examples: &[("(* $x 3)", "(* 3 $x)")], non_examples: &["(* $x $a)", "(* 2 3)"],
@@ -265,14 +373,18 @@ pub const TOPIC: Topic = Topic {
                examples: &[("(+ $k (* 4 $a))", "(* 4 (+ (* 1/4 $k) $a))")],
                non_examples: &["(+ $b (* 4 $a))"],
                ..Rule::new("factor-sum-bias-right", "k + c·a = c·(k/c + a)", pattern("(+ ?k (* ?c ?a))", "(* ?c (+ (* (/ 1 ?c) ?k) ?a))")) },
-        Rule { guard: guard!(both_scaled), when: "c, d non-zero scalars, a, b computed",
-               examples: &[("(- (* 2 $a) (* -3 $b))", "(* 2 (- $a (* -3/2 $b)))")],
-               non_examples: &["(- (* 2 $a) $b)"],
-               ..Rule::new("factor-difference-left", "c·a − d·b = c·(a − (d/c)·b)", pattern("(- (* ?c ?a) (* ?d ?b))", "(* ?c (- ?a (* (/ ?d ?c) ?b)))")) },
-        Rule { guard: guard!(both_scaled), when: "c, d non-zero scalars, a, b computed",
-               examples: &[("(- (* 2 $a) (* -3 $b))", "(* -3 (- (* -2/3 $a) $b))")],
-               non_examples: &["(- $a (* -3 $b))"],
-               ..Rule::new("factor-difference-right", "c·a − d·b = d·((c/d)·a − b)", pattern("(- (* ?c ?a) (* ?d ?b))", "(* ?d (- (* (/ ?c ?d) ?a) ?b))")) },
+        Rule { when: "c ≠ 0, a computed, m unscaled and computed by a linear op with weights (either operand order)",
+               examples: &[
+                   ("(+ (* 4 $a) (onnx:MatMul@n1.0 $b $w))", "(* 4 (+ $a (* 1/4 (onnx:MatMul@n1.0 $b $w))))"),
+                   ("(+ (onnx:MatMul@n1.0 $b $w) (* 4 $a))", "(* 4 (+ (* 1/4 (onnx:MatMul@n1.0 $b $w)) $a))"),
+               ],
+               // m not linear (an op without semantics); a scaled weight.
+               non_examples: &["(+ (* 4 $a) $b)", "(+ (* 4 $a) (onnx:MatMul@n2.0 $b $w))", "(+ (* 4 $k) (onnx:MatMul@n1.0 $b $w))"],
+               ..Rule::new("factor-sum-into-linear", "c·a + m = c·(a + (1/c)·m), m = f(x, w) linear", Kind::Class(FACTOR_SUM_INTO_LINEAR)) },
+        Rule { guard: guard!(same_scale), when: "c = d non-zero scalars, a, b computed",
+               examples: &[("(- (* 2 $a) (* 2 $b))", "(* 2 (- $a $b))")],
+               non_examples: &["(- (* 2 $a) (* -3 $b))", "(- (* 2 $a) $b)"],
+               ..Rule::new("factor-difference", "c·a − c·b = c·(a − b)", pattern("(- (* ?c ?a) (* ?d ?b))", "(* ?c (- ?a ?b))")) },
         Rule { guard: guard!(c_nonzero_a_computed_k_weight), when: "c ≠ 0, a computed, k a weight",
                examples: &[("(- (* 4 $a) $k)", "(* 4 (- $a (* 1/4 $k)))")],
                non_examples: &["(- (* 4 $a) $b)"],
@@ -309,14 +421,15 @@ pub const TOPIC: Topic = Topic {
                examples: &[("(* (* 2 $a) $k)", "(* $a (* 2 $k))")],
                non_examples: &["(* (* 2 $a) $b)"],
                ..Rule::new("scalar-into-weight-of-product", "(c·a)·k = a·(c·k)", pattern("(* (* ?c ?a) ?k)", "(* ?a (* ?c ?k))")) },
-        Rule { guard: guard!(c_scalar_a_computed), when: "c a scalar, a computed",
-               examples: &[("(/ (* 2 $a) $b)", "(* 2 (/ $a $b))")],
-               non_examples: &["(/ (* 2 $k) $b)"],
-               ..Rule::new("scalar-out-of-numerator", "(c·a)/b = c·(a/b)", pattern("(/ (* ?c ?a) ?b)", "(* ?c (/ ?a ?b))")) },
-        Rule { guard: guard!(d_nonzero_a_computed), when: "d ≠ 0, a computed",
-               examples: &[("(/ $b (* 4 $a))", "(* 1/4 (/ $b $a))")],
-               non_examples: &["(/ $b (* 0 $a))"],
-               ..Rule::new("scalar-out-of-denominator", "b/(d·a) = (1/d)·(b/a)", pattern("(/ ?b (* ?d ?a))", "(* (/ 1 ?d) (/ ?b ?a))")) },
+        Rule { when: "c, d non-zero scalars, a, b computed; the scaled forms of one side only, or pairs of forms of the same |scale|, or one form on each side",
+               examples: &[
+                   ("(/ (* 2 $a) $b)", "(* 2 (/ $a $b))"),
+                   ("(/ $b (* 4 $a))", "(* 1/4 (/ $b $a))"),
+                   ("(/ (* 2 $a) (* -2 $b))", "(* -1 (/ $a $b))"),
+                   ("(/ (* 3 $a) (* 2 $b))", "(* 3/2 (/ $a $b))"),
+               ],
+               non_examples: &["(/ (* 2 $k) $b)", "(/ $b (* 0 $a))"],
+               ..Rule::new("scalar-out-of-quotient", "(c·a)/(d·b) = (c/d)·(a/b); (c·a)/b = c·(a/b); a/(d·b) = (1/d)·(a/b)", Kind::Class(SCALAR_OUT_OF_QUOTIENT)) },
         Rule { when: "a term x of one operand's sum and c·x of the other's, up to 4 sums down; 1 + c ≠ 0; at most 16 right-hand sides per class",
                examples: &[
                    ("(+ $x (+ (+ (* 1/2 $x) (* 2 $a)) $b))", "(+ (+ (* 3/2 $x) (* 2 $a)) $b)"),

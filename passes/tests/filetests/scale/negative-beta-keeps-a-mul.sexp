@@ -11,6 +11,6 @@ onnx:Relu@n4.0: f32[1, 8, 4, 4] homogeneous 0 positive
 
 ; precise-output
 ; extracted: (onnx:Relu@n4.0 (+ (onnx:Conv@n3.0 (onnx:Relu@n2.0 (onnx:Conv@n1.0 $x $w1)) (* 1/2 $w2)) (* -3/2 $x)))
-; fired: factor-sum-left 1, factor-sum-right 1, scale-into-weights 2, scale-out-of-homogeneous 1
+; fired: factor-sum-into-linear 1, factor-sum-left 1, factor-sum-right 1, scale-into-weights 2, scale-out-of-homogeneous 1
 ; cost: 2.279 -> 1.954
 ; stop: saturated

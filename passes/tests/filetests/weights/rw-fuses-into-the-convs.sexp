@@ -18,6 +18,6 @@ onnx:MatMul@n7.0: f32[1, 10] linear input=0 out=1 in=1
 
 ; precise-output
 ; extracted: (onnx:MatMul@n7.0 (onnx:Flatten@n6.0 (onnx:GlobalAveragePool@n5.0 (onnx:Relu@n4.0 (+ (onnx:Conv@n3.0 (onnx:Relu@n2.0 (onnx:Conv@n1.0 $x $w1 $b1)) (* 1/3 $w2) (* 1/3 $b2)) $x)))) (* 3/2 $fc))
-; fired: absorb-input-scale 1, factor-sum-left 1, factor-sum-right 1, scale-into-weights 2, scale-out-of-homogeneous 3
+; fired: absorb-input-scale 2, combine-scalars 1, factor-sum-into-linear 1, factor-sum-left 1, factor-sum-right 1, scale-into-weights 2, scale-out-of-homogeneous 6
 ; cost: 3.184 -> 2.534
 ; stop: saturated
