@@ -366,8 +366,26 @@ fn write_residuals(out: &mut String, analysis: &crate::analysis::ResidualAnalysi
         analysis.residuals.len() - identity,
         analysis.shape_strategy
     );
-    for r in &analysis.residuals {
+    let laurel: Vec<String> = analysis
+        .residuals
+        .iter()
+        .filter_map(|r| Some(r.laurel.as_ref()?.label()))
+        .collect();
+    if !laurel.is_empty() {
+        let mut forms: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for l in &laurel {
+            *forms.entry(l.as_str()).or_default() += 1;
+        }
+        let forms: Vec<String> = forms.iter().map(|(f, n)| format!("{f}: {n}")).collect();
         let _ = writeln!(
+            *out,
+            "LAuReL blocks already in the model: {} ({})",
+            laurel.len(),
+            forms.join(", ")
+        );
+    }
+    for r in &analysis.residuals {
+        let _ = write!(
             *out,
             "  stream {} #{}: {} {:?} D={} axis={} skip={} branch={} ({} ops)",
             r.stream,
@@ -380,6 +398,13 @@ fn write_residuals(out: &mut String, analysis: &crate::analysis::ResidualAnalysi
             r.branch,
             r.branch_ops
         );
+        if let Some(form) = &r.laurel {
+            let _ = write!(*out, " LAuReL {}", form.label());
+            if let Some(lr) = &form.low_rank {
+                let _ = write!(*out, " (low-rank add {})", lr.add);
+            }
+        }
+        let _ = writeln!(*out);
     }
     if !analysis.undecided.is_empty() {
         let _ = writeln!(

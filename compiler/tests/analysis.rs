@@ -212,6 +212,99 @@ fn unet_long_skips_stay_residuals() {
     );
 }
 
+/// (add, RW's two weights, LR's add and rank) of each residual's `LAuReL` form.
+fn laurel_forms(name: &str) -> Vec<(String, String)> {
+    let model = laurelc::onnx::import_path(&fixture(name)).unwrap();
+    analyse_residuals(&model)
+        .unwrap()
+        .residuals
+        .into_iter()
+        .map(|r| {
+            let form = r.laurel.map(|l| {
+                let lr = l.low_rank.map(|t| format!(" + {} r={:?}", t.add, t.rank));
+                format!(
+                    "{:?}·f + {:?}·x{}",
+                    l.branch_weight,
+                    l.skip_weight,
+                    lr.unwrap_or_default()
+                )
+            });
+            (r.name, form.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// A `LAuReL` model exported from `PyTorch` (`fixtures/laurel_torch.py`):
+/// RW's `a·f + b·x` is a residual of the values the scalars scale, on one
+/// stream, and LR's `+ B(A(x))` is its low-rank term, not a projection
+/// shortcut of its own.
+#[test]
+fn laurel_blocks_written_in_pytorch_are_residuals_with_their_form() {
+    let plain = residuals("torch_gpt_plain_op16");
+    let rw = residuals("torch_gpt_rw_op16");
+    assert_eq!(rw.len(), 8);
+    // The same blocks on one stream, in order, as the plain model's.
+    let place = |r: &[(
+        String,
+        ResidualKind,
+        String,
+        Option<usize>,
+        usize,
+        usize,
+        usize,
+    )]| {
+        r.iter()
+            .map(|x| (x.0.clone(), x.1, x.3, x.5, x.6))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(place(&rw), place(&plain));
+    let forms = laurel_forms("torch_gpt_rw_op16");
+    assert_eq!(
+        forms[0],
+        (
+            "/blocks.0/res1/Add".into(),
+            "Some(\"blocks.0.res1.a\")·f + Some(\"blocks.0.res1.b\")·x".into()
+        )
+    );
+    assert!(forms.iter().all(|(_, f)| !f.is_empty()), "{forms:?}");
+    assert!(
+        laurel_forms("torch_gpt_plain_op16")
+            .iter()
+            .all(|(_, f)| f.is_empty())
+    );
+    let lr = laurel_forms("torch_gpt_rwlr_op17");
+    assert_eq!(lr.len(), 8, "{lr:?}");
+    assert_eq!(
+        lr[1],
+        (
+            "/blocks.0/res2/Add".into(),
+            "Some(\"blocks.0.res2.a\")·f + Some(\"blocks.0.res2.b\")·x + /blocks.0/res2/Add_1 r=Some(4)".into()
+        )
+    );
+    // ResNet: LR on the identity shortcut only; the projection block stays RW.
+    assert_eq!(
+        laurel_forms("torch_resnet_rwlr_op16"),
+        [
+            (
+                "/layer1/res/Add".into(),
+                "Some(\"layer1.res.a\")·f + Some(\"layer1.res.b\")·x + /layer1/res/Add_1 r=Some(2)"
+                    .into()
+            ),
+            (
+                "/layer2/res/Add".into(),
+                "Some(\"layer2.res.a\")·f + Some(\"layer2.res.b\")·x".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        residuals("torch_resnet_rwlr_op16")
+            .iter()
+            .map(|r| (r.1, r.5, r.6))
+            .collect::<Vec<_>>(),
+        [(Identity, 0, 0), (Projection, 0, 1)]
+    );
+}
+
 fn analyse(graph: GraphProto) -> Vec<(String, ResidualKind)> {
     let bytes = bytes(&model(graph));
     let m = laurelc::onnx::import_bytes(&bytes, "test").unwrap();

@@ -40,6 +40,18 @@
 //! U-Net long skips (encoder feature + upsampled decoder feature, equal
 //! shapes) stay identity residuals, nested ones too.
 //!
+//! **`LAuReL` blocks already in the model** (`fixtures/laurel_torch.py`):
+//! - RW's `α·f + β·x`: an operand that is `Mul(v, c)`, `Mul(c, v)` or
+//!   `Div(v, c)` with `c` a one-element constant is read as `v` for the
+//!   rules above; the add is reported with its operands as they are, the
+//!   scalars in [`LaurelForm`], and (an identity) `v` as the value its
+//!   stream starts from.
+//! - LR's `(α·f + β·x) + B(A(x))`: a projection shortcut whose longer
+//!   operand is the sum of a residual forking from the same value, and whose
+//!   projection is two bias-free linear maps ([`LOW_RANK_MAPS`]) through a
+//!   narrower width, is that residual's [`LowRankTerm`]: before, each such
+//!   term was counted as a projection shortcut of its own.
+//!
 //! An add of two computed operands one of which has no inferred shape (after
 //! the fallbacks of [`super::infer_values`]) cannot be decided: it is
 //! returned as [`Undecided`], never dropped silently.
@@ -144,6 +156,52 @@ pub struct Residual {
     pub stream: usize,
     /// Its position in that stream.
     pub index: usize,
+    /// What of `LAuReL` the residual already has, when it was written as a
+    /// `LAuReL` block (a model exported from a `LAuReL` implementation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub laurel: Option<LaurelForm>,
+}
+
+/// The `LAuReL` form of a residual found in a model: RW's scalar weights on
+/// its operands, and LR's low-rank term added to its sum.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct LaurelForm {
+    /// The scalar constant scaling the branch (`α` of `α·f + β·x`), by value name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_weight: Option<String>,
+    /// The scalar constant scaling the skip (`β`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_weight: Option<String>,
+    /// LR's term `B·A·x` added to the residual's sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub low_rank: Option<LowRankTerm>,
+}
+
+/// LR's `+ B·A·x`: the add that adds it and the rank of `A`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LowRankTerm {
+    /// The add of the low-rank term to the residual's sum.
+    pub add: String,
+    /// The rank `r` (`A`'s output channels), when known.
+    pub rank: Option<usize>,
+}
+
+impl LaurelForm {
+    /// `RW`, `LR r=4`, `RW+LR r=4`: what the form has, for `inspect`.
+    #[must_use]
+    pub fn label(&self) -> String {
+        let rw = self.branch_weight.is_some() || self.skip_weight.is_some();
+        let lr = self.low_rank.as_ref().map(|l| match l.rank {
+            Some(r) => format!("LR r={r}"),
+            None => "LR".to_owned(),
+        });
+        match (rw, lr) {
+            (true, Some(lr)) => format!("RW+{lr}"),
+            (true, None) => "RW".to_owned(),
+            (false, Some(lr)) => lr,
+            (false, None) => String::new(),
+        }
+    }
 }
 
 /// An add that could be a residual but whose operands' shapes are unknown,
@@ -234,11 +292,16 @@ pub fn find_residuals(
         if sa != sb {
             continue;
         }
+        // RW's `α·f + β·x`: the rules read the values the scalars scale.
+        let is_scalar = |v: Value| scalar_constant(g, v, &constant, shapes, fallback);
+        let (ua, wa) = unscaled(g, a, &is_scalar);
+        let (ub, wb) = unscaled(g, b, &is_scalar);
         let candidate =
-            identity(g, a, b, &position).or_else(|| projection(g, a, b, &constant, &position));
+            identity(g, ua, ub, &position).or_else(|| projection(g, ua, ub, &constant, &position));
         let Some((skip_slot, branch_nodes, kind, fork)) = candidate else {
             continue;
         };
+        let (laurel, fork) = rw_form(g, skip_slot, kind, fork, (ua, wa), (ub, wb));
         let Some(&last) = branch_nodes
             .iter()
             .filter(|&&m| {
@@ -284,9 +347,179 @@ pub fn find_residuals(
             branch_ops: branch_nodes.len(),
             stream: 0,
             index: 0,
+            laurel,
         });
     }
+    let found = low_rank_terms(g, found, shapes);
     (found, undecided)
+}
+
+/// RW's scalars of a residual found on the unscaled operands `(u, w)`
+/// (value, its scalar), and the fork: a weighted identity residual's stream
+/// starts at the value `β` scales.
+fn rw_form(
+    g: &Graph,
+    skip_slot: usize,
+    kind: ResidualKind,
+    fork: Option<Value>,
+    a: (Value, Option<Value>),
+    b: (Value, Option<Value>),
+) -> (Option<LaurelForm>, Option<Value>) {
+    let (skip, branch) = if skip_slot == 0 { (a, b) } else { (b, a) };
+    let laurel = (skip.1.is_some() || branch.1.is_some()).then(|| LaurelForm {
+        branch_weight: branch.1.map(|w| value_name(g, w)),
+        skip_weight: skip.1.map(|w| value_name(g, w)),
+        low_rank: None,
+    });
+    let fork = match (kind, skip.1) {
+        (ResidualKind::Identity, Some(_)) => Some(skip.0),
+        _ => fork,
+    };
+    (laurel, fork)
+}
+
+/// Whether `v` is a one-element constant (an initializer or a constant
+/// op's output).
+fn scalar_constant(
+    g: &Graph,
+    v: Value,
+    constant: &HashSet<NodeIndex>,
+    shapes: &BTreeMap<String, InferredValue>,
+    fallback: Option<&BTreeMap<String, InferredValue>>,
+) -> bool {
+    if !constant.contains(&v.0) {
+        return false;
+    }
+    let name = value_name(g, v);
+    let shape = shapes
+        .get(&name)
+        .and_then(|f| f.shape.as_ref())
+        .or_else(|| fallback?.get(&name)?.shape.as_ref());
+    shape.is_some_and(|dims| dims.iter().all(|d| matches!(d, DimSpec::Fixed(1))))
+}
+
+/// `v` without a scalar factor: `x` for `Mul(x, c)`, `Mul(c, x)` or
+/// `Div(x, c)` with `c` a one-element constant, and `c`; else `v` itself.
+fn unscaled(g: &Graph, v: Value, is_scalar: &dyn Fn(Value) -> bool) -> (Value, Option<Value>) {
+    let Some(op) = g.dag[v.0].as_op() else {
+        return (v, None);
+    };
+    if !is_onnx_domain(&op.proto.domain) || op.num_inputs != 2 {
+        return (v, None);
+    }
+    let (Some(p), Some(q)) = (value_of(g, v.0, 0), value_of(g, v.0, 1)) else {
+        return (v, None);
+    };
+    match op.proto.op_type.as_str() {
+        "Mul" | "Div" if is_scalar(q) && !is_scalar(p) => (p, Some(q)),
+        "Mul" if is_scalar(p) && !is_scalar(q) => (q, Some(p)),
+        _ => (v, None),
+    }
+}
+
+/// The ops a low-rank term `B·A·x` may be made of: two bias-free linear maps.
+const LOW_RANK_MAPS: &[&str] = &["MatMul", "Conv"];
+
+/// LR's `(α·f + β·x) + B·A·x`: a projection shortcut whose longer operand is
+/// the sum of a residual, whose fork is that residual's skip value, and whose
+/// projection is two linear maps through a narrower width is the residual's
+/// low-rank term, not a residual of its own. It is removed from `found` and
+/// recorded in the residual's [`LaurelForm::low_rank`]. O(R).
+fn low_rank_terms(
+    g: &Graph,
+    found: Vec<Residual>,
+    shapes: &BTreeMap<String, InferredValue>,
+) -> Vec<Residual> {
+    let by_sum: HashMap<String, usize> = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((g.dag[r.node].outputs().first()?.to_string(), i)))
+        .collect();
+    let producers = g.producers();
+    let mut keep = vec![true; found.len()];
+    let mut terms: Vec<(usize, LowRankTerm)> = Vec::new();
+    for (i, p) in found.iter().enumerate() {
+        if p.kind != ResidualKind::Projection {
+            continue;
+        }
+        let Some(&j) = by_sum.get(&p.branch) else {
+            continue;
+        };
+        let inner = &found[j];
+        let inner_start = inner.fork.as_deref().unwrap_or(&inner.skip);
+        if p.fork.as_deref() != Some(inner_start) {
+            continue;
+        }
+        let rank = match low_rank_chain(g, &producers, p, shapes) {
+            Some(Width::Narrower(r)) => Some(r),
+            Some(Width::Unknown) => None,
+            None => continue,
+        };
+        keep[i] = false;
+        terms.push((
+            j,
+            LowRankTerm {
+                add: p.name.clone(),
+                rank,
+            },
+        ));
+    }
+    let mut found = found;
+    for (j, term) in terms {
+        found[j]
+            .laurel
+            .get_or_insert_with(LaurelForm::default)
+            .low_rank = Some(term);
+    }
+    found
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect()
+}
+
+/// The width between a low-rank term's two maps.
+enum Width {
+    /// Known, and narrower than `D`: the rank.
+    Narrower(usize),
+    /// Symbolic or unknown (`D` or the width).
+    Unknown,
+}
+
+/// When projection `p`'s skip is `B(A(fork))`, two bias-free maps of
+/// [`LOW_RANK_MAPS`] whose middle width is not known to be `D` or more: the
+/// width.
+fn low_rank_chain(
+    g: &Graph,
+    producers: &HashMap<&str, (NodeIndex, usize)>,
+    p: &Residual,
+    shapes: &BTreeMap<String, InferredValue>,
+) -> Option<Width> {
+    let map = |name: &str| -> Option<(NodeIndex, String)> {
+        let &(n, _) = producers.get(name)?;
+        let op = g.dag[n].as_op()?;
+        if !LOW_RANK_MAPS.contains(&op.proto.op_type.as_str()) || op.num_inputs != 2 {
+            return None;
+        }
+        Some((n, value_name(g, value_of(g, n, 0)?)))
+    };
+    let (_, middle) = map(&p.skip)?;
+    let (_, input) = map(&middle)?;
+    if Some(input.as_str()) != p.fork.as_deref() {
+        return None;
+    }
+    let width = shapes
+        .get(&middle)
+        .and_then(|f| f.shape.as_ref())
+        .and_then(|dims| match dims.get(p.axis) {
+            Some(DimSpec::Fixed(r)) => Some(*r),
+            _ => None,
+        });
+    match (width, p.channels) {
+        (Some(r), Some(d)) if r < d => Some(Width::Narrower(r)),
+        (Some(_), Some(_)) => None,
+        _ => Some(Width::Unknown),
+    }
 }
 
 /// An inferred shape.
