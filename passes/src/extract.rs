@@ -120,6 +120,14 @@ fn set_cost(set: &[u64], weights: &[f64]) -> f64 {
     total
 }
 
+/// The bytes of cost sets an extraction of `egraph` holds: one bit set over
+/// its e-nodes per class (refused beyond [`SET_BUDGET_BYTES`]). O(C).
+#[must_use]
+pub fn set_bytes(egraph: &TensorEGraph) -> u128 {
+    let words = egraph.total_number_of_nodes().div_ceil(64);
+    egraph.number_of_classes() as u128 * words as u128 * 8
+}
+
 impl<'a> DagExtractor<'a> {
     /// Computes the choices with the default bound on evaluations.
     ///

@@ -145,42 +145,27 @@ pub fn fuse(
         DagExtractor::new(&egraph, &cost)?.dag_cost(roots)?
     };
     let rules = fusion_rules(settings.capabilities)?;
-    let start = Instant::now();
-    let runner = limits
-        .apply(
-            Runner::default()
-                .with_scheduler(SimpleScheduler)
-                .with_egraph(egraph),
-        )
-        .run(&rules);
-    let saturation_time = start.elapsed();
-    let stop = StopReport::of(&runner);
-    let iterations = runner.iterations.len();
-    let mut fired = crate::limits::fired(&runner);
-    let mut egraph = runner.egraph;
-    // The rules that run once after saturation, where the runtime allows them
-    // (the fused residual op).
     let after = rules_of(Pass::AfterFuse, settings.capabilities)?;
-    if !after.is_empty() {
-        egraph.rebuild();
-        // Sums are flattened along what extraction would take now.
-        let cost = new_cost(&originals, &egraph);
-        let choices: Vec<(Id, TensorLang)> = DagExtractor::new(&egraph, &cost)?.choices().collect();
-        egraph.analysis.record_choices(choices);
-        // One pass: it adds at most one term per class.
-        let nodes = egraph.total_number_of_nodes();
-        let post = Runner::default()
-            .with_scheduler(SimpleScheduler)
-            .with_egraph(egraph)
-            .with_iter_limit(1)
-            .with_node_limit(nodes + limits.nodes)
-            .with_time_limit(limits.time)
-            .run(&after);
-        for (rule, n) in crate::limits::fired(&post) {
-            *fired.entry(rule).or_default() += n;
+    let start = Instant::now();
+    // One iteration can add far more than the node limit; when the e-graph
+    // it leaves is too large to extract, saturation runs again with fewer
+    // iterations (the same rules, so the same e-graph up to the cut).
+    let mut cap = limits.iterations;
+    let (mut egraph, stop, iterations, fired) = loop {
+        let run = saturate(&egraph, cap, &limits, &rules, &after, &originals, &new_cost)?;
+        let too_large = crate::extract::set_bytes(&run.egraph) > crate::extract::SET_BUDGET_BYTES;
+        if too_large && run.iterations > 0 {
+            cap = run.iterations - 1;
+            continue;
         }
-        egraph = post.egraph;
-    }
+        let stop = if cap < limits.iterations {
+            StopReport::ExtractionBudget(cap)
+        } else {
+            run.stop
+        };
+        break (run.egraph, stop, run.iterations, run.fired);
+    };
+    let saturation_time = start.elapsed();
     // A run stopped by a limit may end between an apply and its rebuild.
     egraph.rebuild();
     let analysis = &egraph.analysis;
@@ -233,6 +218,71 @@ pub fn fuse(
         converged: extractor.converged(),
         saturation_time,
         extraction_time,
+    })
+}
+
+/// What one saturation left.
+struct Saturation {
+    egraph: crate::analysis::TensorEGraph,
+    stop: StopReport,
+    iterations: usize,
+    fired: BTreeMap<String, usize>,
+}
+
+/// Saturates a copy of `egraph` with `rules` for at most `iterations`
+/// iterations (the other limits as given), then runs the after-saturation
+/// rules `after` once, as [`fuse()`] describes.
+fn saturate<'c, C: crate::cost::CostModel + 'c>(
+    egraph: &crate::analysis::TensorEGraph,
+    iterations: usize,
+    limits: &Limits,
+    rules: &[crate::rules::TensorRewrite],
+    after: &[crate::rules::TensorRewrite],
+    originals: &[TensorLang],
+    new_cost: &dyn Fn(&[TensorLang], &crate::analysis::TensorEGraph) -> C,
+) -> Result<Saturation, FuseError> {
+    let runner = Limits {
+        iterations,
+        ..*limits
+    }
+    .apply(
+        Runner::default()
+            .with_scheduler(SimpleScheduler)
+            .with_egraph(egraph.clone()),
+    )
+    .run(rules);
+    let stop = StopReport::of(&runner);
+    let iterations = runner.iterations.len();
+    let mut fired = crate::limits::fired(&runner);
+    let mut egraph = runner.egraph;
+    // The rules that run once after saturation, where the runtime allows them
+    // (the fused residual op); not on an e-graph too large to extract, which
+    // the caller saturates again with fewer iterations.
+    if !after.is_empty() && crate::extract::set_bytes(&egraph) <= crate::extract::SET_BUDGET_BYTES {
+        egraph.rebuild();
+        // Sums are flattened along what extraction would take now.
+        let cost = new_cost(originals, &egraph);
+        let choices: Vec<(Id, TensorLang)> = DagExtractor::new(&egraph, &cost)?.choices().collect();
+        egraph.analysis.record_choices(choices);
+        // One pass: it adds at most one term per class.
+        let nodes = egraph.total_number_of_nodes();
+        let post = Runner::default()
+            .with_scheduler(SimpleScheduler)
+            .with_egraph(egraph)
+            .with_iter_limit(1)
+            .with_node_limit(nodes + limits.nodes)
+            .with_time_limit(limits.time)
+            .run(after);
+        for (rule, n) in crate::limits::fired(&post) {
+            *fired.entry(rule).or_default() += n;
+        }
+        egraph = post.egraph;
+    }
+    Ok(Saturation {
+        egraph,
+        stop,
+        iterations,
+        fired,
     })
 }
 

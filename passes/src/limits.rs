@@ -77,6 +77,10 @@ pub enum StopReport {
     Other(String),
     /// The runner has not run.
     NotRun,
+    /// The e-graph grew too large to extract within the cost-set budget
+    /// ([`crate::extract::SET_BUDGET_BYTES`]) in one iteration, past the node
+    /// limit: saturation was run again, cut to this many iterations.
+    ExtractionBudget(usize),
 }
 
 impl StopReport {
@@ -98,7 +102,10 @@ impl StopReport {
     pub fn hit_limit(&self) -> bool {
         matches!(
             self,
-            Self::IterationLimit(_) | Self::NodeLimit(_) | Self::TimeLimit(_)
+            Self::IterationLimit(_)
+                | Self::NodeLimit(_)
+                | Self::TimeLimit(_)
+                | Self::ExtractionBudget(_)
         )
     }
 }
@@ -112,6 +119,10 @@ impl std::fmt::Display for StopReport {
             Self::TimeLimit(t) => write!(f, "time limit ({:.3} s)", t.as_secs_f64()),
             Self::Other(s) => write!(f, "stopped: {s}"),
             Self::NotRun => write!(f, "not run"),
+            Self::ExtractionBudget(n) => write!(
+                f,
+                "extraction budget (the e-graph outgrew it; saturation cut to {n} iterations)"
+            ),
         }
     }
 }

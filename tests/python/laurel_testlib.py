@@ -57,11 +57,16 @@ def real_model_names(manifest: dict | None = None) -> list[str]:
 
 
 # PyTorch exports committed beside them (their generators are fixtures/*.py,
-# and they are not `laurelc-fixtures`): the residual definition's traps.
+# and they are not `laurelc-fixtures`): the residual definition's traps, and
+# LAuReL models written in PyTorch (fixtures/laurel_torch.py; the other
+# variants and opsets are tests/python/test_torch_laurel.py's).
 TORCH_FIXTURE_FILES = (
     "trap_attention_bias.onnx",
     "unet_add_skips.onnx",
     "trap_lstm_cells.onnx",
+    "torch_gpt_rwlr_op16.onnx",
+    "torch_resnet_rw_op17.onnx",
+    "gemma3n_laurel_block.onnx",
 )
 
 

@@ -95,3 +95,42 @@ def test_rw_lr_keeps_only_the_low_rank_maps(kind, opset, laurelc_bin, tmp_path):
     assert got["Mul"] == ops(plain)["Mul"], explain
     assert got["ai.laurel:LaurelResidual"] >= 1, explain
     lt.run_laurelc(laurelc_bin, ["check", src, tract])
+
+
+def test_gemma3n_block_is_recognised_and_its_scale_folds(laurelc_bin, tmp_path):
+    """Gemma 3n's decoder layer (`fixtures/laurel_torch.py`): `inspect` names
+    its `laurel(x̂) = x̂ + RMSNorm(right(left(x̂)))` a LAuReL block of rank 64
+    with a norm after `B`, and `fuse` folds the layer's `1/√2` into the next
+    norms and weights: the fused layer has the op counts of the same layer
+    without the scale, fused the same way."""
+    import json
+
+    src = FIXTURES / "gemma3n_laurel_block.onnx"
+    info = json.loads(lt.run_laurelc(laurelc_bin, ["inspect", src, "--json"]).stdout)
+    forms = [(r["node"], r["laurel"]) for r in info["residuals"] if "laurel" in r]
+    assert forms == [("/Add_2", {"low_rank": {"add": "/Add_2", "rank": 64, "normed": True}})], forms
+    model = onnx.load(str(src))
+    consts = {n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t)
+              for n in model.graph.node if n.op_type == "Constant"}
+    scales = [n for n in model.graph.node if n.op_type == "Mul"
+              and any(i in consts and consts[i].size == 1 and abs(float(consts[i].ravel()[0]) - 2 ** -0.5) < 1e-7
+                      for i in n.input)]
+    assert len(scales) == 1, scales
+    twin = onnx.load(str(src))
+    for n in twin.graph.node:
+        if n.name == scales[0].name:
+            data = next(i for i in n.input if i not in consts)
+            n.op_type = "Identity"
+            del n.input[:]
+            n.input.append(data)
+    unscaled = tmp_path / "unscaled.onnx"
+    onnx.save(twin, str(unscaled))
+    fused, fused_twin = tmp_path / "fused.onnx", tmp_path / "fused_twin.onnx"
+    explain = fuse(laurelc_bin, src, fused)
+    fuse(laurelc_bin, unscaled, fused_twin)
+    assert ops(fused) == ops(fused_twin) - Counter({"Identity": 1}), explain
+    rng = np.random.default_rng(0)
+    x = {"x": rng.standard_normal((2, 8, 256)).astype(np.float32)}
+    want, got = lt.ort_run(src, x), lt.ort_run(fused, x)
+    problems = {k: p for k, w in want.items() if (p := lt.compare_close(got[k], w, rtol=1e-4, atol=1e-5))}
+    assert not problems, problems

@@ -457,3 +457,28 @@ fn sizes_change_which_merges_pay_and_keep_the_model_symbolic() {
     same_function(&aug, &one, &serde_json::Value::Null);
     same_function(&aug, &many, &serde_json::Value::Null);
 }
+
+/// Regression: RW+LR+PA on a `LAuReL` model exported from `PyTorch`
+/// (`fixtures/torch_gpt_rwlr_op16.onnx`, which has RW and LR already) grew
+/// one window's e-graph in one iteration far past the node limit, and
+/// extraction refused it (6.5 GB of cost sets over its 1 GiB budget): fuse
+/// failed with exit 2. Saturation now runs again with fewer iterations.
+#[test]
+fn a_window_that_outgrows_the_extraction_budget_is_saturated_again_with_fewer_iterations() {
+    let dir = tempfile::tempdir().unwrap();
+    let aug = dir.path().join("aug.onnx");
+    let opts = PipelineOptions {
+        augment: AugmentOptions {
+            variant: "rw+lr+pa".parse().unwrap(),
+            init: InitMode::Random,
+            seed: 3,
+            ..AugmentOptions::default()
+        },
+        ..PipelineOptions::default()
+    };
+    compile_file(&fixture("torch_gpt_rwlr_op16"), &aug, &opts).unwrap();
+    let fused = dir.path().join("fused.onnx");
+    let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
+    assert!(summary.hit_limit, "{}", summary.stop);
+    same_function(&aug, &fused, &serde_json::Value::Null);
+}

@@ -51,6 +51,11 @@
 //!   projection is two bias-free linear maps ([`LOW_RANK_MAPS`]) through a
 //!   narrower width, is that residual's [`LowRankTerm`]: before, each such
 //!   term was counted as a projection shortcut of its own.
+//! - Gemma 3n's `h + RMSNorm(B(A(h)))`: an identity residual whose branch is
+//!   those two maps (`A` reading the fork) and norm ops only
+//!   ([`NORM_OPS`]) is LR with a norm after `B` ([`LowRankTerm::normed`]).
+//! - RW weights the branch: a scale on the skip alone (Gemma's `/√2` of the
+//!   stream, the end of the previous sum) is no `LaurelForm`.
 //!
 //! An add of two computed operands one of which has no inferred shape (after
 //! the fallbacks of [`super::infer_values`]) cannot be decided: it is
@@ -184,6 +189,9 @@ pub struct LowRankTerm {
     pub add: String,
     /// The rank `r` (`A`'s output channels), when known.
     pub rank: Option<usize>,
+    /// Whether a norm follows `B` inside the residual's branch: Gemma 3n's
+    /// `h + RMSNorm(B·A·h)`, whose add is the residual's own.
+    pub normed: bool,
 }
 
 impl LaurelForm {
@@ -191,9 +199,10 @@ impl LaurelForm {
     #[must_use]
     pub fn label(&self) -> String {
         let rw = self.branch_weight.is_some() || self.skip_weight.is_some();
-        let lr = self.low_rank.as_ref().map(|l| match l.rank {
-            Some(r) => format!("LR r={r}"),
-            None => "LR".to_owned(),
+        let lr = self.low_rank.as_ref().map(|l| {
+            let rank = l.rank.map(|r| format!(" r={r}")).unwrap_or_default();
+            let normed = if l.normed { " normed" } else { "" };
+            format!("LR{rank}{normed}")
         });
         match (rw, lr) {
             (true, Some(lr)) => format!("RW+{lr}"),
@@ -249,6 +258,7 @@ fn value_name(g: &Graph, v: Value) -> String {
 /// from `fallback` ([`super::infer_values_in_two`]), never one from each.
 /// Streams are not yet assigned (see [`super::assign_streams`]).
 #[must_use]
+#[allow(clippy::too_many_lines)] // each add through the rules in order, one pass
 pub fn find_residuals(
     g: &Graph,
     shapes: &BTreeMap<String, InferredValue>,
@@ -294,14 +304,20 @@ pub fn find_residuals(
         }
         // RW's `α·f + β·x`: the rules read the values the scalars scale.
         let is_scalar = |v: Value| scalar_constant(g, v, &constant, shapes, fallback);
-        let (ua, wa) = unscaled(g, a, &is_scalar);
-        let (ub, wb) = unscaled(g, b, &is_scalar);
+        let ((ua, wa), (ub, wb)) = (unscaled(g, a, &is_scalar), unscaled(g, b, &is_scalar));
         let candidate =
             identity(g, ua, ub, &position).or_else(|| projection(g, ua, ub, &constant, &position));
         let Some((skip_slot, branch_nodes, kind, fork)) = candidate else {
             continue;
         };
-        let (laurel, fork) = rw_form(g, skip_slot, kind, fork, (ua, wa), (ub, wb));
+        let (mut laurel, fork) = rw_form(g, skip_slot, kind, fork, (ua, wa), (ub, wb));
+        let start = if skip_slot == 0 { ua } else { ub };
+        if kind == ResidualKind::Identity
+            && let Some(width) = normed_low_rank(g, &branch_nodes, start, shapes, &sa)
+        {
+            laurel.get_or_insert_with(LaurelForm::default).low_rank =
+                Some(width.term(add_name(g, n, &op.proto.name), true));
+        }
         let Some(&last) = branch_nodes
             .iter()
             .filter(|&&m| {
@@ -366,7 +382,12 @@ fn rw_form(
     b: (Value, Option<Value>),
 ) -> (Option<LaurelForm>, Option<Value>) {
     let (skip, branch) = if skip_slot == 0 { (a, b) } else { (b, a) };
-    let laurel = (skip.1.is_some() || branch.1.is_some()).then(|| LaurelForm {
+    // RW weights the branch; a scale on the skip alone is the end of what
+    // came before (Gemma 3n's `/√2` of the stream), not a LAuReL weight.
+    if branch.1.is_none() {
+        return (None, fork);
+    }
+    let laurel = Some(LaurelForm {
         branch_weight: branch.1.map(|w| value_name(g, w)),
         skip_weight: skip.1.map(|w| value_name(g, w)),
         low_rank: None,
@@ -450,19 +471,11 @@ fn low_rank_terms(
         if p.fork.as_deref() != Some(inner_start) {
             continue;
         }
-        let rank = match low_rank_chain(g, &producers, p, shapes) {
-            Some(Width::Narrower(r)) => Some(r),
-            Some(Width::Unknown) => None,
-            None => continue,
+        let Some(width) = low_rank_chain(g, &producers, p, shapes) else {
+            continue;
         };
         keep[i] = false;
-        terms.push((
-            j,
-            LowRankTerm {
-                add: p.name.clone(),
-                rank,
-            },
-        ));
+        terms.push((j, width.term(p.name.clone(), false)));
     }
     let mut found = found;
     for (j, term) in terms {
@@ -478,12 +491,113 @@ fn low_rank_terms(
         .collect()
 }
 
+/// Ops a norm after a low-rank branch's `B` may be made of (an `RMSNorm` or a
+/// `LayerNorm`, decomposed or not).
+const NORM_OPS: &[&str] = &[
+    "Pow",
+    "Mul",
+    "Div",
+    "Add",
+    "Sub",
+    "Sqrt",
+    "Reciprocal",
+    "ReduceMean",
+    "ReduceSumSquare",
+    "Cast",
+    "LayerNormalization",
+    "SimplifiedLayerNormalization",
+];
+
+/// Gemma 3n's `laurel(h) = h + RMSNorm(B(A(h)))`: whether an identity
+/// residual's branch (`nodes`, forking from `x`) is two bias-free linear
+/// maps, `A` reading `x` and `B` reading `A`, through a narrower width,
+/// followed only by norm ops ([`NORM_OPS`]); the width.
+fn normed_low_rank(
+    g: &Graph,
+    nodes: &HashSet<NodeIndex>,
+    x: Value,
+    shapes: &BTreeMap<String, InferredValue>,
+    shape: &[DimSpec],
+) -> Option<Width> {
+    let maps: Vec<NodeIndex> = nodes
+        .iter()
+        .copied()
+        .filter(|&node| {
+            g.dag[node]
+                .as_op()
+                .is_some_and(|o| is_parametric(&o.proto.op_type))
+        })
+        .collect();
+    let [first, second] = maps[..] else {
+        return None;
+    };
+    let is_map = |node: NodeIndex| {
+        g.dag[node]
+            .as_op()
+            .is_some_and(|o| LOW_RANK_MAPS.contains(&o.proto.op_type.as_str()) && o.num_inputs == 2)
+    };
+    let reads = |node: NodeIndex, v: Value| value_of(g, node, 0) == Some(v);
+    let (map_a, map_b) = if reads(first, x) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    if !is_map(map_a) || !is_map(map_b) || !reads(map_a, x) || !reads(map_b, (map_a, 0)) {
+        return None;
+    }
+    let others_are_norm = nodes.iter().all(|&node| {
+        node == map_a
+            || node == map_b
+            || g.dag[node]
+                .as_op()
+                .is_some_and(|o| NORM_OPS.contains(&o.proto.op_type.as_str()))
+    });
+    if !others_are_norm {
+        return None;
+    }
+    let conv = g.dag[map_a]
+        .as_op()
+        .is_some_and(|o| o.proto.op_type == "Conv");
+    let axis = if conv {
+        1
+    } else {
+        shape.len().saturating_sub(1)
+    };
+    let middle = value_name(g, (map_a, 0));
+    let width = shapes
+        .get(&middle)
+        .and_then(|f| f.shape.as_ref())
+        .and_then(|dims| match dims.get(axis) {
+            Some(DimSpec::Fixed(r)) => Some(*r),
+            _ => None,
+        });
+    match (width, shape.get(axis)) {
+        (Some(r), Some(DimSpec::Fixed(d))) if r < *d => Some(Width::Narrower(r)),
+        (Some(_), Some(DimSpec::Fixed(_))) => None,
+        _ => Some(Width::Unknown),
+    }
+}
+
 /// The width between a low-rank term's two maps.
 enum Width {
     /// Known, and narrower than `D`: the rank.
     Narrower(usize),
     /// Symbolic or unknown (`D` or the width).
     Unknown,
+}
+
+impl Width {
+    /// The term added by `add`, of this rank.
+    fn term(self, add: String, normed: bool) -> LowRankTerm {
+        LowRankTerm {
+            add,
+            rank: match self {
+                Width::Narrower(r) => Some(r),
+                Width::Unknown => None,
+            },
+            normed,
+        }
+    }
 }
 
 /// When projection `p`'s skip is `B(A(fork))`, two bias-free maps of

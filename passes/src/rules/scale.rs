@@ -289,18 +289,31 @@ pub const SCALAR_OUT_OF_QUOTIENT: ClassRule = ClassRule {
     find: out_of_quotient,
 };
 
-/// Whether `id`'s class is a linear op with weights, which takes a scale
-/// into them at no cost (`scale-into-weights`).
+/// Whether `id`'s class is a linear op with weights, or a product of a
+/// computed value and a weight (a norm's learned scale), which takes a
+/// scale into the weight at no cost (`scale-into-weights`,
+/// `scalar-into-weight-factor`).
 fn absorbs_scale(egraph: &TensorEGraph, id: Id) -> bool {
-    !egraph[id].data.weight
-        && onnx_nodes(egraph, id).iter().any(|(_, _, sem)| {
+    if egraph[id].data.weight {
+        return false;
+    }
+    let weighted_product = egraph[id].nodes.iter().any(|n| match n {
+        TensorLang::Mul([p, q]) => {
+            let (p, q) = (&egraph[*p].data, &egraph[*q].data);
+            p.constant.is_none() && q.constant.is_none() && (p.weight != q.weight)
+        }
+        _ => false,
+    });
+    weighted_product
+        || onnx_nodes(egraph, id).iter().any(|(_, _, sem)| {
             matches!(sem, OpSemantics::Linear { output_into, .. } if !output_into.is_empty())
         })
 }
 
 /// `factor-sum-into-linear`: `c·a + m = c·(a + (1/c)·m)` where `m` is
-/// unscaled and computed by a linear op with weights, which absorbs `1/c`:
-/// RW+LR's `β·x + B(A(x))` keeps `β` on the stream, not on `x`.
+/// unscaled and computed by a linear op with weights, or is a product with
+/// a weight, which absorbs `1/c`: RW+LR's `β·x + B(A(x))` keeps `β` on the
+/// stream, not on `x`, and Gemma 3n's `x/√2 + RMSNorm(MLP(…))·w` the `1/√2`.
 fn factor_sum_into_linear(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     let mut out = Vec::new();
     for node in &egraph[id].nodes {
@@ -373,14 +386,16 @@ pub const TOPIC: Topic = Topic {
                examples: &[("(+ $k (* 4 $a))", "(* 4 (+ (* 1/4 $k) $a))")],
                non_examples: &["(+ $b (* 4 $a))"],
                ..Rule::new("factor-sum-bias-right", "k + c·a = c·(k/c + a)", pattern("(+ ?k (* ?c ?a))", "(* ?c (+ (* (/ 1 ?c) ?k) ?a))")) },
-        Rule { when: "c ≠ 0, a computed, m unscaled and computed by a linear op with weights (either operand order)",
+        Rule { when: "c ≠ 0, a computed, m unscaled and computed by a linear op with weights or the product of a computed value and a weight (either operand order)",
                examples: &[
                    ("(+ (* 4 $a) (onnx:MatMul@n1.0 $b $w))", "(* 4 (+ $a (* 1/4 (onnx:MatMul@n1.0 $b $w))))"),
                    ("(+ (onnx:MatMul@n1.0 $b $w) (* 4 $a))", "(* 4 (+ (* 1/4 (onnx:MatMul@n1.0 $b $w)) $a))"),
+                   // A norm's learned scale: m = b·k.
+                   ("(+ (* 4 $a) (* $b $k))", "(* 4 (+ $a (* 1/4 (* $b $k))))"),
                ],
                // m not linear (an op without semantics); a scaled weight.
                non_examples: &["(+ (* 4 $a) $b)", "(+ (* 4 $a) (onnx:MatMul@n2.0 $b $w))", "(+ (* 4 $k) (onnx:MatMul@n1.0 $b $w))"],
-               ..Rule::new("factor-sum-into-linear", "c·a + m = c·(a + (1/c)·m), m = f(x, w) linear", Kind::Class(FACTOR_SUM_INTO_LINEAR)) },
+               ..Rule::new("factor-sum-into-linear", "c·a + m = c·(a + (1/c)·m), m = f(x, w) linear or x·w", Kind::Class(FACTOR_SUM_INTO_LINEAR)) },
         Rule { guard: guard!(same_scale), when: "c = d non-zero scalars, a, b computed",
                examples: &[("(- (* 2 $a) (* 2 $b))", "(* 2 (- $a $b))")],
                non_examples: &["(- (* 2 $a) (* -3 $b))", "(- (* 2 $a) $b)"],
