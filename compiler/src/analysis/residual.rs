@@ -563,19 +563,11 @@ fn normed_low_rank(
     } else {
         shape.len().saturating_sub(1)
     };
-    let middle = value_name(g, (map_a, 0));
-    let width = shapes
-        .get(&middle)
-        .and_then(|f| f.shape.as_ref())
-        .and_then(|dims| match dims.get(axis) {
-            Some(DimSpec::Fixed(r)) => Some(*r),
-            _ => None,
-        });
-    match (width, shape.get(axis)) {
-        (Some(r), Some(DimSpec::Fixed(d))) if r < *d => Some(Width::Narrower(r)),
-        (Some(_), Some(DimSpec::Fixed(_))) => None,
-        _ => Some(Width::Unknown),
-    }
+    let channels = match shape.get(axis) {
+        Some(DimSpec::Fixed(d)) => Some(*d),
+        _ => None,
+    };
+    Width::of(shapes, &value_name(g, (map_a, 0)), axis, channels)
 }
 
 /// The width between a low-rank term's two maps.
@@ -587,6 +579,28 @@ enum Width {
 }
 
 impl Width {
+    /// The width of `middle` (`A`'s output) at `axis` against `channels`
+    /// (`D`): `None` when both are known and the width is not narrower.
+    fn of(
+        shapes: &BTreeMap<String, InferredValue>,
+        middle: &str,
+        axis: usize,
+        channels: Option<usize>,
+    ) -> Option<Self> {
+        let width = shapes
+            .get(middle)
+            .and_then(|f| f.shape.as_ref())
+            .and_then(|dims| match dims.get(axis) {
+                Some(DimSpec::Fixed(r)) => Some(*r),
+                _ => None,
+            });
+        match (width, channels) {
+            (Some(r), Some(d)) if r < d => Some(Width::Narrower(r)),
+            (Some(_), Some(_)) => None,
+            _ => Some(Width::Unknown),
+        }
+    }
+
     /// The term added by `add`, of this rank.
     fn term(self, add: String, normed: bool) -> LowRankTerm {
         LowRankTerm {
@@ -622,18 +636,7 @@ fn low_rank_chain(
     if Some(input.as_str()) != p.fork.as_deref() {
         return None;
     }
-    let width = shapes
-        .get(&middle)
-        .and_then(|f| f.shape.as_ref())
-        .and_then(|dims| match dims.get(p.axis) {
-            Some(DimSpec::Fixed(r)) => Some(*r),
-            _ => None,
-        });
-    match (width, p.channels) {
-        (Some(r), Some(d)) if r < d => Some(Width::Narrower(r)),
-        (Some(_), Some(_)) => None,
-        _ => Some(Width::Unknown),
-    }
+    Width::of(shapes, &middle, p.axis, p.channels)
 }
 
 /// An inferred shape.
