@@ -1,7 +1,7 @@
 //! Residual analysis on every committed fixture, negatives included, and on
 //! small graphs built here for the edge cases.
 
-#![allow(clippy::unwrap_used, clippy::type_complexity)]
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -17,10 +17,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.onnx"))
 }
 
-/// (add name, kind, skip, D, axis, stream, index) of each residual of a fixture.
-fn residuals(
-    name: &str,
-) -> Vec<(
+/// (add name, kind, skip, D, axis, stream, index) of a residual.
+type Row = (
     String,
     ResidualKind,
     String,
@@ -28,7 +26,10 @@ fn residuals(
     usize,
     usize,
     usize,
-)> {
+);
+
+/// The [`Row`] of each residual of a fixture.
+fn residuals(name: &str) -> Vec<Row> {
     let path = fixture(name);
     let model = laurelc::onnx::import_path(&path).unwrap();
     let a = analyse_residuals(&model).unwrap();
@@ -50,15 +51,7 @@ fn row(
     axis: usize,
     stream: usize,
     index: usize,
-) -> (
-    String,
-    ResidualKind,
-    String,
-    Option<usize>,
-    usize,
-    usize,
-    usize,
-) {
+) -> Row {
     (name.into(), kind, skip.into(), Some(d), axis, stream, index)
 }
 
@@ -244,15 +237,7 @@ fn laurel_blocks_written_in_pytorch_are_residuals_with_their_form() {
     let rw = residuals("torch_gpt_rw_op16");
     assert_eq!(rw.len(), 8);
     // The same blocks on one stream, in order, as the plain model's.
-    let place = |r: &[(
-        String,
-        ResidualKind,
-        String,
-        Option<usize>,
-        usize,
-        usize,
-        usize,
-    )]| {
+    let place = |r: &[Row]| {
         r.iter()
             .map(|x| (x.0.clone(), x.1, x.3, x.5, x.6))
             .collect::<Vec<_>>()

@@ -467,16 +467,7 @@ fn sizes_change_which_merges_pay_and_keep_the_model_symbolic() {
 fn a_window_that_outgrows_the_extraction_budget_is_saturated_again_with_fewer_iterations() {
     let dir = tempfile::tempdir().unwrap();
     let aug = dir.path().join("aug.onnx");
-    let opts = PipelineOptions {
-        augment: AugmentOptions {
-            variant: "rw+lr+pa".parse().unwrap(),
-            init: InitMode::Random,
-            seed: 3,
-            ..AugmentOptions::default()
-        },
-        ..PipelineOptions::default()
-    };
-    compile_file(&fixture("torch_gpt_rwlr_op16"), &aug, &opts).unwrap();
+    augment(&fixture("torch_gpt_rwlr_op16"), &aug, "rw+lr+pa", 3);
     let fused = dir.path().join("fused.onnx");
     let summary = fuse(&aug, &fused, laurelc::fuse::DEFAULT_WINDOW_OPS);
     assert!(summary.hit_limit, "{}", summary.stop);
