@@ -350,24 +350,41 @@ pub fn to_text(
     out
 }
 
-/// The residual lines of [`to_text`]: the count, each residual, and the
-/// undecided adds.
+/// The residual lines of [`to_text`]: the count, each residual, the
+/// residuals of each subgraph under its path, and the undecided adds.
 fn write_residuals(out: &mut String, analysis: &crate::analysis::ResidualAnalysis) {
     use std::fmt::Write as _;
-    let identity = analysis
+    let subgraphs = analysis.all_subgraphs();
+    let all: Vec<&crate::analysis::Residual> = analysis
         .residuals
+        .iter()
+        .chain(subgraphs.iter().flat_map(|s| &s.analysis.residuals))
+        .collect();
+    let identity = all
         .iter()
         .filter(|r| r.kind == crate::analysis::ResidualKind::Identity)
         .count();
+    let inside = all.len() - analysis.residuals.len();
     let _ = writeln!(
         *out,
-        "residuals: {} ({identity} identity, {} projection; shapes by tract, {})",
-        analysis.residuals.len(),
-        analysis.residuals.len() - identity,
+        "residuals: {} ({identity} identity, {} projection{}; shapes by tract, {})",
+        all.len(),
+        all.len() - identity,
+        if subgraphs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {inside} in {} of {} subgraphs",
+                subgraphs
+                    .iter()
+                    .filter(|s| !s.analysis.residuals.is_empty())
+                    .count(),
+                subgraphs.len()
+            )
+        },
         analysis.shape_strategy
     );
-    let laurel: Vec<String> = analysis
-        .residuals
+    let laurel: Vec<String> = all
         .iter()
         .filter_map(|r| Some(r.laurel.as_ref()?.label()))
         .collect();
@@ -384,10 +401,10 @@ fn write_residuals(out: &mut String, analysis: &crate::analysis::ResidualAnalysi
             forms.join(", ")
         );
     }
-    for r in &analysis.residuals {
+    let line = |out: &mut String, indent: &str, r: &crate::analysis::Residual| {
         let _ = write!(
             *out,
-            "  stream {} #{}: {} {:?} D={} axis={} skip={} branch={} ({} ops)",
+            "{indent}stream {} #{}: {} {:?} D={} axis={} skip={} branch={} ({} ops)",
             r.stream,
             r.index,
             r.name,
@@ -405,15 +422,48 @@ fn write_residuals(out: &mut String, analysis: &crate::analysis::ResidualAnalysi
             }
         }
         let _ = writeln!(*out);
+    };
+    for r in &analysis.residuals {
+        line(out, "  ", r);
     }
-    if !analysis.undecided.is_empty() {
+    write_subgraphs(out, &subgraphs, &line);
+    let undecided = analysis.all_undecided();
+    if !undecided.is_empty() {
         let _ = writeln!(
             *out,
             "undecided adds: {} (tract inferred no shape for an operand: not augmented)",
-            analysis.undecided.len()
+            undecided.len()
         );
-        for u in &analysis.undecided {
+        for u in &undecided {
             let _ = writeln!(*out, "  {}: {}", u.node, u.reason);
+        }
+    }
+}
+
+/// The subgraph lines of [`write_residuals`]: per subgraph, its path, its
+/// residual count and blocks, then its residuals (`line` writes one).
+fn write_subgraphs(
+    out: &mut String,
+    subgraphs: &[&crate::analysis::SubgraphAnalysis],
+    line: &dyn Fn(&mut String, &str, &crate::analysis::Residual),
+) {
+    use std::fmt::Write as _;
+    for s in subgraphs {
+        let n = s.analysis.residuals.len();
+        let blocks = match n {
+            0 => String::new(),
+            1 => format!("block {}; ", s.first_block),
+            _ => format!("blocks {}–{}; ", s.first_block, s.first_block + n - 1),
+        };
+        let _ = writeln!(
+            *out,
+            "  in {}: {n} residual{} ({blocks}shapes by tract, {})",
+            s.path,
+            if n == 1 { "" } else { "s" },
+            s.analysis.shape_strategy
+        );
+        for r in &s.analysis.residuals {
+            line(out, "    ", r);
         }
     }
 }
@@ -431,5 +481,22 @@ pub fn to_json(
     j["residuals"] = serde_json::to_value(&analysis.residuals)?;
     j["shape_inference"] = serde_json::Value::from(analysis.shape_strategy.as_str());
     j["undecided"] = serde_json::to_value(&analysis.undecided)?;
+    // Each subgraph with its path, first block, residuals and undecided adds,
+    // flat (nested subgraphs after their parent, their `subgraphs` left out).
+    j["subgraphs"] = serde_json::Value::Array(
+        analysis
+            .all_subgraphs()
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "path": s.path,
+                    "first_block": s.first_block,
+                    "residuals": s.analysis.residuals,
+                    "shape_inference": s.analysis.shape_strategy,
+                    "undecided": s.analysis.undecided,
+                })
+            })
+            .collect(),
+    );
     Ok(j)
 }

@@ -27,9 +27,9 @@ pub struct PipelineOptions {
 pub struct PipelineReport {
     /// The passes that ran, in order.
     pub passes: Vec<String>,
-    /// Op nodes before the passes.
+    /// Op nodes before the passes, those of subgraphs included.
     pub ops_before: usize,
-    /// Op nodes after the passes.
+    /// Op nodes after the passes, those of subgraphs included.
     pub ops_after: usize,
     /// What the export wrote.
     pub export: ExportReport,
@@ -104,7 +104,7 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
     guard_output(input, output, opts.force)?;
     let mut model = onnx::import_path(input)?;
     guard_external(&model, output, opts.force)?;
-    let ops_before = model.graph.op_count();
+    let ops_before = onnx::subgraph::op_count_with_subgraphs(&model.graph);
     let parameters_before = crate::inspect::summarize_without_flops(&model).parameter_count;
     let mut passes = Vec::new();
     let mut augment = None;
@@ -112,15 +112,15 @@ pub fn compile_file(input: &Path, output: &Path, opts: &PipelineOptions) -> Resu
     if !opts.no_passes {
         let analysis = crate::analysis::analyse_residuals(&model)?;
         passes.push("residual-analysis".to_string());
-        undecided.clone_from(&analysis.undecided);
-        augment = Some(crate::augment::augment_model(
+        undecided = analysis.all_undecided();
+        augment = Some(crate::augment::augment_all(
             &mut model,
-            &analysis.residuals,
+            &analysis,
             &opts.augment,
         )?);
         passes.push("augment".to_string());
     }
-    let ops_after = model.graph.op_count();
+    let ops_after = onnx::subgraph::op_count_with_subgraphs(&model.graph);
     let export = onnx::write_path(&model, output, &opts.export)?;
     Ok(PipelineReport {
         passes,

@@ -347,6 +347,32 @@ def onnx_ad_can_differentiate(model: onnx.ModelProto, names: list[str]) -> list[
     return [n for n in names if n not in refused]
 
 
+def inline_ifs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with every `If` replaced by both its branches and a `Where`
+    per output (nested `If`s too): onnx-ad has no `If`. Written here apart
+    from laurelc's own inlining (`compiler/src/autodiff/inline_if.rs`), so
+    the cross-check does not rest on it."""
+    m = onnx.ModelProto.FromString(model.SerializeToString())
+    while any(n.op_type == "If" for n in m.graph.node):
+        nodes = []
+        for n in m.graph.node:
+            if n.op_type != "If":
+                nodes.append(n)
+                continue
+            branch = {a.name: a.g for a in n.attribute}
+            then, other = branch["then_branch"], branch["else_branch"]
+            for b in (then, other):
+                nodes.extend(b.node)
+                m.graph.initializer.extend(b.initializer)
+            for k, out in enumerate(n.output):
+                nodes.append(onnx.helper.make_node(
+                    "Where", [n.input[0], then.output[k].name, other.output[k].name], [out],
+                    name=f"{n.name}/where{k}"))
+        del m.graph.node[:]
+        m.graph.node.extend(nodes)
+    return m
+
+
 def check_against_onnx_ad(model: onnx.ModelProto, names: list[str], prediction: str, loss: str,
                           feeds: dict, target: np.ndarray, theta: dict, got: dict,
                           rtol: float = 1e-4) -> None:
@@ -358,7 +384,7 @@ def check_against_onnx_ad(model: onnx.ModelProto, names: list[str], prediction: 
     `MaxPool` before opset 16 (it needs scatter-add), so such models are
     converted by onnx's version converter first: the same function, in the
     opset onnx-ad knows."""
-    m32 = to_f64_with_inputs(model, names, f64=False)
+    m32 = inline_ifs(to_f64_with_inputs(model, names, f64=False))
     opset = next(o.version for o in m32.opset_import if o.domain in ("", "ai.onnx"))
     needed = 16 if any(n.op_type == "MaxPool" for n in m32.graph.node) else 13
     # onnx-ad needs static shapes (a Conv's input, to cut its transpose): the
@@ -490,12 +516,30 @@ def check_step(laurelc_bin: Path, model_path: Path, flags: list[str], tmp_path: 
             f"laurelc's gradient {analytic} (magnitude {magnitude})")
 
 
-FIXTURE_CASES = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
+# The control-flow fixtures' strided stems need more than the default
+# 1 sample (kernel 8): their sizes, until symbolic dims get defaults that
+# load (issue 14, item 7).
+FIXTURE_FLAGS = {
+    "torch_if_resblocks": ["--dim", "samples=64"],
+    "torch_nested_if": ["--dim", "samples=64"],
+    "torch_loop_resblock": ["--dim", "samples=64"],
+}
+# A known gap, kept visible: strict, so the case fails once it passes.
+FIXTURE_GAPS = {
+    "torch_loop_resblock": "no gradient through Loop: tract cannot type a Loop, and autodiff "
+                           "has no Loop rule (If is inlined; issue 14, item 2)",
+}
+FIXTURE_CASES = [
+    pytest.param(p.stem, marks=pytest.mark.xfail(strict=True, reason=FIXTURE_GAPS[p.stem]))
+    if p.stem in FIXTURE_GAPS else p.stem
+    for p in sorted(FIXTURES.glob("*.onnx"))
+]
 
 
 @pytest.mark.parametrize("name", FIXTURE_CASES)
 def test_every_fixture_trains_all_its_weights(laurelc_bin, name, tmp_path):
-    check_step(laurelc_bin, FIXTURES / f"{name}.onnx", ["--train", "all", "--loss", "mse"], tmp_path)
+    check_step(laurelc_bin, FIXTURES / f"{name}.onnx",
+               ["--train", "all", "--loss", "mse", *FIXTURE_FLAGS.get(name, [])], tmp_path)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

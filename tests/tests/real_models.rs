@@ -167,6 +167,21 @@ fn residual_counts_on_real_models() {
             "{name}"
         );
     }
+    // Silero VAD's If branches (16 kHz, 8 kHz) hold three adds each: the
+    // STFT's re² + im², an LSTM cell's Gemm(x) + Gemm(h) and its
+    // f·c + i·g. None is a residual; both branches are analysed.
+    let e = entries.iter().find(|e| e.name == "silero_vad").unwrap();
+    let a = laurelc::analysis::analyse_residuals(&import_path(&e.path).unwrap()).unwrap();
+    let paths: Vec<&str> = a.all_subgraphs().iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "If `node_cond__1` then_branch",
+            "If `node_cond__1` else_branch"
+        ]
+    );
+    assert_eq!(a.block_count(), 0);
+    assert!(a.all_undecided().is_empty(), "{:?}", a.all_undecided());
     // All 16 of ResNet-50's blocks form one stream, numbered 0..16.
     let e = entries.iter().find(|e| e.name == "light_resnet50").unwrap();
     let model = import_path(&e.path).unwrap();

@@ -14,10 +14,12 @@ pub mod dot;
 pub mod flops;
 pub mod reach;
 pub mod residual;
+pub mod scopes;
 pub mod stream;
 pub mod types;
 
 pub use residual::{Residual, ResidualKind, Undecided, find_residuals};
+pub use scopes::SubgraphAnalysis;
 pub use stream::assign_streams;
 
 use laurel_runtime::{DimSpec, InferredValue, LoadOptions, ModelSource};
@@ -26,8 +28,9 @@ use crate::error::Result;
 use crate::ir::Model;
 
 /// The residual analysis of a model: its residuals with streams assigned,
-/// and the tract strategy that inferred the shapes.
-#[derive(Debug, Clone)]
+/// and the tract strategy that inferred the shapes; the same for each
+/// subgraph it holds ([`scopes`]).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ResidualAnalysis {
     /// Residuals in topological order.
     pub residuals: Vec<Residual>,
@@ -35,8 +38,61 @@ pub struct ResidualAnalysis {
     pub shape_strategy: String,
     /// The adds that could be residuals but could not be decided: an
     /// operand's shape is unknown even after the fallbacks of
-    /// [`infer_values`].
+    /// [`infer_values`]; and the subgraphs that could not be analysed.
     pub undecided: Vec<Undecided>,
+    /// The subgraphs of `If`/`Loop`/`Scan` nodes, each with its own
+    /// analysis (nested ones inside their parent's).
+    pub subgraphs: Vec<SubgraphAnalysis>,
+}
+
+impl ResidualAnalysis {
+    /// Residuals found in the graph and in all its subgraphs: the number of
+    /// block numbers the analysis takes. O(subgraphs).
+    #[must_use]
+    pub fn block_count(&self) -> usize {
+        self.residuals.len()
+            + self
+                .subgraphs
+                .iter()
+                .map(|s| s.analysis.block_count())
+                .sum::<usize>()
+    }
+
+    /// One more than the largest stream number of the graph and its
+    /// subgraphs, or `at_least` when that is larger (no residuals).
+    #[must_use]
+    pub fn stream_end(&self, at_least: usize) -> usize {
+        self.residuals
+            .iter()
+            .map(|r| r.stream + 1)
+            .chain(self.subgraphs.iter().map(|s| s.analysis.stream_end(0)))
+            .fold(at_least, usize::max)
+    }
+
+    /// Every subgraph analysis, nested ones after their parent, depth first.
+    #[must_use]
+    pub fn all_subgraphs(&self) -> Vec<&SubgraphAnalysis> {
+        let mut out = Vec::new();
+        for s in &self.subgraphs {
+            out.push(s);
+            out.extend(s.analysis.all_subgraphs());
+        }
+        out
+    }
+
+    /// Undecided adds of the graph and of all its subgraphs (the latter
+    /// named with their subgraph's path).
+    #[must_use]
+    pub fn all_undecided(&self) -> Vec<Undecided> {
+        let mut out = self.undecided.clone();
+        for s in self.all_subgraphs() {
+            out.extend(s.analysis.undecided.iter().map(|u| Undecided {
+                node: format!("{} > {}", s.path, u.node),
+                reason: u.reason.clone(),
+            }));
+        }
+        out
+    }
 }
 
 /// Float initializers of at least this many elements are left out of the
@@ -52,13 +108,40 @@ pub const PROBE_MIN_ELEMENTS: u64 = 1024;
 /// # Errors
 /// The probe cannot be encoded, or shape inference fails outright.
 pub fn analyse_residuals(model: &Model) -> Result<ResidualAnalysis> {
+    analyse_scope(model, "", scopes::Numbering::default())
+}
+
+/// [`analyse_residuals`] of a graph whose path is `prefix` (empty for the
+/// main graph), its blocks and streams numbered from `from`'s.
+fn analyse_scope(model: &Model, prefix: &str, from: scopes::Numbering) -> Result<ResidualAnalysis> {
     let (values, filled, shape_strategy) = infer_values_in_two(model)?;
-    let (mut residuals, undecided) = find_residuals(&model.graph, &values, filled.as_ref());
+    let (mut residuals, mut undecided) = find_residuals(&model.graph, &values, filled.as_ref());
     assign_streams(&model.graph, &mut residuals);
+    for r in &mut residuals {
+        r.stream += from.stream;
+    }
+    let next = scopes::Numbering {
+        block: from.block + residuals.len(),
+        stream: residuals
+            .iter()
+            .map(|r| r.stream + 1)
+            .max()
+            .unwrap_or(from.stream),
+    };
+    let subgraphs = scopes::analyse_subgraphs(
+        model,
+        &values,
+        filled.as_ref(),
+        prefix,
+        next,
+        &analyse_scope,
+        &mut undecided,
+    );
     Ok(ResidualAnalysis {
         residuals,
         shape_strategy,
         undecided,
+        subgraphs,
     })
 }
 

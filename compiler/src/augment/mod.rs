@@ -34,6 +34,7 @@ pub mod init;
 pub mod lift;
 pub mod lower;
 pub mod select;
+pub mod subgraphs;
 
 use laurel_passes::shape::DType;
 use laurel_passes::{Limits, StopReport};
@@ -180,7 +181,8 @@ pub fn check_model_can_be_augmented(model: &Model) -> Result<()> {
     Ok(())
 }
 
-/// Augments the given residuals of `model` in place.
+/// Augments the given residuals of `model`'s main graph in place (blocks
+/// numbered from 0).
 ///
 /// # Errors
 /// [`Error::Augment`] when the e-graph pass fails.
@@ -188,6 +190,34 @@ pub fn augment_model(
     model: &mut Model,
     residuals: &[Residual],
     opts: &AugmentOptions,
+) -> Result<AugmentReport> {
+    augment_graph(model, residuals, opts, 0)
+}
+
+/// Augments every residual `analysis` found in `model`: the main graph's,
+/// then each subgraph's ([`subgraphs`]), and reports them as one
+/// augmentation (blocks in block order; a subgraph's skipped residuals
+/// named with its path; the e-graph sizes summed over the runs).
+///
+/// # Errors
+/// As [`augment_model`]; [`Error::Augment`] when a subgraph cannot be put
+/// back.
+pub fn augment_all(
+    model: &mut Model,
+    analysis: &crate::analysis::ResidualAnalysis,
+    opts: &AugmentOptions,
+) -> Result<AugmentReport> {
+    let mut report = augment_graph(model, &analysis.residuals, opts, 0)?;
+    subgraphs::augment_subgraphs(model, &analysis.subgraphs, opts, &mut report)?;
+    Ok(report)
+}
+
+/// [`augment_model`] with blocks numbered from `first_block`.
+fn augment_graph(
+    model: &mut Model,
+    residuals: &[Residual],
+    opts: &AugmentOptions,
+    first_block: usize,
 ) -> Result<AugmentReport> {
     check_model_can_be_augmented(model)?;
     let mut skipped = Vec::new();
@@ -199,6 +229,7 @@ pub fn augment_model(
     let selected: Vec<(usize, &Residual)> = residuals
         .iter()
         .enumerate()
+        .map(|(i, r)| (first_block + i, r))
         .filter(|(_, r)| {
             let duplicate = sums
                 .get(&(r.skip.as_str(), r.branch.as_str()))

@@ -39,6 +39,7 @@
 #![allow(clippy::many_single_char_names)]
 
 pub mod emit;
+pub mod inline_if;
 pub mod loss;
 pub mod lower;
 pub mod rules;
@@ -146,6 +147,7 @@ pub fn training_step(
 ) -> Result<(Model, StepReport), AutodiffError> {
     let mut m = model.clone();
     let opset = m.onnx_opset().unwrap_or(1);
+    inline_if::inline_weighted_ifs(&mut m)?;
     let trainable = train_set::select(&m.graph, &opts.train)?;
     let lowered = lower::lower_trainable_batch_norms(&mut m, &trainable, &opts.load)?;
     make_inputs(&mut m.graph, &trainable);

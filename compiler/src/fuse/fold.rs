@@ -402,15 +402,7 @@ fn evaluate(
     used.sort_unstable();
     for n in used {
         match &g.dag[n] {
-            Node::Initializer(i) => {
-                let mut t = i.proto.clone();
-                if let Some(e) = &i.external {
-                    t.raw_data = e.bytes().to_vec();
-                    t.external_data.clear();
-                    t.data_location = onnx_protobuf::tensor_proto::DataLocation::DEFAULT.into();
-                }
-                graph.initializer.push(t);
-            }
+            Node::Initializer(i) => graph.initializer.push(i.inline_proto()),
             Node::SparseInitializer(s) => graph.sparse_initializer.push(s.clone()),
             _ => return Err(err("a constant op reads a non-constant value")),
         }

@@ -25,6 +25,7 @@ pub mod lift;
 pub mod low_rank;
 pub mod lower;
 pub mod semantics;
+pub mod subgraphs;
 
 pub use fold::{FoldReport, fold_constants};
 
@@ -162,9 +163,9 @@ impl Default for FuseOptions {
 /// What [`fuse_model`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FuseSummary {
-    /// Ops before and after.
+    /// Ops before, those of subgraphs included.
     pub ops_before: usize,
-    /// Ops after.
+    /// Ops after, those of subgraphs included.
     pub ops_after: usize,
     /// Op counts by type ([`crate::ir::Graph::op_counts`]), before.
     pub histogram_before: BTreeMap<String, usize>,
@@ -256,7 +257,7 @@ pub fn fuse_model_with_progress(
     opts: &FuseOptions,
     progress: &mut dyn laurel_runtime::Progress,
 ) -> Result<FuseSummary> {
-    let ops_before = model.graph.op_count();
+    let ops_before = crate::onnx::subgraph::op_count_with_subgraphs(&model.graph);
     let histogram_before = model.graph.op_counts();
     let snapshot = blocks::BlockSnapshot::of(&model.graph);
     let fold = fold_constants(model)?;
@@ -399,12 +400,17 @@ pub fn fuse_model_with_progress(
             ..onnx_protobuf::OperatorSetIdProto::default()
         });
     }
+    subgraphs::fuse_subgraphs(model, opts, &mut summary)?;
     let removed_initializers = lift::remove_unread_initializers(&mut model.graph);
-    summary.ops_after = model.graph.op_count();
+    summary.ops_after = crate::onnx::subgraph::op_count_with_subgraphs(&model.graph);
     summary.histogram_after = model.graph.op_counts();
     summary.materialised = materialised;
     summary.removed_initializers = removed_initializers;
-    summary.blocks = blocks::block_outcomes(&snapshot, &model.graph);
+    // The subgraphs' blocks are in already; the main graph's join them.
+    summary
+        .blocks
+        .extend(blocks::block_outcomes(&snapshot, &model.graph));
+    summary.blocks.sort_by_key(|b| b.block);
     Ok(summary)
 }
 

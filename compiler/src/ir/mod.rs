@@ -123,6 +123,22 @@ pub struct Initializer {
     pub external: Option<ExternalBytes>,
 }
 
+impl Initializer {
+    /// The tensor with its data inline: a copy of the mapped bytes for
+    /// external data (`external_data` and `data_location` cleared), else a
+    /// clone. O(size).
+    #[must_use]
+    pub fn inline_proto(&self) -> TensorProto {
+        let mut t = self.proto.clone();
+        if let Some(e) = &self.external {
+            t.raw_data = e.bytes().to_vec();
+            t.external_data.clear();
+            t.data_location = onnx_protobuf::tensor_proto::DataLocation::DEFAULT.into();
+        }
+        t
+    }
+}
+
 /// An op node: a `NodeProto` whose inputs live on the incoming edges.
 #[derive(Debug, Clone)]
 pub struct OpNode {

@@ -31,6 +31,7 @@ pub fn run(a: &InspectArgs) -> Result<()> {
             residuals: Vec::new(),
             shape_strategy: format!("unavailable: {e}"),
             undecided: Vec::new(),
+            subgraphs: Vec::new(),
         }
     });
     if let Some(dot) = &a.dot {
