@@ -726,3 +726,37 @@ fn a_report_in_a_missing_directory_fails_before_anything_is_written() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// `fixtures/unsupported/ort_dynamic_quant_lstm.onnx` (`fixtures/contrib_ops.py`):
+/// an LSTM quantized by onnxruntime into `com.microsoft::DynamicQuantizeLSTM`.
+fn contrib_lstm() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/unsupported/ort_dynamic_quant_lstm.onnx")
+}
+
+#[test]
+fn an_op_tract_lacks_is_named_in_one_line_by_run_and_check() {
+    let m = contrib_lstm();
+    let m = m.to_str().unwrap();
+    for args in [vec!["run", m], vec!["check", m, m], vec!["bench", m, m]] {
+        let o = laurelc(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line, not one per loader strategy: {err}"
+        );
+        assert!(
+            err.contains("node `/LSTM_quant` is com.microsoft::DynamicQuantizeLSTM, an op tract does not implement"),
+            "{args:?}: {err}"
+        );
+    }
+    // What needs no tract run still works on it.
+    let o = laurelc(&["inspect", m]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.onnx");
+    let o = laurelc(&[m, "-o", out.to_str().unwrap(), "--no-passes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

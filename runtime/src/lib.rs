@@ -44,6 +44,7 @@ pub mod random;
 pub mod raw;
 pub mod runnable;
 pub mod stats;
+pub mod support;
 pub mod tensor_pb;
 pub mod train;
 mod values;

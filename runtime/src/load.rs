@@ -435,6 +435,12 @@ fn load_with(
         opts,
         concrete,
     } = prepare(src, opts)?;
+    if let Some(message) = crate::support::unsupported_ops(&decoded.proto) {
+        return Err(RuntimeError::UnsupportedModel {
+            model: decoded.desc.clone(),
+            message,
+        });
+    }
     let opts = &opts;
     let specs: Vec<InputSpec> = declared
         .iter()
