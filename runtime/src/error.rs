@@ -50,6 +50,19 @@ pub enum RuntimeError {
         message: String,
     },
 
+    /// An input that decided `If`s at load got another value.
+    #[error(
+        "input `{name}` decided {ifs} when the model was loaded, at {fixed}; load the model again to run it with another value"
+    )]
+    DecidedInput {
+        /// The input.
+        name: String,
+        /// The value it was loaded with.
+        fixed: String,
+        /// The decided `If`s, with their branches.
+        ifs: String,
+    },
+
     /// `run` was not given a value for a graph input.
     #[error("missing value for model input `{name}`")]
     MissingInput {

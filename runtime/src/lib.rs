@@ -30,6 +30,7 @@ pub mod bench;
 pub mod check;
 pub mod compare;
 pub mod datum;
+pub mod decide;
 pub mod distill;
 pub mod error;
 pub mod infer;

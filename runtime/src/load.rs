@@ -271,6 +271,21 @@ pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, Runtim
     let Err(RuntimeError::Load { model, message }) = first else {
         return first;
     };
+    let message = match crate::model::decode(src)
+        .map(|d| crate::decide::deciding_inputs(&d.proto, &opts.values))
+        .unwrap_or_default()
+        .as_slice()
+    {
+        [] => message,
+        names => format!(
+            "{message}\n  an If's condition reads {}: given (--input NAME=FILE.npy), it decides the If at load, which may let the model load",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let plan = if opts.default_dim.is_none() && about_shapes(&message) {
         SizePlan::new(src, opts).unwrap_or_default()
     } else {
@@ -430,12 +445,16 @@ fn load_with(
     skip_useless: bool,
 ) -> Result<Runnable, RuntimeError> {
     let Prepared {
-        decoded,
+        mut decoded,
         declared,
         opts,
         concrete,
     } = prepare(src, opts)?;
-    if let Some(message) = crate::support::unsupported_ops(&decoded.proto) {
+    let decided = crate::decide::decide_ifs(&mut decoded.proto, &opts.values, &evaluate)?;
+    let registry = framework(&LADDER[0]).op_register;
+    if let Some(message) =
+        crate::support::unsupported_ops(&decoded.proto, &|op| registry.0.contains_key(op))
+    {
         return Err(RuntimeError::UnsupportedModel {
             model: decoded.desc.clone(),
             message,
@@ -478,7 +497,9 @@ fn load_with(
                     ));
                     continue;
                 }
-                return Ok(Runnable::new(plan, specs, output_names, strategy.name));
+                return Ok(
+                    Runnable::new(plan, specs, output_names, strategy.name).with_decided(decided)
+                );
             }
             Err(e) => errors.push(format!("[{}] {}", strategy.name, chain(&e))),
         }
@@ -500,4 +521,57 @@ pub(crate) fn contain<T>(
             message: format!("tract panicked: {}", panic_message(&*payload)),
         })
     })
+}
+
+/// The condition's value: `true` when its first element is non-zero.
+fn evaluate(
+    sub: &tract_onnx::pb::ModelProto,
+    cond: &str,
+    values: &std::collections::BTreeMap<String, crate::decide::GivenValue>,
+) -> Result<bool, RuntimeError> {
+    let bytes = prost::Message::encode_to_vec(sub);
+    let graph = sub
+        .graph
+        .as_ref()
+        .ok_or_else(|| crate::decide::internal("no graph"))?;
+    let mut opts = LoadOptions::default();
+    let mut inputs = Vec::new();
+    for i in &graph.input {
+        let Some((shape, v)) = values.get(&i.name) else {
+            continue;
+        };
+        opts.shapes.insert(i.name.clone(), shape.clone());
+        let elem = i
+            .r#type
+            .as_ref()
+            .and_then(|t| match &t.value {
+                Some(tract_onnx::pb::type_proto::Value::TensorType(t)) => Some(t.elem_type),
+                _ => None,
+            })
+            .and_then(crate::datum::DatumKind::from_onnx_code)
+            .ok_or_else(|| {
+                crate::decide::internal(&format!("input `{}` has no element type", i.name))
+            })?;
+        let t = tract_onnx::prelude::Tensor::from_shape(shape, v)
+            .and_then(|t| {
+                t.cast_to_dt(elem.datum_type())
+                    .map(std::borrow::Cow::into_owned)
+            })
+            .map_err(|e| crate::decide::internal(&format!("input `{}`: {e}", i.name)))?;
+        inputs.push((i.name.clone(), t));
+    }
+    let runnable = load(ModelSource::Bytes(&bytes), &opts)?;
+    let out = runnable.run(inputs)?;
+    let (_, t) = out.into_iter().next().ok_or_else(|| {
+        crate::decide::internal(&format!("the condition `{cond}` computed nothing"))
+    })?;
+    let t = t
+        .cast_to_dt(tract_onnx::prelude::DatumType::Bool)
+        .map_err(|e| crate::decide::internal(&format!("the condition `{cond}`: {e}")))?;
+    let first = t
+        .try_as_plain_ram()
+        .ok()
+        .and_then(|p| p.as_slice::<bool>().ok().and_then(|s| s.first().copied()))
+        .ok_or_else(|| crate::decide::internal(&format!("the condition `{cond}` is empty")))?;
+    Ok(first)
 }

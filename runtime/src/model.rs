@@ -65,6 +65,10 @@ pub struct LoadOptions {
     pub default_dim: Option<i64>,
     /// Concrete shapes for some inputs, by input name (see the module doc).
     pub shapes: BTreeMap<String, Vec<usize>>,
+    /// Values of some integer or boolean inputs, fixed for every run of the
+    /// loaded model: the `If`s whose conditions they determine are decided
+    /// at load ([`crate::decide`]).
+    pub values: BTreeMap<String, crate::decide::GivenValue>,
 }
 
 impl LoadOptions {

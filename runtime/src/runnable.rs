@@ -16,6 +16,7 @@ pub struct Runnable {
     output_names: Vec<String>,
     strategy: &'static str,
     chosen_sizes: Vec<(String, i64)>,
+    decided: crate::decide::Decided,
 }
 
 impl Runnable {
@@ -31,7 +32,21 @@ impl Runnable {
             output_names,
             strategy,
             chosen_sizes: Vec::new(),
+            decided: crate::decide::Decided::default(),
         }
+    }
+
+    /// The same model, recording the `If`s the loader decided by given inputs.
+    pub(crate) fn with_decided(mut self, decided: crate::decide::Decided) -> Self {
+        self.decided = decided;
+        self
+    }
+
+    /// The `If`s the loader decided by the inputs given at load, and those
+    /// inputs' values: [`Runnable::run`] refuses other values for them.
+    #[must_use]
+    pub fn decided(&self) -> &crate::decide::Decided {
+        &self.decided
     }
 
     /// The same model, recording the sizes [`crate::load()`] chose for symbols the
@@ -123,6 +138,23 @@ impl Runnable {
                     expected,
                     actual: tensor.shape().to_vec(),
                 });
+            }
+            if let Some((_, fixed)) = self.decided.by.get(&name) {
+                let got = tensor
+                    .cast_to_dt(tract_onnx::prelude::DatumType::I64)
+                    .ok()
+                    .and_then(|t| {
+                        t.try_as_plain_ram()
+                            .ok()
+                            .and_then(|p| p.as_slice::<i64>().ok().map(<[i64]>::to_vec))
+                    });
+                if got.as_ref() != Some(fixed) {
+                    return Err(RuntimeError::DecidedInput {
+                        name,
+                        fixed: format!("{fixed:?}"),
+                        ifs: self.decided.ifs.join(", "),
+                    });
+                }
             }
             slots[ix] = Some(tensor);
         }

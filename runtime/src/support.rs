@@ -13,14 +13,17 @@
 
 use tract_onnx::pb;
 
-/// The nodes (subgraphs included, in file order) whose op type tract's
-/// registry lacks: `(node name, domain, op type)`.
+/// The nodes (subgraphs included, in file order) whose op type `known`
+/// (tract's registry, as the loader builds it) lacks: `(node name, domain,
+/// op type)`.
 #[must_use]
-pub fn unsupported_nodes(proto: &pb::ModelProto) -> Vec<(String, String, String)> {
-    let onnx = crate::load::framework(&crate::load::LADDER[0]);
+pub fn unsupported_nodes(
+    proto: &pb::ModelProto,
+    known: &dyn Fn(&str) -> bool,
+) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     if let Some(g) = &proto.graph {
-        walk(g, &|op: &str| onnx.op_register.0.contains_key(op), &mut out);
+        walk(g, known, &mut out);
     }
     out
 }
@@ -38,11 +41,11 @@ fn walk(g: &pb::GraphProto, known: &dyn Fn(&str) -> bool, out: &mut Vec<(String,
     }
 }
 
-/// One line naming the first node tract cannot build and how many others
+/// One line naming the first node `known` lacks (see [`unsupported_nodes`]) and how many others
 /// there are, or `None` when tract knows every op.
 #[must_use]
-pub fn unsupported_ops(proto: &pb::ModelProto) -> Option<String> {
-    let nodes = unsupported_nodes(proto);
+pub fn unsupported_ops(proto: &pb::ModelProto, known: &dyn Fn(&str) -> bool) -> Option<String> {
+    let nodes = unsupported_nodes(proto, known);
     let (name, domain, op) = nodes.first()?;
     let qualified = if domain.is_empty() || domain == "ai.onnx" {
         op.clone()

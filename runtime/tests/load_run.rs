@@ -348,6 +348,29 @@ fn every_strategy_runs_the_symbolic_model() {
 
 #[test]
 fn all_strategies_failing_reports_first_error_first() {
+    // x [N, 3] @ W [4, 2]: no strategy can type it.
+    let bytes = Graph::new(
+        vec![node("MatMul", &["x", "W"], &["y"])],
+        vec![vi("x", F32, &[D::P("N"), D::V(3)])],
+        vec![vi("y", F32, &[D::P("N"), D::V(2)])],
+    )
+    .with_initializers(vec![f32_tensor("W", &[4, 2], &[0.5; 8])])
+    .encode();
+    let err = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap_err();
+    let RuntimeError::Load { message, .. } = &err else {
+        panic!("unexpected {err}")
+    };
+    assert!(message.starts_with("[default]"), "{message}");
+    let later = message
+        .find("then [ignore-value-info]")
+        .expect("later errors appended");
+    assert!(later > 0);
+    assert!(message.contains("then [symbolic-at-runtime]"), "{message}");
+    assert!(message.contains("then [unoptimized]"), "{message}");
+}
+
+#[test]
+fn an_op_tract_lacks_is_named_before_any_strategy_runs() {
     let bytes = Graph::new(
         vec![node("NoSuchOpAnywhere", &["x"], &["y"])],
         vec![vi("x", F32, &[D::P("N"), D::V(3)])],
@@ -355,17 +378,16 @@ fn all_strategies_failing_reports_first_error_first() {
     )
     .encode();
     let err = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap_err();
-    let RuntimeError::Load { message, .. } = &err else {
+    let RuntimeError::UnsupportedModel { message, .. } = &err else {
         panic!("unexpected {err}")
     };
-    assert!(message.starts_with("[default]"), "{message}");
-    assert!(message.contains("NoSuchOpAnywhere"), "{message}");
-    let later = message
-        .find("then [ignore-value-info]")
-        .expect("later errors appended");
-    assert!(later > 0);
-    assert!(message.contains("then [symbolic-at-runtime]"), "{message}");
-    assert!(message.contains("then [unoptimized]"), "{message}");
+    assert!(
+        message.starts_with(
+            "node `NoSuchOpAnywhere_y` is NoSuchOpAnywhere, an op tract does not implement"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
 }
 
 #[test]
@@ -500,4 +522,51 @@ fn input_shapes_size_the_model_and_bind_its_symbols() {
             .to_string()
             .contains('z')
     );
+}
+
+/// `fixtures/decided/torch_if_two_rates.onnx`: `sr` selects branches whose
+/// outputs differ in shape, which tract cannot type.
+fn two_rates() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/decided/torch_if_two_rates.onnx")
+}
+
+#[test]
+fn a_given_input_decides_an_if_at_load_and_no_other_value_runs_then() {
+    let path = two_rates();
+    let sized = |sr: i64| LoadOptions {
+        dims: [("batch".to_string(), 1), ("samples".to_string(), 512)].into(),
+        values: [("sr".to_string(), (Vec::new(), vec![sr]))].into(),
+        ..LoadOptions::default()
+    };
+    // Undecided, tract cannot type the If.
+    let undecided = LoadOptions {
+        values: std::collections::BTreeMap::default(),
+        ..sized(0)
+    };
+    assert!(load(ModelSource::Path(&path), &undecided).is_err());
+    let x = f32_tensor_of(&[1, 1, 512], &[0.25; 512]);
+    let run = |load_sr: i64, run_sr: i64| {
+        let m = load(ModelSource::Path(&path), &sized(load_sr)).unwrap();
+        let branch = if load_sr == 16000 {
+            "then_branch"
+        } else {
+            "else_branch"
+        };
+        assert_eq!(m.decided().ifs, [format!("`/If`: {branch}")]);
+        m.run(vec![
+            ("input".into(), x.clone()),
+            (
+                "sr".into(),
+                laurel_runtime::tract_onnx::prelude::tensor0(run_sr),
+            ),
+        ])
+    };
+    let at16 = values(&run(16000, 16000).unwrap()[0].1);
+    let at8 = values(&run(8000, 8000).unwrap()[0].1);
+    assert_ne!(at16, at8, "the branches compute different functions");
+    match run(16000, 8000) {
+        Err(RuntimeError::DecidedInput { name, .. }) => assert_eq!(name, "sr"),
+        other => panic!("expected DecidedInput, got {other:?}"),
+    }
 }

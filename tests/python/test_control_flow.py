@@ -77,3 +77,29 @@ def test_fusion_inside_control_flow_computes_the_augmented_model(laurelc_bin, tm
         names = [t.name for g in [m.graph, *subgraphs(m.graph)] for t in g.initializer]
         assert not [n for n in names if n.startswith("laurel.")], names
     agree(aug, fused, MODELS[name], 1e-4, 1e-5)
+
+
+TWO_RATES = FIXTURES / "decided" / "torch_if_two_rates.onnx"
+
+
+@pytest.mark.parametrize("sr", [16000, 8000])
+def test_an_if_decided_by_a_given_input_runs_on_tract_as_on_onnxruntime(laurelc_bin, tmp_path, sr):
+    """The two branches give different frame counts, so tract cannot type the
+    `If`; given `sr`, the loader takes its branch, and tract computes what
+    onnxruntime does."""
+    feeds = {"input": X, "sr": np.array(sr, dtype=np.int64)}
+    inputs = lt.save_inputs(feeds, tmp_path / "in")
+    out_dir = tmp_path / "out"
+    lt.run_laurelc(laurelc_bin, lt.run_args(TWO_RATES, inputs, out_dir))
+    got = lt.read_run_outputs(out_dir, ["prob"])["prob"]
+    want = lt.ort_run(TWO_RATES, feeds)["prob"]
+    msg = lt.compare_close(got, want, 1e-4, 1e-5)
+    assert msg is None, msg
+
+
+def test_an_undecided_if_names_the_input_that_would_decide_it(laurelc_bin, tmp_path):
+    inputs = lt.save_inputs({"input": X}, tmp_path / "in")
+    with pytest.raises(lt.LaurelcError) as e:
+        lt.run_laurelc(laurelc_bin, lt.run_args(TWO_RATES, inputs, tmp_path / "out"))
+    assert "exit 2" in str(e.value)
+    assert "an If's condition reads `sr`: given (--input NAME=FILE.npy)" in str(e.value)
