@@ -19,6 +19,7 @@
 //! function, whatever the limits cut short.
 
 pub mod blocks;
+pub mod dequant;
 pub mod fold;
 pub mod gelu;
 pub mod lift;
@@ -177,6 +178,9 @@ pub struct FuseSummary {
     pub materialised: FoldReport,
     /// Initializers removed because nothing reads them any more.
     pub removed_initializers: usize,
+    /// Scales of dequantized weights moved into their dequantization
+    /// scale ([`dequant`]).
+    pub dequantization_scales: usize,
     /// Windows saturated (one for a small graph).
     pub windows: usize,
     /// Rules that fired, with counts.
@@ -386,6 +390,8 @@ pub fn fuse_model_with_progress(
         progress.set(fused_ops.min(total as u64));
     }
     progress.finish();
+    summary.dequantization_scales = dequant::scale_into_dequantization(&mut model.graph)
+        .map_err(|message| Error::Fuse { message })?;
     let materialised = fold_constants(model)?;
     if opts.target == Target::Tract {
         summary.low_rank_products = low_rank::low_rank_residuals(&mut model.graph);
@@ -554,6 +560,13 @@ pub fn explain(s: &FuseSummary) -> String {
         "weights materialised: {} ({} as `ConstantOfShape` fills); initializers removed: {}",
         s.materialised.folded_values, s.materialised.filled_values, s.removed_initializers
     );
+    if s.dequantization_scales > 0 {
+        let _ = writeln!(
+            out,
+            "scales moved into a dequantization scale (int8 weights): {}",
+            s.dequantization_scales
+        );
+    }
     if s.low_rank_products > 0 {
         let _ = writeln!(
             out,

@@ -123,6 +123,7 @@ fn merge(summary: &mut FuseSummary, got: FuseSummary) {
     summary.saturation_seconds += got.saturation_seconds;
     summary.extraction_seconds += got.extraction_seconds;
     summary.low_rank_products += got.low_rank_products;
+    summary.dequantization_scales += got.dequantization_scales;
     summary.blocks.extend(got.blocks);
     summary.blocks.sort_by_key(|b| b.block);
 }
