@@ -71,13 +71,13 @@ pub(crate) fn decide_ifs(
         };
         let mut change = None;
         for (i, n) in g.node.iter().enumerate() {
-            if n.op_type != "If" || !(n.domain.is_empty() || n.domain == "ai.onnx") {
+            if !is_if(n) {
                 continue;
             }
             let Some(cond) = n.input.first() else {
                 continue;
             };
-            let Some(sub) = condition_model(proto, g, cond, values) else {
+            let Some(sub) = condition_model(proto, g, cond, &|v| values.contains_key(v)) else {
                 continue;
             };
             let taken = evaluate(&sub, cond, values)?;
@@ -124,6 +124,25 @@ pub(crate) fn decide_ifs(
     }
 }
 
+/// Whether `n` is an ONNX `If`.
+fn is_if(n: &pb::NodeProto) -> bool {
+    n.op_type == "If" && (n.domain.is_empty() || n.domain == "ai.onnx")
+}
+
+/// The elements of a given input that may decide an `If`, as integers: an
+/// integer or boolean tensor of at most [`MAX_DECIDING_ELEMENTS`] elements.
+#[must_use]
+pub fn deciding_values(t: &tract_onnx::prelude::Tensor) -> Option<Vec<i64>> {
+    use tract_onnx::prelude::DatumType;
+    let kind = t.datum_type();
+    if t.len() > MAX_DECIDING_ELEMENTS || !(kind.is_integer() || kind == DatumType::Bool) {
+        return None;
+    }
+    let v = t.cast_to_dt(DatumType::I64).ok()?;
+    let plain = v.try_as_plain_ram().ok()?;
+    plain.as_slice::<i64>().ok().map(<[i64]>::to_vec)
+}
+
 pub(crate) fn internal(message: &str) -> RuntimeError {
     RuntimeError::UnsupportedModel {
         model: "<deciding an If>".into(),
@@ -131,13 +150,13 @@ pub(crate) fn internal(message: &str) -> RuntimeError {
     }
 }
 
-/// The model computing `cond` from initializers and the given inputs, when
-/// its ancestors read no other input and hold no subgraph.
+/// The model computing `cond` from initializers and the inputs `given`
+/// accepts, when its ancestors read no other input and hold no subgraph.
 pub(crate) fn condition_model(
     proto: &pb::ModelProto,
     g: &pb::GraphProto,
     cond: &str,
-    values: &BTreeMap<String, GivenValue>,
+    given: &dyn Fn(&str) -> bool,
 ) -> Option<pb::ModelProto> {
     let producer: HashMap<&str, usize> = g
         .node
@@ -164,7 +183,7 @@ pub(crate) fn condition_model(
             if nodes.insert(i) {
                 stack.extend(n.input.iter().map(String::as_str));
             }
-        } else if !inits.contains(v) && !values.contains_key(v) {
+        } else if !inits.contains(v) && !given(v) {
             return None;
         }
     }
@@ -211,26 +230,18 @@ pub(crate) fn deciding_inputs(
         return Vec::new();
     };
     let declared: HashSet<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
-    let mut all = values.clone();
-    for i in &g.input {
-        all.entry(i.name.clone())
-            .or_insert_with(|| (Vec::new(), Vec::new()));
-    }
     let mut out: Vec<String> = Vec::new();
-    for n in &g.node {
-        if n.op_type != "If" {
-            continue;
-        }
+    for n in g.node.iter().filter(|n| is_if(n)) {
         let Some(cond) = n.input.first() else {
             continue;
         };
-        if let Some(sub) = condition_model(proto, g, cond, &all) {
+        if let Some(sub) = condition_model(proto, g, cond, &|v| declared.contains(v)) {
             out.extend(
                 sub.graph
                     .iter()
                     .flat_map(|s| &s.input)
                     .map(|i| i.name.clone())
-                    .filter(|n| declared.contains(n.as_str()) && !values.contains_key(n)),
+                    .filter(|n| !values.contains_key(n)),
             );
         }
     }

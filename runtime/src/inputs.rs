@@ -73,18 +73,8 @@ pub fn sized(load: &LoadOptions, given: &[(String, Tensor)]) -> LoadOptions {
         .extend(given.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())));
     // Small integer and boolean inputs may decide `If`s ([`crate::decide`]).
     for (n, t) in given {
-        if t.len() > crate::decide::MAX_DECIDING_ELEMENTS
-            || !(t.datum_type().is_integer()
-                || t.datum_type() == tract_onnx::prelude::DatumType::Bool)
-        {
-            continue;
-        }
-        if let Ok(v) = t.cast_to_dt(tract_onnx::prelude::DatumType::I64)
-            && let Ok(p) = v.try_as_plain_ram()
-            && let Ok(s) = p.as_slice::<i64>()
-        {
-            load.values
-                .insert(n.clone(), (t.shape().to_vec(), s.to_vec()));
+        if let Some(v) = crate::decide::deciding_values(t) {
+            load.values.insert(n.clone(), (t.shape().to_vec(), v));
         }
     }
     load

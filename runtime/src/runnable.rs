@@ -139,22 +139,14 @@ impl Runnable {
                     actual: tensor.shape().to_vec(),
                 });
             }
-            if let Some((_, fixed)) = self.decided.by.get(&name) {
-                let got = tensor
-                    .cast_to_dt(tract_onnx::prelude::DatumType::I64)
-                    .ok()
-                    .and_then(|t| {
-                        t.try_as_plain_ram()
-                            .ok()
-                            .and_then(|p| p.as_slice::<i64>().ok().map(<[i64]>::to_vec))
-                    });
-                if got.as_ref() != Some(fixed) {
-                    return Err(RuntimeError::DecidedInput {
-                        name,
-                        fixed: format!("{fixed:?}"),
-                        ifs: self.decided.ifs.join(", "),
-                    });
-                }
+            if let Some((_, fixed)) = self.decided.by.get(&name)
+                && crate::decide::deciding_values(&tensor).as_ref() != Some(fixed)
+            {
+                return Err(RuntimeError::DecidedInput {
+                    name,
+                    fixed: format!("{fixed:?}"),
+                    ifs: self.decided.ifs.join(", "),
+                });
             }
             slots[ix] = Some(tensor);
         }

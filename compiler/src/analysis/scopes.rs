@@ -43,7 +43,7 @@ use serde::Serialize;
 use super::ResidualAnalysis;
 use crate::error::Result;
 use crate::ir::{Model, Node};
-use crate::onnx::subgraph::{Captured, Slot, standalone, subgraph_slots};
+use crate::onnx::subgraph::{Captured, Slot, any_node, slot_label, standalone, subgraph_slots};
 
 /// Where numbering goes on: the next block number and the next stream
 /// number.
@@ -109,13 +109,7 @@ pub(super) fn analyse_subgraphs(
             if !holds_sums(sub) {
                 continue;
             }
-            let name = if op.proto.name.is_empty() {
-                g.display_name(holder)
-            } else {
-                format!("`{}`", op.proto.name)
-            };
-            let index = slot.graph.map(|i| format!("[{i}]")).unwrap_or_default();
-            let local = format!("{} {name} {attr}{index}", op.proto.op_type);
+            let local = slot_label(&op.proto, &holder_name(model, holder), attr, slot);
             let path = format!("{prefix}{local}");
             let built = standalone_model(model, holder, sub, values, filled, &path);
             let analysed = built.and_then(|(m, inits)| {
@@ -178,12 +172,20 @@ pub fn standalone_model(
     Ok((m, inits))
 }
 
+/// The name of a subgraph holder in a subgraph's path: its ONNX name in
+/// backticks, or `#i (Op)` when unnamed.
+pub fn holder_name(model: &Model, holder: NodeIndex) -> String {
+    match model.graph.dag[holder].as_op() {
+        Some(op) if !op.proto.name.is_empty() => format!("`{}`", op.proto.name),
+        _ => model.graph.display_name(holder),
+    }
+}
+
 /// Whether a subgraph holds an `Add` or `Sum`, in itself or in a subgraph
 /// of its own: one that holds none has no residual to find.
 fn holds_sums(g: &onnx_protobuf::GraphProto) -> bool {
-    g.node.iter().any(|n| {
+    any_node(g, &|n| {
         crate::ir::is_onnx_domain(&n.domain) && (n.op_type == "Add" || n.op_type == "Sum")
-            || crate::onnx::subgraph::subgraphs(n).any(holds_sums)
     })
 }
 

@@ -49,16 +49,13 @@ pub(super) fn augment_subgraphs(
             .map_err(|e| in_subgraph(s, &e))?;
         merge(report, got, &s.path);
         augment_subgraphs(&mut m, &s.analysis.subgraphs, opts, report)?;
-        put_back(parent, s.holder, s.slot, &m, &s.captured_initializers).map_err(|message| {
-            Error::Augment {
-                message: format!("in {}: {message}", s.path),
-            }
-        })?;
+        put_back(parent, s.holder, s.slot, &m, &s.captured_initializers)
+            .map_err(|message| in_subgraph(s, &message))?;
     }
     Ok(())
 }
 
-fn in_subgraph(s: &SubgraphAnalysis, e: &Error) -> Error {
+fn in_subgraph(s: &SubgraphAnalysis, e: &dyn std::fmt::Display) -> Error {
     Error::Augment {
         message: format!("in {}: {e}", s.path),
     }

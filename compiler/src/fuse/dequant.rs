@@ -38,37 +38,28 @@ fn initializer_shape(g: &Graph, n: NodeIndex) -> Option<(i64, usize)> {
     }
 }
 
-/// A rewrite found: the scaling `Mul`, the dequantizing op, the value `c`,
-/// and the dequantizing op's scale slot.
+/// A rewrite found: the scaling `Mul`, the dequantizing op, its scale
+/// slot, the scale's dims and values, and `c`.
 struct Site {
     mul: NodeIndex,
     dequant: NodeIndex,
     scale_slot: usize,
-    /// The scale's tensor (its shape and type) and values, and `c`.
-    scale: onnx_protobuf::TensorProto,
-    values: Vec<f32>,
-    factor: f32,
+    dims: Vec<i64>,
+    values: Vec<f64>,
+    factor: f64,
 }
 
-/// The values of a float32 initializer.
-fn f32_values(g: &Graph, n: NodeIndex) -> Option<(onnx_protobuf::TensorProto, Vec<f32>)> {
+/// The dims and values of a float32 initializer holding all its elements.
+fn f32_values(g: &Graph, n: NodeIndex) -> Option<(Vec<i64>, Vec<f64>)> {
     let Node::Initializer(i) = &g.dag[n] else {
         return None;
     };
     if i.proto.data_type != 1 {
         return None;
     }
-    let t = i.inline_proto();
-    let values: Vec<f32> = if t.raw_data.is_empty() {
-        t.float_data.clone()
-    } else {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
-    let elements: i64 = t.dims.iter().product();
-    (i64::try_from(values.len()).ok() == Some(elements)).then_some((t, values))
+    let values = super::lower::element_values(i)?;
+    let elements: i64 = i.proto.dims.iter().product();
+    (i64::try_from(values.len()).ok() == Some(elements)).then(|| (i.proto.dims.clone(), values))
 }
 
 fn find(g: &Graph) -> Vec<Site> {
@@ -81,10 +72,10 @@ fn find(g: &Graph) -> Vec<Site> {
             continue;
         }
         let ins = g.op_inputs(m);
-        let [Some((a, _)), Some((b, _))] = ins.as_slice() else {
+        let [Some((left, _)), Some((right, _))] = ins.as_slice() else {
             continue;
         };
-        for (c_node, w_node) in [(*a, *b), (*b, *a)] {
+        for (c_node, w_node) in [(*left, *right), (*right, *left)] {
             let Some((1, c_rank)) = initializer_shape(g, c_node) else {
                 continue;
             };
@@ -125,16 +116,20 @@ fn find(g: &Graph) -> Vec<Site> {
                 continue;
             };
             let fits = initializer_shape(g, *s_node).is_some_and(|(_, s_rank)| c_rank <= s_rank);
-            if let (true, Some((_, c)), Some((scale, values))) =
-                (fits, f32_values(g, c_node), f32_values(g, *s_node))
+            let factor = match &g.dag[c_node] {
+                Node::Initializer(i) if i.proto.data_type == 1 => super::lower::scalar_value(i),
+                _ => None,
+            };
+            if let (true, Some(factor), Some((dims, values))) =
+                (fits, factor, f32_values(g, *s_node))
             {
                 sites.push(Site {
                     mul: m,
                     dequant: w_node,
                     scale_slot,
-                    scale,
+                    dims,
                     values,
-                    factor: c[0],
+                    factor,
                 });
                 break;
             }
@@ -172,15 +167,21 @@ pub fn scale_into_dequantization(g: &mut Graph) -> Result<usize, String> {
             .proto;
         let scale = &inputs[s.scale_slot];
         let scaled = b.free_name(&format!("{scale}.scaled"), 1);
-        let mut t = s.scale.clone();
-        t.name.clone_from(&scaled);
-        t.raw_data = s
+        // The product of two float32s is exact in f64: rounded once, it is
+        // the float32 product.
+        #[allow(clippy::cast_possible_truncation)]
+        let raw_data = s
             .values
             .iter()
-            .flat_map(|v| (v * s.factor).to_le_bytes())
+            .flat_map(|v| ((v * s.factor) as f32).to_le_bytes())
             .collect();
-        t.float_data.clear();
-        b.initializer(t);
+        b.initializer(onnx_protobuf::TensorProto {
+            name: scaled.clone(),
+            dims: s.dims,
+            data_type: 1,
+            raw_data,
+            ..onnx_protobuf::TensorProto::default()
+        });
         let mut new_inputs = inputs.clone();
         new_inputs[s.scale_slot] = scaled;
         dq.output.clone_from(&mul.proto.output);

@@ -89,7 +89,7 @@ fn sized(mut t: TensorType, sizes: &Sizes) -> TensorType {
 
 /// The values of a `float` or `double` initializer (inline, external or in
 /// `float_data`/`double_data`); `None` for other element types.
-fn element_values(init: &Initializer) -> Option<Vec<f64>> {
+pub(crate) fn element_values(init: &Initializer) -> Option<Vec<f64>> {
     let t = &init.proto;
     let raw: &[u8] = match &init.external {
         Some(e) => e.bytes(),

@@ -29,7 +29,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::error::{Error, Result};
 use crate::ir::Model;
-use crate::onnx::subgraph::{Slot, put_back, subgraph_slots, subgraphs};
+use crate::onnx::subgraph::{Slot, any_node, put_back, slot_label, subgraph_slots};
 
 use super::{FuseOptions, FuseSummary};
 
@@ -50,8 +50,8 @@ pub(super) fn fuse_subgraphs(
         let Some(op) = g.dag[n].as_op() else { continue };
         for (slot, attr, sub) in subgraph_slots(&op.proto) {
             if holds_blocks(sub) {
-                let index = slot.graph.map(|i| format!("[{i}]")).unwrap_or_default();
-                let path = format!("{} {} {attr}{index}", op.proto.op_type, g.display_name(n));
+                let name = crate::analysis::scopes::holder_name(model, n);
+                let path = slot_label(&op.proto, &name, attr, slot);
                 todo.push((n, slot, path, sub.clone()));
             }
         }
@@ -94,10 +94,8 @@ pub(super) fn fuse_subgraphs(
 /// Whether a subgraph reads a `laurel.*` value or holds a `laurel.*` op, in
 /// itself or in a subgraph of its own.
 fn holds_blocks(g: &GraphProto) -> bool {
-    g.node.iter().any(|n| {
-        n.name.starts_with("laurel.")
-            || n.input.iter().any(|i| i.starts_with("laurel."))
-            || subgraphs(n).any(holds_blocks)
+    any_node(g, &|n| {
+        n.name.starts_with("laurel.") || n.input.iter().any(|i| i.starts_with("laurel."))
     })
 }
 

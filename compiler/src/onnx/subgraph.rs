@@ -107,17 +107,6 @@ pub enum Captured {
     Value(ValueInfoProto),
 }
 
-impl Captured {
-    /// The value's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        match self {
-            Captured::Initializer(t) => &t.name,
-            Captured::Value(v) => &v.name,
-        }
-    }
-}
-
 /// The subgraph `sub` as a model of its own, under `header` (the outer
 /// model's, without its graph): its own inputs first, then one per captured
 /// value, in `captured`'s order; the captured initializers after its own.
@@ -243,8 +232,14 @@ pub fn put_back(
         rename(&mut spliced.graph, &name, &fresh);
     }
     *original = spliced.graph;
+    let mut initializers: HashSet<String> = model
+        .graph
+        .initializers
+        .iter()
+        .flat_map(|&n| model.graph.dag[n].outputs().into_iter().map(str::to_owned))
+        .collect();
     for t in spliced.lifted {
-        if !has_initializer(&model.graph, &t.name) {
+        if initializers.insert(t.name.clone()) {
             model.graph.add_initializer(crate::ir::Initializer {
                 proto: t,
                 external: None,
@@ -357,12 +352,21 @@ pub fn op_count_with_subgraphs(g: &Graph) -> usize {
         .sum()
 }
 
-/// Whether `g` holds an initializer named `name`. O(initializers).
-#[must_use]
-pub fn has_initializer(g: &Graph, name: &str) -> bool {
-    g.initializers
+/// Whether a node of `g` satisfies `p`, in `g` itself or in a subgraph
+/// its nodes hold, at any depth. O(nodes).
+pub fn any_node(g: &GraphProto, p: &dyn Fn(&NodeProto) -> bool) -> bool {
+    g.node
         .iter()
-        .any(|&n| matches!(&g.dag[n], Node::Initializer(i) if i.proto.name == name))
+        .any(|n| p(n) || subgraphs(n).any(|sub| any_node(sub, p)))
+}
+
+/// How messages and `inspect` name the subgraph at `slot` of `node` (shown
+/// as `name`): its op type, `name`, the attribute, and `[i]` for a
+/// `graphs` attribute (`If`, the name `/If` in backticks, `then_branch`).
+#[must_use]
+pub fn slot_label(node: &NodeProto, name: &str, attr: &str, slot: Slot) -> String {
+    let index = slot.graph.map(|i| format!("[{i}]")).unwrap_or_default();
+    format!("{} {name} {attr}{index}", node.op_type)
 }
 
 /// Adds to `free` the names a graph reads but neither declares nor produces.
