@@ -760,3 +760,35 @@ fn an_op_tract_lacks_is_named_in_one_line_by_run_and_check() {
     let o = laurelc(&[m, "-o", out.to_str().unwrap(), "--no-passes"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// A temporal net whose stride-2 convolutions need a length it can halve
+/// twice: `grad` and `run` choose the size the loader would (`time = 8`)
+/// and say so, rather than fail in tract's analysis at 1 or run to empty
+/// outputs.
+#[test]
+fn grad_and_run_choose_sizes_that_compute_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/torch_tcn_unet.onnx");
+    let step = dir.path().join("step.onnx");
+    let o = laurelc(&[
+        "grad",
+        model.to_str().unwrap(),
+        "-o",
+        step.to_str().unwrap(),
+        "--train",
+        "all",
+        "--loss",
+        "mse",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("built at time = 8"), "{out}");
+    let o = laurelc(&["run", model.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("running it at time = 8"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("f32[1, 2, 8]"));
+}

@@ -53,10 +53,11 @@ fn rw_parametrisations_fold_into_alpha_and_beta() {
             String::from_utf8_lossy(&o.stderr)
         );
         // Each of the 4 blocks loses the ops computing α and β from a, b (Sub, Sigmoid, Mul each)
-        // or from p (Sigmoid, Mul for α; Neg, Sigmoid, Mul for β), and its two scalar products.
+        // or from p (Sigmoid, Mul for α; Neg, Sigmoid, Mul for β), and its two scalar products;
+        // and the model's second attention scale goes into q's weights.
         assert_eq!(
             ops(&aug).len() - ops(&fused).len(),
-            4 * (removed_per_block + 2),
+            4 * (removed_per_block + 2) + 1,
             "{param}"
         );
         assert!(

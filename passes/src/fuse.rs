@@ -299,6 +299,7 @@ mod tests {
             input: 0,
             output_into: vec![(1, 1), (2, 1)],
             input_into: vec![(1, 1)],
+            contraction: None,
         }
     }
 
@@ -350,6 +351,7 @@ mod tests {
                     input: 0,
                     output_into: vec![(1, 1)],
                     input_into: vec![(1, 1)],
+                    contraction: None,
                 }),
                 fixed(&[1, 10]),
             ),
@@ -425,6 +427,7 @@ mod tests {
             input: 0,
             output_into: vec![(1, 1)],
             input_into: vec![(1, 1)],
+            contraction: None,
         };
         for (text, sem) in [
             ("onnx:Relu@n1.0", relu()),

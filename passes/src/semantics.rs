@@ -54,6 +54,10 @@ pub enum OpSemantics {
         output_into: Vec<(usize, i32)>,
         /// Where a factor on the data input goes.
         input_into: Vec<(usize, i32)>,
+        /// Which weight axis meets which data axis (input channels), when
+        /// the op contracts them one to one: a factor on one channel range
+        /// of the data goes into that range of the weight.
+        contraction: Option<Contraction>,
     },
     /// A scale-invariant normalisation with an ε inside the square root
     /// (`LayerNormalization`, `RMSNormalization`, `InstanceNormalization`,
@@ -74,6 +78,24 @@ pub enum OpSemantics {
     Sqrt,
     /// `Reciprocal(c·x) = (1/c)·Reciprocal(x)` for `c ≠ 0`.
     Reciprocal,
+}
+
+/// How a linear op ([`OpSemantics::Linear`]) pairs its data input's channels
+/// with a weight: `f(x, w)` is linear in each channel slice of `x` along
+/// `data_axis`, and slice `i` of `x` meets only slice `i` of `w` along
+/// `weight_axis` (`Conv` with one group: axes 1 and 1; `ConvTranspose`: 1
+/// and 0; `MatMul(x, W)`: the last and the second last; `Gemm`: 1 and 0, or 1 with
+/// `transB`). So `f(concat(c₀·x₀, x₁), w) = f(concat(x₀, x₁), w′)` with the
+/// first channel range of `w′` scaled by `c₀`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contraction {
+    /// The contracted axis of the data input, ONNX-style: negative counts
+    /// from the end (`-1` for `MatMul`'s last axis).
+    pub data_axis: i64,
+    /// The weight's child.
+    pub weight: usize,
+    /// The weight's axis that meets it, negative from the end.
+    pub weight_axis: i64,
 }
 
 impl OpSemantics {

@@ -10,7 +10,7 @@
 //! onnx:Relu@n1.0: f32[2, 8] homogeneous 0 positive
 //! onnx:Concat@n2.0: f32[4, 8] uniform
 //! onnx:MatMul@n3.0: f32[2, 8] linear input=0 out=1 in=1 map=last flops=256
-//! onnx:Conv@n4.0: f32[1, 8, 4, 4] linear input=0 out=1,2 in=1 map=first
+//! onnx:Conv@n4.0: f32[1, 8, 4, 4] linear input=0 contract=1:1:1 out=1,2 in=1 map=first
 //! onnx:BatchNormalization@n5.0: f32[1, 8, 4, 4] linear input=0 out=1,2 in=1,3^-1
 //! onnx:LayerNormalization@n6.0: f32[2, 8] norm input=0 eps=3
 //! onnx:Pow@n7.0: f32[2, 8] power 2     (also: sqrt, reciprocal)
@@ -20,8 +20,9 @@
 //! ```
 //!
 //! A generic op's semantics ([`OpSemantics`]) follow its type: `homogeneous
-//! I,J [positive]`, `uniform [positive]`, `linear input=I out=J^E,… in=J^E,…`
-//! (`^E` defaults to 1), `norm input=I eps=J`, `power P`, `sqrt`,
+//! I,J [positive]`, `uniform [positive]`, `linear input=I out=J^E,… in=J^E,…
+//! [contract=A:W:B]` (`^E` defaults to 1; `contract`: data axis `A` meets
+//! axis `B` of weight child `W`, see [`Contraction`]), `norm input=I eps=J`, `power P`, `sqrt`,
 //! `reciprocal`; then optionally `map=last|first` (a channel map with input 0
 //! and weight 1, see [`ChannelMap`]) and `flops=F`. Types are an element
 //! type (`f16`, `bf16`, `f32`, `f64`, `i32`, `i64`, `bool`) and a shape
@@ -38,7 +39,7 @@ use crate::analysis::Leaf;
 use crate::block::{Block, BlockId, Layout};
 use crate::graph::{GraphError, TensorGraph};
 use crate::lang::{OpRef, TensorLang, ValueRef};
-use crate::semantics::{ChannelMap, OpSemantics};
+use crate::semantics::{ChannelMap, Contraction, OpSemantics};
 use crate::shape::{DType, Dim, Shape, ShapeError, Sizes, TensorType};
 
 /// A text that does not describe a graph.
@@ -152,6 +153,19 @@ fn into_list(s: &str) -> Option<Vec<(usize, i32)>> {
         .collect()
 }
 
+/// `data-axis:weight:weight-axis` as a [`Contraction`].
+fn contraction_of(v: &str) -> Option<Contraction> {
+    let mut parts = v.split(':').map(str::trim);
+    let data_axis = parts.next()?.parse().ok()?;
+    let weight = parts.next()?.parse().ok()?;
+    let weight_axis = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some(Contraction {
+        data_axis,
+        weight,
+        weight_axis,
+    })
+}
+
 /// What follows an op's type: semantics, channel map, FLOPs.
 type OpExtras = (Option<OpSemantics>, Option<Layout>, Option<f64>);
 
@@ -209,9 +223,14 @@ fn op_extras(words: &[&str]) -> Result<OpExtras, String> {
             },
             "linear" => {
                 let (mut input, mut out, mut inp) = (0, Vec::new(), Vec::new());
+                let mut contraction = None;
                 while let Some(&a) = words.get(i) {
                     if let Some(v) = key(a, "input") {
                         input = v.parse().map_err(|_| format!("input={v}"))?;
+                    } else if let Some(v) = key(a, "contract") {
+                        contraction = Some(contraction_of(v).ok_or(format!(
+                            "contract={v}: expected data-axis:weight:weight-axis, e.g. -1:1:-2"
+                        ))?);
                     } else if let Some(v) = key(a, "out") {
                         out = into_list(v).ok_or(format!("out={v}"))?;
                     } else if let Some(v) = key(a, "in") {
@@ -225,6 +244,7 @@ fn op_extras(words: &[&str]) -> Result<OpExtras, String> {
                     input,
                     output_into: out,
                     input_into: inp,
+                    contraction,
                 }
             }
             "norm" => {
@@ -440,7 +460,7 @@ mod tests {
         let d = Declarations::parse(
             "; a comment\n$x: f32[2, N]\nweight $w: f32[8, 8]  ; trailing\n\
              onnx:Relu@n1.0: f32[2, 8] homogeneous 0 positive\n\
-             onnx:Conv@n4.0: f32[1, 8, 4, 4] linear input=0 out=1,2 in=1,3^-1 map=first flops=4096\n\
+             onnx:Conv@n4.0: f32[1, 8, 4, 4] linear input=0 contract=1:1:1 out=1,2 in=1,3^-1 map=first flops=4096\n\
              onnx:LayerNormalization@n6.0: f32[2, 8] norm input=0 eps=3\n\
              size N=4\nblock 3 axis 1\n(resadd $x $x)\nstates 3: $w\n",
         )
@@ -464,6 +484,11 @@ mod tests {
                 input: 0,
                 output_into: vec![(1, 1), (2, 1)],
                 input_into: vec![(1, 1), (3, -1)],
+                contraction: Some(Contraction {
+                    data_axis: 1,
+                    weight: 1,
+                    weight_axis: 1
+                }),
             })
         );
         assert_eq!(

@@ -263,11 +263,31 @@ fn build(
 /// needs a height and width divisible by its total stride) is tried again,
 /// when its failure is in tract's analysis of shapes, with the unset
 /// dimensions off an input's axis 0 at each of [`SIZE_FALLBACKS`] in turn;
-/// the batch axis stays 1. The first that loads is kept and reported by
+/// the batch axis stays 1. So is a model that loads at 1 but whose typed
+/// outputs are empty (a dimension of 0: a temporal net with stride-2
+/// convolutions over a length of 1); if no other size gives a non-empty
+/// output, the load at 1 is kept. The first that loads is kept and reported by
 /// [`Runnable::chosen_sizes`]. When none does, the error ends with one line
 /// naming the symbols to set with `--dim`.
 pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
     let first = load_with(src, opts, &LADDER, true);
+    if let Ok(r) = &first
+        && opts.default_dim.is_none()
+        && has_empty_output(r)
+    {
+        // Loads, but computes nothing: a stride-2 encoder at length 1.
+        let plan = SizePlan::new(src, opts).unwrap_or_default();
+        if !plan.is_empty() {
+            for &size in SIZE_FALLBACKS {
+                if let Ok(sized) = load_with(src, &plan.options(opts, size), &LADDER, true)
+                    && !has_empty_output(&sized)
+                {
+                    return Ok(sized.with_chosen_sizes(plan.chosen(size)));
+                }
+            }
+        }
+        return first;
+    }
     let Err(RuntimeError::Load { model, message }) = first else {
         return first;
     };
@@ -305,6 +325,18 @@ pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, Runtim
             "{message}\n  it does not load with {} at 1 or at any of {SIZE_FALLBACKS:?}: set them with --dim NAME=SIZE (`?` ones with --shape)",
             plan.names().join(", ")
         ),
+    })
+}
+
+/// Whether an output of `r` has a dimension of 0 in its typed shape: the
+/// model loads but computes nothing at these sizes (a `Conv` of stride 2
+/// over a length of 1 has length 0, and so has everything after it).
+fn has_empty_output(r: &Runnable) -> bool {
+    let model = r.tract_model();
+    model.outputs.iter().any(|o| {
+        model
+            .outlet_fact(*o)
+            .is_ok_and(|f| f.shape.iter().any(|d| d.to_i64().is_ok_and(|n| n == 0)))
     })
 }
 

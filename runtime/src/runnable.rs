@@ -50,14 +50,16 @@ impl Runnable {
     }
 
     /// The same model, recording the sizes [`crate::load()`] chose for symbols the
-    /// caller left unset because the model does not load at 1.
+    /// caller left unset because the model does not load at 1, or loads with
+    /// empty outputs.
     pub(crate) fn with_chosen_sizes(mut self, sizes: Vec<(String, i64)>) -> Self {
         self.chosen_sizes = sizes;
         self
     }
 
     /// The sizes [`crate::load()`] chose for symbolic dimensions the caller left
-    /// unset, when the model does not load with them at 1 (see [`crate::load()`]);
+    /// unset, when the model does not load with them at 1 or its outputs are
+    /// empty there (see [`crate::load()`]);
     /// empty otherwise. `?` stands for the unnamed dimensions.
     #[must_use]
     pub fn chosen_sizes(&self) -> &[(String, i64)] {

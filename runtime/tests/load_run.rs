@@ -570,3 +570,27 @@ fn a_given_input_decides_an_if_at_load_and_no_other_value_runs_then() {
         other => panic!("expected DecidedInput, got {other:?}"),
     }
 }
+
+/// `fixtures/torch_tcn_unet.onnx` loads with `time` at 1, but its stride-2
+/// convolutions make every output empty there: the loader tries the
+/// fallback sizes and keeps the first whose outputs are not empty. Given
+/// sizes are kept, even when they make the outputs empty.
+#[test]
+fn a_model_whose_outputs_are_empty_at_1_runs_at_a_fallback_size() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/torch_tcn_unet.onnx");
+    let m = load(ModelSource::Path(&path), &LoadOptions::default()).unwrap();
+    assert_eq!(m.chosen_sizes(), [("time".to_string(), 8)]);
+    let shape = m.inputs()[0].concrete_shape().unwrap();
+    assert_eq!(shape, [1, 4, 8]);
+    let out = m
+        .run(vec![("x".into(), f32_tensor_of(&shape, &[0.5; 32]))])
+        .unwrap();
+    assert_eq!(out[0].1.shape(), [1, 2, 8]);
+    let given = LoadOptions {
+        dims: [("time".to_string(), 1)].into(),
+        ..LoadOptions::default()
+    };
+    let m = load(ModelSource::Path(&path), &given).unwrap();
+    assert!(m.chosen_sizes().is_empty());
+}

@@ -46,6 +46,7 @@ def _overrides_from_manifest() -> tuple[dict[str, dict[str, InputOverride]], dic
 
 
 INPUT_OVERRIDES, DIM_OVERRIDES = _overrides_from_manifest()
+DIM_OVERRIDES.update(lt.FIXTURE_DIMS)
 
 FIXTURE_MODELS = lt.fixture_model_names()
 REAL_MODELS = lt.real_model_names()

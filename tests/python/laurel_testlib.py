@@ -59,7 +59,8 @@ def real_model_names(manifest: dict | None = None) -> list[str]:
 # PyTorch exports committed beside them (their generators are fixtures/*.py,
 # and they are not `laurelc-fixtures`): the residual definition's traps, and
 # LAuReL models written in PyTorch (fixtures/laurel_torch.py; the other
-# variants and opsets are tests/python/test_torch_laurel.py's).
+# variants and opsets are tests/python/test_torch_laurel.py's), and plain
+# models of other families (fixtures/families_torch.py).
 TORCH_FIXTURE_FILES = (
     "trap_attention_bias.onnx",
     "unet_add_skips.onnx",
@@ -67,7 +68,16 @@ TORCH_FIXTURE_FILES = (
     "torch_gpt_rwlr_op16.onnx",
     "torch_resnet_rw_op17.onnx",
     "gemma3n_laurel_block.onnx",
+    "torch_vit_layerscale.onnx",
+    "torch_yolo_c3.onnx",
+    "torch_tcn_unet.onnx",
 )
+
+# Sizes for committed fixtures whose symbolic dims cannot be 1: the TCN's
+# stride-2 encoder needs a length it can halve twice.
+FIXTURE_DIMS = {
+    "torch_tcn_unet": {"time": 32},
+}
 
 
 def fixture_model_names() -> list[str]:

@@ -166,7 +166,9 @@ pub const FALLBACK_SIZES: [i64; 2] = [64, 96];
 /// When symbolic inference succeeds but leaves values without a shape (an op
 /// it cannot type symbolically), the fallback of 2–3 is run as well and
 /// gives those values, and only those, its shapes: per value, not per
-/// model. Residual analysis compares an add's operands within one source:
+/// model; a varying filled dimension takes the name symbolic inference
+/// gives that dimension elsewhere ([`symbol_names`]). Residual analysis
+/// compares an add's operands within one source:
 /// both symbolic, else both concrete ([`infer_values_in_two`]), since a
 /// filled dimension that varies is the symbol `64|96` and a symbolic one is
 /// `batch`. Values that stay without a shape are not guessed: their adds are
@@ -179,14 +181,68 @@ pub fn infer_values(
     model: &Model,
 ) -> Result<(std::collections::BTreeMap<String, InferredValue>, String)> {
     let (mut values, concrete, strategy) = infer_values_in_two(model)?;
-    for (name, v) in concrete.into_iter().flatten() {
+    let Some(concrete) = concrete else {
+        return Ok((values, strategy));
+    };
+    let names = symbol_names(&values, &concrete);
+    for (name, v) in concrete {
         if let Some(slot) = values.get_mut(&name)
             && slot.shape.is_none()
         {
-            slot.shape = v.shape;
+            slot.shape = v.shape.map(|shape| {
+                shape
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, d)| names.get(&(k, d.clone())).cloned().flatten().unwrap_or(d))
+                    .collect()
+            });
         }
     }
     Ok((values, strategy))
+}
+
+/// What each varying dimension of the concrete fallback (`64|96`) is called
+/// by symbolic inference, per axis: the dimension symbolic inference gives
+/// axis `k` of every value both shaped whose axis `k` is that fallback
+/// dimension (`None` when two values disagree, and the filled value keeps
+/// `64|96`). The fallback gives every symbol the same sizes, so `64|96` alone
+/// cannot tell `batch` from `time`; its axis mostly can. Without this a
+/// filled value and a symbolic one could never have the same shape (`[b, 8,
+/// t]` and `[64|96, 8, 64|96]`), and fusion's shape check refuses every sum
+/// of the two: a U-Net skip's `Add` of an encoder output (shaped
+/// symbolically) and a `ConvTranspose` output (filled).
+///
+/// Complexity: O(values · rank).
+fn symbol_names(
+    symbolic: &std::collections::BTreeMap<String, InferredValue>,
+    concrete: &std::collections::BTreeMap<String, InferredValue>,
+) -> std::collections::HashMap<(usize, DimSpec), Option<DimSpec>> {
+    let mut names: std::collections::HashMap<(usize, DimSpec), Option<DimSpec>> =
+        std::collections::HashMap::new();
+    for (name, v) in symbolic {
+        let (Some(s), Some(c)) = (
+            v.shape.as_ref(),
+            concrete.get(name).and_then(|c| c.shape.as_ref()),
+        ) else {
+            continue;
+        };
+        if s.len() != c.len() {
+            continue;
+        }
+        for (k, (s, c)) in s.iter().zip(c).enumerate() {
+            if matches!(c, DimSpec::Symbol(_)) {
+                names
+                    .entry((k, c.clone()))
+                    .and_modify(|n| {
+                        if n.as_ref() != Some(s) {
+                            *n = None;
+                        }
+                    })
+                    .or_insert_with(|| Some(s.clone()));
+            }
+        }
+    }
+    names
 }
 
 /// Shapes as [`infer_values`] finds them, its two sources apart: the first
@@ -352,4 +408,56 @@ pub const PARAMETRIC_OPS: &[&str] = &[
 #[must_use]
 pub fn is_parametric(op_type: &str) -> bool {
     PARAMETRIC_OPS.contains(&op_type)
+}
+
+#[cfg(test)]
+mod symbol_name_tests {
+    use std::collections::BTreeMap;
+
+    use laurel_runtime::{DimSpec, InferredValue};
+
+    fn value(dims: &[&str]) -> InferredValue {
+        InferredValue {
+            datum: None,
+            shape: Some(
+                dims.iter()
+                    .map(|d| {
+                        d.parse()
+                            .map_or_else(|_| DimSpec::Symbol((*d).to_owned()), DimSpec::Fixed)
+                    })
+                    .collect(),
+            ),
+            value: None,
+        }
+    }
+
+    #[test]
+    fn a_fallback_dimension_takes_the_symbolic_name_of_its_axis() {
+        let symbolic: BTreeMap<String, InferredValue> = [
+            ("enc".to_string(), value(&["b", "8", "t"])),
+            ("half".to_string(), value(&["b", "16", "t/2"])),
+        ]
+        .into();
+        let concrete: BTreeMap<String, InferredValue> = [
+            ("enc".to_string(), value(&["64|96", "8", "64|96"])),
+            ("half".to_string(), value(&["64|96", "16", "32|48"])),
+        ]
+        .into();
+        let names = super::symbol_names(&symbolic, &concrete);
+        let sym = |s: &str| DimSpec::Symbol(s.to_owned());
+        assert_eq!(names[&(0, sym("64|96"))], Some(sym("b")));
+        assert_eq!(names[&(2, sym("64|96"))], Some(sym("t")));
+        assert_eq!(names[&(2, sym("32|48"))], Some(sym("t/2")));
+        // One fallback dimension, two names by axis: `64|96` alone is ambiguous.
+        assert!(!names.contains_key(&(1, sym("64|96"))));
+        // Two values that disagree leave the dimension unnamed.
+        let mut clash = symbolic.clone();
+        clash.insert("enc2".into(), value(&["n", "8", "t"]));
+        let mut concrete2 = concrete.clone();
+        concrete2.insert("enc2".into(), value(&["64|96", "8", "64|96"]));
+        assert_eq!(
+            super::symbol_names(&clash, &concrete2)[&(0, sym("64|96"))],
+            None
+        );
+    }
 }

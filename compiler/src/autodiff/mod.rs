@@ -123,6 +123,10 @@ pub struct StepReport {
     pub backward_ops: usize,
     /// Batch norms lowered to elementwise ops because a parameter trains.
     pub lowered_batch_norms: usize,
+    /// Sizes chosen for symbolic dimensions the options left unset, because
+    /// the model does not infer, or computes empty outputs, with them at 1
+    /// (the sizes [`laurel_runtime::load()`] would run it at); empty otherwise.
+    pub chosen_sizes: Vec<(String, i64)>,
 }
 
 /// The name of the loss output.
@@ -137,7 +141,11 @@ pub fn grad_name(name: &str) -> String {
 }
 
 /// Builds the training step of `model`; see the [module docs](self).
-#[allow(clippy::too_many_lines)] // the steps of the module docs, in order
+///
+/// Symbolic dimensions the options leave unset are 1. When shape inference
+/// fails there (tract's analysis of a stride-2 convolution over a length of
+/// 1), the step is built again at the sizes [`laurel_runtime::load()`] would
+/// run the model at, recorded in [`StepReport::chosen_sizes`].
 ///
 /// # Errors
 /// See the [module docs](self).
@@ -145,6 +153,34 @@ pub fn training_step(
     model: &Model,
     opts: &GradOptions,
 ) -> Result<(Model, StepReport), AutodiffError> {
+    let first = step_at_sizes(model, opts);
+    let (Err(AutodiffError::Infer(_) | AutodiffError::UnknownShape { .. }), None) =
+        (&first, opts.load.default_dim)
+    else {
+        return first;
+    };
+    let Some(sizes) = sizes_that_load(model, &opts.load) else {
+        return first;
+    };
+    let mut at_sizes = opts.clone();
+    at_sizes.load.dims.extend(sizes.iter().cloned());
+    let (step, mut report) = step_at_sizes(model, &at_sizes)?;
+    report.chosen_sizes = sizes;
+    Ok((step, report))
+}
+
+/// The sizes [`laurel_runtime::load()`] chooses for `model`'s unset symbolic
+/// dimensions (loading its shape probe), when it chooses any.
+fn sizes_that_load(model: &Model, load: &LoadOptions) -> Option<Vec<(String, i64)>> {
+    let probe =
+        crate::onnx::to_shape_probe_bytes(model, crate::analysis::PROBE_MIN_ELEMENTS).ok()?;
+    let r = laurel_runtime::load(ModelSource::Bytes(&probe), load).ok()?;
+    let sizes = r.chosen_sizes();
+    (!sizes.is_empty()).then(|| sizes.to_vec())
+}
+
+#[allow(clippy::too_many_lines)] // the steps of the module docs, in order
+fn step_at_sizes(model: &Model, opts: &GradOptions) -> Result<(Model, StepReport), AutodiffError> {
     let mut m = model.clone();
     let opset = m.onnx_opset().unwrap_or(1);
     inline_if::inline_weighted_ifs(&mut m)?;
@@ -273,6 +309,7 @@ pub fn training_step(
             forward_ops,
             backward_ops,
             lowered_batch_norms: lowered,
+            chosen_sizes: Vec::new(),
         },
     ))
 }

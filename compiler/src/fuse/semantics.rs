@@ -24,7 +24,7 @@
 //! Complexity: O(attributes) per op.
 
 use laurel_passes::block::Layout;
-use laurel_passes::semantics::{ChannelMap, OpSemantics};
+use laurel_passes::semantics::{ChannelMap, Contraction, OpSemantics};
 use laurel_passes::shape::{Dim, Shape};
 use onnx_protobuf::NodeProto;
 
@@ -126,11 +126,21 @@ pub fn semantics_of(
                 input: 0,
                 output_into: vec![(1, 1)],
                 input_into: vec![(1, 1)],
+                contraction: Some(Contraction {
+                    data_axis: -1,
+                    weight: 1,
+                    weight_axis: -2,
+                }),
             }),
             (true, false) => Some(OpSemantics::Linear {
                 input: 1,
                 output_into: vec![(0, 1)],
                 input_into: vec![(0, 1)],
+                contraction: Some(Contraction {
+                    data_axis: -2,
+                    weight: 0,
+                    weight_axis: -1,
+                }),
             }),
             (false, false) => Some(OpSemantics::Homogeneous {
                 inputs: vec![0, 1],
@@ -149,6 +159,7 @@ pub fn semantics_of(
                 input: 0,
                 output_into,
                 input_into: vec![(1, 1)],
+                contraction: contraction_of(node),
             })
         }
         "BatchNormalization"
@@ -160,6 +171,7 @@ pub fn semantics_of(
                 input: 0,
                 output_into: vec![(1, 1), (2, 1)],
                 input_into: vec![(1, 1), (3, -1)],
+                contraction: None,
             })
         }
         "LayerNormalization"
@@ -183,6 +195,27 @@ pub fn semantics_of(
         "Reciprocal" => Some(OpSemantics::Reciprocal),
         _ => None,
     }
+}
+
+/// Which weight axis a `Conv`, `ConvTranspose` or `Gemm` contracts with its
+/// data input's channels ([`Contraction`]); `None` for grouped convolutions,
+/// whose weight holds only a group's input channels.
+fn contraction_of(node: &NodeProto) -> Option<Contraction> {
+    let (data_axis, weight_axis) = match node.op_type.as_str() {
+        "Conv" | "ConvTranspose" if int_attr(node, "group").unwrap_or(1) != 1 => return None,
+        "Conv" => (1, 1),
+        "ConvTranspose" => (1, 0),
+        "Gemm" => {
+            let t = |name| int_attr(node, name).is_some_and(|v| v != 0);
+            (i64::from(!t("transA")), i64::from(t("transB")))
+        }
+        _ => return None,
+    };
+    Some(Contraction {
+        data_axis,
+        weight: 1,
+        weight_axis,
+    })
 }
 
 /// Whether every entry of the ints attribute `name` (absent: none) is `value`.
@@ -329,6 +362,45 @@ mod tests {
     }
 
     #[test]
+    fn contractions_name_the_weight_axis_that_meets_the_input_channels() {
+        let linear = |n: &NodeProto| match semantics_of(n, 0, &[Computed, Weight], None) {
+            Some(OpSemantics::Linear { contraction, .. }) => contraction,
+            other => panic!("{other:?}"),
+        };
+        let c = |data_axis, weight, weight_axis| {
+            Some(Contraction {
+                data_axis,
+                weight,
+                weight_axis,
+            })
+        };
+        assert_eq!(linear(&node("Conv", 1)), c(1, 1, 1));
+        assert_eq!(linear(&node("ConvTranspose", 1)), c(1, 1, 0));
+        assert_eq!(linear(&node("Gemm", 1)), c(1, 1, 0));
+        assert_eq!(linear(&node("MatMul", 1)), c(-1, 1, -2));
+        let with = |op: &str, attrs: Vec<AttributeProto>| NodeProto {
+            attribute: attrs,
+            ..node(op, 1)
+        };
+        let flag = |name: &str| AttributeProto {
+            name: name.into(),
+            i: 1,
+            ..Default::default()
+        };
+        assert_eq!(linear(&with("Gemm", vec![flag("transB")])), c(1, 1, 1));
+        assert_eq!(linear(&with("Gemm", vec![flag("transA")])), c(0, 1, 0));
+        // A grouped convolution's weight holds one group's input channels.
+        let grouped = with(
+            "Conv",
+            vec![onnx_protobuf::AttributeProto {
+                i: 2,
+                ..flag("group")
+            }],
+        );
+        assert_eq!(linear(&grouped), None);
+    }
+
+    #[test]
     fn conv_needs_constant_weights() {
         let conv = node("Conv", 1);
         assert!(matches!(
@@ -344,7 +416,12 @@ mod tests {
             Some(OpSemantics::Linear {
                 input: 0,
                 output_into: vec![(1, 1)],
-                input_into: vec![(1, 1)]
+                input_into: vec![(1, 1)],
+                contraction: Some(Contraction {
+                    data_axis: 1,
+                    weight: 1,
+                    weight_axis: 1
+                }),
             })
         );
     }

@@ -116,6 +116,17 @@ pub fn scaled_forms(egraph: &TensorEGraph, id: Id) -> Vec<(Scalar, Id)> {
     forms
 }
 
+/// Whether `c` may move through an op that is homogeneous for positive
+/// factors only (`positive_only`) or for all non-zero ones.
+#[must_use]
+pub fn allowed(c: &Scalar, positive_only: bool) -> bool {
+    if positive_only {
+        c.is_positive()
+    } else {
+        !c.is_zero()
+    }
+}
+
 /// The generic op e-nodes of `id`'s class with their declared semantics.
 #[must_use]
 pub fn onnx_nodes(egraph: &TensorEGraph, id: Id) -> Vec<(OpRef, Vec<Id>, &OpSemantics)> {

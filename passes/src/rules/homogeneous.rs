@@ -11,22 +11,11 @@
 
 use egg::Id;
 
-use super::class::{Child, ClassRule, onnx_node, onnx_nodes, scaled_forms, times};
+use super::class::{Child, ClassRule, allowed, onnx_node, onnx_nodes, scaled_forms, times};
 use super::entry::{Kind, Pass, Rule, Topic};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
-use crate::lang::Scalar;
 use crate::semantics::OpSemantics;
-
-/// Whether `c` may move through an op that is homogeneous for positive
-/// factors only (`positive_only`) or for all non-zero ones.
-fn allowed(c: &Scalar, positive_only: bool) -> bool {
-    if positive_only {
-        c.is_positive()
-    } else {
-        !c.is_zero()
-    }
-}
 
 fn out_of_homogeneous(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
     let mut out = Vec::new();

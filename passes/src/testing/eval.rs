@@ -165,6 +165,27 @@ fn mean_last(t: &Tensor) -> Tensor {
     }
 }
 
+/// An ONNX `Concat` of `parts`: along the one axis where their shapes
+/// differ, or axis 0 when they are all alike (the term does not carry the
+/// attribute).
+fn concat_parts(parts: &[&Tensor]) -> Tensor {
+    let first = &parts[0].shape;
+    let k = (0..first.len())
+        .find(|&k| parts.iter().any(|t| t.shape[k] != first[k]))
+        .unwrap_or(0);
+    let mut shape = first.clone();
+    shape[k] = parts.iter().map(|t| t.shape[k]).sum();
+    let outer: usize = first[..k].iter().product();
+    let mut data = Vec::with_capacity(shape.iter().product());
+    for o in 0..outer {
+        for t in parts {
+            let chunk = t.shape[k..].iter().product::<usize>();
+            data.extend_from_slice(&t.data[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    Tensor { shape, data }
+}
+
 fn eval_onnx(op_type: &str, a: &[&Tensor]) -> Tensor {
     match op_type {
         "Relu" => map(a[0], |x| x.max(0.0)),
@@ -181,15 +202,7 @@ fn eval_onnx(op_type: &str, a: &[&Tensor]) -> Tensor {
             let w = a[1];
             along_axis(a[0], 1, w.shape[0], |c, k| w.at(&[k, c, 0, 0]))
         }
-        "Concat" => {
-            // Along axis 0.
-            let mut shape = a[0].shape.clone();
-            shape[0] = a.iter().map(|t| t.shape[0]).sum();
-            Tensor {
-                shape,
-                data: a.iter().flat_map(|t| t.data.iter().copied()).collect(),
-            }
-        }
+        "Concat" => concat_parts(a),
         "LayerNormalization" => {
             // x, scale, bias, ε (the last child).
             let x = a[0];

@@ -200,13 +200,13 @@ impl InputArgs {
 }
 
 /// Says on stderr which sizes the loader chose for symbols left unset, when
-/// the model does not load with them at 1.
+/// the model does not load with them at 1 or computes empty outputs there.
 pub fn note_chosen_sizes(model: &Path, runnable: &Runnable) {
     let sizes = runnable.chosen_sizes();
     if !sizes.is_empty() {
         let list: Vec<String> = sizes.iter().map(|(s, v)| format!("{s} = {v}")).collect();
         eprintln!(
-            "note: {} does not load with its symbolic sizes at 1; running it at {} (set them with --dim NAME=SIZE, `?` ones with --shape)",
+            "note: {} does not load, or computes empty outputs, with its symbolic sizes at 1; running it at {} (set them with --dim NAME=SIZE, `?` ones with --shape)",
             model.display(),
             list.join(", ")
         );
