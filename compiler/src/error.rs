@@ -144,9 +144,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A node's attributes break its op's schema (found before tract sees
+    /// the model: `laurel_runtime::schema`); the model is refused, whatever
+    /// the command.
+    #[error("invalid model: {message}")]
+    InvalidModel {
+        /// The node, the attribute and what is wrong.
+        message: String,
+    },
     /// A runtime (tract) error, passed through with its context.
     #[error(transparent)]
-    Runtime(#[from] laurel_runtime::RuntimeError),
+    Runtime(laurel_runtime::RuntimeError),
     /// The training step cannot be built.
     #[error(transparent)]
     Autodiff(#[from] AutodiffError),
@@ -209,9 +217,15 @@ pub enum AutodiffError {
         /// The name.
         name: String,
     },
+    /// A node's attributes break its op's schema (`laurel_runtime::schema`).
+    #[error("invalid model: {message}")]
+    InvalidModel {
+        /// The node, the attribute and what is wrong.
+        message: String,
+    },
     /// Shape inference failed.
     #[error("shape inference failed: {0}")]
-    Infer(#[from] laurel_runtime::RuntimeError),
+    Infer(laurel_runtime::RuntimeError),
     /// Encoding the model for shape inference failed.
     #[error("{0}")]
     Encode(String),
@@ -225,3 +239,28 @@ pub enum AutodiffError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<laurel_runtime::RuntimeError> for Error {
+    /// An invalid model is the model's fault, not the runtime's: it keeps no
+    /// `<bytes>` description of the shape probe it was found in.
+    fn from(e: laurel_runtime::RuntimeError) -> Self {
+        match e {
+            laurel_runtime::RuntimeError::InvalidModel { message, .. } => {
+                Error::InvalidModel { message }
+            }
+            other => Error::Runtime(other),
+        }
+    }
+}
+
+impl From<laurel_runtime::RuntimeError> for AutodiffError {
+    /// As for [`Error`]: an invalid model is named as such, once.
+    fn from(e: laurel_runtime::RuntimeError) -> Self {
+        match e {
+            laurel_runtime::RuntimeError::InvalidModel { message, .. } => {
+                AutodiffError::InvalidModel { message }
+            }
+            other => AutodiffError::Infer(other),
+        }
+    }
+}

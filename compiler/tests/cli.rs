@@ -792,3 +792,43 @@ fn grad_and_run_choose_sizes_that_compute_something() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("f32[1, 2, 8]"));
 }
+
+/// A `LayerNormalization` whose axis is out of range for its input hung
+/// every command that reached tract (its shape inference looped over about
+/// 2⁶⁴ axes). Each command now exits 2 at once, naming the node and the
+/// attribute.
+#[test]
+fn an_out_of_range_axis_is_refused_by_every_command_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/invalid");
+    let out = dir.path().join("out.onnx");
+    let out = out.to_str().unwrap();
+    for name in ["ln_axis_minus_115.onnx", "ln_axis_huge.onnx"] {
+        let model = fixtures.join(name);
+        let model = model.to_str().unwrap();
+        for args in [
+            vec!["inspect", model],
+            vec![model, "-o", out],
+            vec!["fuse", model, "-o", out],
+            vec!["run", model],
+            vec!["check", model, model],
+            vec!["grad", model, "-o", out, "--loss", "mse", "--train", "all"],
+        ] {
+            let started = std::time::Instant::now();
+            let o = laurelc(&args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("node `ln` (LayerNormalization): axis = -"),
+                "{args:?}: {err}"
+            );
+            assert!(
+                err.contains("is out of range for its rank-3 input"),
+                "{args:?}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(started.elapsed().as_secs() < 30, "{args:?}");
+            assert!(!std::path::Path::new(out).exists());
+        }
+    }
+}

@@ -40,6 +40,15 @@ pub enum RuntimeError {
         message: String,
     },
 
+    /// A node's attributes break its op's schema ([`crate::schema::check`]).
+    #[error("invalid model {model}: {message}")]
+    InvalidModel {
+        /// The model: its path, or `<bytes>`.
+        model: String,
+        /// The node, the attribute and what is wrong.
+        message: String,
+    },
+
     /// Every loader strategy failed. `message` holds the error of the first strategy,
     /// followed by the errors of the later strategies.
     #[error("cannot load model {model} with tract: {message}")]

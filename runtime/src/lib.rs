@@ -44,6 +44,7 @@ pub mod progress;
 pub mod random;
 pub mod raw;
 pub mod runnable;
+pub mod schema;
 pub mod stats;
 pub mod support;
 pub mod tensor_pb;

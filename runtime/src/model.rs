@@ -475,6 +475,10 @@ pub(crate) struct Prepared {
 /// symbols those shapes fix, and resolves every input's concrete shape.
 pub(crate) fn prepare(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Prepared, RuntimeError> {
     let decoded = decode(src)?;
+    crate::schema::check(&decoded.proto).map_err(|message| RuntimeError::InvalidModel {
+        model: decoded.desc.clone(),
+        message,
+    })?;
     let declared = declared_inputs_of(&decoded)?;
     for name in opts.shapes.keys() {
         if !declared.iter().any(|d| d.name == *name) {

@@ -26,14 +26,19 @@ pub fn run(a: &InspectArgs) -> Result<()> {
     let s = laurelc::inspect::summarize(&model);
     // The residual analysis needs tract's shape inference; a model tract cannot
     // analyse still gets its summary, with the reason in place of residuals.
-    let analysis = laurelc::analysis::analyse_residuals(&model).unwrap_or_else(|e| {
-        laurelc::analysis::ResidualAnalysis {
+    // An invalid model (an attribute out of its op's range) is refused.
+    let analysis = match laurelc::analysis::analyse_residuals(&model) {
+        Ok(a) => a,
+        Err(e @ laurelc::Error::InvalidModel { .. }) => {
+            return Err(anyhow::Error::new(e).context(a.model.display().to_string()));
+        }
+        Err(e) => laurelc::analysis::ResidualAnalysis {
             residuals: Vec::new(),
             shape_strategy: format!("unavailable: {e}"),
             undecided: Vec::new(),
             subgraphs: Vec::new(),
-        }
-    });
+        },
+    };
     if let Some(dot) = &a.dot {
         laurelc::pipeline::guard_output(&a.model, dot, false)?;
         let name = a
