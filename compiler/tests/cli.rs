@@ -832,3 +832,34 @@ fn an_out_of_range_axis_is_refused_by_every_command_instead_of_hanging() {
         }
     }
 }
+
+/// A model the attribute checks cannot judge (an axis out of range for a
+/// rank only tract's inference knows) still sends tract into its loop over
+/// about 2⁶⁴ axes: the watchdog ends the call at `LAURELC_TRACT_TIMEOUT`
+/// with one line, exit 2. A bad value of the variable is a usage error.
+#[test]
+fn the_tract_watchdog_ends_a_call_that_does_not_return() {
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/invalid/ln_hidden_rank.onnx");
+    let model = model.to_str().unwrap();
+    let with_limit = |limit: &str, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_laurelc"))
+            .args(args)
+            .env("LAURELC_TRACT_TIMEOUT", limit)
+            .output()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let o = with_limit("2", &["run", model]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tract did not finish loading") && err.contains("within 2 s"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(started.elapsed().as_secs() < 20);
+    let o = with_limit("soon", &["run", model]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("LAURELC_TRACT_TIMEOUT=soon: expected a number of seconds"));
+}

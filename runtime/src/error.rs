@@ -124,6 +124,20 @@ pub enum RuntimeError {
         message: String,
     },
 
+    /// A call into tract did not return within the time limit
+    /// ([`crate::watchdog`]).
+    #[error(
+        "tract did not finish {what} {model} within {seconds} s (set LAURELC_TRACT_TIMEOUT=SECONDS to allow longer, 0 for no limit)"
+    )]
+    TimedOut {
+        /// The model: its path, or `<bytes>`.
+        model: String,
+        /// What tract was doing.
+        what: &'static str,
+        /// The limit.
+        seconds: f64,
+    },
+
     /// tract failed in an operation other than loading or running.
     #[error("tract error while {context}: {message}")]
     Tract {

@@ -126,7 +126,24 @@ pub fn infer_shapes(
     src: ModelSource<'_>,
     opts: &LoadOptions,
 ) -> Result<InferredShapes, RuntimeError> {
-    contain(src, || infer_with(src, opts, &concrete_strategies()))
+    bounded_infer(src, opts, concrete_strategies())
+}
+
+/// [`infer_with`] with panics contained and within the time limit
+/// ([`crate::watchdog`]).
+fn bounded_infer(
+    src: ModelSource<'_>,
+    opts: &LoadOptions,
+    strategies: Vec<Strategy>,
+) -> Result<InferredShapes, RuntimeError> {
+    if crate::watchdog::time_limit().is_none() {
+        return contain(src, || infer_with(src, opts, &strategies));
+    }
+    let (owned, opts) = (crate::watchdog::Owned::of(src), opts.clone());
+    crate::watchdog::bounded("analysing the shapes of", &src.describe(), move || {
+        let src = owned.source();
+        contain(src, || infer_with(src, &opts, &strategies))
+    })
 }
 
 fn concrete_strategies() -> Vec<Strategy> {
@@ -160,7 +177,7 @@ pub fn infer_symbolic_shapes(
         symbolic("symbolic-ignore-value-info", true),
     ];
     strategies.extend(concrete_strategies());
-    contain(src, || infer_with(src, opts, &strategies))
+    bounded_infer(src, opts, strategies)
 }
 
 fn infer_with(

@@ -50,6 +50,7 @@ pub mod support;
 pub mod tensor_pb;
 pub mod train;
 mod values;
+pub mod watchdog;
 
 /// tract-onnx itself, for callers that need more of tract than this crate wraps.
 pub use tract_onnx;

@@ -270,6 +270,17 @@ fn build(
 /// [`Runnable::chosen_sizes`]. When none does, the error ends with one line
 /// naming the symbols to set with `--dim`.
 pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
+    if crate::watchdog::time_limit().is_none() {
+        return load_sized(src, opts);
+    }
+    let (owned, opts) = (crate::watchdog::Owned::of(src), opts.clone());
+    crate::watchdog::bounded("loading", &src.describe(), move || {
+        load_sized(owned.source(), &opts)
+    })
+}
+
+/// [`load`] on the caller's thread.
+fn load_sized(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
     let first = load_with(src, opts, &LADDER, true);
     if let Ok(r) = &first
         && opts.default_dim.is_none()

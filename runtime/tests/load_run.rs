@@ -594,3 +594,23 @@ fn a_model_whose_outputs_are_empty_at_1_runs_at_a_fallback_size() {
     let m = load(ModelSource::Path(&path), &given).unwrap();
     assert!(m.chosen_sizes().is_empty());
 }
+
+/// With a time limit set, a load that returns in time is unaffected (on
+/// the watchdog's thread), and the limit reads back; `None` removes it.
+#[test]
+fn a_time_limit_leaves_a_quick_load_alone() {
+    laurel_runtime::watchdog::set_time_limit(Some(std::time::Duration::from_mins(1)));
+    assert_eq!(
+        laurel_runtime::watchdog::time_limit(),
+        Some(std::time::Duration::from_mins(1))
+    );
+    let bytes = add_model();
+    let m = load(ModelSource::Bytes(&bytes), &LoadOptions::default()).unwrap();
+    let t = f32_tensor_of(&[2, 3], &[1.0; 6]);
+    let out = m
+        .run(vec![("a".into(), t.clone()), ("b".into(), t)])
+        .unwrap();
+    assert_eq!(values(&out[0].1), vec![2.0; 6]);
+    laurel_runtime::watchdog::set_time_limit(None);
+    assert_eq!(laurel_runtime::watchdog::time_limit(), None);
+}

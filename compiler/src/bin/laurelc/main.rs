@@ -164,9 +164,37 @@ fn reuse_freed_memory() {
     }
 }
 
+/// The time limit on each call into tract that loads or analyses a model:
+/// `LAURELC_TRACT_TIMEOUT` seconds, 0 for none, default
+/// [`DEFAULT_TRACT_TIMEOUT`] (`laurel_runtime::watchdog`).
+fn tract_time_limit() -> Result<Option<std::time::Duration>, String> {
+    let Some(v) = std::env::var_os("LAURELC_TRACT_TIMEOUT") else {
+        return Ok(Some(std::time::Duration::from_secs(DEFAULT_TRACT_TIMEOUT)));
+    };
+    let text = v.to_string_lossy();
+    match text.trim().parse::<f64>() {
+        Ok(0.0) => Ok(None),
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(Some(std::time::Duration::from_secs_f64(s))),
+        _ => Err(format!(
+            "LAURELC_TRACT_TIMEOUT={text}: expected a number of seconds (0 for no limit)"
+        )),
+    }
+}
+
+/// Seconds a call into tract may take unless `LAURELC_TRACT_TIMEOUT` says
+/// otherwise: far beyond loading a 2 GiB model, far below a CI job's limit.
+const DEFAULT_TRACT_TIMEOUT: u64 = 600;
+
 fn main() -> ExitCode {
     reuse_freed_memory();
     quiet_panics();
+    match tract_time_limit() {
+        Ok(limit) => laurel_runtime::watchdog::set_time_limit(limit),
+        Err(e) => {
+            eprintln!("laurelc: error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let cli = match Cli::try_parse_from(quiet_last(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
