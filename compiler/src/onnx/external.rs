@@ -69,7 +69,15 @@ pub fn parse_ref(t: &TensorProto) -> Result<ExternalRef, String> {
     })
 }
 
-/// Resolves `location` against `dir`, refusing anything that leaves `dir`.
+/// The longest location [`resolve`] takes (Linux's `PATH_MAX`).
+pub const MAX_LOCATION: usize = 4096;
+/// The longest component of a location (Linux's `NAME_MAX`).
+pub const MAX_COMPONENT: usize = 255;
+
+/// Resolves `location` against `dir`, refusing anything that leaves `dir`
+/// or could on another system: absolute paths, `..` climbing out, symlinks
+/// (the file or a parent directory) resolving outside, `\` separators, NUL
+/// bytes, and names longer than Linux allows.
 ///
 /// # Errors
 /// A reason string for absolute paths, escapes, symlinks leaving `dir`, or a missing file.
@@ -77,6 +85,21 @@ pub fn resolve(dir: &Path, location: &str) -> Result<PathBuf, String> {
     let rel = Path::new(location);
     if location.is_empty() {
         return Err("empty location".into());
+    }
+    if location.contains('\0') {
+        return Err("location contains a NUL byte".into());
+    }
+    if location.contains('\\') {
+        // ONNX locations are `/`-separated; on Windows `..\..\x` would climb out.
+        return Err(format!(
+            "location `{location}` contains `\\`: locations are relative paths separated by `/`"
+        ));
+    }
+    if location.len() > MAX_LOCATION || location.split('/').any(|c| c.len() > MAX_COMPONENT) {
+        return Err(format!(
+            "location of {} bytes is too long (at most {MAX_LOCATION} bytes, {MAX_COMPONENT} per component)",
+            location.len()
+        ));
     }
     if rel.is_absolute()
         || rel
@@ -277,6 +300,41 @@ mod tests {
             resolve(dir.path(), "link.bin")
                 .unwrap_err()
                 .contains("outside")
+        );
+        // A symlinked parent directory that leads out.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linkdir")).unwrap();
+        assert!(
+            resolve(dir.path(), "linkdir/secret.bin")
+                .unwrap_err()
+                .contains("outside")
+        );
+        // Windows-style separators, NUL bytes, over-long names.
+        std::fs::write(dir.path().join("..\\w.bin"), [0u8; 8]).unwrap();
+        assert!(
+            resolve(dir.path(), "..\\w.bin")
+                .unwrap_err()
+                .contains("separated by `/`")
+        );
+        assert!(
+            resolve(dir.path(), "sub\\w.bin")
+                .unwrap_err()
+                .contains("separated by `/`")
+        );
+        assert!(resolve(dir.path(), "w\0.bin").unwrap_err().contains("NUL"));
+        assert!(
+            resolve(dir.path(), &"a".repeat(256))
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!(
+            resolve(dir.path(), &"a/".repeat(2100))
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!(
+            resolve(dir.path(), "C:/w.bin")
+                .unwrap_err()
+                .contains("missing")
         );
     }
 

@@ -154,6 +154,9 @@ fn add_nodes(
                 .ok_or_else(|| err("a model read from memory cannot use external data".into()))?;
             Some(loader.load(&t).map_err(err)?)
         } else {
+            check_inline_size(&t).map_err(|message| Error::InvalidModel {
+                message: format!("{label}: initializer `{}`: {message}", t.name),
+            })?;
             None
         };
         let n = g.dag.add_node(Node::Initializer(Initializer {
@@ -289,6 +292,37 @@ fn check_outputs(
                 value: o.name.clone(),
             });
         }
+    }
+    Ok(())
+}
+
+/// An inline tensor's declared size against the bytes it holds: dims whose
+/// product overflows, or `raw_data` of another length than its shape and
+/// type need (a 16-byte tensor declared `[2^20, 2^20]`, which a later
+/// stage would allocate 4 TiB for), are refused. O(rank).
+fn check_inline_size(t: &onnx_protobuf::TensorProto) -> std::result::Result<(), String> {
+    if t.dims.iter().any(|&d| d < 0) {
+        return Err(format!("negative dimension in {:?}", t.dims));
+    }
+    let elements = t
+        .dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+    let Some(elements) = elements else {
+        return Err(format!(
+            "dims {:?} hold more elements than can be addressed",
+            t.dims
+        ));
+    };
+    if !t.raw_data.is_empty()
+        && let Some(need) = super::external::data_bytes(t.data_type, elements)
+        && need != t.raw_data.len()
+    {
+        return Err(format!(
+            "raw_data holds {} bytes, its dims {:?} and type need {need}",
+            t.raw_data.len(),
+            t.dims
+        ));
     }
     Ok(())
 }
