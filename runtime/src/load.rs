@@ -271,16 +271,16 @@ fn build(
 /// naming the symbols to set with `--dim`.
 pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
     if crate::watchdog::time_limit().is_none() {
-        return load_sized(src, opts);
+        return load_here(src, opts);
     }
     let (owned, opts) = (crate::watchdog::Owned::of(src), opts.clone());
     crate::watchdog::bounded("loading", &src.describe(), move || {
-        load_sized(owned.source(), &opts)
+        load_here(owned.source(), &opts)
     })
 }
 
 /// [`load`] on the caller's thread.
-fn load_sized(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
+fn load_here(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
     let first = load_with(src, opts, &LADDER, true);
     if let Ok(r) = &first
         && opts.default_dim.is_none()

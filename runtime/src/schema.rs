@@ -27,8 +27,9 @@
 //! - `DepthToSpace`/`SpaceToDepth` `blocksize`, `LRN` `size`: positive;
 //!   `Split`'s `split`: non-negative.
 //!
-//! Ranks come from declarations (graph inputs, initializers, `value_info`,
-//! `Constant` values) and are carried through the ops whose output rank
+//! Ranks come from graph inputs, initializers and `Constant` values (not
+//! `value_info`, which can be stale: the loader has a strategy that ignores
+//! it) and are carried through the ops whose output rank
 //! follows from their inputs' (elementwise ops, broadcasting, norms,
 //! convolutions, `MatMul`, `Gemm`, `Flatten`, `Reshape` by a constant shape,
 //! `Unsqueeze`, `Squeeze`, `Gather`, reductions); elsewhere a rank is
@@ -83,7 +84,10 @@ fn check_graph(
             consts.insert(i.name.clone(), int64s(i));
         }
     }
-    for v in g.input.iter().chain(&g.value_info).chain(&g.output) {
+    // Graph inputs' declared shapes are what the loader feeds; `value_info`
+    // and output declarations can be stale (the loader has a strategy that
+    // ignores them), so they size nothing here.
+    for v in &g.input {
         if let Some(r) = v.r#type.as_ref().and_then(tensor_rank) {
             ranks.entry(v.name.clone()).or_insert(r);
         }
