@@ -295,15 +295,10 @@ impl GradFileReport {
             self.export.model_bytes,
         );
         if !s.chosen_sizes.is_empty() {
-            let list: Vec<String> = s
-                .chosen_sizes
-                .iter()
-                .map(|(k, v)| format!("{k} = {v}"))
-                .collect();
             let _ = write!(
                 text,
                 "\n  built at {}: the model does not infer, or computes empty outputs, with its symbolic sizes at 1 (set them with --dim NAME=SIZE)",
-                list.join(", ")
+                laurel_runtime::sizes_text(&s.chosen_sizes)
             );
         }
         if s.lowered_batch_norms > 0 {

@@ -79,16 +79,17 @@ fn a_run_killed_while_writing_leaves_no_partial_output_and_the_next_run_cleans_u
     let out_dir = dir.path().join("out");
     std::fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("out.onnx");
-    // Kills at moments across a whole run, and kills while the output is
-    // being written: once its temporary file has appeared, plus 0–40 ms.
-    let started = std::time::Instant::now();
-    let o = common::laurelc(&[
+    let args = [
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
         "--no-passes",
         "-q",
-    ]);
+    ];
+    // Kills at moments across a whole run, and kills while the output is
+    // being written: once its temporary file has appeared, plus 0–40 ms.
+    let started = std::time::Instant::now();
+    let o = common::laurelc(&args);
     assert_eq!(o.status.code(), Some(0));
     let whole = started.elapsed();
     let mut killed_with_a_temporary = 0;
@@ -97,13 +98,7 @@ fn a_run_killed_while_writing_leaves_no_partial_output_and_the_next_run_cleans_u
     for moment in moments.into_iter().chain(writing) {
         let _ = std::fs::remove_file(&out);
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_laurelc"))
-            .args([
-                input.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-                "--no-passes",
-                "-q",
-            ])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -139,13 +134,7 @@ fn a_run_killed_while_writing_leaves_no_partial_output_and_the_next_run_cleans_u
     }
     // The next run into the same directory leaves no temporary behind, its
     // own or a dead run's.
-    let o = common::laurelc(&[
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--no-passes",
-        "-q",
-    ]);
+    let o = common::laurelc(&args);
     assert_eq!(
         o.status.code(),
         Some(0),

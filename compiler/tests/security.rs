@@ -108,6 +108,17 @@ fn external_data_that_leaves_the_model_directory_is_refused() {
     }
 }
 
+/// A float initializer of `dims` holding 16 bytes of data.
+fn sixteen_bytes_declared(dims: &[i64]) -> TensorProto {
+    TensorProto {
+        name: "w".into(),
+        data_type: 1,
+        dims: dims.to_vec(),
+        raw_data: vec![0; 16],
+        ..Default::default()
+    }
+}
+
 #[test]
 fn declared_sizes_the_model_does_not_hold_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,24 +129,18 @@ fn declared_sizes_the_model_does_not_hold_are_refused() {
     refused(&past, "past the end");
     // Inline: 16 bytes declared [2^20, 2^20] floats (4 TiB).
     let huge = dir.path().join("huge.onnx");
-    let t = TensorProto {
-        name: "w".into(),
-        data_type: 1,
-        dims: vec![1 << 20, 1 << 20],
-        raw_data: vec![0; 16],
-        ..Default::default()
-    };
-    std::fs::write(&huge, model_with(t)).unwrap();
+    std::fs::write(
+        &huge,
+        model_with(sixteen_bytes_declared(&[1 << 20, 1 << 20])),
+    )
+    .unwrap();
     refused(&huge, "raw_data holds 16 bytes");
     // Dims whose product overflows.
     let overflow = dir.path().join("overflow.onnx");
-    let t = TensorProto {
-        name: "w".into(),
-        data_type: 1,
-        dims: vec![1 << 40, 1 << 40],
-        raw_data: vec![0; 16],
-        ..Default::default()
-    };
-    std::fs::write(&overflow, model_with(t)).unwrap();
+    std::fs::write(
+        &overflow,
+        model_with(sixteen_bytes_declared(&[1 << 40, 1 << 40])),
+    )
+    .unwrap();
     refused(&overflow, "more elements than can be addressed");
 }

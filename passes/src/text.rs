@@ -154,7 +154,7 @@ fn into_list(s: &str) -> Option<Vec<(usize, i32)>> {
 }
 
 /// `data-axis:weight:weight-axis` as a [`Contraction`].
-fn contraction_of(v: &str) -> Option<Contraction> {
+fn parse_contraction(v: &str) -> Option<Contraction> {
     let mut parts = v.split(':').map(str::trim);
     let data_axis = parts.next()?.parse().ok()?;
     let weight = parts.next()?.parse().ok()?;
@@ -228,7 +228,7 @@ fn op_extras(words: &[&str]) -> Result<OpExtras, String> {
                     if let Some(v) = key(a, "input") {
                         input = v.parse().map_err(|_| format!("input={v}"))?;
                     } else if let Some(v) = key(a, "contract") {
-                        contraction = Some(contraction_of(v).ok_or(format!(
+                        contraction = Some(parse_contraction(v).ok_or(format!(
                             "contract={v}: expected data-axis:weight:weight-axis, e.g. -1:1:-2"
                         ))?);
                     } else if let Some(v) = key(a, "out") {

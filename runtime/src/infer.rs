@@ -136,13 +136,8 @@ fn bounded_infer(
     opts: &LoadOptions,
     strategies: Vec<Strategy>,
 ) -> Result<InferredShapes, RuntimeError> {
-    if crate::watchdog::time_limit().is_none() {
-        return contain(src, || infer_with(src, opts, &strategies));
-    }
-    let (owned, opts) = (crate::watchdog::Owned::of(src), opts.clone());
-    crate::watchdog::bounded("analysing the shapes of", &src.describe(), move || {
-        let src = owned.source();
-        contain(src, || infer_with(src, &opts, &strategies))
+    crate::watchdog::bounded_on("analysing the shapes of", src, opts, move |src, opts| {
+        contain(src, || infer_with(src, opts, &strategies))
     })
 }
 

@@ -63,7 +63,7 @@ pub use datum::{DatumKind, DimSpec, InputSpec};
 pub use error::RuntimeError;
 pub use infer::{InferredShapes, InferredValue, infer_shapes, infer_symbolic_shapes};
 pub use inputs::InputSource;
-pub use load::{STRATEGIES, load, load_with_strategy};
+pub use load::{STRATEGIES, load, load_with_strategy, sizes_text};
 pub use model::{LoadOptions, ModelSource, declared_inputs};
 pub use npy::{read_npy, read_npz, write_npy, write_npz};
 pub use progress::{Progress, Silent};

@@ -270,13 +270,7 @@ fn build(
 /// [`Runnable::chosen_sizes`]. When none does, the error ends with one line
 /// naming the symbols to set with `--dim`.
 pub fn load(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, RuntimeError> {
-    if crate::watchdog::time_limit().is_none() {
-        return load_here(src, opts);
-    }
-    let (owned, opts) = (crate::watchdog::Owned::of(src), opts.clone());
-    crate::watchdog::bounded("loading", &src.describe(), move || {
-        load_here(owned.source(), &opts)
-    })
+    crate::watchdog::bounded_on("loading", src, opts, load_here)
 }
 
 /// [`load`] on the caller's thread.
@@ -337,6 +331,16 @@ fn load_here(src: ModelSource<'_>, opts: &LoadOptions) -> Result<Runnable, Runti
             plan.names().join(", ")
         ),
     })
+}
+
+/// Sizes the loader chose ([`Runnable::chosen_sizes`]) as `a = 8, b = 8`.
+#[must_use]
+pub fn sizes_text(sizes: &[(String, i64)]) -> String {
+    sizes
+        .iter()
+        .map(|(s, v)| format!("{s} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether an output of `r` has a dimension of 0 in its typed shape: the

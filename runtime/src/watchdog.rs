@@ -53,20 +53,20 @@ pub fn time_limit() -> Option<Duration> {
 }
 
 /// A model source the bounded thread owns.
-pub(crate) enum Owned {
+enum Owned {
     Path(PathBuf),
     Bytes(Vec<u8>),
 }
 
 impl Owned {
-    pub(crate) fn of(src: ModelSource<'_>) -> Self {
+    fn of(src: ModelSource<'_>) -> Self {
         match src {
             ModelSource::Path(p) => Owned::Path(p.to_path_buf()),
             ModelSource::Bytes(b) => Owned::Bytes(b.to_vec()),
         }
     }
 
-    pub(crate) fn source(&self) -> ModelSource<'_> {
+    fn source(&self) -> ModelSource<'_> {
         match self {
             Owned::Path(p) => ModelSource::Path(p),
             Owned::Bytes(b) => ModelSource::Bytes(b),
@@ -110,4 +110,23 @@ pub(crate) fn bounded<T: Send + 'static>(
             message: "the thread calling tract ended without a result".to_owned(),
         }),
     }
+}
+
+/// `f(src, opts)` within the time limit ([`bounded`]): on the caller's
+/// thread when there is none, else on the bounded thread with its own copy
+/// of the source (the bytes, or the path) and the options.
+///
+/// # Errors
+/// `f`'s error, or [`RuntimeError::TimedOut`].
+pub(crate) fn bounded_on<T: Send + 'static>(
+    what: &'static str,
+    src: ModelSource<'_>,
+    opts: &crate::LoadOptions,
+    f: impl FnOnce(ModelSource<'_>, &crate::LoadOptions) -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    if time_limit().is_none() {
+        return f(src, opts);
+    }
+    let (owned, opts) = (Owned::of(src), opts.clone());
+    bounded(what, &src.describe(), move || f(owned.source(), &opts))
 }

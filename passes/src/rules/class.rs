@@ -155,6 +155,22 @@ pub fn onnx_node(rhs: &mut Rhs, op: OpRef, children: &[Child]) -> Id {
     rhs.node(TensorLang::Onnx(op, ids))
 }
 
+/// `children` as right-hand side children, each `(j, child)` of `replaced`
+/// in place of child `j`. O(children · replaced).
+#[must_use]
+pub fn children_with(children: &[Id], replaced: &[(usize, Child)]) -> Vec<Child> {
+    children
+        .iter()
+        .enumerate()
+        .map(|(j, &k)| {
+            replaced
+                .iter()
+                .find(|(i, _)| *i == j)
+                .map_or(Child::Class(k), |&(_, c)| c)
+        })
+        .collect()
+}
+
 /// A child of a right-hand side node: an existing class or a built node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Child {

@@ -11,7 +11,9 @@
 
 use egg::Id;
 
-use super::class::{Child, ClassRule, allowed, onnx_node, onnx_nodes, scaled_forms, times};
+use super::class::{
+    Child, ClassRule, allowed, children_with, onnx_node, onnx_nodes, scaled_forms, times,
+};
 use super::entry::{Kind, Pass, Rule, Topic};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
@@ -36,11 +38,7 @@ fn out_of_homogeneous(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
                     continue;
                 }
                 let mut rhs = Rhs::new();
-                let args: Vec<Child> = children
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &k)| Child::Class(if j == i { x } else { k }))
-                    .collect();
+                let args = children_with(&children, &[(i, Child::Class(x))]);
                 let inner = onnx_node(&mut rhs, op, &args);
                 times(&mut rhs, &c, inner);
                 out.push(rhs);

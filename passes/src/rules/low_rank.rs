@@ -36,7 +36,9 @@
 
 use egg::Id;
 
-use super::class::{Child, ClassRule, onnx_node, scaled_forms, sum_terms_of, times_class};
+use super::class::{
+    Child, ClassRule, children_with, onnx_node, scaled_forms, sum_terms_of, times_class,
+};
 use super::entry::{Kind, Pass, Requires, Rule, Topic};
 use super::laurel_residual::MAX_SUMS;
 use crate::analysis::{TensorEGraph, map_dims};
@@ -68,19 +70,7 @@ fn shape(egraph: &TensorEGraph, id: Id) -> Option<&Shape> {
 
 /// `op(children)` with the input and the weight replaced.
 fn map_node(rhs: &mut Rhs, op: OpRef, children: &[Id], m: ChannelMap, x: Child, w: Id) -> Id {
-    let args: Vec<Child> = children
-        .iter()
-        .enumerate()
-        .map(|(j, &k)| {
-            if j == m.input {
-                x
-            } else if j == m.weight {
-                Child::Built(w)
-            } else {
-                Child::Class(k)
-            }
-        })
-        .collect();
+    let args = children_with(children, &[(m.input, x), (m.weight, Child::Built(w))]);
     onnx_node(rhs, op, &args)
 }
 

@@ -14,7 +14,9 @@
 
 use egg::Id;
 
-use super::class::{Child, ClassRule, onnx_node, onnx_nodes, scalar, scaled_forms, times};
+use super::class::{
+    Child, ClassRule, children_with, onnx_node, onnx_nodes, scalar, scaled_forms, times,
+};
 use super::entry::{Kind, Pass, Rule, Topic};
 use crate::analysis::TensorEGraph;
 use crate::checked::Rhs;
@@ -42,19 +44,10 @@ fn norm(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
             };
             let mut rhs = Rhs::new();
             let e = rhs.node(TensorLang::Num(new_eps));
-            let args: Vec<Child> = children
-                .iter()
-                .enumerate()
-                .map(|(j, &k)| {
-                    if j == *input {
-                        Child::Class(inner)
-                    } else if j == *eps {
-                        Child::Built(e)
-                    } else {
-                        Child::Class(k)
-                    }
-                })
-                .collect();
+            let args = children_with(
+                &children,
+                &[(*input, Child::Class(inner)), (*eps, Child::Built(e))],
+            );
             onnx_node(&mut rhs, op, &args);
             out.push(rhs);
         }
@@ -78,11 +71,7 @@ fn unary(
                 continue;
             };
             let mut rhs = Rhs::new();
-            let args: Vec<Child> = children
-                .iter()
-                .enumerate()
-                .map(|(j, &ch)| Child::Class(if j == 0 { inner } else { ch }))
-                .collect();
+            let args = children_with(&children, &[(0, Child::Class(inner))]);
             let g = onnx_node(&mut rhs, op, &args);
             times(&mut rhs, &k, g);
             out.push(rhs);

@@ -26,7 +26,8 @@
 use egg::Id;
 
 use super::class::{
-    Child, ClassRule, allowed, onnx_node, onnx_nodes, scaled_forms, times, times_class,
+    Child, ClassRule, allowed, children_with, onnx_node, onnx_nodes, scaled_forms, times,
+    times_class,
 };
 use super::entry::{Kind, Pass, Rule, Topic};
 use crate::analysis::TensorEGraph;
@@ -145,17 +146,7 @@ fn chain_into_weights(
                 let mut rhs = Rhs::new();
                 let mut inner = scaled_op_in(&mut rhs, op, &children, c, output_into, None)?;
                 for (op, children, slot) in path.iter().rev() {
-                    let args: Vec<Child> = children
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &k)| {
-                            if j == *slot {
-                                Child::Built(inner)
-                            } else {
-                                Child::Class(k)
-                            }
-                        })
-                        .collect();
+                    let args = children_with(children, &[(*slot, Child::Built(inner))]);
                     inner = onnx_node(&mut rhs, *op, &args);
                 }
                 return Some(rhs);
@@ -312,22 +303,16 @@ fn absorb_concat(egraph: &TensorEGraph, id: Id) -> Vec<Rhs> {
                         continue;
                     }
                     let mut rhs = Rhs::new();
-                    let args: Vec<Child> = parts
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &p)| Child::Class(if j == i { inner } else { p }))
-                        .collect();
+                    let args = children_with(&parts, &[(i, Child::Class(inner))]);
                     let joined = onnx_node(&mut rhs, concat, &args);
                     let scaled = scale_range(&mut rhs, w, weight_axis, (start, len, total), &c);
-                    let args: Vec<Child> = children
-                        .iter()
-                        .enumerate()
-                        .map(|(j, &k)| match j {
-                            j if j == *input => Child::Built(joined),
-                            j if j == *weight => Child::Built(scaled),
-                            _ => Child::Class(k),
-                        })
-                        .collect();
+                    let args = children_with(
+                        &children,
+                        &[
+                            (*input, Child::Built(joined)),
+                            (*weight, Child::Built(scaled)),
+                        ],
+                    );
                     onnx_node(&mut rhs, op, &args);
                     out.push(rhs);
                 }

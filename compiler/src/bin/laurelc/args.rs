@@ -204,11 +204,10 @@ impl InputArgs {
 pub fn note_chosen_sizes(model: &Path, runnable: &Runnable) {
     let sizes = runnable.chosen_sizes();
     if !sizes.is_empty() {
-        let list: Vec<String> = sizes.iter().map(|(s, v)| format!("{s} = {v}")).collect();
         eprintln!(
             "note: {} does not load, or computes empty outputs, with its symbolic sizes at 1; running it at {} (set them with --dim NAME=SIZE, `?` ones with --shape)",
             model.display(),
-            list.join(", ")
+            laurel_runtime::sizes_text(sizes)
         );
     }
 }
